@@ -1,0 +1,100 @@
+"""Facade over the hot-path modules: compiled (Cython) when available, else pure Python.
+
+Each hot-path module exists twice with one source: ``varint.py`` is plain Python, and
+the build compiles that same file a second time as ``_c_varint`` with ``_c_varint.pxd``
+supplying the C types.  Code elsewhere imports only from this facade::
+
+    from geventp2p._speedups import varint, frames, window
+
+Environment (read once, at import):
+
+``GEVENTP2P_PURE_PYTHON``
+    ``1`` (or ``true``/``yes``/``all``) forces the pure module for every hot path;
+    a comma list (``frames,window``) forces only those modules.
+``GEVENTP2P_REQUIRE_SPEEDUPS``
+    ``1`` turns a missing or broken compiled module into an ``ImportError`` instead
+    of a silent fallback (unless that module was explicitly forced pure).
+
+This package never imports gevent.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import import_module
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+__all__ = ["MODULES", "IMPLEMENTATION", "info", "varint", "frames", "window"]
+
+#: Hot-path modules, in dependency order.
+MODULES = ("varint", "frames", "window")
+
+_TRUE = {"1", "true", "yes", "on", "all"}
+
+
+def _pure_requested_set() -> tuple[bool, frozenset[str]]:
+    raw = os.environ.get("GEVENTP2P_PURE_PYTHON", "").strip()
+    if not raw or raw.lower() in {"0", "false", "no", "off"}:
+        return False, frozenset()
+    if raw.lower() in _TRUE:
+        return True, frozenset(MODULES)
+    names = frozenset(n.strip() for n in raw.split(",") if n.strip())
+    unknown = names - set(MODULES)
+    if unknown:
+        raise ImportError(
+            f"GEVENTP2P_PURE_PYTHON names unknown module(s) {sorted(unknown)}; known: {list(MODULES)}"
+        )
+    return False, names
+
+
+_PURE_ALL, _PURE_NAMES = _pure_requested_set()
+_REQUIRE = os.environ.get("GEVENTP2P_REQUIRE_SPEEDUPS", "").strip().lower() in _TRUE
+_IS_CPYTHON = platform.python_implementation() == "CPython"
+
+_info: dict[str, tuple[str, str]] = {}
+
+
+def _load(name: str) -> ModuleType:
+    pure = import_module(f"{__name__}.{name}")
+    if name in _PURE_NAMES:
+        _info[name] = ("python", "requested by GEVENTP2P_PURE_PYTHON")
+        return pure
+    if not _IS_CPYTHON:
+        _info[name] = ("python", f"not CPython ({platform.python_implementation()})")
+        return pure
+    try:
+        mod = import_module(f"{__name__}._c_{name}")
+    except ImportError as exc:
+        if _REQUIRE:
+            raise ImportError(
+                f"GEVENTP2P_REQUIRE_SPEEDUPS=1 but the compiled module {__name__}._c_{name} "
+                f"could not be imported ({exc}); build it with `make build`"
+            ) from exc
+        _info[name] = ("python", f"fallback: compiled module not importable ({exc})")
+        return pure
+    _info[name] = ("cython", f"compiled module {mod.__name__}")
+    return mod
+
+
+if TYPE_CHECKING:  # type checkers read the pure sources
+    from . import frames, varint, window
+else:
+    varint = _load("varint")
+    frames = _load("frames")
+    window = _load("window")
+
+
+def info() -> dict[str, tuple[str, str]]:
+    """Map each hot-path module name to ``(kind, reason)``; kind is ``cython`` or ``python``."""
+    return dict(_info)
+
+
+def _implementation() -> str:
+    kinds = {kind for kind, _ in _info.values()}
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+#: ``"cython"``, ``"python"`` or ``"mixed"``.
+IMPLEMENTATION = _implementation()

@@ -1,0 +1,194 @@
+"""The single exception tree of geventp2p.
+
+Every module raises from here, so callers can catch by role (``StreamError``,
+``ProtocolError``, ...) without knowing which protocol raised.  Wire error codes
+live on the class (``error_code``), as in h2 and go-libp2p, so a shell can reset
+a stream or close a session with the right code directly.
+
+The ``_speedups`` hot-path modules import only this module, so the pure and the
+compiled builds raise the very same classes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "P2PError",
+    "ConfigError",
+    "ProtocolError",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "NegotiationError",
+    "VarintError",
+    "MessageTooLargeError",
+    "FrameError",
+    "WindowError",
+    "SecurityError",
+    "PeerIdMismatchError",
+    "InvalidSignatureError",
+    "InvalidKeyError",
+    "InvalidPeerIdError",
+    "MultiaddrError",
+    "TransportError",
+    "DialError",
+    "NoConnError",
+    "StreamError",
+    "StreamResetError",
+    "StreamClosedError",
+    "ConnectionClosedError",
+    "ResourceLimitExceeded",
+    "P2PTimeoutError",
+]
+
+
+class P2PError(Exception):
+    """Root of every error geventp2p raises on purpose."""
+
+
+class ConfigError(P2PError, ValueError):
+    """A configuration value or argument is invalid."""
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+class ProtocolError(P2PError):
+    """The byte stream broke a protocol rule.
+
+    ``error_code`` is the wire code a shell should use when it ends the stream
+    or connection because of this error (yamux GoAway code 1 = protocol error).
+    """
+
+    error_code = 1
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to do something the protocol forbids."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The remote peer sent bytes that break the protocol."""
+
+
+class NegotiationError(ProtocolError):
+    """multistream-select failed: ``na`` for every proposal, or a bad exchange."""
+
+    error_code = 0x1001  # go-libp2p stream code "protocol negotiation failed"
+
+
+class VarintError(RemoteProtocolError, ValueError):
+    """An unsigned varint is overlong (more than 9 bytes) or not minimally encoded."""
+
+
+class MessageTooLargeError(RemoteProtocolError):
+    """A length-prefixed message or frame declares more bytes than the limit allows."""
+
+
+class FrameError(RemoteProtocolError):
+    """A muxer frame header is malformed (bad version, type or flags)."""
+
+
+class WindowError(RemoteProtocolError):
+    """Flow-control violation: data beyond the granted window, or u32 overflow."""
+
+
+# --------------------------------------------------------------------------- security / identity
+
+
+class SecurityError(P2PError):
+    """The security handshake failed."""
+
+
+class PeerIdMismatchError(SecurityError):
+    """The remote authenticated as a different peer than the one we dialed."""
+
+    def __init__(self, expected, actual) -> None:
+        super().__init__(f"remote peer is {actual}, expected {expected}")
+        self.expected = expected
+        self.actual = actual
+
+
+class InvalidSignatureError(SecurityError):
+    """A signature did not verify."""
+
+
+class InvalidKeyError(P2PError, ValueError):
+    """A key could not be parsed, or has an unsupported type or size."""
+
+
+
+class InvalidPeerIdError(P2PError, ValueError):
+    """A peer ID string or multihash is not valid."""
+
+
+class MultiaddrError(P2PError, ValueError):
+    """A multiaddr is malformed or lacks a component an operation needs."""
+
+
+# --------------------------------------------------------------------------- network
+
+
+class TransportError(P2PError, OSError):
+    """A transport-level failure; the original ``OSError`` is the ``__cause__``."""
+
+
+class DialError(P2PError):
+    """Dialing a peer failed.
+
+    ``peer_id`` names the peer, ``attempts`` lists ``(addr, exception)`` for each
+    address tried, and ``cause`` is the overall reason when there was one.
+    """
+
+    def __init__(self, peer_id, message: str = "", attempts=None, cause=None) -> None:
+        self.peer_id = peer_id
+        self.attempts = list(attempts or [])
+        self.cause = cause
+        parts = [f"failed to dial {peer_id}"]
+        if message:
+            parts.append(message)
+        if self.attempts:
+            parts.append("; ".join(f"{a}: {e}" for a, e in self.attempts))
+        super().__init__(": ".join(parts))
+
+
+class NoConnError(DialError):
+    """No connection to the peer exists and dialing was not allowed."""
+
+
+class StreamError(P2PError):
+    """Base class for errors on one stream."""
+
+
+class StreamResetError(StreamError):
+    """The stream was reset, locally or by the remote (``remote``), with ``error_code``."""
+
+    def __init__(self, message: str = "stream reset", *, error_code: int = 0, remote: bool = False) -> None:
+        super().__init__(f"{message} (code {error_code:#x}, {'remote' if remote else 'local'})")
+        self.error_code = error_code
+        self.remote = remote
+
+
+class StreamClosedError(StreamError):
+    """Use of a stream direction that is already closed (e.g. write after close_write)."""
+
+
+class ConnectionClosedError(StreamResetError):
+    """The underlying connection ended; the stream cannot continue."""
+
+    def __init__(self, message: str = "connection closed", *, error_code: int = 0, remote: bool = True) -> None:
+        super().__init__(message, error_code=error_code, remote=remote)
+
+
+class ResourceLimitExceeded(P2PError):
+    """A resource scope refused a reservation."""
+
+    error_code = 0x1002
+
+    def __init__(self, scope: str = "", resource: str = "", stat=None) -> None:
+        super().__init__(f"resource limit exceeded: {resource} in scope {scope}")
+        self.scope = scope
+        self.resource = resource
+        self.stat = stat
+
+
+class P2PTimeoutError(P2PError, TimeoutError):
+    """A blocking call ran past its timeout or deadline."""

@@ -1,0 +1,1 @@
+"""geventp2p.protocols"""
