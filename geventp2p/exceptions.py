@@ -37,6 +37,7 @@ __all__ = [
     "ConnectionClosedError",
     "ResourceLimitExceeded",
     "P2PTimeoutError",
+    "IncompleteReadError",
 ]
 
 
@@ -192,3 +193,15 @@ class ResourceLimitExceeded(P2PError):
 
 class P2PTimeoutError(P2PError, TimeoutError):
     """A blocking call ran past its timeout or deadline."""
+
+
+class IncompleteReadError(StreamError, EOFError):
+    """EOF arrived before the requested number of bytes (``read_exactly``).
+
+    ``partial`` holds the bytes read before EOF, ``expected`` the number asked for.
+    """
+
+    def __init__(self, partial: bytes, expected: int) -> None:
+        super().__init__(f"EOF after {len(partial)} of {expected} bytes")
+        self.partial = partial
+        self.expected = expected
