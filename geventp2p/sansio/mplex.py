@@ -1,0 +1,512 @@
+"""Sans-I/O mplex session — ``/mplex/6.7.0`` (legacy; deprecated in libp2p/specs).
+
+Bytes go in through :meth:`Session.receive_data`, protocol facts come out as a
+list of events, and the bytes to put on the wire are drained with
+:meth:`Session.data_to_send`.  No sockets, no greenlets, no clocks, no logging.
+
+Wire format (reference §9)::
+
+    frame  = uvarint(stream_id << 3 | flag) || uvarint(len) || body
+    flags  = 0 NewStream (body = stream name; we send the id in decimal)
+             1 MessageReceiver   2 MessageInitiator
+             3 CloseReceiver     4 CloseInitiator    (half close, empty body)
+             5 ResetReceiver     6 ResetInitiator    (abort both directions)
+
+Both peers number their own streams independently (from 0, as js and rust do),
+so a stream is identified by ``(stream_id, outbound)`` where ``outbound`` is
+True when *we* opened it.  The opener sends the ``*Initiator`` flags and the
+other side the ``*Receiver`` flags; hence an incoming frame with an Initiator
+flag (even) refers to a stream the *sender* opened (``outbound=False`` here),
+and one with a Receiver flag (odd) to a stream we opened (``outbound=True``).
+
+Limits and policies (decisions documented here; they follow js-libp2p and
+rust-libp2p where those agree):
+
+* A message body larger than ``max_message_size`` (1 MiB, the spec's and js'
+  limit) is a **session error**: js throws "message size too large" in its
+  decoder and aborts the connection; rust's codec fails the whole connection
+  with "frame too large".  Same for a malformed varint or the unknown flag 7.
+  :class:`SessionError` is returned and the session is over (mplex has no
+  GoAway: the shell just closes the connection).
+* mplex has no flow control.  Each stream has a receive-buffer cap
+  (``max_stream_buffer_size``, 4 MiB as js).  The shell reports what the
+  application read with :meth:`Session.consumed`; a message that would take
+  the unread bytes past the cap resets *that stream only* (we send a Reset and
+  emit a local :class:`StreamReset` with code 0x1002 "resource limit
+  exceeded"), which is what js does to slow consumers.  The session and every
+  other stream continue, so one stalled reader never blocks the connection.
+* Data after the remote's Close on that stream is a protocol violation: the
+  stream is reset (local :class:`StreamReset`, code 0x1004); the session goes on.
+* Frames for unknown streams (already reset / fully closed, or never opened)
+  are ignored: they are normal after races (reference §20 item 17).
+* A NewStream for a stream id the remote already has open with us is a
+  **session error**: rust fails the connection ("Open frame for open
+  substream") and js throws from its stream registry.
+* More than ``max_inbound_streams`` live inbound streams: the new one is
+  refused with ResetReceiver and a :class:`StreamRefused` event, as js does.
+* Outgoing data is split into messages of at most ``write_chunk_size``
+  (64 KiB by default, well below the 1 MiB peers accept) so that streams
+  writing concurrently interleave fairly.
+
+A stream leaves the table when it is reset (either side), or when both
+directions are closed (our Close sent and theirs received, or our write side
+closed and our read side discarded with :meth:`Session.close_read`).  Calls
+naming a stream that is no longer in the table are ignored, except
+:meth:`Session.send_data`, which raises :class:`StreamClosedError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Union
+
+from geventp2p._speedups import frames
+from geventp2p.exceptions import (
+    ConfigError,
+    ConnectionClosedError,
+    FrameError,
+    LocalProtocolError,
+    ProtocolError,
+    StreamClosedError,
+)
+
+__all__ = [
+    "PROTOCOL_ID",
+    "Flag",
+    "MplexConfig",
+    "Session",
+    "Event",
+    "StreamOpened",
+    "StreamRefused",
+    "DataReceived",
+    "StreamHalfClosed",
+    "StreamReset",
+    "SessionError",
+    "RESET_CODE_NONE",
+    "RESET_CODE_RESOURCE_LIMIT",
+    "RESET_CODE_PROTOCOL_VIOLATION",
+]
+
+PROTOCOL_ID = "/mplex/6.7.0"
+
+KiB = 1024
+MiB = 1024 * KiB
+
+#: The largest body the mplex spec allows in one message; what js and rust accept.
+SPEC_MAX_MESSAGE_SIZE = 1 * MiB
+
+# Stream reset codes (reference §18).  mplex cannot carry a code on the wire;
+# these only label local resets for the application.
+RESET_CODE_NONE = 0
+RESET_CODE_RESOURCE_LIMIT = 0x1002
+RESET_CODE_PROTOCOL_VIOLATION = 0x1004
+
+
+class Flag(IntEnum):
+    """The mplex frame flag (low 3 bits of the header varint)."""
+
+    NEW_STREAM = 0
+    MESSAGE_RECEIVER = 1
+    MESSAGE_INITIATOR = 2
+    CLOSE_RECEIVER = 3
+    CLOSE_INITIATOR = 4
+    RESET_RECEIVER = 5
+    RESET_INITIATOR = 6
+
+
+# Plain ints for the hot path (IntEnum comparisons are slower).
+_NEW = 0
+_MSG_R, _MSG_I = 1, 2
+_CLOSE_R, _CLOSE_I = 3, 4
+_RESET_R, _RESET_I = 5, 6
+
+
+@dataclass(frozen=True)
+class MplexConfig:
+    """Tuning of one mplex session (sizes in bytes).
+
+    ``max_message_size``
+        Largest message body accepted from the peer; larger is a session error.
+    ``write_chunk_size``
+        Largest message body we send; at most 1 MiB (what peers accept).
+    ``max_stream_buffer_size``
+        Unread bytes one stream may hold before it is reset (no flow control).
+    ``max_inbound_streams``
+        Live streams the remote may have open with us; further NewStreams are reset.
+    ``accept_backlog``
+        (shell) Inbound streams waiting for ``accept_stream``; further ones are reset.
+    ``max_send_buffer_size``
+        (shell) Queued outgoing bytes at which writers block until the writer drains.
+    ``frames_per_yield``
+        (shell) The reader yields to other greenlets after this many events.
+    """
+
+    max_message_size: int = SPEC_MAX_MESSAGE_SIZE
+    write_chunk_size: int = 64 * KiB
+    max_stream_buffer_size: int = 4 * MiB
+    max_inbound_streams: int = 1024
+    accept_backlog: int = 1024
+    max_send_buffer_size: int = 1 * MiB
+    frames_per_yield: int = 64
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_message_size",
+            "write_chunk_size",
+            "max_stream_buffer_size",
+            "max_inbound_streams",
+            "accept_backlog",
+            "max_send_buffer_size",
+            "frames_per_yield",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"MplexConfig.{name} must be a positive int, got {value!r}")
+        if self.write_chunk_size > SPEC_MAX_MESSAGE_SIZE:
+            raise ConfigError(
+                f"MplexConfig.write_chunk_size must be <= {SPEC_MAX_MESSAGE_SIZE} "
+                f"(peers reject larger messages), got {self.write_chunk_size}"
+            )
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamOpened:
+    """The remote opened a stream (always ``outbound=False``)."""
+
+    stream_id: int
+    outbound: bool
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamRefused:
+    """The remote tried to open a stream past ``max_inbound_streams``; we reset it."""
+
+    stream_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataReceived:
+    """Bytes for one stream; report them with :meth:`Session.consumed` once read."""
+
+    stream_id: int
+    outbound: bool
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamHalfClosed:
+    """The remote closed its write side of the stream: EOF after buffered data."""
+
+    stream_id: int
+    outbound: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamReset:
+    """The stream is gone.  ``remote`` is True when the peer sent a Reset; False
+    when this session reset it (buffer overflow, protocol violation)."""
+
+    stream_id: int
+    outbound: bool
+    remote: bool
+    error_code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionError:
+    """The peer broke the protocol; the session is over: close the connection."""
+
+    error: ProtocolError
+
+
+Event = Union[StreamOpened, StreamRefused, DataReceived, StreamHalfClosed, StreamReset, SessionError]
+
+
+# --------------------------------------------------------------------------- session
+
+
+class _Stream:
+    __slots__ = ("stream_id", "outbound", "write_closed", "remote_closed", "read_discard", "buffered")
+
+    def __init__(self, stream_id: int, outbound: bool) -> None:
+        self.stream_id = stream_id
+        self.outbound = outbound
+        self.write_closed = False  # we sent Close
+        self.remote_closed = False  # we received Close
+        self.read_discard = False  # the application closed its read side
+        self.buffered = 0  # bytes delivered but not yet consumed
+
+
+class Session:
+    """One mplex session (one side of one connection)."""
+
+    def __init__(self, config: MplexConfig | None = None, is_initiator: bool = True) -> None:
+        if config is None:
+            config = MplexConfig()
+        self.config = config
+        #: Which side dialed the connection.  mplex does not use it on the wire
+        #: (both sides number their streams from 0); kept for logging.
+        self.is_initiator = bool(is_initiator)
+        self._reader = frames.MplexFrameReader(config.max_message_size)
+        self._streams: dict[tuple[int, bool], _Stream] = {}
+        self._num_inbound = 0
+        self._next_id = 0
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._closed = False
+        #: Set once the session ended because of a peer error.
+        self.error: ProtocolError | None = None
+        #: Frames that named a stream not in the table (ignored); for diagnostics.
+        self.unknown_stream_frames = 0
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def num_streams(self) -> int:
+        """Streams in the table (not reset, not closed both ways)."""
+        return len(self._streams)
+
+    @property
+    def num_inbound_streams(self) -> int:
+        return self._num_inbound
+
+    @property
+    def bytes_to_send(self) -> int:
+        """Bytes queued for :meth:`data_to_send`."""
+        return self._out_size
+
+    def has_stream(self, stream_id: int, outbound: bool) -> bool:
+        return (stream_id, outbound) in self._streams
+
+    def buffered(self, stream_id: int, outbound: bool) -> int:
+        """Unread bytes the session counts against the stream's cap."""
+        st = self._streams.get((stream_id, outbound))
+        return 0 if st is None else st.buffered
+
+    # ------------------------------------------------------------------ output
+
+    def data_to_send(self) -> bytes:
+        """Drain and return every queued byte (b"" if none)."""
+        if not self._out:
+            return b""
+        out = self._out
+        data = out[0] if len(out) == 1 else b"".join(out)
+        self._out = []
+        self._out_size = 0
+        return data
+
+    def _queue(self, stream_id: int, flag: int, body: bytes = b"") -> None:
+        header = frames.pack_mplex_header(stream_id, flag, len(body))
+        self._out.append(header)
+        if body:
+            self._out.append(body)
+        self._out_size += len(header) + len(body)
+
+    # ------------------------------------------------------------------ local actions
+
+    def open_stream(self) -> int:
+        """Queue a NewStream (name = the id in decimal) and return the new id (outbound)."""
+        if self._closed:
+            raise ConnectionClosedError("mplex session is closed", remote=False)
+        stream_id = self._next_id
+        self._next_id += 1
+        self._streams[(stream_id, True)] = _Stream(stream_id, True)
+        self._queue(stream_id, _NEW, str(stream_id).encode("ascii"))
+        return stream_id
+
+    def send_data(self, stream_id: int, outbound: bool, data: bytes) -> None:
+        """Queue ``data`` as Message frames of at most ``write_chunk_size`` bytes.
+
+        Raises ``StreamClosedError`` if our write side is closed or the stream is
+        gone (reset or finished), ``ConnectionClosedError`` if the session is over.
+        """
+        if self._closed:
+            raise ConnectionClosedError("mplex session is closed", remote=False)
+        st = self._streams.get((stream_id, outbound))
+        if st is None:
+            raise StreamClosedError(f"mplex stream {stream_id} is not open")
+        if st.write_closed:
+            raise StreamClosedError(f"mplex stream {stream_id}: write after close")
+        flag = _MSG_I if outbound else _MSG_R
+        n = len(data)
+        if n == 0:
+            return
+        chunk = self.config.write_chunk_size
+        if n <= chunk:
+            self._queue(stream_id, flag, bytes(data))
+            return
+        view = memoryview(data)
+        for start in range(0, n, chunk):
+            self._queue(stream_id, flag, bytes(view[start : start + chunk]))
+
+    def close_write(self, stream_id: int, outbound: bool) -> bool:
+        """Queue a Close (half close).  Idempotent; ignored for unknown streams.
+
+        Returns True when the stream has now left the table (both sides done).
+        """
+        st = self._streams.get((stream_id, outbound))
+        if st is None or self._closed:
+            return True
+        if not st.write_closed:
+            st.write_closed = True
+            self._queue(stream_id, _CLOSE_I if outbound else _CLOSE_R)
+        return self._maybe_finish(st)
+
+    def close_read(self, stream_id: int, outbound: bool) -> bool:
+        """Discard further data for the stream (mplex cannot tell the peer).
+
+        Returns True when the stream has now left the table.
+        """
+        st = self._streams.get((stream_id, outbound))
+        if st is None:
+            return True
+        st.read_discard = True
+        st.buffered = 0
+        return self._maybe_finish(st)
+
+    def reset_stream(self, stream_id: int, outbound: bool) -> None:
+        """Queue a Reset and forget the stream.  Ignored for unknown streams."""
+        st = self._streams.get((stream_id, outbound))
+        if st is None:
+            return
+        self._remove(st)
+        if not self._closed:
+            self._queue(stream_id, _RESET_I if outbound else _RESET_R)
+
+    def consumed(self, stream_id: int, outbound: bool, n: int) -> None:
+        """The application read ``n`` bytes of the stream: they no longer count
+        against its buffer cap.  Ignored for unknown streams."""
+        if n < 0:
+            raise LocalProtocolError("consumed() needs a non-negative byte count")
+        st = self._streams.get((stream_id, outbound))
+        if st is not None:
+            st.buffered = st.buffered - n if n < st.buffered else 0
+
+    def close(self) -> None:
+        """End the session locally (mplex has no GoAway; the shell closes the conn)."""
+        self._closed = True
+        self._streams.clear()
+        self._num_inbound = 0
+
+    def _remove(self, st: _Stream) -> None:
+        if self._streams.pop((st.stream_id, st.outbound), None) is not None and not st.outbound:
+            self._num_inbound -= 1
+
+    def _maybe_finish(self, st: _Stream) -> bool:
+        if st.write_closed and (st.remote_closed or st.read_discard):
+            self._remove(st)
+            return True
+        return False
+
+    # ------------------------------------------------------------------ input
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Parse ``data`` and return the events it produces, in wire order.
+
+        A peer error ends the list with :class:`SessionError`; after that (or
+        after :meth:`close`) the session ignores further input.
+        """
+        if self._closed:
+            return []
+        events: list[Event] = []
+        reader = self._reader
+        try:
+            parsed = reader.feed(data)
+            for stream_id, flag, payload in parsed:
+                self._on_frame(stream_id, flag, payload, events)
+                if self._closed:
+                    return events
+            if parsed and reader.buffered:
+                # The reader returns the frames before a malformed header and
+                # raises on the next call: surface such an error now rather
+                # than when (if ever) more bytes arrive.
+                for stream_id, flag, payload in reader.feed(b""):
+                    self._on_frame(stream_id, flag, payload, events)
+                    if self._closed:
+                        return events
+        except ProtocolError as exc:
+            self._fail(exc, events)
+        return events
+
+    def _fail(self, exc: ProtocolError, events: list[Event]) -> None:
+        self.error = exc
+        self.close()
+        self._out = []
+        self._out_size = 0
+        events.append(SessionError(error=exc))
+
+    def _local_reset(self, st: _Stream, code: int, reason: str, events: list[Event]) -> None:
+        self.reset_stream(st.stream_id, st.outbound)
+        events.append(
+            StreamReset(stream_id=st.stream_id, outbound=st.outbound, remote=False, error_code=code, reason=reason)
+        )
+
+    def _on_frame(self, stream_id: int, flag: int, payload: bytes, events: list[Event]) -> None:
+        if flag == _NEW:
+            key = (stream_id, False)
+            if key in self._streams:
+                self._fail(FrameError(f"mplex NewStream for stream {stream_id}, which is already open"), events)
+                return
+            if self._num_inbound >= self.config.max_inbound_streams:
+                self._queue(stream_id, _RESET_R)
+                events.append(
+                    StreamRefused(
+                        stream_id=stream_id,
+                        reason=f"too many inbound streams ({self.config.max_inbound_streams})",
+                    )
+                )
+                return
+            self._streams[key] = _Stream(stream_id, False)
+            self._num_inbound += 1
+            name = payload.decode("utf-8", "replace") if payload else ""
+            events.append(StreamOpened(stream_id=stream_id, outbound=False, name=name))
+            return
+        if flag > _RESET_I:
+            self._fail(FrameError(f"mplex frame with unknown flag {flag}"), events)
+            return
+        # Receiver flags (odd) are sent by the side that did not open the stream,
+        # so they name a stream we opened.
+        outbound = bool(flag & 1)
+        st = self._streams.get((stream_id, outbound))
+        if st is None:
+            self.unknown_stream_frames += 1
+            return
+        if flag <= _MSG_I:
+            if st.remote_closed:
+                self._local_reset(st, RESET_CODE_PROTOCOL_VIOLATION, "data after the remote closed the stream", events)
+                return
+            n = len(payload)
+            if st.read_discard or n == 0:
+                return
+            if st.buffered + n > self.config.max_stream_buffer_size:
+                self._local_reset(
+                    st,
+                    RESET_CODE_RESOURCE_LIMIT,
+                    f"receive buffer over {self.config.max_stream_buffer_size} bytes (reader too slow)",
+                    events,
+                )
+                return
+            st.buffered += n
+            events.append(DataReceived(stream_id=stream_id, outbound=outbound, data=payload))
+        elif flag <= _CLOSE_I:
+            if st.remote_closed:
+                return
+            st.remote_closed = True
+            events.append(StreamHalfClosed(stream_id=stream_id, outbound=outbound))
+            self._maybe_finish(st)
+        else:
+            self._remove(st)
+            events.append(
+                StreamReset(stream_id=stream_id, outbound=outbound, remote=True, error_code=RESET_CODE_NONE, reason="reset by peer")
+            )

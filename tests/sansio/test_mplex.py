@@ -1,0 +1,431 @@
+"""The sans-I/O mplex session: byte vectors, a session pair, limits and errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from geventp2p.exceptions import (
+    ConfigError,
+    ConnectionClosedError,
+    FrameError,
+    MessageTooLargeError,
+    RemoteProtocolError,
+    StreamClosedError,
+)
+from geventp2p.sansio.mplex import (
+    PROTOCOL_ID,
+    DataReceived,
+    Flag,
+    MplexConfig,
+    Session,
+    SessionError,
+    StreamHalfClosed,
+    StreamOpened,
+    StreamRefused,
+    StreamReset,
+)
+
+MiB = 1024 * 1024
+
+
+def h(s: str) -> bytes:
+    return bytes.fromhex(s.replace(" ", ""))
+
+
+class Pair:
+    """Two sessions wired back to back, no sockets (h11's ConnectionPair idea)."""
+
+    def __init__(self, config: MplexConfig | None = None, config_b: MplexConfig | None = None) -> None:
+        self.a = Session(config, is_initiator=True)
+        self.b = Session(config_b or config, is_initiator=False)
+
+    def a_to_b(self):
+        return self.b.receive_data(self.a.data_to_send())
+
+    def b_to_a(self):
+        return self.a.receive_data(self.b.data_to_send())
+
+
+def test_protocol_id_and_flags():
+    assert PROTOCOL_ID == "/mplex/6.7.0"
+    assert [f.value for f in Flag] == list(range(7))
+    assert Flag.MESSAGE_INITIATOR == 2 and Flag.RESET_RECEIVER == 5
+
+
+# --------------------------------------------------------------------------- byte vectors
+
+
+def test_outbound_vectors_for_a_stream_we_opened():
+    s = Session()
+    assert s.open_stream() == 0
+    assert s.data_to_send() == h("00 01 30")  # NewStream id 0, name "0"
+    assert s.open_stream() == 1
+    assert s.data_to_send() == h("08 01 31")  # NewStream id 1: header (1<<3|0)=08, len 01, "1"
+    s.send_data(1, True, b"hi")
+    assert s.data_to_send() == h("0a 02 6869")  # MessageInitiator (1<<3|2)
+    s.close_write(1, True)
+    assert s.data_to_send() == h("0c 00")  # CloseInitiator (1<<3|4)
+    s.reset_stream(1, True)
+    assert s.data_to_send() == h("0e 00")  # ResetInitiator (1<<3|6)
+    assert s.data_to_send() == b""
+
+
+def test_outbound_vectors_for_a_stream_the_peer_opened():
+    s = Session()
+    assert s.receive_data(h("08 01 31")) == [StreamOpened(stream_id=1, outbound=False, name="1")]
+    s.send_data(1, False, b"hi")
+    assert s.data_to_send() == h("09 02 6869")  # MessageReceiver (1<<3|1)
+    s.close_write(1, False)
+    assert s.data_to_send() == h("0b 00")  # CloseReceiver (1<<3|3)
+    s.reset_stream(1, False)
+    assert s.data_to_send() == h("0d 00")  # ResetReceiver (1<<3|5)
+
+
+def test_multi_byte_varints():
+    s = Session()
+    s._next_id = 17  # 17 << 3 = 136 -> varint 88 01
+    assert s.open_stream() == 17
+    assert s.data_to_send() == h("88 01 02 3137")
+    s.send_data(17, True, b"x" * 300)  # length 300 -> ac 02
+    assert s.data_to_send() == h("8a 01 ac 02") + b"x" * 300
+
+
+def test_inbound_vectors():
+    s = Session()
+    ev = s.receive_data(h("08 01 31") + h("0a 02 6869") + h("0c 00"))
+    assert ev == [
+        StreamOpened(stream_id=1, outbound=False, name="1"),
+        DataReceived(stream_id=1, outbound=False, data=b"hi"),
+        StreamHalfClosed(stream_id=1, outbound=False),
+    ]
+    assert s.receive_data(h("0e 00")) == [
+        StreamReset(stream_id=1, outbound=False, remote=True, error_code=0, reason="reset by peer")
+    ]
+    assert s.num_streams == 0
+
+
+def test_receiver_flags_name_streams_we_opened():
+    s = Session()
+    s.open_stream()
+    s.open_stream()
+    s.data_to_send()
+    assert s.receive_data(h("09 02 6869") + h("0b 00")) == [
+        DataReceived(stream_id=1, outbound=True, data=b"hi"),
+        StreamHalfClosed(stream_id=1, outbound=True),
+    ]
+    ev = s.receive_data(h("0d 00"))
+    assert [(e.stream_id, e.outbound, e.remote) for e in ev] == [(1, True, True)]
+    assert s.has_stream(0, True) and not s.has_stream(1, True)
+
+
+def test_initiator_flag_for_a_stream_only_we_opened_is_ignored():
+    s = Session()
+    s.open_stream()  # our stream 0
+    s.data_to_send()
+    # MessageInitiator id 0 means "stream 0 that the *sender* opened": none exists.
+    assert s.receive_data(h("02 01 78")) == []
+    assert s.unknown_stream_frames == 1
+    assert s.data_to_send() == b""
+
+
+# --------------------------------------------------------------------------- session pair
+
+
+def test_pair_open_write_close_both_ways():
+    p = Pair()
+    sid = p.a.open_stream()
+    p.a.send_data(sid, True, b"ping")
+    assert p.a_to_b() == [
+        StreamOpened(stream_id=sid, outbound=False, name=str(sid)),
+        DataReceived(stream_id=sid, outbound=False, data=b"ping"),
+    ]
+    p.b.send_data(sid, False, b"pong")
+    assert p.b.close_write(sid, False) is False  # a has not closed yet
+    assert p.b_to_a() == [
+        DataReceived(stream_id=sid, outbound=True, data=b"pong"),
+        StreamHalfClosed(stream_id=sid, outbound=True),
+    ]
+    # a may still write after the remote half-closed
+    p.a.send_data(sid, True, b"more")
+    assert p.a.close_write(sid, True) is True  # both directions done -> gone
+    assert p.a.num_streams == 0
+    assert p.a_to_b() == [
+        DataReceived(stream_id=sid, outbound=False, data=b"more"),
+        StreamHalfClosed(stream_id=sid, outbound=False),
+    ]
+    assert p.b.num_streams == 0 and p.b.num_inbound_streams == 0
+
+
+def test_write_after_close_write_raises():
+    s = Session()
+    sid = s.open_stream()
+    s.close_write(sid, True)
+    with pytest.raises(StreamClosedError):
+        s.send_data(sid, True, b"x")
+    with pytest.raises(StreamClosedError):
+        s.send_data(99, True, b"x")
+    s.close_write(sid, True)  # idempotent
+    assert s.data_to_send() == h("00 01 30 04 00")
+
+
+def test_same_numeric_id_opened_concurrently_by_both_sides_is_two_streams():
+    p = Pair()
+    assert p.a.open_stream() == 0
+    assert p.b.open_stream() == 0
+    p.a.send_data(0, True, b"a-out")
+    p.b.send_data(0, True, b"b-out")
+    ev_b = p.a_to_b()
+    ev_a = p.b_to_a()
+    assert ev_b == [StreamOpened(stream_id=0, outbound=False, name="0"), DataReceived(stream_id=0, outbound=False, data=b"a-out")]
+    assert ev_a == [StreamOpened(stream_id=0, outbound=False, name="0"), DataReceived(stream_id=0, outbound=False, data=b"b-out")]
+    # each side now has two streams with id 0
+    assert p.a.num_streams == 2 and p.b.num_streams == 2
+    # replies on the inbound stream arrive on the opener's outbound stream
+    p.a.send_data(0, False, b"a-reply")
+    p.b.send_data(0, False, b"b-reply")
+    assert p.a_to_b() == [DataReceived(stream_id=0, outbound=True, data=b"a-reply")]
+    assert p.b_to_a() == [DataReceived(stream_id=0, outbound=True, data=b"b-reply")]
+    # resetting one of them leaves the other alone
+    p.a.reset_stream(0, True)
+    ev = p.a_to_b()
+    assert [(e.stream_id, e.outbound, type(e)) for e in ev] == [(0, False, StreamReset)]
+    assert p.b.has_stream(0, True) and not p.b.has_stream(0, False)
+    p.a.send_data(0, False, b"still")
+    assert p.a_to_b() == [DataReceived(stream_id=0, outbound=True, data=b"still")]
+
+
+def test_reset_both_ways_and_late_frames_ignored():
+    p = Pair()
+    sid = p.a.open_stream()
+    p.a_to_b()
+    p.b.reset_stream(sid, False)
+    assert p.b.num_streams == 0
+    ev = p.b_to_a()
+    assert ev == [StreamReset(stream_id=sid, outbound=True, remote=True, error_code=0, reason="reset by peer")]
+    with pytest.raises(StreamClosedError):
+        p.a.send_data(sid, True, b"x")
+    # b's late frames for the reset stream are ignored by a
+    assert p.a.receive_data(h("01 01 78 03 00")) == []
+    assert p.a.unknown_stream_frames == 2
+
+
+def test_close_read_discards_data_and_finishes_with_write_close():
+    p = Pair()
+    sid = p.a.open_stream()
+    p.a_to_b()
+    assert p.a.close_read(sid, True) is False
+    p.b.send_data(sid, False, b"ignored")
+    assert p.b_to_a() == []
+    assert p.a.close_write(sid, True) is True
+    assert p.a.num_streams == 0
+
+
+def test_large_writes_are_split_into_chunks():
+    cfg = MplexConfig(write_chunk_size=64 * 1024)
+    p = Pair(cfg)
+    sid = p.a.open_stream()
+    payload = bytes(range(256)) * 800  # 204,800 bytes -> 4 messages
+    p.a.send_data(sid, True, payload)
+    ev = p.a_to_b()
+    data = [e for e in ev if isinstance(e, DataReceived)]
+    assert [len(e.data) for e in data] == [65536, 65536, 65536, 8192]
+    assert b"".join(e.data for e in data) == payload
+
+
+def test_empty_write_sends_nothing_and_empty_message_is_ignored():
+    s = Session()
+    sid = s.open_stream()
+    s.data_to_send()
+    s.send_data(sid, True, b"")
+    assert s.data_to_send() == b""
+    t = Session()
+    assert t.receive_data(h("00 01 30 02 00")) == [StreamOpened(stream_id=0, outbound=False, name="0")]
+
+
+# --------------------------------------------------------------------------- limits
+
+
+def test_slow_reader_stream_is_reset_alone():
+    cfg = MplexConfig(max_stream_buffer_size=100)
+    p = Pair(cfg)
+    slow = p.a.open_stream()
+    fast = p.a.open_stream()
+    p.a_to_b()
+    p.a.send_data(slow, True, b"s" * 60)
+    p.a.send_data(fast, True, b"f" * 60)
+    p.a_to_b()
+    p.b.consumed(fast, False, 60)  # the fast reader keeps up
+    assert p.b.buffered(slow, False) == 60
+    p.a.send_data(slow, True, b"s" * 41)
+    p.a.send_data(fast, True, b"f" * 60)
+    ev = p.a_to_b()
+    assert ev[0] == StreamReset(
+        stream_id=slow, outbound=False, remote=False, error_code=0x1002,
+        reason="receive buffer over 100 bytes (reader too slow)",
+    )
+    assert ev[1] == DataReceived(stream_id=fast, outbound=False, data=b"f" * 60)
+    assert not p.b.closed and p.b.has_stream(fast, False) and not p.b.has_stream(slow, False)
+    # b told a: ResetReceiver (flag 5) for the slow stream, id 0
+    assert slow == 0
+    out = p.b.data_to_send()
+    assert out == h("05 00")
+    ev = p.a.receive_data(out)
+    assert ev == [StreamReset(stream_id=slow, outbound=True, remote=True, error_code=0, reason="reset by peer")]
+
+
+def test_buffer_exactly_at_cap_is_fine_and_consumed_frees_room():
+    cfg = MplexConfig(max_stream_buffer_size=100)
+    p = Pair(cfg)
+    sid = p.a.open_stream()
+    p.a.send_data(sid, True, b"x" * 100)
+    p.a_to_b()
+    assert p.b.buffered(sid, False) == 100
+    p.b.consumed(sid, False, 50)
+    p.a.send_data(sid, True, b"y" * 50)
+    assert p.a_to_b() == [DataReceived(stream_id=sid, outbound=False, data=b"y" * 50)]
+    p.b.consumed(sid, False, 10**9)  # over-reporting clamps at zero
+    assert p.b.buffered(sid, False) == 0
+
+
+def test_data_after_remote_close_resets_that_stream_only():
+    p = Pair()
+    bad = p.a.open_stream()
+    good = p.a.open_stream()
+    p.a.close_write(bad, True)
+    p.a_to_b()
+    # a misbehaving peer: MessageInitiator on a stream it already closed
+    ev = p.b.receive_data(h("02 01 78"))
+    assert ev == [
+        StreamReset(stream_id=0, outbound=False, remote=False, error_code=0x1004,
+                    reason="data after the remote closed the stream")
+    ]
+    assert p.b.data_to_send() == h("05 00")
+    assert p.b.has_stream(good, False) and not p.b.closed
+
+
+def test_max_inbound_streams_refused_with_reset():
+    cfg = MplexConfig(max_inbound_streams=2)
+    p = Pair(cfg)
+    for _ in range(3):
+        p.a.open_stream()
+    ev = p.a_to_b()
+    assert [type(e) for e in ev] == [StreamOpened, StreamOpened, StreamRefused]
+    assert ev[2].stream_id == 2
+    out = p.b.data_to_send()
+    assert out == h("15 00")  # ResetReceiver id 2: (2<<3|5)=0x15
+    assert p.b.num_inbound_streams == 2
+    ev = p.a.receive_data(out)
+    assert [(type(e), e.stream_id, e.outbound) for e in ev] == [(StreamReset, 2, True)]
+    # once one finishes, a new one is accepted
+    p.b.reset_stream(0, False)
+    p.b_to_a()
+    p.a.open_stream()
+    assert [type(e) for e in p.a_to_b()] == [StreamOpened]
+
+
+def test_duplicate_new_stream_is_a_session_error():
+    s = Session()
+    ev = s.receive_data(h("00 01 30") + h("00 01 30"))
+    assert ev[0] == StreamOpened(stream_id=0, outbound=False, name="0")
+    assert isinstance(ev[1], SessionError) and isinstance(ev[1].error, FrameError)
+    assert s.closed
+
+
+def test_new_stream_may_reuse_a_finished_id():
+    s = Session()
+    s.receive_data(h("00 01 30 06 00"))  # open + remote reset
+    assert s.receive_data(h("00 01 30")) == [StreamOpened(stream_id=0, outbound=False, name="0")]
+
+
+# --------------------------------------------------------------------------- session errors
+
+
+def test_oversized_message_is_a_session_error():
+    s = Session()
+    # MessageInitiator id 0 declaring 1 MiB + 1 bytes: fails at the header
+    ev = s.receive_data(h("00 01 30") + h("02 81 80 40"))
+    assert ev[0] == StreamOpened(stream_id=0, outbound=False, name="0")
+    assert isinstance(ev[1], SessionError)
+    assert isinstance(ev[1].error, MessageTooLargeError)
+    assert s.closed and s.error is ev[1].error
+    assert s.receive_data(b"\x00\x01\x30") == []
+    with pytest.raises(ConnectionClosedError):
+        s.open_stream()
+
+
+def test_message_of_exactly_one_mib_is_accepted():
+    cfg = MplexConfig(max_stream_buffer_size=2 * MiB)
+    s = Session(cfg)
+    s.receive_data(h("00 01 30"))
+    body = b"z" * MiB
+    ev = s.receive_data(h("02 80 80 40") + body)
+    assert ev == [DataReceived(stream_id=0, outbound=False, data=body)]
+
+
+def test_smaller_configured_message_limit():
+    s = Session(MplexConfig(max_message_size=10))
+    ev = s.receive_data(h("00 01 30 02 0b") + b"x" * 11)
+    assert isinstance(ev[-1], SessionError) and isinstance(ev[-1].error, MessageTooLargeError)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "ff ff ff ff ff ff ff ff ff ff",  # header varint longer than 9 bytes
+        "80 00 00",  # non-minimal header varint
+        "00 80 00",  # non-minimal length varint
+        "07 00",  # flag 7 does not exist
+    ],
+)
+def test_malformed_input_is_a_session_error(bad):
+    s = Session()
+    ev = s.receive_data(h(bad))
+    assert len(ev) == 1 and isinstance(ev[0], SessionError)
+    assert isinstance(ev[0].error, RemoteProtocolError)
+    assert s.closed and s.data_to_send() == b""
+
+
+def test_error_after_good_frames_surfaces_in_the_same_call():
+    s = Session()
+    ev = s.receive_data(h("00 01 30 02 01 61") + h("ff" * 10))
+    assert ev[:2] == [
+        StreamOpened(stream_id=0, outbound=False, name="0"),
+        DataReceived(stream_id=0, outbound=False, data=b"a"),
+    ]
+    assert isinstance(ev[2], SessionError)
+
+
+def test_partial_frame_is_not_an_error():
+    s = Session()
+    assert s.receive_data(h("00 01")) == []
+    assert s.receive_data(h("30 02")) == [StreamOpened(stream_id=0, outbound=False, name="0")]
+    assert s.receive_data(h("05 616263")) == []
+    assert s.receive_data(h("6465")) == [DataReceived(stream_id=0, outbound=False, data=b"abcde")]
+
+
+def test_local_close_ends_the_session():
+    s = Session()
+    s.open_stream()
+    s.close()
+    assert s.closed and s.num_streams == 0
+    with pytest.raises(ConnectionClosedError):
+        s.open_stream()
+    assert s.receive_data(h("00 01 30")) == []
+
+
+# --------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_message_size": 0},
+        {"write_chunk_size": 2 * MiB},
+        {"max_stream_buffer_size": -1},
+        {"max_inbound_streams": True},
+        {"accept_backlog": 1.5},
+    ],
+)
+def test_config_validation(kwargs):
+    with pytest.raises(ConfigError):
+        MplexConfig(**kwargs)
