@@ -1,0 +1,304 @@
+"""Blocking multistream-select over anything with ``read``/``write``/``unread``.
+
+Works on a RawConn (security negotiation on a raw socket, muxer negotiation inside a
+secured conn) and on a muxed Stream (protocol negotiation per stream).  The protocol
+logic is ``geventp2p.sansio.multistream``; this module only moves bytes and keeps
+time.  Bytes that follow the final negotiation message in the same read are pushed
+back with ``rw.unread()`` so the next layer sees them (reference §4.6).
+
+* ``select_one_of(rw, protocols, timeout=10.0) -> str`` - initiator, round-trip.
+* ``select_lazy(rw, protocol) -> LazyConn`` - initiator, pipelined (go ``NewMSSelect``).
+* ``handle(rw, protocols_or_predicate, timeout=10.0) -> str`` - responder.
+
+Failures raise ``NegotiationError`` (no common protocol, wrong header, unexpected
+reply, EOF), ``ProtocolError`` subclasses for malformed messages (``VarintError``,
+``MessageTooLargeError``, ``RemoteProtocolError``) and ``P2PTimeoutError``.  The
+channel is left as is; the caller closes or resets it (go-libp2p resets streams with
+code 0x1001, ``NegotiationError.error_code``).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import Optional, Sequence
+
+import gevent
+
+from geventp2p.exceptions import NegotiationError, P2PTimeoutError
+from geventp2p.sansio.multistream import (
+    LS,
+    PROTOCOL_ID,
+    Dialer,
+    Listener,
+    MessageReader,
+    encode_message,
+    parse_ls_body,
+)
+
+__all__ = [
+    "PROTOCOL_ID",
+    "DEFAULT_NEGOTIATION_TIMEOUT",
+    "select_one_of",
+    "select_lazy",
+    "handle",
+    "list_protocols",
+    "LazyConn",
+]
+
+log = logging.getLogger(__name__)
+
+#: go-libp2p / js-libp2p stream negotiation timeout (reference §4.4, §19).
+DEFAULT_NEGOTIATION_TIMEOUT = 10.0
+
+# Negotiation messages are small; read little so the rest stays in the lower layer.
+_READ_SIZE = 4096
+
+
+@contextmanager
+def _deadline(timeout: Optional[float], what: str):
+    if timeout is None:
+        yield
+        return
+    timer = gevent.Timeout(timeout)
+    timer.start()
+    try:
+        yield
+    except gevent.Timeout as exc:
+        if exc is not timer:
+            raise
+        raise P2PTimeoutError(f"{what} timed out after {timeout:g}s") from None
+    finally:
+        timer.close()
+
+
+def _flush(rw, negotiator) -> None:
+    out = negotiator.data_to_send()
+    if out:
+        rw.write(out)
+
+
+def _run(rw, negotiator, what: str) -> str:
+    """Drive a sans-I/O negotiator to completion; push back read-ahead bytes."""
+    _flush(rw, negotiator)
+    while not negotiator.done:
+        data = rw.read(_READ_SIZE)
+        if not data:
+            raise NegotiationError(f"{what}: unexpected EOF during multistream negotiation")
+        try:
+            negotiator.receive_data(data)
+        finally:
+            # send what the data produced (na / echo) even if a later message failed
+            _flush(rw, negotiator)
+    leftover = negotiator.unconsumed()
+    if leftover:
+        rw.unread(leftover)
+    return negotiator.protocol
+
+
+def select_one_of(rw, protocols: Sequence[str], timeout: Optional[float] = DEFAULT_NEGOTIATION_TIMEOUT) -> str:
+    """Blocks the calling greenlet until the peer accepts one of ``protocols`` (in order).
+
+    Header and first proposal go out in one write; after each ``na`` the next proposal
+    is sent alone.  Returns the accepted protocol.  Raises NegotiationError (listing
+    every proposal) when all are refused.
+    """
+    dialer = Dialer(protocols)
+    with _deadline(timeout, "multistream select"):
+        proto = _run(rw, dialer, "select")
+    log.debug("multistream: selected %s (refused: %s)", proto, dialer.rejected)
+    return proto
+
+
+def handle(rw, protocols_or_predicate, timeout: Optional[float] = DEFAULT_NEGOTIATION_TIMEOUT,
+           *, ls_protocols=None) -> str:
+    """Blocks the calling greenlet until the initiator proposes a protocol we support.
+
+    ``protocols_or_predicate`` is an iterable of protocol IDs (a list, set, dict of
+    handlers, ...) or a callable ``protocol -> bool``.  The header is sent at once;
+    unknown proposals (and ``/libp2p/simultaneous-connect``) get ``na`` and the loop
+    goes on; ``ls`` gets the supported list (or ``na`` for a bare predicate unless
+    ``ls_protocols`` is given).  Returns the accepted (already echoed) protocol.
+    """
+    listener = Listener(protocols_or_predicate, ls_protocols=ls_protocols)
+    with _deadline(timeout, "multistream handle"):
+        proto = _run(rw, listener, "handle")
+    log.debug("multistream: accepted %s (refused: %s)", proto, listener.rejected)
+    return proto
+
+
+def list_protocols(rw, timeout: Optional[float] = DEFAULT_NEGOTIATION_TIMEOUT) -> list:
+    """Blocks the calling greenlet: send ``ls`` and return the peer's protocol list.
+
+    Optional in the spec and unsupported by go (which answers ``na``: NegotiationError).
+    The channel stays in negotiation afterwards; follow with ``select_one_of``-style
+    proposals only through a fresh channel.
+    """
+    reader = MessageReader()
+    with _deadline(timeout, "multistream ls"):
+        rw.write(encode_message(PROTOCOL_ID) + encode_message(LS))
+        header_seen = False
+        while True:
+            data = rw.read(_READ_SIZE)
+            if not data:
+                raise NegotiationError("ls: unexpected EOF during multistream negotiation")
+            reader.feed(data)
+            if not header_seen:
+                token = reader.next_message()
+                if token is None:
+                    continue
+                if token != PROTOCOL_ID:
+                    raise NegotiationError(f"received mismatch in protocol id: {token[:64]!r}")
+                header_seen = True
+            body = reader.next_body()
+            if body is None:
+                continue
+            if body == b"na\n":
+                raise NegotiationError("peer does not support ls")
+            result = parse_ls_body(body)
+            break
+        leftover = reader.unconsumed()
+        if leftover:
+            rw.unread(leftover)
+    return result
+
+
+class LazyConn:
+    """A channel whose protocol was proposed but not yet confirmed (``select_lazy``).
+
+    The header and proposal are sent with the first write (so they share one segment
+    or frame with the first application bytes) or before the first read, close or
+    half-close.  The first read consumes and checks the two echoes and only then
+    returns application bytes; an ``na`` (or anything else) raises NegotiationError
+    from that read and every later one.  Everything else is delegated to the wrapped
+    channel.
+    """
+
+    __slots__ = ("_rw", "_dialer", "_pending", "_negotiated", "_error", "_timeout")
+
+    def __init__(self, rw, protocol: str, timeout: Optional[float] = DEFAULT_NEGOTIATION_TIMEOUT) -> None:
+        object.__setattr__(self, "_rw", rw)
+        dialer = Dialer([protocol], lazy=True)
+        object.__setattr__(self, "_dialer", dialer)
+        object.__setattr__(self, "_pending", dialer.data_to_send())
+        object.__setattr__(self, "_negotiated", False)
+        object.__setattr__(self, "_error", None)
+        object.__setattr__(self, "_timeout", timeout)
+
+    # -- delegation
+    def __getattr__(self, name):
+        return getattr(self._rw, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._rw, name, value)
+
+    @property
+    def inner(self):
+        """The wrapped channel."""
+        return self._rw
+
+    @property
+    def negotiated(self) -> bool:
+        """True once the echo was received and checked."""
+        return self._negotiated
+
+    @property
+    def selected_protocol(self) -> str:
+        return self._dialer.protocols[0]
+
+    # -- writing
+    def flush(self) -> None:
+        """Send the pending header + proposal now (no-op if already sent)."""
+        pending = self._pending
+        if pending:
+            object.__setattr__(self, "_pending", b"")
+            self._rw.write(pending)
+
+    def write(self, data, *args, **kwargs):
+        pending = self._pending
+        if pending:
+            object.__setattr__(self, "_pending", b"")
+            data = pending + bytes(data)
+        return self._rw.write(data, *args, **kwargs)
+
+    def writev(self, buffers):
+        buffers = list(buffers)
+        pending = self._pending
+        if pending:
+            object.__setattr__(self, "_pending", b"")
+            buffers.insert(0, pending)
+        writev = getattr(self._rw, "writev", None)
+        if writev is not None:
+            return writev(buffers)
+        return self._rw.write(b"".join(buffers))
+
+    # -- reading
+    def _negotiate(self, timeout: Optional[float]) -> None:
+        if self._error is not None:
+            raise self._error
+        self.flush()
+        if timeout is None:
+            timeout = self._timeout
+        dialer = self._dialer
+        try:
+            with _deadline(timeout, "lazy multistream select"):
+                while not dialer.done:
+                    data = self._rw.read(_READ_SIZE)
+                    if not data:
+                        raise NegotiationError(
+                            f"lazy select of {self.selected_protocol}: unexpected EOF before the echo"
+                        )
+                    dialer.receive_data(data)
+        except P2PTimeoutError:
+            raise
+        except Exception as exc:
+            object.__setattr__(self, "_error", exc)
+            raise
+        leftover = dialer.unconsumed()
+        if leftover:
+            self._rw.unread(leftover)
+        object.__setattr__(self, "_negotiated", True)
+
+    def read(self, n=None, timeout: Optional[float] = None) -> bytes:
+        if not self._negotiated:
+            self._negotiate(timeout)
+        if n is None:
+            return self._rw.read(timeout=timeout)
+        return self._rw.read(n, timeout=timeout)
+
+    def read_exactly(self, n: int, timeout: Optional[float] = None) -> bytes:
+        if not self._negotiated:
+            self._negotiate(timeout)
+        return self._rw.read_exactly(n, timeout=timeout)
+
+    def unread(self, data) -> None:
+        self._rw.unread(data)
+
+    # -- closing
+    def close_write(self, *args, **kwargs):
+        self.flush()
+        return self._rw.close_write(*args, **kwargs)
+
+    def close(self, *args, **kwargs):
+        try:
+            if not getattr(self._rw, "closed", False):
+                self.flush()
+        except Exception:  # the proposal is best effort on close
+            log.debug("lazy multistream: could not flush proposal on close", exc_info=True)
+        return self._rw.close(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        state = "negotiated" if self._negotiated else "pending"
+        return f"<LazyConn {self.selected_protocol} {state} over {self._rw!r}>"
+
+
+def select_lazy(rw, protocol: str, timeout: Optional[float] = DEFAULT_NEGOTIATION_TIMEOUT) -> LazyConn:
+    """Propose ``protocol`` without waiting for the answer; return the channel to use.
+
+    Does not block.  Use the returned ``LazyConn`` instead of ``rw`` from now on: its
+    first write carries header + proposal + data in one write, and its first read
+    checks the echoes (raising NegotiationError on ``na``) before returning
+    application bytes.  ``timeout`` bounds that echo wait when the read has none.
+    """
+    return LazyConn(rw, protocol, timeout)
+
