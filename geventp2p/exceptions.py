@@ -38,6 +38,7 @@ __all__ = [
     "ResourceLimitExceeded",
     "P2PTimeoutError",
     "IncompleteReadError",
+    "SubscriptionClosedError",
 ]
 
 
@@ -205,3 +206,7 @@ class IncompleteReadError(StreamError, EOFError):
         super().__init__(f"EOF after {len(partial)} of {expected} bytes")
         self.partial = partial
         self.expected = expected
+
+
+class SubscriptionClosedError(P2PError):
+    """An event-bus subscription or emitter was used after ``close()``."""
