@@ -196,14 +196,14 @@ class SocketConn(RawConn):
             if self._closed:
                 # closed locally while we were blocked (gevent raises EBADF in the waiter)
                 return b""
-            raise TransportError(exc.errno, f"read failed: {exc}") from exc
+            raise TransportError(exc.errno, f"read failed: {exc.strerror or exc}") from exc
 
     def _write_raw(self, data) -> None:
         with self._wlock:
             try:
                 self._sock.sendall(data)
             except OSError as exc:
-                raise TransportError(exc.errno, f"write failed: {exc}") from exc
+                raise TransportError(exc.errno, f"write failed: {exc.strerror or exc}") from exc
 
     def writev(self, buffers: Iterable) -> None:
         """Blocks the calling greenlet until all buffers are written (``sendmsg`` when possible)."""
@@ -226,7 +226,7 @@ class SocketConn(RawConn):
                     rest = memoryview(b"".join(bufs))[sent:]
                     self._sock.sendall(rest)
             except OSError as exc:
-                raise TransportError(exc.errno, f"write failed: {exc}") from exc
+                raise TransportError(exc.errno, f"write failed: {exc.strerror or exc}") from exc
 
     def close_write(self) -> None:
         """Half-close: send FIN, keep reading."""
