@@ -1,7 +1,7 @@
 """Build script: pure-Python package plus optional Cython builds of the hot paths.
 
 Each module ``_speedups/<name>.py`` is plain Python.  For the compiled build it is
-copied to ``build/cython_src/_c_<name>.py`` next to ``_c_<name>.pxd`` and cythonized
+copied to ``build/cython_src/geventp2p/_speedups/_c_<name>.py`` next to ``_c_<name>.pxd`` and cythonized
 as ``geventp2p._speedups._c_<name>`` (the single-source scheme gevent uses).
 
 Environment:
@@ -39,19 +39,31 @@ def _extensions():
     except ImportError:
         warnings.warn("Cython is not installed: geventp2p installs in pure-Python mode")
         return []
-    os.makedirs(os.path.join(HERE, GEN_DIR), exist_ok=True)
+    # The copies live in a package layout (build/cython_src/geventp2p/_speedups/)
+    # because Cython finds the augmenting .pxd by the full module name.
+    pkg_dir = os.path.join(GEN_DIR, "geventp2p", "_speedups")
+    os.makedirs(os.path.join(HERE, pkg_dir), exist_ok=True)
+    for d in (os.path.join(GEN_DIR, "geventp2p"), pkg_dir):
+        init = os.path.join(HERE, d, "__init__.py")
+        if not os.path.exists(init):
+            open(init, "w").close()
     exts = []
     for name in SPEEDUPS:
         src = os.path.join(HERE, "_speedups", f"{name}.py")
         pxd = os.path.join(HERE, "_speedups", f"_c_{name}.pxd")
         if not (os.path.exists(src) and os.path.exists(pxd)):
             continue
-        dst = os.path.join(GEN_DIR, f"_c_{name}.py")
-        # Copy only when changed, so cythonize's own timestamp check keeps working.
-        for a, b in ((src, dst), (pxd, os.path.join(GEN_DIR, f"_c_{name}.pxd"))):
-            b_abs = os.path.join(HERE, b) if not os.path.isabs(b) else b
+        dst = os.path.join(pkg_dir, f"_c_{name}.py")
+        # Copy only when changed, so cythonize's own timestamp check keeps working;
+        # a changed .pxd also re-stamps the .py copy so it is recompiled.
+        changed = False
+        for a, b in ((src, dst), (pxd, os.path.join(pkg_dir, f"_c_{name}.pxd"))):
+            b_abs = os.path.join(HERE, b)
             if not os.path.exists(b_abs) or open(a, "rb").read() != open(b_abs, "rb").read():
                 shutil.copyfile(a, b_abs)
+                changed = True
+        if changed:
+            os.utime(os.path.join(HERE, dst))
         macros = [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")] if _truthy("GEVENTP2P_CYTHON_TRACE") else []
         exts.append(Extension(f"geventp2p._speedups._c_{name}", [dst], define_macros=macros))
     directives = {

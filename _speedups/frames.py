@@ -76,6 +76,16 @@ COMPACT_THRESHOLD = 256 * 1024
 
 _YAMUX_HEADER = Struct(">BBHII")
 
+# Private copies of the constants the reader loops use: the compiled build turns
+# these into C constants (``_c_frames.pxd``); the public names stay Python globals.
+_VERSION = VERSION
+_TYPE_DATA = TYPE_DATA
+_TYPE_GO_AWAY = TYPE_GO_AWAY
+_HEADER_SIZE = HEADER_SIZE
+_RESET_INITIATOR = RESET_INITIATOR
+_MAX_VARINT_LEN = MAX_VARINT_LEN
+_COMPACT_THRESHOLD = COMPACT_THRESHOLD
+
 
 def pack_yamux_header(ftype, flags, stream_id, length):
     """Return the 12-byte big-endian yamux header."""
@@ -138,12 +148,12 @@ class YamuxFrameReader:
         frames = []
         p = buf  # the compiled build reads through a C pointer; buf does not resize below
         limit = self.max_data_length
-        while n - pos >= HEADER_SIZE:
-            if p[pos] != VERSION:
+        while n - pos >= _HEADER_SIZE:
+            if p[pos] != _VERSION:
                 self._error = FrameError("yamux: unsupported version %d" % p[pos])
                 break
             ftype = p[pos + 1]
-            if ftype > TYPE_GO_AWAY:
+            if ftype > _TYPE_GO_AWAY:
                 self._error = FrameError("yamux: unknown frame type %d" % ftype)
                 break
             flags = p[pos + 2]
@@ -156,13 +166,13 @@ class YamuxFrameReader:
             length = (length << 8) | p[pos + 9]
             length = (length << 8) | p[pos + 10]
             length = (length << 8) | p[pos + 11]
-            if ftype == TYPE_DATA:
+            if ftype == _TYPE_DATA:
                 if length > limit:
                     self._error = FrameError(
                         "yamux: data frame of %d bytes exceeds the limit of %d" % (length, limit)
                     )
                     break
-                start = pos + HEADER_SIZE
+                start = pos + _HEADER_SIZE
                 end = start + length
                 if end > n:
                     break
@@ -170,13 +180,13 @@ class YamuxFrameReader:
                 pos = end
             else:
                 payload = b""
-                pos += HEADER_SIZE
+                pos += _HEADER_SIZE
             frames.append((ftype, flags, stream_id, length, payload))
         if pos == n:
             if n:
                 del buf[:]
             self._pos = 0
-        elif pos >= COMPACT_THRESHOLD:
+        elif pos >= _COMPACT_THRESHOLD:
             del buf[:pos]
             self._pos = 0
         else:
@@ -200,7 +210,7 @@ def pack_mplex_header(stream_id, flag, length):
     """Return ``uvarint(stream_id << 3 | flag) || uvarint(length)``."""
     if stream_id < 0 or stream_id > MPLEX_MAX_STREAM_ID:
         raise LocalProtocolError("mplex stream id out of range: %r" % (stream_id,))
-    if flag < 0 or flag > RESET_INITIATOR:
+    if flag < 0 or flag > _RESET_INITIATOR:
         raise LocalProtocolError("unknown mplex flag %r" % (flag,))
     if length < 0 or length > VARINT_MAX_VALUE:
         raise LocalProtocolError("mplex length out of range: %r" % (length,))
@@ -250,7 +260,7 @@ class MplexFrameReader:
                 self._value = value
                 return i
             shift += 7
-            if i - start >= MAX_VARINT_LEN:
+            if i - start >= _MAX_VARINT_LEN:
                 self._error = FrameError("mplex: varint longer than 9 bytes")
                 return -2
         return -1
@@ -277,7 +287,7 @@ class MplexFrameReader:
                 break
             length = self._value
             flag = header & 7
-            if flag > RESET_INITIATOR:
+            if flag > _RESET_INITIATOR:
                 self._error = FrameError("mplex: unknown flag %d" % flag)
                 break
             if length > limit:
@@ -294,7 +304,7 @@ class MplexFrameReader:
             if n:
                 del buf[:]
             self._pos = 0
-        elif pos >= COMPACT_THRESHOLD:
+        elif pos >= _COMPACT_THRESHOLD:
             del buf[:pos]
             self._pos = 0
         else:

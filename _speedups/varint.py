@@ -18,16 +18,22 @@ MAX_VARINT_LEN = 9
 MAX_VALUE = (1 << 63) - 1
 MESSAGE_SIZE_MAX = 4 * 1024 * 1024
 
+# Private copies used by the functions below: C constants in the compiled build
+# (``_c_varint.pxd``); the public names above stay Python globals in both builds.
+_MAX_VARINT_LEN = MAX_VARINT_LEN
+_MAX_VALUE = MAX_VALUE
+
 
 def encode_uvarint(value):
     """Encode a non-negative int below 2**63 as a minimal unsigned varint."""
-    if value < 0 or value > MAX_VALUE:
+    if value < 0 or value > _MAX_VALUE:
         raise LocalProtocolError("uvarint out of range: %r" % (value,))
+    v = value
     out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
     return bytes(out)
 
 
@@ -37,6 +43,8 @@ def decode_uvarint(buf, offset=0):
     Returns ``(value, next_offset)``, or ``None`` if ``buf`` ends inside the varint.
     Raises ``VarintError`` if it is longer than 9 bytes or not minimally encoded.
     """
+    if offset < 0:
+        raise LocalProtocolError("negative offset %r" % (offset,))
     n = len(buf)
     value = 0
     shift = 0
@@ -50,7 +58,7 @@ def decode_uvarint(buf, offset=0):
                 raise VarintError("varint not minimally encoded")
             return value, i
         shift += 7
-        if i - offset >= MAX_VARINT_LEN:
+        if i - offset >= _MAX_VARINT_LEN:
             raise VarintError("varint longer than 9 bytes")
     return None
 

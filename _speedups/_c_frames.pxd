@@ -1,0 +1,60 @@
+# C declarations for the compiled build of frames.py (compiled as _c_frames).
+# Public constants stay Python globals; the underscore copies are C constants.
+cimport cython
+
+cdef object Struct
+cdef object FrameError
+cdef object LocalProtocolError
+cdef object MessageTooLargeError
+
+cdef object _YAMUX_HEADER
+cdef int _VERSION
+cdef int _TYPE_DATA
+cdef int _TYPE_GO_AWAY
+cdef int _RESET_INITIATOR
+cdef Py_ssize_t _HEADER_SIZE
+cdef Py_ssize_t _MAX_VARINT_LEN
+cdef Py_ssize_t _COMPACT_THRESHOLD
+
+cpdef bytes pack_yamux_header(object ftype, object flags, object stream_id, object length)
+cpdef object unpack_yamux_header(object buf, object offset=*)
+
+
+@cython.final
+cdef class YamuxFrameReader:
+    cdef bytearray _buf
+    cdef Py_ssize_t _pos
+    cdef object _error
+    cdef readonly Py_ssize_t max_data_length
+
+    @cython.locals(
+        buf=bytearray, frames=list, payload=bytes, p="const unsigned char *",
+        n=Py_ssize_t, pos=Py_ssize_t, limit=Py_ssize_t, start=Py_ssize_t, end=Py_ssize_t,
+        ftype=Py_ssize_t, flags=Py_ssize_t, stream_id=Py_ssize_t, length=Py_ssize_t,
+    )
+    cpdef list feed(self, object data)
+
+
+cdef object _encode_uvarint(unsigned long long value, bytearray out)
+
+@cython.locals(out=bytearray)
+cpdef bytes pack_mplex_header(object stream_id, object flag, object length)
+
+
+@cython.final
+cdef class MplexFrameReader:
+    cdef bytearray _buf
+    cdef Py_ssize_t _pos
+    cdef object _error
+    cdef unsigned long long _value
+    cdef readonly Py_ssize_t max_message_size
+
+    @cython.locals(start=Py_ssize_t, value="unsigned long long", b="unsigned long long", shift=int)
+    cdef Py_ssize_t _uvarint(self, const unsigned char *p, Py_ssize_t n, Py_ssize_t i) except -3
+
+    @cython.locals(
+        buf=bytearray, frames=list, p="const unsigned char *",
+        n=Py_ssize_t, pos=Py_ssize_t, i=Py_ssize_t, limit=Py_ssize_t, end=Py_ssize_t,
+        header="unsigned long long", length="long long", flag=int,
+    )
+    cpdef list feed(self, object data)
