@@ -1,0 +1,68 @@
+"""Loopback TCP + multistream + plaintext-free echo with gevent.monkey.patch_all().
+
+Run by tests/net/test_tcp.py in a subprocess; exits 0 and prints OK on success.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import socket  # noqa: E402  (patched now)
+import sys  # noqa: E402
+
+import gevent  # noqa: E402
+
+from geventp2p.net import multistream  # noqa: E402
+from geventp2p.net.rawconn import SocketConn  # noqa: E402
+from geventp2p.net.tcp import TcpTransport  # noqa: E402
+
+
+def main() -> int:
+    assert monkey.is_module_patched("socket")
+    transport = TcpTransport()
+    received = []
+
+    def handler(conn):
+        proto = multistream.handle(conn, ["/echo/1.0.0"], timeout=5)
+        received.append(proto)
+        while True:
+            data = conn.read(65536, timeout=5)
+            if not data:
+                break
+            conn.write(data)
+        conn.close()
+
+    with gevent.Timeout(20):
+        lst = transport.listen("/ip4/127.0.0.1/tcp/0", handler)
+        conns = []
+        for i in range(5):
+            conn = transport.dial(lst.multiaddr)
+            assert multistream.select_one_of(conn, ["/nope", "/echo/1.0.0"], timeout=5) == "/echo/1.0.0"
+            payload = bytes([i]) * 200000
+            conn.write(payload)
+            got = b""
+            while len(got) < len(payload):
+                chunk = conn.read(65536, timeout=5)
+                assert chunk
+                got += chunk
+            assert got == payload
+            conns.append(conn)
+        for c in conns:
+            c.close()
+        # a stdlib (patched) socketpair works too
+        a, b = socket.socketpair()
+        ca, cb = SocketConn(a), SocketConn(b)
+        reader = gevent.spawn(cb.read, 10)
+        gevent.sleep(0.01)
+        cb.close()
+        assert reader.get(timeout=2) == b""
+        ca.close()
+        lst.close(stop_handlers=True)
+        assert lst.join(2)
+    assert received == ["/echo/1.0.0"] * 5, received
+    print("OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
