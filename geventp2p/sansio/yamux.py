@@ -1,0 +1,815 @@
+"""Sans-I/O yamux session — ``/yamux/1.0.0`` (reference §8).
+
+Bytes go in through :meth:`Session.receive_data`, protocol facts come out as a
+list of events, and the bytes for the wire are drained with
+:meth:`Session.data_to_send` (or :meth:`Session.buffers_to_send` for writev).
+Time is always passed in (``now``, monotonic seconds); no sockets, greenlets,
+clocks or logging here.
+
+Wire summary (§8.1): 12-byte big-endian header ``version(0) type flags(u16)
+stream_id(u32) length(u32)``; only Data frames carry a body of ``length`` bytes.
+Types: 0 Data, 1 WindowUpdate, 2 Ping, 3 GoAway.  Flags: SYN 1, ACK 2, FIN 4, RST 8.
+
+Policies (decisions, with the implementation they follow):
+
+* Opening: ``open_stream()`` queues ``WindowUpdate|SYN`` with delta 0 at once
+  (go/js style).  Data may follow before the ACK.  The client (connection
+  initiator) uses odd ids from 1, the server even ids from 2.
+* Accepting: an inbound SYN is ACKed at once with ``WindowUpdate|ACK`` delta 0
+  (go-libp2p accepts immediately; reference §20 item 15).  The session counts
+  streams the application has not taken yet (``mark_accepted``); past
+  ``accept_backlog`` such streams, or past ``max_inbound_streams`` live inbound
+  streams, or after we sent GoAway, the SYN is refused with ``RST`` (code
+  0x1002 "resource limit exceeded"; §18) and a :class:`StreamRefused` event.
+* Flow control (§8.5): 256 KiB initial window each way (fixed, not
+  configurable); updates follow the application's reads
+  (:meth:`stream_read`), sent once half the window is free; the window doubles
+  (auto-tuning, up to ``max_window_size``) when updates come faster than 4 RTT.
+  Each growth reserves memory in the ``scope`` first (refused -> no growth);
+  a stream's reservations are released when it leaves the table.
+* Sending: :meth:`send_data` takes as much as the send window allows and splits
+  it into Data frames of at most ``max_frame_body`` bytes.
+* RST: ``WindowUpdate|RST`` with ``length`` = libp2p stream error code (go).  A
+  received RST's length is a code, never credit.  Data frames with RST have code 0.
+* Session violations -> ``GoAway(1)`` queued, :class:`SessionError` event, the
+  session is over: bad version/type, oversized body, Data/WindowUpdate on stream
+  0, Ping/GoAway on a stream other than 0, SYN with the wrong parity (like
+  rust; js sends 2), SYN for a stream id in use, data beyond the
+  receive window, a WindowUpdate overflowing 2**32-1.
+* Frames other than SYN for unknown or forgotten streams are ignored (§20 item 17).
+  Data after the remote's FIN is dropped (the window is still accounted).
+* Ping (§8.6): every SYN ping is answered with an ACK carrying the same value
+  (at most ``max_ping_backlog`` answers queued at a time); we never send
+  unsolicited ACKs; at most one ping of ours is outstanding; ACKs that do not
+  match it are ignored.  Keepalive: a ping after ``keepalive_interval`` without
+  any received frame; unanswered after ``ping_timeout`` -> :class:`SessionError`
+  with a ``P2PTimeoutError`` and no GoAway (go).  An unanswered RTT/user ping is
+  just dropped.  ``rtt_interval`` re-measures the RTT (go: 30 s).
+* GoAway (§8.7): a received GoAway (any code; codes > 2 are go-libp2p reasons)
+  ends the session: :class:`GoAwayReceived`, later frames are ignored.
+  :meth:`go_away` queues ours once; afterwards inbound SYNs are refused.
+* A stream leaves the table when reset (either side) or when both FINs were
+  exchanged.  Calls naming a stream no longer in the table are ignored, except
+  :meth:`send_data` (``StreamClosedError``).  Calls on a finished session raise
+  ``ConnectionClosedError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum, IntFlag
+from typing import Union
+
+from geventp2p._speedups import frames, window
+from geventp2p.core.rcmgr import NULL_SCOPE
+from geventp2p.exceptions import (
+    ConfigError,
+    ConnectionClosedError,
+    LocalProtocolError,
+    P2PTimeoutError,
+    ProtocolError,
+    RemoteProtocolError,
+    ResourceLimitExceeded,
+    StreamClosedError,
+    WindowError,
+)
+
+__all__ = [
+    "PROTOCOL_ID",
+    "INITIAL_WINDOW",
+    "FrameType",
+    "Flag",
+    "GoAwayCode",
+    "YamuxConfig",
+    "Session",
+    "Event",
+    "StreamOpened",
+    "StreamRefused",
+    "StreamAcked",
+    "DataReceived",
+    "StreamHalfClosed",
+    "StreamReset",
+    "WindowUpdated",
+    "PingReceived",
+    "PongReceived",
+    "GoAwayReceived",
+    "SessionError",
+]
+
+PROTOCOL_ID = "/yamux/1.0.0"
+KiB = 1024
+MiB = 1024 * KiB
+INITIAL_WINDOW = 256 * KiB
+U32_MAX = 0xFFFFFFFF
+RESET_CODE_RESOURCE_LIMIT = 0x1002
+
+
+class FrameType(IntEnum):
+    DATA = 0
+    WINDOW_UPDATE = 1
+    PING = 2
+    GO_AWAY = 3
+
+
+class Flag(IntFlag):
+    SYN = 1
+    ACK = 2
+    FIN = 4
+    RST = 8
+
+
+class GoAwayCode(IntEnum):
+    NORMAL = 0
+    PROTOCOL_ERROR = 1
+    INTERNAL_ERROR = 2
+
+
+_DATA = 0
+_WU = 1
+_PING = 2
+_GOAWAY = 3
+_SYN = 1
+_ACK = 2
+_FIN = 4
+_RST = 8
+
+_pack = frames.pack_yamux_header
+
+
+@dataclass(frozen=True)
+class YamuxConfig:
+    """Tuning of one yamux session (sizes in bytes, times in seconds).
+
+    ``max_window_size``
+        Largest receive window a stream may grow to by auto-tuning (go-libp2p 16 MiB).
+        The initial window is always 256 KiB (the spec fixes it).
+    ``max_frame_body``
+        Largest Data body we send (go 65524; peers accept up to the window).
+    ``accept_backlog``
+        Inbound streams not yet taken by the application; further SYNs get RST (go 256).
+    ``max_inbound_streams``
+        Live inbound streams; further SYNs get RST (js 1000; go relies on rcmgr).
+    ``max_ack_backlog``
+        (shell) Un-ACKed outbound streams before ``open_stream`` blocks (go 256).
+    ``enable_keepalive`` / ``keepalive_interval`` / ``ping_timeout``
+        Ping after this long without receiving anything; close if unanswered (go 30 s / 10 s).
+    ``rtt_interval``
+        Re-measure the RTT this often (0 disables; go 30 s).  ``initial_ping``:
+        measure it right at session start (go/js do).
+    ``max_ping_backlog``
+        Ping answers queued at a time; further ping requests are dropped (go 32).
+    ``max_send_buffer_size``
+        (shell) Queued outgoing bytes at which stream writers block until the writer drains.
+    ``frames_per_yield``
+        (shell) The reader yields to other greenlets after this many events.
+    """
+
+    max_window_size: int = 16 * MiB
+    max_frame_body: int = 64 * KiB - 12
+    accept_backlog: int = 256
+    max_inbound_streams: int = 1000
+    max_ack_backlog: int = 256
+    enable_keepalive: bool = True
+    keepalive_interval: float = 30.0
+    ping_timeout: float = 10.0
+    rtt_interval: float = 30.0
+    initial_ping: bool = True
+    max_ping_backlog: int = 32
+    max_send_buffer_size: int = 1 * MiB
+    frames_per_yield: int = 64
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_window_size",
+            "max_frame_body",
+            "accept_backlog",
+            "max_inbound_streams",
+            "max_ack_backlog",
+            "max_ping_backlog",
+            "max_send_buffer_size",
+            "frames_per_yield",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"YamuxConfig.{name} must be a positive int, got {value!r}")
+        if not INITIAL_WINDOW <= self.max_window_size <= U32_MAX:
+            raise ConfigError(
+                f"YamuxConfig.max_window_size must be in {INITIAL_WINDOW}..{U32_MAX}, "
+                f"got {self.max_window_size}"
+            )
+        if self.max_frame_body > 16 * MiB:
+            raise ConfigError(f"YamuxConfig.max_frame_body must be <= 16 MiB, got {self.max_frame_body}")
+        if not isinstance(self.enable_keepalive, bool) or not isinstance(self.initial_ping, bool):
+            raise ConfigError("YamuxConfig.enable_keepalive and initial_ping must be bools")
+        for name in ("keepalive_interval", "ping_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"YamuxConfig.{name} must be a positive number, got {value!r}")
+        value = self.rtt_interval
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"YamuxConfig.rtt_interval must be >= 0, got {value!r}")
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamOpened:
+    """The remote opened a stream (we already queued the ACK)."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamRefused:
+    """The remote tried to open a stream we could not take; we reset it."""
+
+    stream_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamAcked:
+    """The remote acknowledged a stream we opened."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataReceived:
+    """Bytes for one stream; report them with :meth:`Session.stream_read` once consumed."""
+
+    stream_id: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamHalfClosed:
+    """The remote sent FIN: EOF after the buffered data."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamReset:
+    """The remote reset the stream with ``error_code`` (libp2p stream code)."""
+
+    stream_id: int
+    error_code: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WindowUpdated:
+    """The remote granted ``delta`` more bytes of send window."""
+
+    stream_id: int
+    delta: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PingReceived:
+    """The remote pinged us (the answer is already queued, unless dropped)."""
+
+    opaque: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PongReceived:
+    """Our outstanding ping was answered.  ``rtt`` is set when ``now`` was passed in."""
+
+    opaque: int
+    sent_at: float
+    rtt: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GoAwayReceived:
+    """The remote ends the session with ``error_code`` (0 normal, 1 protocol, 2 internal,
+    0x1000+ go-libp2p reasons).  The session is over."""
+
+    error_code: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionError:
+    """The session is over because of ``error``: a remote protocol violation (we queued
+    GoAway(``go_away_code``)) or an unanswered keepalive (``go_away_code`` None)."""
+
+    error: Exception
+    go_away_code: int | None
+
+
+Event = Union[
+    StreamOpened,
+    StreamRefused,
+    StreamAcked,
+    DataReceived,
+    StreamHalfClosed,
+    StreamReset,
+    WindowUpdated,
+    PingReceived,
+    PongReceived,
+    GoAwayReceived,
+    SessionError,
+]
+
+
+# --------------------------------------------------------------------------- session
+
+
+class _Stream:
+    __slots__ = ("stream_id", "outbound", "window", "acked", "accepted", "local_fin", "remote_fin", "reserved")
+
+    def __init__(self, stream_id: int, outbound: bool, max_window: int) -> None:
+        self.stream_id = stream_id
+        self.outbound = outbound
+        self.window = window.StreamWindow(INITIAL_WINDOW, max_window)
+        self.acked = not outbound  # outbound: waiting for the remote's ACK
+        self.accepted = outbound  # inbound: taken by the application
+        self.local_fin = False
+        self.remote_fin = False
+        self.reserved = 0  # memory reserved in the scope for window growth
+
+
+_PING_USER = 0
+_PING_KEEPALIVE = 1
+_PING_RTT = 2
+
+
+class Session:
+    """One yamux session (one side of one connection)."""
+
+    def __init__(self, config: YamuxConfig | None = None, is_initiator: bool = True, scope=NULL_SCOPE) -> None:
+        self.config = config = config if config is not None else YamuxConfig()
+        self.is_initiator = is_initiator
+        self.scope = scope
+        self._next_id = 1 if is_initiator else 2
+        self._remote_parity = 0 if is_initiator else 1  # remote ids: even if we are the client
+        self._streams: dict[int, _Stream] = {}
+        self._num_inbound = 0
+        self._unaccepted = 0
+        self._unacked = 0
+        self._out: list = []
+        self._out_bytes = 0
+        self._reader = frames.YamuxFrameReader(config.max_window_size)
+        self._frame_body = config.max_frame_body
+        self._max_window = config.max_window_size
+        self.closed = False
+        self.error: Exception | None = None
+        self.go_away_sent: int | None = None
+        self.go_away_received: int | None = None
+        self.rtt = 0.0  # seconds, 0 until measured
+        # ping / keepalive
+        self._ping_seq = 0
+        self._ping_opaque: int | None = None
+        self._ping_sent_at = 0.0
+        self._ping_kind = _PING_USER
+        self._ping_answers = 0  # answers queued since the last drain
+        self._started = False
+        self._last_rx = 0.0
+        self._rx_seen = False  # frames received since the last timer check (no `now` given)
+        self._next_rtt = None
+
+    # ------------------------------------------------------------------ introspection
+
+    @property
+    def num_streams(self) -> int:
+        return len(self._streams)
+
+    @property
+    def num_inbound_streams(self) -> int:
+        return self._num_inbound
+
+    @property
+    def unacked_outbound(self) -> int:
+        """Outbound streams still waiting for the remote's ACK (the ACK backlog)."""
+        return self._unacked
+
+    @property
+    def bytes_to_send(self) -> int:
+        return self._out_bytes
+
+    @property
+    def ping_outstanding(self) -> int | None:
+        return self._ping_opaque
+
+    def has_stream(self, stream_id: int) -> bool:
+        return stream_id in self._streams
+
+    def stream_ids(self) -> list[int]:
+        return list(self._streams)
+
+    def send_window(self, stream_id: int) -> int:
+        st = self._streams.get(stream_id)
+        return st.window.send_window if st is not None else 0
+
+    def recv_window(self, stream_id: int) -> int:
+        st = self._streams.get(stream_id)
+        return st.window.recv_window if st is not None else 0
+
+    def window_target(self, stream_id: int) -> int:
+        st = self._streams.get(stream_id)
+        return st.window.target if st is not None else 0
+
+    def reserved_memory(self) -> int:
+        return sum(st.reserved for st in self._streams.values())
+
+    # ------------------------------------------------------------------ output
+
+    def _queue(self, ftype: int, flags: int, stream_id: int, length: int) -> None:
+        self._out.append(_pack(ftype, flags, stream_id, length))
+        self._out_bytes += 12
+
+    def data_to_send(self) -> bytes:
+        """Drain everything queued for the wire as one bytes object."""
+        out = self._out
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        self._out = []
+        self._out_bytes = 0
+        self._ping_answers = 0
+        return data
+
+    def buffers_to_send(self) -> list:
+        """Drain everything queued for the wire as a list of buffers (for writev)."""
+        out = self._out
+        self._out = []
+        self._out_bytes = 0
+        self._ping_answers = 0
+        return out
+
+    # ------------------------------------------------------------------ local actions
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ConnectionClosedError("yamux session is closed", remote=self.go_away_received is not None)
+
+    def start(self, now: float) -> None:
+        """Arm the keepalive timer and send the initial RTT ping (if configured)."""
+        if self._started:
+            return
+        self._started = True
+        self._last_rx = now
+        if self.config.rtt_interval:
+            self._next_rtt = now + self.config.rtt_interval
+        if self.config.initial_ping and not self.closed:
+            self._ping(now, _PING_RTT)
+
+    def open_stream(self) -> int:
+        """Allocate the next stream id and queue its SYN (WindowUpdate|SYN, delta 0)."""
+        self._check_open()
+        if self.go_away_sent is not None:
+            raise LocalProtocolError("cannot open a stream after sending GoAway")
+        sid = self._next_id
+        if sid > U32_MAX:
+            raise LocalProtocolError("yamux stream ids exhausted")
+        self._next_id = sid + 2
+        self._streams[sid] = _Stream(sid, True, self._max_window)
+        self._unacked += 1
+        self._queue(_WU, _SYN, sid, 0)
+        return sid
+
+    def send_data(self, stream_id: int, data) -> int:
+        """Queue as much of ``data`` as the send window allows; return how many bytes."""
+        self._check_open()
+        st = self._streams.get(stream_id)
+        if st is None:
+            raise StreamClosedError(f"yamux stream {stream_id} is closed or reset")
+        if st.local_fin:
+            raise StreamClosedError(f"yamux stream {stream_id} is closed for writing")
+        total = len(data)
+        n = st.window.consume_send(total)
+        if not n:
+            return 0
+        view = memoryview(data) if n < total or not isinstance(data, bytes) else data
+        body = self._frame_body
+        out = self._out
+        off = 0
+        while off < n:
+            end = off + body
+            if end > n:
+                end = n
+            out.append(_pack(_DATA, 0, stream_id, end - off))
+            chunk = view[off:end]
+            out.append(chunk if isinstance(chunk, bytes) else bytes(chunk))
+            off = end
+        self._out_bytes += n + 12 * ((n + body - 1) // body)
+        return n
+
+    def send_fin(self, stream_id: int) -> None:
+        """Half-close our side (WindowUpdate|FIN).  Ignored for unknown streams."""
+        self._check_open()
+        st = self._streams.get(stream_id)
+        if st is None or st.local_fin:
+            return
+        st.local_fin = True
+        self._queue(_WU, _FIN, stream_id, 0)
+        if st.remote_fin:
+            self._forget(st)
+
+    def send_reset(self, stream_id: int, code: int = 0) -> None:
+        """Reset the stream (WindowUpdate|RST, length = error code) and forget it."""
+        if not 0 <= code <= U32_MAX:
+            raise LocalProtocolError(f"reset code must fit in u32, got {code!r}")
+        if self.closed:
+            return
+        st = self._streams.get(stream_id)
+        if st is None:
+            return
+        self._queue(_WU, _RST, stream_id, code)
+        self._forget(st)
+
+    def mark_accepted(self, stream_id: int) -> None:
+        """The application took this inbound stream from the accept queue."""
+        st = self._streams.get(stream_id)
+        if st is not None and not st.accepted:
+            st.accepted = True
+            self._unaccepted -= 1
+
+    def stream_read(self, stream_id: int, n: int, now: float, rtt: float | None = None) -> int:
+        """The application consumed ``n`` received bytes; maybe queue a WindowUpdate.
+
+        Returns the credit granted (0 if no update was due).  ``rtt`` defaults to the
+        session's measured RTT.  Ignored for unknown streams.
+        """
+        if self.closed:
+            return 0
+        st = self._streams.get(stream_id)
+        if st is None:
+            return 0
+        w = st.window
+        if n:
+            w.on_read(n)
+        if rtt is None:
+            rtt = self.rtt
+        target = w.target
+        extra = 0
+        can_grow = False
+        if rtt > 0 and target < w.max_window and (target - w.recv_window - w.recv_buffered) >= target // 2:
+            extra = min(target * 2, w.max_window) - target
+            try:
+                self.scope.reserve_memory(extra)
+            except ResourceLimitExceeded:
+                extra = 0
+            else:
+                can_grow = True
+        delta = w.take_update(now, rtt, False, can_grow)
+        if extra:
+            grown = w.target - target
+            if grown:
+                st.reserved += grown
+            if grown != extra:
+                self.scope.release_memory(extra - grown)
+        if delta:
+            self._queue(_WU, 0, stream_id, delta)
+        return delta
+
+    def ping(self, now: float) -> int:
+        """Queue a ping (SYN) unless one is outstanding; return the outstanding opaque value."""
+        self._check_open()
+        if self._ping_opaque is not None:
+            return self._ping_opaque
+        return self._ping(now, _PING_USER)
+
+    def _ping(self, now: float, kind: int) -> int:
+        self._ping_seq = (self._ping_seq + 1) & U32_MAX
+        opaque = self._ping_seq
+        self._ping_opaque = opaque
+        self._ping_sent_at = now
+        self._ping_kind = kind
+        self._queue(_PING, _SYN, 0, opaque)
+        return opaque
+
+    def go_away(self, code: int = 0) -> None:
+        """Queue GoAway(code) once; inbound SYNs are refused afterwards."""
+        if not 0 <= code <= U32_MAX:
+            raise LocalProtocolError(f"GoAway code must fit in u32, got {code!r}")
+        if self.closed or self.go_away_sent is not None:
+            return
+        self.go_away_sent = code
+        self._queue(_GOAWAY, 0, 0, code)
+
+    def close(self) -> None:
+        """Mark the session over (no bytes queued); frees every stream's reservation."""
+        if self.closed:
+            return
+        self.closed = True
+        self._release_all()
+
+    def _release_all(self) -> None:
+        for st in self._streams.values():
+            if st.reserved:
+                self.scope.release_memory(st.reserved)
+                st.reserved = 0
+        self._streams.clear()
+        self._num_inbound = self._unaccepted = self._unacked = 0
+
+    def _forget(self, st: _Stream) -> None:
+        del self._streams[st.stream_id]
+        if st.reserved:
+            self.scope.release_memory(st.reserved)
+            st.reserved = 0
+        if not st.outbound:
+            self._num_inbound -= 1
+            if not st.accepted:
+                self._unaccepted -= 1
+        elif not st.acked:
+            self._unacked -= 1
+
+    # ------------------------------------------------------------------ timers
+
+    def next_deadline(self) -> float | None:
+        """The next time :meth:`handle_timer` has work, or None."""
+        if self.closed or not self._started:
+            return None
+        cands = []
+        if self._ping_opaque is not None:
+            cands.append(self._ping_sent_at + self.config.ping_timeout)
+        else:
+            if self.config.enable_keepalive:
+                cands.append(self._last_rx + self.config.keepalive_interval)
+            if self._next_rtt is not None:
+                cands.append(self._next_rtt)
+        return min(cands) if cands else None
+
+    def handle_timer(self, now: float) -> list[Event]:
+        """Run due timers: ping timeouts, keepalive and RTT pings."""
+        if self.closed or not self._started:
+            return []
+        cfg = self.config
+        if self._rx_seen:
+            self._rx_seen = False
+            if now > self._last_rx:
+                self._last_rx = now
+        if self._ping_opaque is not None:
+            if now < self._ping_sent_at + cfg.ping_timeout:
+                return []
+            if self._ping_kind == _PING_KEEPALIVE:
+                err = P2PTimeoutError(f"yamux keepalive ping unanswered for {cfg.ping_timeout:g}s")
+                self.error = err
+                self.closed = True
+                self._release_all()
+                return [SessionError(error=err, go_away_code=None)]
+            self._ping_opaque = None  # RTT/user ping: just drop it
+        if cfg.enable_keepalive and now >= self._last_rx + cfg.keepalive_interval:
+            self._ping(now, _PING_KEEPALIVE)
+            if self._next_rtt is not None:
+                self._next_rtt = now + cfg.rtt_interval
+        elif self._next_rtt is not None and now >= self._next_rtt:
+            self._next_rtt = now + cfg.rtt_interval
+            self._ping(now, _PING_RTT)
+        return []
+
+    # ------------------------------------------------------------------ input
+
+    def receive_data(self, data: bytes, now: float | None = None) -> list[Event]:
+        """Parse ``data`` and return the resulting events.
+
+        ``now`` (monotonic seconds) resets the keepalive timer precisely and lets
+        the session compute the RTT of a pong.  After the session ended, input is
+        ignored (returns []).
+        """
+        if self.closed:
+            return []
+        events: list[Event] = []
+        try:
+            frame_list = self._reader.feed(data)
+        except ProtocolError as exc:
+            self._fail(_remote(exc), events)
+            return events
+        if frame_list:
+            if now is not None:
+                self._last_rx = now
+            else:
+                self._rx_seen = True
+        streams = self._streams
+        for ftype, flags, sid, length, payload in frame_list:
+            if ftype <= _WU:
+                if sid == 0:
+                    self._fail(RemoteProtocolError(f"yamux: {'Data' if ftype == _DATA else 'WindowUpdate'} on stream 0"), events)
+                    return events
+                if flags & _SYN:
+                    st = self._on_syn(sid, events)
+                    if self.closed:
+                        return events
+                else:
+                    st = streams.get(sid)
+                if st is None:
+                    continue  # unknown, forgotten or refused stream: ignore
+                if flags & _ACK and not st.acked:
+                    st.acked = True
+                    self._unacked -= 1
+                    events.append(StreamAcked(stream_id=sid))
+                if ftype == _DATA:
+                    if length:
+                        try:
+                            st.window.on_data(length)
+                        except WindowError as exc:
+                            self._fail(exc, events)
+                            return events
+                        if st.remote_fin:
+                            # data after FIN: drop it, but keep the window honest
+                            st.window.on_read(length)
+                        else:
+                            events.append(DataReceived(stream_id=sid, data=payload))
+                elif length and not flags & _RST:
+                    try:
+                        st.window.add_send_credit(length)
+                    except WindowError as exc:
+                        self._fail(exc, events)
+                        return events
+                    events.append(WindowUpdated(stream_id=sid, delta=length))
+                if flags & _RST:
+                    code = length if ftype == _WU else 0
+                    self._forget(st)
+                    events.append(StreamReset(stream_id=sid, error_code=code))
+                    continue
+                if flags & _FIN and not st.remote_fin:
+                    st.remote_fin = True
+                    events.append(StreamHalfClosed(stream_id=sid))
+                    if st.local_fin:
+                        self._forget(st)
+            elif ftype == _PING:
+                if sid != 0:
+                    self._fail(RemoteProtocolError(f"yamux: Ping on stream {sid}"), events)
+                    return events
+                if flags & _SYN:
+                    if self._ping_answers < self.config.max_ping_backlog:
+                        self._ping_answers += 1
+                        self._queue(_PING, _ACK, 0, length)
+                    events.append(PingReceived(opaque=length))
+                elif flags & _ACK and length == self._ping_opaque:
+                    sent = self._ping_sent_at
+                    self._ping_opaque = None
+                    rtt = None
+                    if now is not None:
+                        rtt = max(0.0, now - sent)
+                        self.rtt = rtt
+                    events.append(PongReceived(opaque=length, sent_at=sent, rtt=rtt))
+            else:  # GoAway
+                if sid != 0:
+                    self._fail(RemoteProtocolError(f"yamux: GoAway on stream {sid}"), events)
+                    return events
+                self.go_away_received = length
+                self.closed = True
+                self._release_all()
+                events.append(GoAwayReceived(error_code=length))
+                return events
+        if self._reader.buffered >= 12:
+            # The reader stops at a malformed header and raises on the next feed:
+            # surface it now instead of waiting for more bytes.
+            try:
+                self._reader.feed(b"")
+            except ProtocolError as exc:
+                self._fail(_remote(exc), events)
+        return events
+
+    def _on_syn(self, sid: int, events: list) -> _Stream | None:
+        if (sid & 1) != self._remote_parity:
+            self._fail(RemoteProtocolError(
+                f"yamux: SYN for stream {sid} with our parity (both endpoints are "
+                f"{'clients' if self.is_initiator else 'servers'})"
+            ), events)
+            return None
+        if sid in self._streams:
+            # (ids below the highest seen are allowed: go may send concurrent SYNs out of order)
+            self._fail(RemoteProtocolError(f"yamux: SYN for existing stream {sid}"), events)
+            return None
+        reason = None
+        if self.go_away_sent is not None:
+            reason = "session is going away"
+        elif self._num_inbound >= self.config.max_inbound_streams:
+            reason = f"more than {self.config.max_inbound_streams} inbound streams"
+        elif self._unaccepted >= self.config.accept_backlog:
+            reason = f"accept backlog of {self.config.accept_backlog} is full"
+        if reason is not None:
+            self._queue(_WU, _RST, sid, RESET_CODE_RESOURCE_LIMIT)
+            events.append(StreamRefused(stream_id=sid, reason=reason))
+            return None
+        st = _Stream(sid, False, self._max_window)
+        self._streams[sid] = st
+        self._num_inbound += 1
+        self._unaccepted += 1
+        self._queue(_WU, _ACK, sid, 0)
+        events.append(StreamOpened(stream_id=sid))
+        return st
+
+    def _fail(self, exc: Exception, events: list) -> None:
+        code = int(GoAwayCode.PROTOCOL_ERROR)
+        sent = None
+        if self.go_away_sent is None:
+            self.go_away_sent = sent = code
+            self._queue(_GOAWAY, 0, 0, code)
+        self.error = exc
+        self.closed = True
+        self._release_all()
+        events.append(SessionError(error=exc, go_away_code=sent))
+
+
+def _remote(exc: ProtocolError) -> ProtocolError:
+    if isinstance(exc, RemoteProtocolError):
+        return exc
+    err = RemoteProtocolError(str(exc))
+    err.__cause__ = exc
+    return err
