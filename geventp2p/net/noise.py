@@ -197,6 +197,8 @@ class NoiseConn(RawConn):
                 raise SecurityError(f"noise connection failed: {self._error}")
             if self._closed:
                 return b""
+            if self._dec.error is not None:
+                self._fail(self._dec.error)
             data = self._raw.read(RECV_SIZE)
             if not data:
                 if self._dec.buffered and not self._closed:

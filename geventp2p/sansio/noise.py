@@ -691,31 +691,28 @@ class FrameDecryptor:
     ``feed(data)`` returns a list of plaintext chunks (possibly empty; an empty
     frame yields no chunk).  Bytes of an incomplete frame are kept for the next
     call.  A frame whose ciphertext is shorter than the tag, or that fails
-    authentication, raises ``SecurityError``; the decryptor is then unusable.
+    authentication, is a ``SecurityError``: the frames before it in the same
+    ``feed`` are still returned, ``error`` is set and every later ``feed``
+    raises (the connection must be closed).
     """
 
-    __slots__ = ("cipher", "_buf", "_failed")
+    __slots__ = ("cipher", "_buf", "error")
 
     def __init__(self, cipher: CipherState) -> None:
         self.cipher = cipher
         self._buf = bytearray()
-        self._failed = False
+        #: The SecurityError that ended this direction, or None.
+        self.error: Optional[SecurityError] = None
 
     @property
     def buffered(self) -> int:
         """Bytes held of a not yet complete frame."""
         return len(self._buf)
 
-    def _fail(self, msg: str, exc: Optional[BaseException] = None):
-        self._failed = True
-        err = SecurityError(msg)
-        if exc is not None:
-            raise err from exc
-        raise err
-
     def feed(self, data) -> list:
-        if self._failed:
-            raise SecurityError("noise transport already failed")
+        err = self.error
+        if err is not None:
+            raise SecurityError(f"noise transport failed: {err}") from err
         out: list = []
         cipher = self.cipher
         aead = cipher._aead
@@ -746,13 +743,13 @@ class FrameDecryptor:
                 buf.clear()
                 ln = len(frame) - 2
                 if ln < TAG_SIZE:
-                    self._fail(f"noise frame of {ln} bytes is shorter than the {TAG_SIZE}-byte tag")
+                    raise SecurityError(f"noise frame of {ln} bytes is shorter than the {TAG_SIZE}-byte tag")
                 if n >= MAX_NONCE:
-                    self._fail("noise nonce exhausted; the connection must be closed")
+                    raise SecurityError("noise nonce exhausted; the connection must be closed")
                 try:
                     pt = dec(_pack_nonce(n), memoryview(frame)[2:], _EMPTY)
                 except Exception as exc:
-                    self._fail(f"noise frame failed authentication: {exc}", exc)
+                    raise SecurityError(f"noise frame failed authentication: {exc}") from exc
                 n += 1
                 if pt:
                     out.append(pt)
@@ -762,19 +759,25 @@ class FrameDecryptor:
                 if end > total:
                     break
                 if ln < TAG_SIZE:
-                    self._fail(f"noise frame of {ln} bytes is shorter than the {TAG_SIZE}-byte tag")
+                    raise SecurityError(f"noise frame of {ln} bytes is shorter than the {TAG_SIZE}-byte tag")
                 if n >= MAX_NONCE:
-                    self._fail("noise nonce exhausted; the connection must be closed")
+                    raise SecurityError("noise nonce exhausted; the connection must be closed")
                 try:
                     pt = dec(_pack_nonce(n), mv[pos + 2 : end], _EMPTY)
                 except Exception as exc:
-                    self._fail(f"noise frame failed authentication: {exc}", exc)
+                    raise SecurityError(f"noise frame failed authentication: {exc}") from exc
                 n += 1
                 if pt:
                     out.append(pt)
                 pos = end
             if pos < total:
                 buf += mv[pos:]
+        except SecurityError as exc:
+            self.error = exc
+            buf.clear()
+            if out:
+                return out  # deliver the authenticated frames first; the next feed raises
+            raise
         finally:
             cipher.n = n
         return out
