@@ -22,9 +22,8 @@ import gevent
 from gevent.lock import Semaphore
 
 from geventp2p.exceptions import P2PTimeoutError, SecurityError, TransportError
-from geventp2p.net.rawconn import DEFAULT_READ_SIZE, RawConn
+from geventp2p.net.rawconn import RawConn
 from geventp2p.sansio.noise import (
-    MAX_FRAME,
     FrameDecryptor,
     FrameEncryptor,
     Handshake,

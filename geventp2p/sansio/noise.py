@@ -396,8 +396,7 @@ class Handshake:
 
         hs.read_message_1(m1)
         m2 = hs.write_message_2()
-        hs.read_message_3(m3)          # verifies the initiator
-        res = hs.result
+        res = hs.read_message_3(m3)    # verifies the initiator; HandshakeResult
 
     Messages are raw Noise messages; ``frame_message``/``parse_frame`` add and
     strip the 2-byte length.  ``write_message()``/``read_message()`` dispatch on
@@ -419,6 +418,10 @@ class Handshake:
         self.initiator = bool(initiator)
         self.local_identity = local_identity
         self.muxers = tuple(muxers)
+        if isinstance(expected_remote_peer, str):
+            from geventp2p.core.peer import PeerId
+
+            expected_remote_peer = PeerId.from_string(expected_remote_peer)
         self.expected_remote_peer = expected_remote_peer
         self.noise = NoiseXX(
             initiator,
@@ -518,7 +521,8 @@ class Handshake:
         self._check_role(False, 1)
         return self._guard(lambda: self.noise.write_message(self.local_payload()))
 
-    def read_message_3(self, message: bytes) -> None:
+    def read_message_3(self, message: bytes) -> HandshakeResult:
+        """Consume the initiator's last message; returns the ``HandshakeResult``."""
         self._check_role(False, 2)
 
         def run():
@@ -526,6 +530,7 @@ class Handshake:
             self._finish()
 
         self._guard(run)
+        return self.result
 
     # ---- generic
     def write_message(self) -> bytes:

@@ -402,3 +402,22 @@ def test_bulk_transfer_16mib(raw_pair, keys, backend):
     g.get(timeout=T)
     ci.close()
     cr.close()
+
+
+def test_multistream_over_noise_then_pipelined_data(raw_pair, keys):
+    """Muxer negotiation inside Noise (no early muxer): read-ahead bytes survive unread()."""
+    from geventp2p.net import multistream
+
+    ci, cr = secure_pair(raw_pair, keys["ed25519"], keys["ed25519"], imux=(), rmux=())
+    assert ci.early_muxer is None
+
+    def listener():
+        proto = multistream.handle(cr, ["/yamux/1.0.0"], timeout=T)
+        return proto, _read_exactly(cr, 7)
+
+    g = gevent.spawn(listener)
+    assert multistream.select_one_of(ci, ["/mplex/6.7.0", "/yamux/1.0.0"], timeout=T) == "/yamux/1.0.0"
+    ci.write(b"payload")
+    assert g.get(timeout=T) == ("/yamux/1.0.0", b"payload")
+    ci.close()
+    cr.close()
