@@ -357,3 +357,16 @@ def test_interface_addresses_has_loopback():
         assert not (ip.version == 6 and ip.is_link_local)
     # usable for expansion
     assert A.parse("/ip4/127.0.0.1/tcp/9") in A.expand_unspecified("/ip4/0.0.0.0/tcp/9", addrs)
+
+
+def test_join_split_with_real_peer_id():
+    from geventp2p.core.peer import PeerId
+    from geventp2p.crypto.keys import generate_key
+
+    peer = PeerId.from_public_key(generate_key().public_key())
+    m = A.join_p2p("/ip4/127.0.0.1/tcp/4001", peer)
+    assert A.to_bytes(m) == bytes.fromhex("047f000001060fa1") + b"\xa5\x03" + bytes([len(peer.to_bytes())]) + peer.to_bytes()
+    t, text = A.split_p2p(m)
+    assert t == A.parse("/ip4/127.0.0.1/tcp/4001") and PeerId.from_string(text) == peer
+    assert A.join_p2p(m, peer) == m
+    assert A.join_p2p(f"/ip4/127.0.0.1/tcp/4001/p2p/{peer.to_cid()}", peer) == m
