@@ -166,7 +166,8 @@ class NoiseConn(RawConn):
         self._raw = raw
         self._enc = FrameEncryptor(result.send_cipher)
         self._dec = FrameDecryptor(result.recv_cipher)
-        self._pending: deque = deque()
+        self._pending: deque = deque()  # decrypted chunks not yet read
+        self._off = 0  # bytes of _pending[0] already returned
         self._wlock = Semaphore()
         self._error: Optional[BaseException] = None
         self.local_peer = local_peer
@@ -208,18 +209,25 @@ class NoiseConn(RawConn):
             except SecurityError as exc:
                 self._fail(exc)
             pending.extend(chunks)
+        # Serve from the decrypted chunks; ``_off`` indexes into the first one, so
+        # small reads cost a copy of what they return, never of the remainder.
         first = pending[0]
-        size = len(first)
-        if size >= n:
-            if size == n:
+        off = self._off
+        avail = len(first) - off
+        if avail >= n:
+            if avail == n:
                 pending.popleft()
-                return first
-            pending[0] = first[n:]
-            return first[:n]
+                self._off = 0
+                return first[off:] if off else first
+            self._off = off + n
+            return first[off : off + n]
         pending.popleft()
-        if not pending or size + len(pending[0]) > n:
-            return first
-        parts = [first]
+        self._off = 0
+        piece = first[off:] if off else first
+        if not pending or avail + len(pending[0]) > n:
+            return piece
+        parts = [piece]
+        size = avail
         while pending and size + len(pending[0]) <= n:
             chunk = pending.popleft()
             parts.append(chunk)
@@ -274,6 +282,7 @@ class NoiseConn(RawConn):
 
     def _close_raw(self) -> None:
         self._pending.clear()
+        self._off = 0
         _close_quietly(self._raw)
 
     def close_write(self) -> None:

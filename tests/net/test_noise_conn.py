@@ -421,3 +421,19 @@ def test_multistream_over_noise_then_pipelined_data(raw_pair, keys):
     assert g.get(timeout=T) == ("/yamux/1.0.0", b"payload")
     ci.close()
     cr.close()
+
+
+@pytest.mark.parametrize("sizes", [[1] * 40, [3, 7, 100, 1, 65600, 5], [12, 65507, 12, 65507]])
+def test_reads_of_any_size_preserve_the_stream(raw_pair, keys, sizes):
+    ci, cr = secure_pair(raw_pair, keys["ed25519"], keys["ed25519"])
+    data = os.urandom(sum(sizes))
+    g = gevent.spawn(ci.writev, [data[:10], data[10:]])
+    out = bytearray()
+    for s in sizes:
+        chunk = _read_exactly(cr, s)
+        assert type(chunk) is bytes
+        out += chunk
+    g.get(timeout=T)
+    assert bytes(out) == data
+    ci.close()
+    cr.close()
