@@ -1,0 +1,201 @@
+"""``/plaintext/2.0.0``: identity exchange without encryption (tests and interop debugging).
+
+Reference §7.  After multistream picked this protocol, both sides send
+``LP(Exchange{id, pubkey})`` at once (not lock-step) and read the peer's.  Each
+side checks that ``id`` is the peer ID of ``pubkey``; the dialer also checks it is
+the peer it meant to reach (PeerIdMismatchError).  Afterwards bytes flow unframed.
+The exchange is capped at 65536 bytes (go's limit).
+
+Never use this on a real network: nothing is encrypted or authenticated beyond the
+claim of a public key.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+import gevent
+
+from geventp2p._speedups import varint
+from geventp2p.exceptions import (
+    P2PError,
+    P2PTimeoutError,
+    PeerIdMismatchError,
+    ProtocolError,
+    SecurityError,
+)
+from geventp2p.net.rawconn import DEFAULT_READ_SIZE, RawConn
+
+__all__ = ["PROTOCOL_ID", "MAX_EXCHANGE_SIZE", "PlaintextTransport", "PlaintextConn", "encode_exchange"]
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_ID = "/plaintext/2.0.0"
+#: Largest accepted Exchange message (go-libp2p's cap).
+MAX_EXCHANGE_SIZE = 65536
+
+
+def encode_exchange(public_key) -> bytes:
+    """``LP(Exchange{id, pubkey})`` for ``public_key`` (a crypto PublicKey)."""
+    from geventp2p.core.peer import PeerId
+    from geventp2p.pb import plaintext_pb2
+
+    ex = plaintext_pb2.Exchange()
+    ex.id = PeerId.from_public_key(public_key).to_bytes()
+    ex.pubkey.ParseFromString(public_key.marshal())
+    return varint.encode_lp(ex.SerializeToString())
+
+
+def _decode_exchange(payload: bytes):
+    """Return ``(peer_id, public_key)`` from an Exchange payload, verified to match."""
+    from geventp2p.core.peer import PeerId
+    from geventp2p.crypto.keys import unmarshal_public_key
+    from geventp2p.pb import plaintext_pb2
+
+    ex = plaintext_pb2.Exchange()
+    try:
+        ex.ParseFromString(payload)
+    except Exception as exc:  # protobuf DecodeError
+        raise SecurityError(f"plaintext: malformed Exchange message: {exc}") from exc
+    if not ex.HasField("id") or not ex.HasField("pubkey"):
+        raise SecurityError("plaintext: Exchange lacks id or pubkey")
+    try:
+        public_key = unmarshal_public_key(ex.pubkey.SerializeToString())
+    except P2PError as exc:
+        raise SecurityError(f"plaintext: invalid public key: {exc}") from exc
+    try:
+        peer_id = PeerId.from_bytes(ex.id)
+    except P2PError as exc:
+        raise SecurityError(f"plaintext: invalid peer id: {exc}") from exc
+    if not peer_id.matches_public_key(public_key):
+        raise SecurityError(f"plaintext: peer id {peer_id} does not match the public key it sent")
+    return peer_id, public_key
+
+
+class PlaintextTransport:
+    """Security transport for ``/plaintext/2.0.0`` (same shape as NoiseTransport)."""
+
+    PROTOCOL_ID = PROTOCOL_ID
+
+    def __init__(self, local_key: Any, **opts: Any) -> None:
+        from geventp2p.core.peer import PeerId
+
+        if opts:
+            raise TypeError(f"unexpected options: {sorted(opts)}")
+        self.local_key = local_key
+        self.local_public_key = local_key.public_key()
+        self.local_peer = PeerId.from_public_key(self.local_public_key)
+        self._exchange = encode_exchange(self.local_public_key)
+
+    def secure_outbound(self, raw: RawConn, remote_peer: Any = None,
+                        timeout: Optional[float] = None) -> "PlaintextConn":
+        """Blocks the calling greenlet during the exchange (initiator side).
+
+        Raises PeerIdMismatchError if ``remote_peer`` is given and differs.  On any
+        failure ``raw`` is closed.
+        """
+        return self._secure(raw, remote_peer, timeout)
+
+    def secure_inbound(self, raw: RawConn, timeout: Optional[float] = None) -> "PlaintextConn":
+        """Blocks the calling greenlet during the exchange (responder side)."""
+        return self._secure(raw, None, timeout)
+
+    def _secure(self, raw: RawConn, expected: Any, timeout: Optional[float]) -> "PlaintextConn":
+        timer = gevent.Timeout(timeout) if timeout is not None else None
+        ok = False
+        try:
+            if timer is not None:
+                timer.start()
+            try:
+                raw.write(self._exchange)  # eagerly: both sides send before reading
+                payload = self._read_exchange(raw)
+            except gevent.Timeout as exc:
+                if exc is not timer:
+                    raise
+                raise P2PTimeoutError(f"plaintext exchange timed out after {timeout:g}s") from None
+            peer_id, public_key = _decode_exchange(payload)
+            if expected is not None and peer_id != expected:
+                raise PeerIdMismatchError(expected, peer_id)
+            ok = True
+        finally:
+            if timer is not None:
+                timer.close()
+            if not ok:
+                try:
+                    raw.close()
+                except Exception:  # pragma: no cover
+                    log.debug("error closing raw connection", exc_info=True)
+        log.debug("plaintext exchange done with %s", peer_id)
+        return PlaintextConn(raw, self.local_peer, peer_id, public_key)
+
+    @staticmethod
+    def _read_exchange(raw: RawConn) -> bytes:
+        buf = b""
+        while True:
+            try:
+                res = varint.decode_lp(buf, 0, MAX_EXCHANGE_SIZE)
+            except ProtocolError as exc:
+                raise SecurityError(f"plaintext: bad Exchange framing: {exc}") from exc
+            if res is not None:
+                payload, end = res
+                if end < len(buf):
+                    raw.unread(buf[end:])  # the peer's first application bytes
+                return payload
+            data = raw.read(DEFAULT_READ_SIZE)
+            if not data:
+                raise SecurityError("plaintext: connection closed during the Exchange")
+            buf += data
+
+
+class PlaintextConn(RawConn):
+    """The RawConn after a plaintext exchange: bytes pass through unchanged.
+
+    Extra attributes: ``local_peer``, ``remote_peer``, ``remote_public_key``,
+    ``security_protocol`` (``/plaintext/2.0.0``), ``early_muxer`` (always None).
+    """
+
+    security_protocol = PROTOCOL_ID
+    early_muxer = None
+
+    def __init__(self, raw: RawConn, local_peer, remote_peer, remote_public_key) -> None:
+        super().__init__()
+        self._raw = raw
+        self.local_peer = local_peer
+        self.remote_peer = remote_peer
+        self.remote_public_key = remote_public_key
+        self.local_addr = raw.local_addr
+        self.remote_addr = raw.remote_addr
+        self.is_initiator = raw.is_initiator
+
+    @property
+    def raw(self) -> RawConn:
+        """The underlying transport connection."""
+        return self._raw
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._raw.closed
+
+    def read(self, n: int = DEFAULT_READ_SIZE, timeout: Optional[float] = None) -> bytes:
+        """Blocks the calling greenlet until 1..n bytes arrive; b"" at EOF."""
+        if self._closed:
+            return b""
+        return self._raw.read(n, timeout=timeout)
+
+    def unread(self, data) -> None:
+        self._raw.unread(data)
+
+    def write(self, data) -> None:
+        self._raw.write(data)
+
+    def writev(self, buffers) -> None:
+        self._raw.writev(buffers)
+
+    def close_write(self) -> None:
+        close_write = getattr(self._raw, "close_write", None)
+        if close_write is not None:
+            close_write()
+
+    def _close_raw(self) -> None:
+        self._raw.close()
