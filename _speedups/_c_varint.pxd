@@ -8,6 +8,7 @@ cdef object VarintError
 
 cdef Py_ssize_t _MAX_VARINT_LEN
 cdef unsigned long long _MAX_VALUE
+cdef tuple _ONE_BYTE
 
 @cython.locals(v="unsigned long long", out=bytearray)
 cpdef bytes encode_uvarint(object value)

@@ -7,6 +7,8 @@ cdef object ConfigError
 cdef object LocalProtocolError
 cdef object WindowError
 
+cdef long long _U32_MAX
+
 
 @cython.final
 cdef class StreamWindow:
@@ -20,8 +22,11 @@ cdef class StreamWindow:
 
     @cython.locals(k="long long")
     cpdef object consume_send(self, object n)
+    @cython.locals(d="long long")
     cpdef object add_send_credit(self, object delta)
+    @cython.locals(k="long long")
     cpdef object on_data(self, object n)
+    @cython.locals(k="long long")
     cpdef object on_read(self, object n)
     @cython.locals(freed="long long", new="long long")
     cpdef object take_update(self, double now, double rtt, bint force=*, bint can_grow=*)

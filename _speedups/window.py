@@ -26,6 +26,9 @@ INITIAL_WINDOW = 256 * 1024
 MAX_WINDOW = 16 * 1024 * 1024
 U32_MAX = 0xFFFFFFFF
 
+# Private copy: a C constant in the compiled build (``_c_window.pxd``).
+_U32_MAX = U32_MAX
+
 
 class StreamWindow:
     """Flow-control state of one yamux stream."""
@@ -70,12 +73,13 @@ class StreamWindow:
         """Apply a WindowUpdate delta from the peer."""
         if delta < 0:
             raise WindowError("negative window update %r" % (delta,))
-        if delta > U32_MAX - self.send_window:
+        if delta > _U32_MAX - self.send_window:
             raise WindowError(
                 "window update of %d overflows the send window %d beyond 2**32-1"
                 % (delta, self.send_window)
             )
-        self.send_window += delta
+        d = delta  # range-checked: a C integer in the compiled build
+        self.send_window += d
 
     def on_data(self, n):
         """Account ``n`` received Data-body bytes against the receive window."""
@@ -83,8 +87,9 @@ class StreamWindow:
             raise LocalProtocolError("negative data length %r" % (n,))
         if n > self.recv_window:
             raise WindowError("received %d bytes, window %d" % (n, self.recv_window))
-        self.recv_window -= n
-        self.recv_buffered += n
+        k = n  # range-checked: a C integer in the compiled build
+        self.recv_window -= k
+        self.recv_buffered += k
 
     def on_read(self, n):
         """Account ``n`` bytes handed to the application."""
@@ -92,7 +97,8 @@ class StreamWindow:
             raise LocalProtocolError(
                 "read of %r bytes but only %d are buffered" % (n, self.recv_buffered)
             )
-        self.recv_buffered -= n
+        k = n  # range-checked: a C integer in the compiled build
+        self.recv_buffered -= k
 
     def take_update(self, now, rtt, force=False, can_grow=True):
         """Return the credit to grant the peer now (0: send no WindowUpdate).
