@@ -73,6 +73,7 @@ Optional hooks (default: do nothing):
 ``_on_consumed(n: int) -> None``
     ``n`` received bytes left the receive buffer (read by the application, or
     discarded by ``close_read``/reset).  yamux returns window credit here.
+    Bytes pushed back with ``unread`` are reported only once in total.
 ``_on_close_read() -> None``
     ``close_read()`` was called (after the buffer was discarded).
 ``_on_state_change() -> None``
@@ -141,6 +142,7 @@ class Stream:
         "_chunks",
         "_head_off",
         "_buffered",
+        "_pushed_back",
         "_read_eof",
         "_read_closed",
         "_write_closed",
@@ -161,6 +163,7 @@ class Stream:
         self._chunks: deque = deque()
         self._head_off = 0  # bytes already consumed from self._chunks[0]
         self._buffered = 0
+        self._pushed_back = 0  # bytes at the head that came from unread(): not reported again
         self._read_eof = False
         self._read_closed = False
         self._write_closed = False
@@ -280,11 +283,12 @@ class Stream:
             ev.set()
 
     def _drop_buffer(self) -> None:
-        n = self._buffered
+        n = self._buffered - self._pushed_back
         self._chunks.clear()
         self._head_off = 0
         self._buffered = 0
-        if n:
+        self._pushed_back = 0
+        if n > 0:
             self._on_consumed(n)
 
     # ------------------------------------------------------------------ reading
@@ -340,6 +344,7 @@ class Stream:
             self._head_off = 0
         self._chunks.appendleft(bytes(data))
         self._buffered += len(data)
+        self._pushed_back += len(data)
         ev = self._read_event
         if ev is not None:
             ev.set()
@@ -377,8 +382,16 @@ class Stream:
                     need = 0
             self._head_off = off
             out = parts[0] if len(parts) == 1 else b"".join(parts)
-        self._buffered -= len(out)
-        self._on_consumed(len(out))
+        n_out = len(out)
+        self._buffered -= n_out
+        pushed = self._pushed_back
+        if pushed:
+            if pushed >= n_out:
+                self._pushed_back = pushed - n_out
+                return out
+            self._pushed_back = 0
+            n_out -= pushed
+        self._on_consumed(n_out)
         return out
 
     def _wait(self, ev: Event, call_deadline: float | None, stream_deadline: float | None, what: str) -> None:

@@ -228,3 +228,16 @@ def test_finished_and_reset_after_finish_noop():
     assert s.finished
     s.reset()
     assert s.resets == []
+
+
+def test_unread_bytes_reported_once():
+    s = FakeStream()
+    s._feed_data(b"abcdef")
+    assert s.read(4) == b"abcd"
+    assert s.consumed == 4
+    s.unread(b"cd")
+    assert s.read(3) == b"cde"
+    assert s.consumed == 5
+    s.unread(b"XYZ")
+    s.close_read()
+    assert s.consumed == 6

@@ -1,0 +1,478 @@
+"""Yamux over gevent: ``YamuxMuxer`` -> ``YamuxConn`` -> ``YamuxStream`` (reference §8).
+
+A thin shell around the sans-I/O :class:`geventp2p.sansio.yamux.Session`:
+
+* one **reader** greenlet: ``conn.read()`` -> ``session.receive_data()`` -> wake the
+  streams.  It never writes to the connection (a reader stuck behind a write is the
+  classic muxer deadlock); after each read that produced ``frames_per_yield``
+  events it yields with ``gevent.sleep(0)`` so one large read cannot starve others.
+* one **writer** greenlet: drains everything the session queued (frames from all
+  streams, ACKs, pings, window updates) into few ``writev`` calls, and runs the
+  keepalive / RTT timers (``session.next_deadline()`` / ``handle_timer``).
+* stream writes go straight into the session (no switch): they block only on the
+  send window (yamux flow control) or when more than ``max_send_buffer_size``
+  bytes wait for the writer.
+
+Session end (remote EOF, transport error, protocol violation, GoAway received,
+keepalive timeout or ``close()``) resets every stream with ``ConnectionClosedError``,
+fails blocked ``accept_stream``/``open_stream``/``ping`` calls, stops both
+greenlets and closes the underlying connection.
+
+``close()`` follows go-yamux: with code 0 the connection is closed **without** a
+GoAway (go's ``Close``); ``close(code)`` with a non-zero code first sends
+``GoAway(code)`` (go's ``CloseWithError``: 1 protocol, 2 internal, 0x1000+
+go-libp2p reasons), waiting at most ``GOAWAY_FLUSH_TIMEOUT`` for it to be written.
+A protocol violation by the remote likewise flushes ``GoAway(1)`` before closing.
+
+Window growth beyond 256 KiB reserves memory in ``scope`` first (see the session).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+
+import gevent
+from gevent.event import AsyncResult, Event
+
+from geventp2p.core.rcmgr import NULL_SCOPE
+from geventp2p.exceptions import (
+    ConnectionClosedError,
+    P2PError,
+    P2PTimeoutError,
+    StreamResetError,
+)
+from geventp2p.net.stream import INBOUND, OUTBOUND, Stream
+from geventp2p.sansio import yamux as _y
+from geventp2p.sansio.yamux import PROTOCOL_ID, YamuxConfig
+
+__all__ = ["PROTOCOL_ID", "YamuxConfig", "YamuxMuxer", "YamuxConn", "YamuxStream", "GOAWAY_FLUSH_TIMEOUT"]
+
+log = logging.getLogger(__name__)
+
+#: How long ``close(code)`` and a protocol error wait for the GoAway to be written.
+GOAWAY_FLUSH_TIMEOUT = 0.1
+#: Bytes asked of the connection per read.
+READ_SIZE = 256 * 1024
+
+_monotonic = time.monotonic
+
+
+class YamuxMuxer:
+    """Stream muxer factory for ``/yamux/1.0.0``."""
+
+    PROTOCOL_ID = PROTOCOL_ID
+
+    def __init__(self, config: YamuxConfig | None = None) -> None:
+        self.config = config if config is not None else YamuxConfig()
+
+    def create(self, secured_conn, is_initiator: bool, scope=NULL_SCOPE) -> "YamuxConn":
+        """Start a yamux session over ``secured_conn`` (the dialer is the initiator/client)."""
+        return YamuxConn(secured_conn, is_initiator, self.config, scope)
+
+    def __repr__(self) -> str:
+        return f"<YamuxMuxer {self.PROTOCOL_ID}>"
+
+
+class YamuxStream(Stream):
+    """One yamux stream; the blocking API lives in :class:`geventp2p.net.stream.Stream`."""
+
+    __slots__ = ("_mux",)
+
+    def __init__(self, mux: "YamuxConn", stream_id: int, direction: str) -> None:
+        super().__init__(mux, stream_id, direction)
+        self._mux = mux
+
+    def _try_write(self, view: memoryview) -> int:
+        return self._mux._stream_write(self, view)
+
+    def _send_close_write(self) -> None:
+        self._mux._stream_fin(self)
+
+    def _send_reset(self, code: int) -> None:
+        self._mux._stream_reset(self, code)
+
+    def _on_consumed(self, n: int) -> None:
+        self._mux._stream_consumed(self, n)
+
+    def _on_state_change(self) -> None:
+        if self.finished:
+            self._mux._stream_finished(self)
+
+
+class YamuxConn:
+    """A yamux session over a secured connection (a MuxedConn)."""
+
+    def __init__(self, conn, is_initiator: bool, config: YamuxConfig | None = None, scope=NULL_SCOPE) -> None:
+        self.conn = conn
+        self.is_initiator = is_initiator
+        self.config = config = config if config is not None else YamuxConfig()
+        self.scope = scope
+        self._session = _y.Session(config, is_initiator, scope)
+        self._streams: dict[int, YamuxStream] = {}
+        self._accept_queue: deque = deque()
+        self._accept_event = Event()
+        self._ack_event = Event()
+        self._wake_writer = Event()
+        self._closed_event = Event()
+        self._blocked_writers: list = []
+        self._pings: dict[int, list] = {}
+        self._error: Exception | None = None
+        self._clean_close = False
+        self._terminated = False
+        self._in_write = False
+        self._force_closer = None
+        self._max_send_buffer = config.max_send_buffer_size
+        self._frames_per_yield = config.frames_per_yield
+        self._session.start(_monotonic())
+        self._reader = gevent.spawn(self._read_loop)
+        self._writer = gevent.spawn(self._write_loop)
+        if self._session.bytes_to_send:
+            self._wake_writer.set()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._terminated else "open"
+        role = "client" if self.is_initiator else "server"
+        return f"<YamuxConn {role} streams={len(self._streams)} {state}>"
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def closed(self) -> bool:
+        return self._terminated
+
+    @property
+    def num_streams(self) -> int:
+        return len(self._streams)
+
+    @property
+    def rtt(self) -> float:
+        """Last measured round-trip time in seconds (0.0 until a ping was answered)."""
+        return self._session.rtt
+
+    @property
+    def error(self) -> Exception | None:
+        """Why the session ended (None while open or after a local ``close()`` with code 0)."""
+        return None if self._clean_close else self._error
+
+    def open_stream(self, timeout: float | None = None) -> YamuxStream:
+        """Blocks the calling greenlet while ``max_ack_backlog`` opened streams wait for
+        their ACK; then opens a stream (the SYN is sent at once)."""
+        deadline = None if timeout is None else _monotonic() + timeout
+        session = self._session
+        while True:
+            self._check_alive()
+            if session.unacked_outbound < self.config.max_ack_backlog:
+                break
+            self._ack_event.clear()
+            remaining = None if deadline is None else deadline - _monotonic()
+            if remaining is not None and remaining <= 0:
+                raise P2PTimeoutError("yamux: open_stream timed out waiting for ACKs")
+            self._ack_event.wait(remaining)
+        sid = session.open_stream()
+        stream = YamuxStream(self, sid, OUTBOUND)
+        self._streams[sid] = stream
+        self._wake_writer.set()
+        return stream
+
+    def accept_stream(self, timeout: float | None = None) -> YamuxStream:
+        """Blocks the calling greenlet until the remote opens a stream.
+
+        Raises ConnectionClosedError once the session is over, P2PTimeoutError on timeout.
+        """
+        deadline = None if timeout is None else _monotonic() + timeout
+        queue = self._accept_queue
+        while True:
+            while queue:
+                stream = queue.popleft()
+                if stream.is_reset:
+                    continue
+                self._session.mark_accepted(stream.id)
+                return stream
+            self._check_alive()
+            self._accept_event.clear()
+            remaining = None if deadline is None else deadline - _monotonic()
+            if remaining is not None and remaining <= 0:
+                raise P2PTimeoutError("yamux: accept_stream timed out")
+            self._accept_event.wait(remaining)
+
+    def ping(self, timeout: float | None = None) -> float:
+        """Blocks the calling greenlet until the remote answers a yamux ping; returns the RTT (s)."""
+        self._check_alive()
+        opaque = self._session.ping(_monotonic())
+        result = AsyncResult()
+        self._pings.setdefault(opaque, []).append(result)
+        self._wake_writer.set()
+        try:
+            return result.get(timeout=timeout)
+        except gevent.Timeout:
+            raise P2PTimeoutError("yamux: ping timed out") from None
+        finally:
+            waiters = self._pings.get(opaque)
+            if waiters is not None and result in waiters:
+                waiters.remove(result)
+                if not waiters:
+                    del self._pings[opaque]
+
+    def close(self, code: int = 0) -> None:
+        """Close the session: every stream is reset, the connection closed.
+
+        ``code`` 0 closes without GoAway (go); another code sends GoAway(code) first.
+        Blocks the calling greenlet at most briefly (GoAway flush, greenlet exit).
+        """
+        if not self._terminated:
+            if code:
+                self._session.go_away(code)
+            self._clean_close = not code
+            self._terminate(ConnectionClosedError("yamux session closed locally", error_code=code, remote=False))
+        cur = gevent.getcurrent()
+        if cur is not self._reader and cur is not self._writer:
+            self.wait_closed(timeout=GOAWAY_FLUSH_TIMEOUT + 1.0)
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Blocks the calling greenlet until the session is over and both greenlets ended."""
+        if not self._closed_event.wait(timeout):
+            return False
+        cur = gevent.getcurrent()
+        left = [g for g in (self._reader, self._writer) if g is not cur]
+        gevent.joinall(left, timeout=timeout)
+        return all(g.dead for g in left)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ stream hooks
+
+    def _check_alive(self) -> None:
+        if self._terminated:
+            err = self._error
+            if isinstance(err, ConnectionClosedError):
+                raise ConnectionClosedError(str(err), error_code=err.error_code, remote=err.remote)
+            raise ConnectionClosedError(f"yamux session is over: {err}", remote=True)
+
+    def _stream_write(self, stream: YamuxStream, view: memoryview) -> int:
+        if self._terminated:
+            self._check_alive()
+        session = self._session
+        if session.bytes_to_send >= self._max_send_buffer:
+            self._blocked_writers.append(stream)
+            self._wake_writer.set()
+            return 0
+        n = session.send_data(stream.id, view)
+        if n:
+            self._wake_writer.set()
+        return n
+
+    def _stream_fin(self, stream: YamuxStream) -> None:
+        if self._terminated:
+            return
+        self._session.send_fin(stream.id)
+        self._wake_writer.set()
+
+    def _stream_reset(self, stream: YamuxStream, code: int) -> None:
+        if self._terminated:
+            return
+        self._session.send_reset(stream.id, code)
+        self._wake_writer.set()
+
+    def _stream_consumed(self, stream: YamuxStream, n: int) -> None:
+        if self._terminated:
+            return
+        if self._session.stream_read(stream.id, n, _monotonic()):
+            self._wake_writer.set()
+
+    def _stream_finished(self, stream: YamuxStream) -> None:
+        if self._streams.get(stream.id) is stream:
+            del self._streams[stream.id]
+
+    # ------------------------------------------------------------------ reader
+
+    def _read_loop(self) -> None:
+        conn = self.conn
+        session = self._session
+        per_yield = self._frames_per_yield
+        try:
+            while not self._terminated:
+                try:
+                    data = conn.read(READ_SIZE)
+                except P2PError as exc:
+                    if not self._terminated:
+                        self._terminate(ConnectionClosedError(f"yamux: connection read failed: {exc}", remote=True))
+                    return
+                if not data:
+                    if not self._terminated:
+                        self._terminate(ConnectionClosedError("yamux: connection closed by the remote", remote=True))
+                    return
+                events = session.receive_data(data, _monotonic())
+                if events:
+                    self._handle_events(events)
+                if session.bytes_to_send:
+                    self._wake_writer.set()
+                if len(events) >= per_yield:
+                    gevent.sleep(0)
+        except Exception as exc:  # a bug: end this session only
+            log.exception("yamux reader failed")
+            self._terminate(ConnectionClosedError(f"yamux internal error: {exc!r}", error_code=2, remote=False))
+
+    def _handle_events(self, events) -> None:
+        streams = self._streams
+        for ev in events:
+            cls = type(ev)
+            if cls is _y.DataReceived:
+                stream = streams.get(ev.stream_id)
+                if stream is not None:
+                    stream._feed_data(ev.data)
+                else:  # stream gone locally (closed for reading): credit and drop
+                    self._session.stream_read(ev.stream_id, len(ev.data), _monotonic())
+            elif cls is _y.WindowUpdated:
+                stream = streams.get(ev.stream_id)
+                if stream is not None:
+                    stream._notify_writable()
+            elif cls is _y.StreamOpened:
+                stream = YamuxStream(self, ev.stream_id, INBOUND)
+                streams[ev.stream_id] = stream
+                self._accept_queue.append(stream)
+                self._accept_event.set()
+            elif cls is _y.StreamAcked:
+                self._ack_event.set()
+            elif cls is _y.StreamHalfClosed:
+                stream = streams.get(ev.stream_id)
+                if stream is not None:
+                    stream._feed_eof()
+            elif cls is _y.StreamReset:
+                stream = streams.pop(ev.stream_id, None)
+                if stream is not None:
+                    stream._feed_reset(StreamResetError(
+                        f"yamux stream {ev.stream_id} reset by the remote", error_code=ev.error_code, remote=True
+                    ))
+                self._ack_event.set()
+            elif cls is _y.PongReceived:
+                for result in self._pings.pop(ev.opaque, ()):
+                    result.set(ev.rtt if ev.rtt is not None else 0.0)
+            elif cls is _y.GoAwayReceived:
+                log.debug("yamux: GoAway(%#x) received", ev.error_code)
+                self._terminate(ConnectionClosedError(
+                    f"yamux: remote sent GoAway({ev.error_code:#x})", error_code=ev.error_code, remote=True
+                ))
+                return
+            elif cls is _y.SessionError:
+                log.debug("yamux: session error: %s", ev.error)
+                err = ConnectionClosedError(
+                    f"yamux session error: {ev.error}", error_code=ev.go_away_code or 0, remote=True
+                )
+                err.__cause__ = ev.error
+                self._terminate(err)
+                return
+            elif cls is _y.StreamRefused:
+                log.debug("yamux: refused inbound stream %d: %s", ev.stream_id, ev.reason)
+            # PingReceived: the answer is already queued
+
+    # ------------------------------------------------------------------ writer
+
+    def _write_loop(self) -> None:
+        conn = self.conn
+        session = self._session
+        wake = self._wake_writer
+        try:
+            while True:
+                if self._terminated:
+                    break
+                bufs = session.buffers_to_send()
+                if bufs:
+                    self._in_write = True
+                    try:
+                        conn.writev(bufs)
+                    except P2PError as exc:
+                        self._terminate(ConnectionClosedError(f"yamux: connection write failed: {exc}", remote=True))
+                        break
+                    finally:
+                        self._in_write = False
+                    if self._blocked_writers and session.bytes_to_send < self._max_send_buffer:
+                        blocked = self._blocked_writers
+                        self._blocked_writers = []
+                        for stream in blocked:
+                            stream._notify_writable()
+                    continue
+                deadline = session.next_deadline()
+                wake.clear()
+                if deadline is None:
+                    wake.wait()
+                else:
+                    remaining = deadline - _monotonic()
+                    if remaining > 0:
+                        wake.wait(remaining)
+                    now = _monotonic()
+                    if now >= deadline:
+                        for ev in session.handle_timer(now):
+                            if isinstance(ev, _y.SessionError):
+                                log.debug("yamux: %s", ev.error)
+                                err = ConnectionClosedError(f"yamux: {ev.error}", remote=True)
+                                err.__cause__ = ev.error
+                                self._terminate(err)
+            # final flush (GoAway after a violation or close(code)), bounded in time
+            bufs = session.buffers_to_send()
+            if bufs and self._wants_flush():
+                with gevent.Timeout(GOAWAY_FLUSH_TIMEOUT, False):
+                    try:
+                        conn.writev(bufs)
+                    except P2PError:
+                        pass
+        except Exception:
+            log.exception("yamux writer failed")
+            self._terminate(ConnectionClosedError("yamux internal error", error_code=2, remote=False))
+        finally:
+            self._finish()
+
+    def _wants_flush(self) -> bool:
+        s = self._session
+        return s.go_away_sent is not None and s.go_away_received is None and not self.conn.closed
+
+    # ------------------------------------------------------------------ termination
+
+    def _terminate(self, error: Exception) -> None:
+        """End the session (idempotent): fail every stream and waiter, stop the greenlets."""
+        if self._terminated:
+            return
+        self._terminated = True
+        self._error = error
+        self._session.close()
+        streams = list(self._streams.values())
+        self._streams.clear()
+        code = getattr(error, "error_code", 0)
+        remote = getattr(error, "remote", True)
+        for stream in streams:
+            stream._feed_reset(ConnectionClosedError(str(error), error_code=code, remote=remote))
+        self._accept_queue.clear()
+        self._accept_event.set()
+        self._ack_event.set()
+        pings = self._pings
+        self._pings = {}
+        for waiters in pings.values():
+            for result in waiters:
+                result.set_exception(ConnectionClosedError(str(error), error_code=code, remote=remote))
+        for stream in self._blocked_writers:
+            stream._notify_writable()
+        self._blocked_writers = []
+        self._wake_writer.set()
+        if self._writer.dead:
+            self._finish()
+        elif self._in_write and gevent.getcurrent() is not self._writer:
+            # the writer is blocked on a peer that does not read: give it a moment
+            # to finish, then close the connection under it
+            self._force_closer = gevent.spawn_later(GOAWAY_FLUSH_TIMEOUT, self._finish)
+
+    def _finish(self) -> None:
+        """Close the connection once the writer is done with it; wakes the reader."""
+        closer = self._force_closer
+        if closer is not None and closer is not gevent.getcurrent():
+            self._force_closer = None
+            closer.kill(block=False)
+        try:
+            self.conn.close()
+        except Exception:  # pragma: no cover - close errors are not actionable
+            log.debug("yamux: error closing the connection", exc_info=True)
+        self._closed_event.set()
