@@ -59,8 +59,18 @@ class PeerId:
 
     @classmethod
     def from_public_key(cls, key: Any) -> "PeerId":
-        """Derive the peer ID of a public key (a PublicKey object or a serialized key protobuf)."""
-        pk = key if isinstance(key, (bytes, bytearray, memoryview)) else key.marshal()
+        """Derive the peer ID of a public key (a PublicKey, a serialized PublicKey protobuf, or a
+        PrivateKey, whose public half is used)."""
+        if isinstance(key, (bytes, bytearray, memoryview)):
+            pk = key
+        else:
+            from geventp2p.crypto.keys import PrivateKey, PublicKey
+
+            if isinstance(key, PrivateKey):
+                key = key.public_key()
+            elif not isinstance(key, PublicKey):
+                raise TypeError(f"expected a PublicKey or PrivateKey, got {type(key).__name__}")
+            pk = key.marshal()
         pk = bytes(pk)
         if len(pk) <= MAX_INLINE_KEY_LENGTH:
             return cls(multibase.multihash_encode(multibase.IDENTITY, pk))
@@ -160,7 +170,7 @@ class PeerId:
     def matches_public_key(self, key: Any) -> bool:
         try:
             return PeerId.from_public_key(key)._b == self._b
-        except Exception:  # a key that cannot even be marshalled matches nothing
+        except (TypeError, InvalidPeerIdError):
             return False
 
     # -- value semantics

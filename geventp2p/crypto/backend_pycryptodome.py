@@ -273,6 +273,8 @@ class PycryptodomeBackend(Backend):
             key = ECC.import_key(point, curve_name="secp256k1")
         except ValueError as exc:
             raise InvalidKeyError(f"invalid secp256k1 public key: {exc}") from None
+        if key.pointQ.is_point_at_infinity():
+            raise InvalidKeyError("invalid secp256k1 public key: point at infinity")
         pub = key.export_key(format="SEC1", compress=True)
         return _EcVerifier(key, CURVE_ORDERS["secp256k1"], pub)
 
@@ -299,6 +301,8 @@ class PycryptodomeBackend(Backend):
             raise InvalidKeyError(f"malformed ECDSA public key DER: {exc}") from None
         if key.has_private():
             raise InvalidKeyError("ECDSA public key DER holds a private key")
+        if key.pointQ.is_point_at_infinity():
+            raise InvalidKeyError("ECDSA public key is the point at infinity")
         _, ossl = _nist_names(key)
         return _EcVerifier(key, CURVE_ORDERS[ossl], key.export_key(format="DER"))
 
