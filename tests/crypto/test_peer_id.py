@@ -130,7 +130,7 @@ def test_bad_strings(text):
 def test_empty_identity():
     # "00 00" is a syntactically valid multihash; it is not a key, so extraction fails.
     pid = PeerId.from_bytes(b"\x00\x00")
-    assert PeerId.from_string("f017200") == pid
+    assert PeerId.from_string("f01720000") == pid
     with pytest.raises(InvalidKeyError):
         pid.extract_public_key()
 
