@@ -21,6 +21,9 @@ from typing import Any, Iterable, Optional, Sequence
 import gevent
 from gevent.lock import Semaphore
 
+from geventp2p.core.peer import PeerId
+from geventp2p.crypto.backend import get_backend
+from geventp2p.crypto.keys import PrivateKey
 from geventp2p.exceptions import P2PTimeoutError, SecurityError, TransportError
 from geventp2p.net.rawconn import RawConn
 from geventp2p.sansio.noise import (
@@ -52,15 +55,14 @@ class NoiseTransport:
 
     PROTOCOL_ID = PROTOCOL_ID
 
-    def __init__(self, local_key: Any, muxers: Sequence[str] = ("/yamux/1.0.0",), *, backend: Any = None) -> None:
-        from geventp2p.core.peer import PeerId
-
+    def __init__(self, local_key: PrivateKey, muxers: Sequence[str] = ("/yamux/1.0.0",), *, backend: Any = None) -> None:
         self.local_key = local_key
         self.local_peer = PeerId.from_public_key(local_key.public_key())
         self.muxers = tuple(muxers)
-        self.backend = backend
+        #: crypto backend for the handshake and transport ciphers (object, name or None = default)
+        self.backend = get_backend(backend) if backend is None or isinstance(backend, str) else backend
 
-    def secure_outbound(self, raw: RawConn, remote_peer: Any = None, timeout: Optional[float] = None) -> "NoiseConn":
+    def secure_outbound(self, raw: RawConn, remote_peer: Optional[PeerId] = None, timeout: Optional[float] = None) -> "NoiseConn":
         """Blocks the calling greenlet while running the handshake as initiator.
 
         ``remote_peer`` (a PeerId) is checked against the authenticated remote
@@ -77,7 +79,7 @@ class NoiseTransport:
 
     # ------------------------------------------------------------------ handshake driver
 
-    def _secure(self, raw: RawConn, initiator: bool, remote_peer: Any, timeout: Optional[float]) -> "NoiseConn":
+    def _secure(self, raw: RawConn, initiator: bool, remote_peer: Optional[PeerId], timeout: Optional[float]) -> "NoiseConn":
         hs = Handshake(
             initiator,
             self.local_key,
@@ -161,7 +163,7 @@ class NoiseConn(RawConn):
 
     security_protocol = PROTOCOL_ID
 
-    def __init__(self, raw: RawConn, result: HandshakeResult, local_peer: Any = None) -> None:
+    def __init__(self, raw: RawConn, result: HandshakeResult, local_peer: Optional[PeerId] = None) -> None:
         super().__init__()
         self._raw = raw
         self._enc = FrameEncryptor(result.send_cipher)

@@ -30,7 +30,13 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
+from google.protobuf.message import DecodeError
+
+from geventp2p.core.peer import PeerId
+from geventp2p.crypto.backend import get_backend
+from geventp2p.crypto.keys import PrivateKey, PublicKey, unmarshal_public_key
 from geventp2p.exceptions import InvalidSignatureError, PeerIdMismatchError, SecurityError
+from geventp2p.pb import noise_pb2
 
 __all__ = [
     "PROTOCOL_NAME",
@@ -71,11 +77,10 @@ _EMPTY = b""
 
 
 def _default_backend(backend: Any) -> Any:
-    if backend is not None:
-        return backend
-    from geventp2p.crypto.backend import get_backend
-
-    return get_backend()
+    """A backend object, a backend name, or None (``get_backend()``: env var or best available)."""
+    if backend is None or isinstance(backend, str):
+        return get_backend(backend)
+    return backend
 
 
 # --------------------------------------------------------------------------- Noise core
@@ -322,8 +327,6 @@ class NoiseXX:
 
 def encode_payload(identity_key: bytes, identity_sig: bytes, muxers: Sequence[str] = ()) -> bytes:
     """Serialize a ``NoiseHandshakePayload``; ``extensions`` only when muxers are given."""
-    from geventp2p.pb import noise_pb2
-
     msg = noise_pb2.NoiseHandshakePayload()
     msg.identity_key = identity_key
     msg.identity_sig = identity_sig
@@ -334,10 +337,6 @@ def encode_payload(identity_key: bytes, identity_sig: bytes, muxers: Sequence[st
 
 def decode_payload(data: bytes) -> tuple[bytes, bytes, list[str]]:
     """Parse a ``NoiseHandshakePayload`` into ``(identity_key, identity_sig, stream_muxers)``."""
-    from google.protobuf.message import DecodeError
-
-    from geventp2p.pb import noise_pb2
-
     msg = noise_pb2.NoiseHandshakePayload()
     try:
         msg.ParseFromString(bytes(data))
@@ -374,8 +373,8 @@ class HandshakeResult:
 
     send_cipher: CipherState
     recv_cipher: CipherState
-    remote_peer: Any  # PeerId
-    remote_public_key: Any  # PublicKey
+    remote_peer: PeerId
+    remote_public_key: PublicKey
     remote_static: bytes  # the remote X25519 static public key
     remote_muxers: tuple
     early_muxer: Optional[str]
@@ -406,11 +405,11 @@ class Handshake:
     def __init__(
         self,
         initiator: bool,
-        local_identity: Any,
+        local_identity: PrivateKey,
         static_private: Optional[bytes] = None,
         ephemeral_private: Optional[bytes] = None,
         muxers: Sequence[str] = (),
-        expected_remote_peer: Any = None,
+        expected_remote_peer: Optional[PeerId | str] = None,
         *,
         prologue: bytes = b"",
         backend: Any = None,
@@ -419,8 +418,6 @@ class Handshake:
         self.local_identity = local_identity
         self.muxers = tuple(muxers)
         if isinstance(expected_remote_peer, str):
-            from geventp2p.core.peer import PeerId
-
             expected_remote_peer = PeerId.from_string(expected_remote_peer)
         self.expected_remote_peer = expected_remote_peer
         self.noise = NoiseXX(
@@ -430,8 +427,8 @@ class Handshake:
             prologue=prologue,
             backend=backend,
         )
-        self.remote_peer = None
-        self.remote_public_key = None
+        self.remote_peer: Optional[PeerId] = None
+        self.remote_public_key: Optional[PublicKey] = None
         self.remote_muxers: tuple = ()
         self._result: Optional[HandshakeResult] = None
         self.failed = False
@@ -455,9 +452,6 @@ class Handshake:
         return encode_payload(self.local_identity.public_key().marshal(), sig, self.muxers)
 
     def _verify_remote(self, payload: bytes) -> None:
-        from geventp2p.core.peer import PeerId
-        from geventp2p.crypto.keys import unmarshal_public_key
-
         identity_key, identity_sig, muxers = decode_payload(payload)
         try:
             pk = unmarshal_public_key(identity_key, backend=self.noise.backend)

@@ -437,3 +437,14 @@ def test_reads_of_any_size_preserve_the_stream(raw_pair, keys, sizes):
     assert bytes(out) == data
     ci.close()
     cr.close()
+
+
+def test_backend_by_name(raw_pair, keys):
+    ti = NoiseTransport(keys["ed25519"], backend="pycryptodome")
+    assert ti.backend.name == "pycryptodome"
+    assert NoiseTransport(keys["ed25519"]).backend is get_backend()
+    ci, cr = secure_pair(raw_pair, keys["ed25519"], keys["ed25519"], backend="pycryptodome")
+    ci.write(b"x" * 70000)
+    assert _read_exactly(cr, 70000) == b"x" * 70000
+    ci.close()
+    cr.close()
