@@ -39,6 +39,14 @@ __all__ = [
     "P2PTimeoutError",
     "IncompleteReadError",
     "SubscriptionClosedError",
+    "DialSelfError",
+    "NoAddressesError",
+    "NoGoodAddressesError",
+    "DialBackoffError",
+    "DialGatedError",
+    "SwarmClosedError",
+    "AllDialsFailedError",
+    "DialTimeoutError",
 ]
 
 
@@ -210,3 +218,56 @@ class IncompleteReadError(StreamError, EOFError):
 
 class SubscriptionClosedError(P2PError):
     """An event-bus subscription or emitter was used after ``close()``."""
+
+
+# --------------------------------------------------------------------------- swarm dial causes
+# Each has a class-level ``reason``; ``DialError.cause`` holds the reason string,
+# or the underlying exception for ``AllDialsFailedError``/``DialTimeoutError``.
+
+
+class DialSelfError(DialError):
+    """Refused to dial our own peer ID."""
+
+    reason = "dial to self attempted"
+
+
+class NoAddressesError(DialError):
+    """The peerstore holds no address for the peer."""
+
+    reason = "no addresses"
+
+
+class NoGoodAddressesError(DialError):
+    """Every known address was filtered out (no transport, own address, gated...)."""
+
+    reason = "no good addresses"
+
+
+class DialBackoffError(DialError):
+    """Every dialable address is in dial backoff after recent failures."""
+
+    reason = "dial backoff"
+
+
+class DialGatedError(DialError):
+    """The connection gater refused the dial or the resulting connection."""
+
+    reason = "gater disallows connection to peer"
+
+
+class SwarmClosedError(DialError):
+    """The swarm is closed (or closed while the dial was in flight)."""
+
+    reason = "swarm closed"
+
+
+class AllDialsFailedError(DialError):
+    """Every address was dialed and every attempt failed (see ``attempts``)."""
+
+    reason = "all dials failed"
+
+
+class DialTimeoutError(DialError, P2PTimeoutError):
+    """The whole dial ran past its deadline."""
+
+    reason = "dial timed out"
