@@ -448,3 +448,26 @@ def test_backend_by_name(raw_pair, keys):
     assert _read_exactly(cr, 70000) == b"x" * 70000
     ci.close()
     cr.close()
+
+
+def test_byte_by_byte_peer(raw_pair, keys):
+    """Handshake and transport frames trickling in one byte per write still work."""
+    ra, rb = raw_pair
+    tr = NoiseTransport(keys["ed25519"])
+    g = gevent.spawn(tr.secure_inbound, rb, timeout=T)
+
+    def dribble(data):
+        for k in range(len(data)):
+            ra.write(data[k : k + 1])
+            gevent.sleep(0)
+
+    hs = Handshake(True, keys["rsa"], muxers=("/yamux/1.0.0",))
+    dribble(frame_message(hs.write_message_1()))
+    hs.read_message_2(_read_frame(ra))
+    dribble(frame_message(hs.write_message_3()))
+    cr = g.get(timeout=T)
+    assert cr.early_muxer == "/yamux/1.0.0"
+    enc = FrameEncryptor(hs.result.send_cipher)
+    gevent.spawn(dribble, enc.encrypt_frames(b"slow") + enc.encrypt_frames(b"ly"))
+    assert _read_exactly(cr, 6) == b"slowly"
+    cr.close()
