@@ -2,10 +2,6 @@
 # Public constants stay Python globals; the underscore copies are C constants.
 cimport cython
 
-cdef object Struct
-cdef object FrameError
-cdef object LocalProtocolError
-cdef object MessageTooLargeError
 
 cdef object _YAMUX_HEADER
 cdef int _VERSION

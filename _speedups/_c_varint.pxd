@@ -2,9 +2,6 @@
 # Public constants stay Python globals; the underscore copies are C constants.
 cimport cython
 
-cdef object LocalProtocolError
-cdef object MessageTooLargeError
-cdef object VarintError
 
 cdef Py_ssize_t _MAX_VARINT_LEN
 cdef unsigned long long _MAX_VALUE

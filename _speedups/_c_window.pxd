@@ -3,9 +3,6 @@
 # the compiled build never raises OverflowError where the pure one would not.
 cimport cython
 
-cdef object ConfigError
-cdef object LocalProtocolError
-cdef object WindowError
 
 cdef long long _U32_MAX
 

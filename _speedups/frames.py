@@ -140,7 +140,7 @@ class YamuxFrameReader:
         """Append ``data`` and return every complete frame as a list of
         ``(ftype, flags, stream_id, length, payload)`` tuples."""
         if self._error is not None:
-            raise self._error
+            raise self._error.with_traceback(None)
         buf = self._buf
         buf += data
         n = len(buf)
@@ -192,7 +192,7 @@ class YamuxFrameReader:
         else:
             self._pos = pos
         if self._error is not None and not frames:
-            raise self._error
+            raise self._error.with_traceback(None)
         return frames
 
 
@@ -269,7 +269,7 @@ class MplexFrameReader:
         """Append ``data`` and return every complete frame as a list of
         ``(stream_id, flag, payload)`` tuples."""
         if self._error is not None:
-            raise self._error
+            raise self._error.with_traceback(None)
         buf = self._buf
         buf += data
         n = len(buf)
@@ -310,5 +310,5 @@ class MplexFrameReader:
         else:
             self._pos = pos
         if self._error is not None and not frames:
-            raise self._error
+            raise self._error.with_traceback(None)
         return frames

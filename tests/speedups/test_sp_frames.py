@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from geventp2p.exceptions import (
     FrameError,
+    VarintError,
     LocalProtocolError,
     MessageTooLargeError,
     RemoteProtocolError,
@@ -463,3 +464,40 @@ def test_compiled_classes_are_compiled(both_impls):
     assert comp.frames.YamuxFrameReader.__module__ == "geventp2p._speedups._c_frames"
     assert pure.frames.YamuxFrameReader.__module__ == "geventp2p._speedups.frames"
     assert comp.window.StreamWindow.__module__ == "geventp2p._speedups._c_window"
+
+
+@HYP
+@given(
+    cont=st.lists(st.integers(0x80, 0xFF), max_size=10),
+    last=st.integers(0, 0x7F),
+)
+def test_mplex_varint_rules_match_varint_module(impl, cont, last):
+    """The reader's header varint follows varint.decode_uvarint exactly
+    (VarintError there is FrameError in the reader)."""
+    header = bytes(cont) + bytes([last])
+    data = header + b"\x00"  # zero-length body
+    try:
+        value, end = impl.varint.decode_uvarint(data)
+    except Exception as exc:  # noqa: BLE001
+        expected = type(exc)
+    else:
+        assert end == len(header)
+        expected = FrameError if value & 7 == 7 else [(value >> 3, value & 7, b"")]
+    try:
+        got = impl.frames.MplexFrameReader().feed(data)
+    except RemoteProtocolError as exc:
+        got = type(exc)
+    if expected is VarintError:
+        assert got is FrameError
+    else:
+        assert got == expected
+
+
+@pytest.mark.parametrize("name", ["varint", "frames", "window"])
+def test_same_public_names(both_impls, name):
+    pure, comp = (getattr(m, name) for m in both_impls)
+
+    def public(mod):
+        return {k for k in vars(mod) if not k.startswith("_")}
+
+    assert public(pure) == public(comp)
