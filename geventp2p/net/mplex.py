@@ -82,13 +82,12 @@ class MplexStream(Stream):
     ``direction`` tells them apart.
     """
 
-    __slots__ = ("_mconn", "_outbound", "_pushback", "_gen")
+    __slots__ = ("_mconn", "_outbound", "_gen")
 
     def __init__(self, mconn: "MplexConn", stream_id: int, direction: str) -> None:
         super().__init__(mconn, stream_id, direction)
         self._mconn = mconn
         self._outbound = direction == OUTBOUND
-        self._pushback = 0  # bytes put back with unread(): already accounted for
         self._gen = -1  # writer flush generation of our last queued message
 
     # ------------------------------------------------------------------ public
@@ -103,12 +102,6 @@ class MplexStream(Stream):
             super().write(data, timeout=timeout)
         finally:
             self._mconn._waiters.pop(self, None)
-
-    def unread(self, data: bytes) -> None:
-        before = self._buffered
-        super().unread(data)
-        # These bytes were reported consumed when first read; do not count them twice.
-        self._pushback += self._buffered - before
 
     # ------------------------------------------------------------------ hooks
 
@@ -142,12 +135,6 @@ class MplexStream(Stream):
         self._mconn._wake_writer()
 
     def _on_consumed(self, n: int) -> None:
-        if self._pushback:
-            k = n if n < self._pushback else self._pushback
-            self._pushback -= k
-            n -= k
-            if not n:
-                return
         mconn = self._mconn
         mconn._session.consumed(self.id, self._outbound, n)
         mconn.scope.release_memory(n)
@@ -267,10 +254,15 @@ class MplexConn:
             self._writer.join(timeout)  # exits once the queue is flushed
         self._shutdown("mplex connection closed locally", remote=False)
 
-    def wait_closed(self, timeout: float | None = None) -> None:
-        """Blocks the calling greenlet until the session is over (``P2PTimeoutError`` on timeout)."""
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Blocks the calling greenlet until the session is over and its reader and
+        writer greenlets ended.  Returns False if ``timeout`` passed first."""
         if not self._closed_event.wait(timeout):
-            raise P2PTimeoutError("mplex session still open")
+            return False
+        cur = gevent.getcurrent()
+        left = [g for g in (self._reader, self._writer) if g is not cur]
+        gevent.joinall(left, timeout=timeout)
+        return all(g.dead for g in left)
 
     def __enter__(self):
         return self

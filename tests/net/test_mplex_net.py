@@ -429,7 +429,6 @@ def test_bulk_writer_does_not_starve_a_small_request(pair):
 # --------------------------------------------------------------------------- many streams
 
 
-@pytest.mark.slow
 def test_thousand_concurrent_streams(no_leaks):
     p = Pair()
     try:
