@@ -595,3 +595,41 @@ def test_conn_property_and_repr(pair):
     assert isinstance(pair.a, MplexConn)
     assert pair.a.conn.is_initiator is True
     assert "MplexConn" in repr(pair.a)
+
+
+# --------------------------------------------------------------------------- full upgrade
+
+
+def test_noise_upgrade_negotiates_mplex(no_leaks, timeout):
+    """raw socket -> multistream -> Noise -> multistream(/mplex/6.7.0) -> streams."""
+    from geventp2p.crypto.keys import KeyType, generate_key
+    from geventp2p.net.noise import NoiseTransport
+    from geventp2p.net.upgrader import Upgrader
+
+    ka, kb = generate_key(KeyType.Ed25519), generate_key(KeyType.Ed25519)
+    ua = Upgrader([NoiseTransport(ka, muxers=())], [MplexMuxer()])
+    ub = Upgrader([NoiseTransport(kb, muxers=())], [MplexMuxer()])
+    sa, sb = socket.socketpair()
+    inbound = gevent.spawn(ub.upgrade_inbound, SocketConn(sb), timeout=10)
+    ca = ua.upgrade_outbound(SocketConn(sa, is_initiator=True), timeout=10)
+    cb = inbound.get(timeout=10)
+    try:
+        assert ca.muxer == cb.muxer == PROTOCOL_ID
+        assert isinstance(ca.muxed, MplexConn)
+        group = serve(cb.muxed, echo)
+        s = ca.muxed.open_stream()
+        payload = bytes(range(256)) * 1000
+        s.write(payload)
+        s.close_write()
+        got = bytearray()
+        while True:
+            d = s.read(timeout=5)
+            if not d:
+                break
+            got += d
+        assert bytes(got) == payload
+    finally:
+        ca.close()
+        cb.close()
+        assert ca.muxed.wait_closed(5) and cb.muxed.wait_closed(5)
+    group.join(5)
