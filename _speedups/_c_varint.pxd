@@ -5,7 +5,7 @@ cimport cython
 
 cdef Py_ssize_t _MAX_VARINT_LEN
 cdef unsigned long long _MAX_VALUE
-cdef tuple _ONE_BYTE
+cdef tuple _BYTE
 
 @cython.locals(v="unsigned long long", out=bytearray)
 cpdef bytes encode_uvarint(object value)

@@ -22,7 +22,7 @@ MESSAGE_SIZE_MAX = 4 * 1024 * 1024
 # (``_c_varint.pxd``); the public names above stay Python globals in both builds.
 _MAX_VARINT_LEN = MAX_VARINT_LEN
 _MAX_VALUE = MAX_VALUE
-_ONE_BYTE = tuple(bytes((i,)) for i in range(0x80))
+_BYTE = tuple(bytes((i,)) for i in range(0x100))
 
 
 def encode_uvarint(value):
@@ -31,9 +31,9 @@ def encode_uvarint(value):
         raise LocalProtocolError("uvarint out of range: %r" % (value,))
     v = value
     if v < 0x80:
-        return _ONE_BYTE[v]
+        return _BYTE[v]
     if v < 0x4000:
-        return bytes(((v & 0x7F) | 0x80, v >> 7))
+        return _BYTE[(v & 0x7F) | 0x80] + _BYTE[v >> 7]
     out = bytearray()
     while v >= 0x80:
         out.append((v & 0x7F) | 0x80)
