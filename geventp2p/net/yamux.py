@@ -113,7 +113,8 @@ class YamuxConn:
         self._streams: dict[int, YamuxStream] = {}
         self._accept_queue: deque = deque()
         self._accept_event = Event()
-        self._ack_event = Event()
+        self._ack_waiters: deque = deque()  # Events of open_stream calls blocked on the ACK backlog
+        self._ack_grants = 0  # slots granted to woken open_stream calls that did not run yet
         self._wake_writer = Event()
         self._closed_event = Event()
         self._blocked_writers: list = []
@@ -159,17 +160,11 @@ class YamuxConn:
     def open_stream(self, timeout: float | None = None) -> YamuxStream:
         """Blocks the calling greenlet while ``max_ack_backlog`` opened streams wait for
         their ACK; then opens a stream (the SYN is sent at once)."""
+        self._check_alive()
         deadline = None if timeout is None else _monotonic() + timeout
         session = self._session
-        while True:
-            self._check_alive()
-            if session.unacked_outbound < self.config.max_ack_backlog:
-                break
-            self._ack_event.clear()
-            remaining = None if deadline is None else deadline - _monotonic()
-            if remaining is not None and remaining <= 0:
-                raise P2PTimeoutError("yamux: open_stream timed out waiting for ACKs")
-            self._ack_event.wait(remaining)
+        if self._ack_waiters or session.unacked_outbound + self._ack_grants >= self.config.max_ack_backlog:
+            self._wait_ack_backlog(deadline)
         sid = session.open_stream()
         stream = YamuxStream(self, sid, OUTBOUND)
         self._streams[sid] = stream
@@ -289,6 +284,41 @@ class YamuxConn:
         if self._streams.get(stream.id) is stream:
             del self._streams[stream.id]
 
+    def _wait_ack_backlog(self, deadline: float | None) -> None:
+        """Queue (FIFO) until the ACK backlog grants us a slot; raises on timeout/close."""
+        self._check_alive()
+        waiter = Event()
+        self._ack_waiters.append(waiter)
+        remaining = None if deadline is None else max(0.0, deadline - _monotonic())
+        waiter.wait(remaining)
+        if waiter.is_set():
+            # granted by _wake_openers (or woken by the session end)
+            if not self._terminated:
+                self._ack_grants -= 1
+            self._check_alive()
+            return
+        try:
+            self._ack_waiters.remove(waiter)
+        except ValueError:  # pragma: no cover - granted and timed out at once
+            self._ack_grants -= 1
+            self._wake_openers()
+        raise P2PTimeoutError("yamux: open_stream timed out waiting for ACKs")
+
+    def _wake_openers(self) -> None:
+        """Grant blocked ``open_stream`` calls as many ACK-backlog slots as are free (FIFO)."""
+        waiters = self._ack_waiters
+        if not waiters:
+            return
+        if self._terminated:
+            while waiters:
+                waiters.popleft().set()
+            return
+        room = self.config.max_ack_backlog - self._session.unacked_outbound - self._ack_grants
+        while room > 0 and waiters:
+            waiters.popleft().set()
+            self._ack_grants += 1
+            room -= 1
+
     # ------------------------------------------------------------------ reader
 
     def _read_loop(self) -> None:
@@ -338,7 +368,8 @@ class YamuxConn:
                 self._accept_queue.append(stream)
                 self._accept_event.set()
             elif cls is _y.StreamAcked:
-                self._ack_event.set()
+                if self._ack_waiters:
+                    self._wake_openers()
             elif cls is _y.StreamHalfClosed:
                 stream = streams.get(ev.stream_id)
                 if stream is not None:
@@ -349,7 +380,8 @@ class YamuxConn:
                     stream._feed_reset(StreamResetError(
                         f"yamux stream {ev.stream_id} reset by the remote", error_code=ev.error_code, remote=True
                     ))
-                self._ack_event.set()
+                if self._ack_waiters:
+                    self._wake_openers()
             elif cls is _y.PongReceived:
                 for result in self._pings.pop(ev.opaque, ()):
                     result.set(ev.rtt if ev.rtt is not None else 0.0)
@@ -448,7 +480,7 @@ class YamuxConn:
             stream._feed_reset(ConnectionClosedError(str(error), error_code=code, remote=remote))
         self._accept_queue.clear()
         self._accept_event.set()
-        self._ack_event.set()
+        self._wake_openers()
         pings = self._pings
         self._pings = {}
         for waiters in pings.values():
