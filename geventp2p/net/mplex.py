@@ -112,10 +112,10 @@ class MplexStream(Stream):
             raise mconn._closed_error()
         waiters = mconn._waiters
         if session.bytes_to_send >= mconn.config.max_send_buffer_size or (
-            waiters and self._gen == mconn._gen and self not in waiters
+            self._gen == mconn._gen and len(waiters) > (self in waiters)
         ):
-            # Full queue, or others are waiting and we already queued a message
-            # in this flush: take turns.
+            # Full queue, or other streams are waiting and we already queued a
+            # message since the last flush: take turns (one message each per flush).
             waiters[self] = None
             return 0
         n = min(len(view), mconn.config.write_chunk_size)

@@ -426,6 +426,48 @@ def test_bulk_writer_does_not_starve_a_small_request(pair):
     group.join(5)
 
 
+def test_concurrent_bulk_writers_take_turns(no_leaks, timeout):
+    """Once the send queue is contended, streams alternate message by message on the wire."""
+    from gevent import socket as gsocket
+
+    from geventp2p._speedups import frames
+
+    chunk, hwm, size = 16 * KiB, 256 * KiB, 4 * MiB
+    sa, sb = gsocket.socketpair()
+    conn = MplexMuxer(MplexConfig(write_chunk_size=chunk, max_send_buffer_size=hwm)).create(SocketConn(sa), True)
+    try:
+        streams = [conn.open_stream(), conn.open_stream()]
+
+        def send(s):
+            s.write(b"w" * size)
+            s.close_write()
+
+        writers = [gevent.spawn(send, s) for s in streams]
+        reader = frames.MplexFrameReader()
+        order, closed = [], 0
+        while closed < 2:
+            data = sb.recv(1 << 20)
+            assert data
+            for sid, flag, _ in reader.feed(data):
+                if flag == frames.MESSAGE_INITIATOR:
+                    order.append(sid)
+                elif flag == frames.CLOSE_INITIATOR:
+                    closed += 1
+        gevent.joinall(writers, raise_error=True)
+        assert len(order) == 2 * size // chunk
+        # After the first send-queue's worth, the longest run of one stream is short.
+        tail = order[2 * hwm // chunk : -2 * hwm // chunk]
+        longest = run = 1
+        for x, y in zip(tail, tail[1:]):
+            run = run + 1 if x == y else 1
+            longest = max(longest, run)
+        assert longest <= 3, longest
+    finally:
+        conn.close(timeout=1)
+        sb.close()
+        conn.wait_closed(5)
+
+
 # --------------------------------------------------------------------------- many streams
 
 
