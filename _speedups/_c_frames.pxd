@@ -4,6 +4,7 @@ cimport cython
 
 
 cdef object _YAMUX_HEADER
+cdef object _YAMUX_FIELDS
 cdef int _VERSION
 cdef int _TYPE_DATA
 cdef int _TYPE_GO_AWAY
@@ -13,7 +14,7 @@ cdef Py_ssize_t _MAX_VARINT_LEN
 cdef Py_ssize_t _COMPACT_THRESHOLD
 
 cpdef bytes pack_yamux_header(object ftype, object flags, object stream_id, object length)
-cpdef object unpack_yamux_header(object buf, object offset=*)
+cpdef tuple unpack_yamux_header(object buf, object offset=*)
 
 
 @cython.final

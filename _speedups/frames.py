@@ -38,6 +38,7 @@ Reader rules (both readers):
 """
 
 from struct import Struct
+from struct import error as StructError
 
 from geventp2p.exceptions import FrameError, LocalProtocolError, MessageTooLargeError
 
@@ -75,6 +76,7 @@ VARINT_MAX_VALUE = (1 << 63) - 1
 COMPACT_THRESHOLD = 256 * 1024
 
 _YAMUX_HEADER = Struct(">BBHII")
+_YAMUX_FIELDS = Struct(">BHII")  # the header after its version byte
 
 # Private copies of the constants the reader loops use: the compiled build turns
 # these into C constants (``_c_frames.pxd``); the public names stay Python globals.
@@ -88,16 +90,19 @@ _COMPACT_THRESHOLD = COMPACT_THRESHOLD
 
 
 def pack_yamux_header(ftype, flags, stream_id, length):
-    """Return the 12-byte big-endian yamux header."""
-    if ftype < 0 or ftype > TYPE_GO_AWAY:
+    """Return the 12-byte big-endian yamux header.
+
+    Raises ``LocalProtocolError`` for an unknown type or a field outside its range
+    (flags: u16; stream id, length: u32)."""
+    if ftype < 0 or ftype > _TYPE_GO_AWAY:
         raise LocalProtocolError("unknown yamux frame type %r" % (ftype,))
-    if flags < 0 or flags > 0xFFFF:
-        raise LocalProtocolError("yamux flags out of range: %r" % (flags,))
-    if stream_id < 0 or stream_id > U32_MAX:
-        raise LocalProtocolError("yamux stream id out of range: %r" % (stream_id,))
-    if length < 0 or length > U32_MAX:
-        raise LocalProtocolError("yamux length out of range: %r" % (length,))
-    return _YAMUX_HEADER.pack(VERSION, ftype, flags, stream_id, length)
+    try:
+        return _YAMUX_HEADER.pack(0, ftype, flags, stream_id, length)
+    except StructError:
+        raise LocalProtocolError(
+            "yamux header field out of range: flags %r, stream id %r, length %r"
+            % (flags, stream_id, length)
+        ) from None
 
 
 def unpack_yamux_header(buf, offset=0):
@@ -108,14 +113,14 @@ def unpack_yamux_header(buf, offset=0):
     """
     if offset < 0:
         raise LocalProtocolError("negative offset %r" % (offset,))
-    if len(buf) - offset < HEADER_SIZE:
+    if len(buf) - offset < _HEADER_SIZE:
         return None
-    version, ftype, flags, stream_id, length = _YAMUX_HEADER.unpack_from(buf, offset)
-    if version != VERSION:
-        raise FrameError("yamux: unsupported version %d" % version)
-    if ftype > TYPE_GO_AWAY:
-        raise FrameError("yamux: unknown frame type %d" % ftype)
-    return ftype, flags, stream_id, length
+    if buf[offset] != _VERSION:
+        raise FrameError("yamux: unsupported version %d" % buf[offset])
+    fields = _YAMUX_FIELDS.unpack_from(buf, offset + 1)
+    if fields[0] > _TYPE_GO_AWAY:
+        raise FrameError("yamux: unknown frame type %d" % fields[0])
+    return fields
 
 
 class YamuxFrameReader:
