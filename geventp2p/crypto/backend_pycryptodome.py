@@ -3,6 +3,10 @@
 pycryptodome's ChaCha20-Poly1305 binds the nonce when the cipher is created, so
 the AEAD object keeps the key and builds one cipher per message; everything else
 (key parsing, curve set-up) happens once per key.
+
+X25519 needs pycryptodome >= 3.21.  When the installed pycryptodome has no
+secp256k1 curve, secp256k1 keys use the small pure-Python implementation in
+``_secp256k1`` (same signatures, slower, not constant-time).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from Crypto.Protocol.DH import import_x25519_private_key, import_x25519_public_k
 from Crypto.PublicKey import ECC, RSA
 from Crypto.Signature import DSS, eddsa, pkcs1_15
 
-from geventp2p.crypto import _der
+from geventp2p.crypto import _der, _secp256k1
 from geventp2p.crypto.backend import CURVE_ORDERS, Backend
 from geventp2p.exceptions import InvalidKeyError, SecurityError
 
@@ -163,6 +167,46 @@ class _EcSigner:
         return _EcVerifier(self._key.public_key(), self._order, self._pub)
 
 
+class _PureSecpVerifier:
+    __slots__ = ("_point", "_pub")
+
+    def __init__(self, point: tuple[int, int]) -> None:
+        self._point = point
+        self._pub = _secp256k1.encode_point(point)
+
+    def verify(self, data: bytes, sig: bytes) -> bool:
+        return _secp256k1.verify(self._point, data, sig)
+
+    def public_bytes(self) -> bytes:
+        return self._pub
+
+
+class _PureSecpSigner:
+    __slots__ = ("_d", "_point", "curve")
+
+    def __init__(self, d: int) -> None:
+        self._d = d
+        self._point = _secp256k1.public_point(d)
+        self.curve = "secp256k1"
+
+    def sign(self, data: bytes) -> bytes:
+        return _secp256k1.sign(self._d, data)
+
+    def public_bytes(self) -> bytes:
+        return _secp256k1.encode_point(self._point)
+
+    def verifier(self) -> _PureSecpVerifier:
+        return _PureSecpVerifier(self._point)
+
+
+def _has_native_secp256k1() -> bool:
+    try:
+        ECC.construct(curve="secp256k1", d=1)
+    except (ValueError, KeyError, TypeError, ImportError):
+        return False
+    return True
+
+
 def _nist_names(key: ECC.EccKey) -> tuple[str, str]:
     names = _CURVES.get(key.curve)
     if names is None:
@@ -224,6 +268,10 @@ class _RsaSigner:
 class PycryptodomeBackend(Backend):
     name = "pycryptodome"
 
+    def __init__(self, *, secp256k1_native: bool | None = None) -> None:
+        # None: use pycryptodome's curve when it has one (tests force False to cover the fallback)
+        self.secp256k1_native = _has_native_secp256k1() if secp256k1_native is None else secp256k1_native
+
     # -- Noise primitives
     def x25519_generate(self) -> tuple[bytes, bytes]:
         priv = os.urandom(32)
@@ -260,15 +308,22 @@ class PycryptodomeBackend(Backend):
         return _Ed25519Verifier(bytes(pub))
 
     # -- secp256k1
-    def secp256k1_signer(self, d: bytes) -> _EcSigner:
+    def secp256k1_signer(self, d: bytes):
+        if not self.secp256k1_native:
+            return _PureSecpSigner(int.from_bytes(d, "big"))
         key = ECC.construct(curve="secp256k1", d=int.from_bytes(d, "big"))
         pub = key.public_key().export_key(format="SEC1", compress=True)
         return _EcSigner(key, CURVE_ORDERS["secp256k1"], pub, None, "secp256k1")
 
-    def secp256k1_verifier(self, point: bytes) -> _EcVerifier:
+    def secp256k1_verifier(self, point: bytes):
         point = bytes(point)
         if len(point) not in (33, 65) or point[0] not in ((2, 3) if len(point) == 33 else (4,)):
             raise InvalidKeyError(f"invalid secp256k1 public key encoding ({len(point)} bytes)")
+        if not self.secp256k1_native:
+            try:
+                return _PureSecpVerifier(_secp256k1.decode_point(point))
+            except ValueError as exc:
+                raise InvalidKeyError(f"invalid secp256k1 public key: {exc}") from None
         try:
             key = ECC.import_key(point, curve_name="secp256k1")
         except ValueError as exc:
