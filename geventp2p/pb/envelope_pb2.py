@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0e\x65nvelope.proto\x12\x10geventp2p.record\"B\n\tPublicKey\x12\'\n\x04Type\x18\x01 \x01(\x0e\x32\x19.geventp2p.record.KeyType\x12\x0c\n\x04\x44\x61ta\x18\x02 \x01(\x0c\"u\n\x08\x45nvelope\x12/\n\npublic_key\x18\x01 \x01(\x0b\x32\x1b.geventp2p.record.PublicKey\x12\x14\n\x0cpayload_type\x18\x02 \x01(\x0c\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x11\n\tsignature\x18\x05 \x01(\x0c*9\n\x07KeyType\x12\x07\n\x03RSA\x10\x00\x12\x0b\n\x07\x45\x64\x32\x35\x35\x31\x39\x10\x01\x12\r\n\tSecp256k1\x10\x02\x12\t\n\x05\x45\x43\x44SA\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0e\x65nvelope.proto\x12\x10geventp2p.record\"^\n\tPublicKey\x12,\n\x04Type\x18\x01 \x01(\x0e\x32\x19.geventp2p.record.KeyTypeH\x00\x88\x01\x01\x12\x11\n\x04\x44\x61ta\x18\x02 \x01(\x0cH\x01\x88\x01\x01\x42\x07\n\x05_TypeB\x07\n\x05_Data\"u\n\x08\x45nvelope\x12/\n\npublic_key\x18\x01 \x01(\x0b\x32\x1b.geventp2p.record.PublicKey\x12\x14\n\x0cpayload_type\x18\x02 \x01(\x0c\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x11\n\tsignature\x18\x05 \x01(\x0c*9\n\x07KeyType\x12\x07\n\x03RSA\x10\x00\x12\x0b\n\x07\x45\x64\x32\x35\x35\x31\x39\x10\x01\x12\r\n\tSecp256k1\x10\x02\x12\t\n\x05\x45\x43\x44SA\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'envelope_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_KEYTYPE']._serialized_start=223
-  _globals['_KEYTYPE']._serialized_end=280
+  _globals['_KEYTYPE']._serialized_start=251
+  _globals['_KEYTYPE']._serialized_end=308
   _globals['_PUBLICKEY']._serialized_start=36
-  _globals['_PUBLICKEY']._serialized_end=102
-  _globals['_ENVELOPE']._serialized_start=104
-  _globals['_ENVELOPE']._serialized_end=221
+  _globals['_PUBLICKEY']._serialized_end=130
+  _globals['_ENVELOPE']._serialized_start=132
+  _globals['_ENVELOPE']._serialized_end=249
 # @@protoc_insertion_point(module_scope)

@@ -481,3 +481,26 @@ def test_fuzz_typed_bodies_only_raise_invalid_key(kt, body):
 def test_hashed_peer_id_uses_sha256_of_marshalled_key(backend):
     pub = unmarshal_public_key(H(V.ECDSA_PUB))
     assert PeerId.from_public_key(pub).to_bytes() == b"\x12\x20" + hashlib.sha256(H(V.ECDSA_PUB)).digest()
+
+
+def test_envelope_keeps_rsa_key_type(backend, rsa2048_der):
+    """envelope.proto is proto3: its PublicKey.Type must still be written when it is RSA (0)."""
+    pub = private_key_from_raw("rsa", rsa2048_der).public_key()
+    env = envelope_pb2.Envelope(payload_type=b"\x03\x01", payload=b"p", signature=b"s")
+    env.public_key.ParseFromString(pub.marshal())
+    wire = env.SerializeToString()
+    assert wire.startswith(b"\x0a" + varint.encode_uvarint(len(pub.marshal())) + b"\x08\x00\x12")
+    got = envelope_pb2.Envelope.FromString(wire)
+    assert unmarshal_public_key(got.public_key.SerializeToString()) == pub
+
+
+def test_plaintext_exchange_embeds_key_protobuf(backend):
+    from geventp2p.pb import plaintext_pb2
+
+    key = unmarshal_private_key(H(V.ED25519_PRIV))
+    ex = plaintext_pb2.Exchange(id=PeerId.from_public_key(key).to_bytes())
+    ex.pubkey.ParseFromString(key.public_key().marshal())
+    wire = ex.SerializeToString()
+    assert wire.hex() == "0a26" + V.ED25519_PEER_ID_BYTES + "1224" + V.ED25519_PUB
+    got = plaintext_pb2.Exchange.FromString(wire)
+    assert unmarshal_public_key(got.pubkey.SerializeToString()) == key.public_key()
