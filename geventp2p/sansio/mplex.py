@@ -35,6 +35,10 @@ rust-libp2p where those agree):
   emit a local :class:`StreamReset` with code 0x1002 "resource limit
   exceeded"), which is what js does to slow consumers.  The session and every
   other stream continue, so one stalled reader never blocks the connection.
+  The unread bytes of all streams together are capped too
+  (``max_session_buffer_size``, 64 MiB): a message that would pass it resets
+  the stream it is for, the same way (a peer cannot make us hold
+  ``max_inbound_streams`` x 4 MiB).
 * Data after the remote's Close on that stream is a protocol violation: the
   stream is reset (local :class:`StreamReset`, code 0x1004); the session goes on.
 * Frames for unknown streams (already reset / fully closed, or never opened)
@@ -132,6 +136,8 @@ class MplexConfig:
         Largest message body we send; at most 1 MiB (what peers accept).
     ``max_stream_buffer_size``
         Unread bytes one stream may hold before it is reset (no flow control).
+    ``max_session_buffer_size``
+        Unread bytes all streams together may hold; past it the receiving stream is reset.
     ``max_inbound_streams``
         Live streams the remote may have open with us; further NewStreams are reset.
     ``accept_backlog``
@@ -145,6 +151,7 @@ class MplexConfig:
     max_message_size: int = SPEC_MAX_MESSAGE_SIZE
     write_chunk_size: int = 64 * KiB
     max_stream_buffer_size: int = 4 * MiB
+    max_session_buffer_size: int = 64 * MiB
     max_inbound_streams: int = 1024
     accept_backlog: int = 1024
     max_send_buffer_size: int = 1 * MiB
@@ -155,6 +162,7 @@ class MplexConfig:
             "max_message_size",
             "write_chunk_size",
             "max_stream_buffer_size",
+            "max_session_buffer_size",
             "max_inbound_streams",
             "accept_backlog",
             "max_send_buffer_size",
@@ -257,6 +265,7 @@ class Session:
         self._reader = frames.MplexFrameReader(config.max_message_size)
         self._streams: dict[tuple[int, bool], _Stream] = {}
         self._num_inbound = 0
+        self._total_buffered = 0
         self._next_id = 0
         self._out: list[bytes] = []
         self._out_size = 0
@@ -288,6 +297,11 @@ class Session:
 
     def has_stream(self, stream_id: int, outbound: bool) -> bool:
         return (stream_id, outbound) in self._streams
+
+    @property
+    def total_buffered(self) -> int:
+        """Unread bytes of all streams in the table."""
+        return self._total_buffered
 
     def buffered(self, stream_id: int, outbound: bool) -> int:
         """Unread bytes the session counts against the stream's cap."""
@@ -372,6 +386,7 @@ class Session:
         if st is None:
             return True
         st.read_discard = True
+        self._total_buffered -= st.buffered
         st.buffered = 0
         return self._maybe_finish(st)
 
@@ -391,17 +406,26 @@ class Session:
             raise LocalProtocolError("consumed() needs a non-negative byte count")
         st = self._streams.get((stream_id, outbound))
         if st is not None:
-            st.buffered = st.buffered - n if n < st.buffered else 0
+            if n > st.buffered:
+                n = st.buffered
+            st.buffered -= n
+            self._total_buffered -= n
 
     def close(self) -> None:
         """End the session locally (mplex has no GoAway; the shell closes the conn)."""
         self._closed = True
         self._streams.clear()
         self._num_inbound = 0
+        self._total_buffered = 0
 
     def _remove(self, st: _Stream) -> None:
-        if self._streams.pop((st.stream_id, st.outbound), None) is not None and not st.outbound:
-            self._num_inbound -= 1
+        if self._streams.pop((st.stream_id, st.outbound), None) is not None:
+            # Bytes of a stream that left the table can no longer grow; they are
+            # the application's until it reads or drops the stream.
+            self._total_buffered -= st.buffered
+            st.buffered = 0
+            if not st.outbound:
+                self._num_inbound -= 1
 
     def _maybe_finish(self, st: _Stream) -> bool:
         if st.write_closed and (st.remote_closed or st.read_discard):
@@ -497,7 +521,16 @@ class Session:
                     events,
                 )
                 return
+            if self._total_buffered + n > self.config.max_session_buffer_size:
+                self._local_reset(
+                    st,
+                    RESET_CODE_RESOURCE_LIMIT,
+                    f"session receive buffers over {self.config.max_session_buffer_size} bytes",
+                    events,
+                )
+                return
             st.buffered += n
+            self._total_buffered += n
             events.append(DataReceived(stream_id=stream_id, outbound=outbound, data=payload))
         elif flag <= _CLOSE_I:
             if st.remote_closed:

@@ -287,6 +287,26 @@ def test_buffer_exactly_at_cap_is_fine_and_consumed_frees_room():
     assert p.b.buffered(sid, False) == 0
 
 
+def test_session_wide_buffer_cap_resets_the_receiving_stream():
+    cfg = MplexConfig(max_stream_buffer_size=100, max_session_buffer_size=150)
+    p = Pair(cfg)
+    s1, s2, s3 = p.a.open_stream(), p.a.open_stream(), p.a.open_stream()
+    p.a.send_data(s1, True, b"1" * 80)
+    p.a.send_data(s2, True, b"2" * 60)
+    p.a.send_data(s3, True, b"3" * 20)  # 80 + 60 + 20 > 150
+    ev = p.a_to_b()
+    resets = [e for e in ev if isinstance(e, StreamReset)]
+    assert [(e.stream_id, e.remote, e.error_code) for e in resets] == [(s3, False, 0x1002)]
+    assert p.b.total_buffered == 140
+    p.b.consumed(s1, False, 80)
+    assert p.b.total_buffered == 60
+    p.a.send_data(s2, True, b"2" * 40)
+    assert p.a_to_b() == [DataReceived(stream_id=s2, outbound=False, data=b"2" * 40)]
+    assert p.b.total_buffered == 100
+    p.b.reset_stream(s2, False)  # dropping a stream releases its bytes
+    assert p.b.total_buffered == 0
+
+
 def test_data_after_remote_close_resets_that_stream_only():
     p = Pair()
     bad = p.a.open_stream()
@@ -422,6 +442,7 @@ def test_local_close_ends_the_session():
         {"max_message_size": 0},
         {"write_chunk_size": 2 * MiB},
         {"max_stream_buffer_size": -1},
+        {"max_session_buffer_size": 0},
         {"max_inbound_streams": True},
         {"accept_backlog": 1.5},
     ],

@@ -109,7 +109,9 @@ def test_round_trip_per_stream(script):
 @SETTINGS
 @given(data=st.binary(max_size=400), cuts=st.lists(st.integers(0, 400), max_size=8))
 def test_hostile_bytes_never_raise(data, cuts):
-    s = Session(MplexConfig(max_message_size=64, max_inbound_streams=4, max_stream_buffer_size=128))
+    s = Session(
+        MplexConfig(max_message_size=64, max_inbound_streams=4, max_stream_buffer_size=128, max_session_buffer_size=300)
+    )
     events = []
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
     for lo, hi in zip(points, points[1:]):
@@ -120,3 +122,4 @@ def test_hostile_bytes_never_raise(data, cuts):
     if errors:
         assert s.closed
     assert 0 <= s.num_inbound_streams <= 4
+    assert s.total_buffered == sum(st.buffered for st in s._streams.values()) >= 0
