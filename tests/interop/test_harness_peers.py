@@ -139,6 +139,20 @@ def test_same_impl_ping_and_lazy_echo(listener, kind):
         assert _dial("js", peer, "yamux", "echo", bytes=100, extra_args=["--lazy"])["bytes"] == 100
 
 
+@pytest.mark.slow
+def test_js_mplex_stock_rate_limit_drops_connection():
+    """Pins a js-libp2p quirk our mplex must live with: with the stock disconnectThreshold
+    (5) a js mplex listener aborts the connection once more than 5 NEW_STREAM frames
+    arrive within a second (every new stream counts, not only those over the limit).
+    The dialer's streams only fail ~9 s later, hence ``slow``."""
+    ih.require_peer("js")
+    ih.require_peer("py")
+    with ih.start_peer("js", muxer="mplex", extra_args=["--mplex-disconnect-threshold", "5"]) as peer:
+        res = ih.run_dialer("py", peer.addr, "streams", muxer="mplex", count=20, bytes=64, timeout=30)
+        assert res["ok"] is False and res["failures"] > 0, res
+        assert peer.alive()
+
+
 # ---- harness behaviour (no real peers needed) ----------------------------------------
 
 
