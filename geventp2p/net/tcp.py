@@ -97,7 +97,27 @@ def _is_numeric_host(host: str) -> bool:
         return False
 
 
+def _numeric_info(host: str, port: int, family: int):
+    """getaddrinfo-shaped result for an IP literal, without touching the resolver."""
+    if family in (gsocket.AF_INET, gsocket.AF_UNSPEC):
+        try:
+            gsocket.inet_pton(gsocket.AF_INET, host)
+            return [(gsocket.AF_INET, gsocket.SOCK_STREAM, gsocket.IPPROTO_TCP, "", (host, port))]
+        except OSError:
+            pass
+    if family in (gsocket.AF_INET6, gsocket.AF_UNSPEC) and "%" not in host:
+        try:
+            gsocket.inet_pton(gsocket.AF_INET6, host)
+            return [(gsocket.AF_INET6, gsocket.SOCK_STREAM, gsocket.IPPROTO_TCP, "", (host, port, 0, 0))]
+        except OSError:
+            pass
+    return None
+
+
 def _resolve(host: str, port: int, family: int, *, passive: bool = False):
+    infos = _numeric_info(host, port, family)
+    if infos is not None:
+        return infos
     flags = gsocket.AI_NUMERICHOST if _is_numeric_host(host) else 0
     if passive:
         flags |= gsocket.AI_PASSIVE

@@ -12,6 +12,7 @@ from geventp2p.exceptions import ConfigError, MultiaddrError, P2PTimeoutError, T
 from geventp2p.net import multistream
 from geventp2p.net.rawconn import RawConn
 from geventp2p.testing.memory import MemoryNetwork, MemoryTransport, PipeConfig, memory_pipe
+from _scripts_transport.leakcheck import no_leaks  # noqa: F401  (autouse fixture)
 
 
 def read_all(conn, n, timeout=2):

@@ -17,6 +17,7 @@ from geventp2p.exceptions import (
 from geventp2p.net import multistream
 from geventp2p.net.rawconn import SocketConn
 from geventp2p.sansio.multistream import encode_ls_response, encode_message
+from _scripts_transport.leakcheck import no_leaks  # noqa: F401  (autouse fixture)
 
 HEADER = encode_message("/multistream/1.0.0")
 NA = encode_message("na")

@@ -16,6 +16,7 @@ from geventp2p.net.rawconn import RawConn, SocketConn
 from geventp2p.net.tcp import TcpTransport
 from geventp2p.pb import plaintext_pb2
 from geventp2p.testing.memory import memory_pipe
+from _scripts_transport.leakcheck import no_leaks  # noqa: F401  (autouse fixture)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pytest
 
 from geventp2p.exceptions import P2PTimeoutError, TransportError
 from geventp2p.net.rawconn import RawConn, SocketConn
+from _scripts_transport.leakcheck import no_leaks  # noqa: F401  (autouse fixture)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from geventp2p.exceptions import ConfigError, MultiaddrError, P2PTimeoutError, T
 from geventp2p.net import multistream
 from geventp2p.net.rawconn import RawConn
 from geventp2p.net.tcp import TcpConfig, TcpListener, TcpTransport
+from _scripts_transport.leakcheck import no_leaks  # noqa: F401  (autouse fixture)
 
 
 def _has_ipv6() -> bool:

@@ -1,4 +1,4 @@
-"""Loopback TCP + multistream + plaintext-free echo with gevent.monkey.patch_all().
+"""Loopback TCP + multistream + plaintext echo with gevent.monkey.patch_all().
 
 Run by tests/net/test_tcp.py in a subprocess; exits 0 and prints OK on success.
 """
@@ -12,7 +12,9 @@ import sys  # noqa: E402
 
 import gevent  # noqa: E402
 
+from geventp2p.crypto.keys import generate_key  # noqa: E402
 from geventp2p.net import multistream  # noqa: E402
+from geventp2p.net.plaintext import PROTOCOL_ID as PLAINTEXT, PlaintextTransport  # noqa: E402
 from geventp2p.net.rawconn import SocketConn  # noqa: E402
 from geventp2p.net.tcp import TcpTransport  # noqa: E402
 
@@ -20,9 +22,14 @@ from geventp2p.net.tcp import TcpTransport  # noqa: E402
 def main() -> int:
     assert monkey.is_module_patched("socket")
     transport = TcpTransport()
+    server_sec = PlaintextTransport(generate_key())
+    client_sec = PlaintextTransport(generate_key())
     received = []
 
-    def handler(conn):
+    def handler(raw):
+        assert multistream.handle(raw, [PLAINTEXT], timeout=5) == PLAINTEXT
+        conn = server_sec.secure_inbound(raw, timeout=5)
+        assert conn.remote_peer == client_sec.local_peer
         proto = multistream.handle(conn, ["/echo/1.0.0"], timeout=5)
         received.append(proto)
         while True:
@@ -36,7 +43,9 @@ def main() -> int:
         lst = transport.listen("/ip4/127.0.0.1/tcp/0", handler)
         conns = []
         for i in range(5):
-            conn = transport.dial(lst.multiaddr)
+            raw = transport.dial(lst.multiaddr)
+            assert multistream.select_one_of(raw, ["/noise", PLAINTEXT], timeout=5) == PLAINTEXT
+            conn = client_sec.secure_outbound(raw, server_sec.local_peer, timeout=5)
             assert multistream.select_one_of(conn, ["/nope", "/echo/1.0.0"], timeout=5) == "/echo/1.0.0"
             payload = bytes([i]) * 200000
             conn.write(payload)

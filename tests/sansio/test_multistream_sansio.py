@@ -327,7 +327,7 @@ def _split(data: bytes, cuts) -> list:
     return out
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(tokens=st.lists(st.one_of(proto_ids, st.sampled_from(["na", "ls"])), max_size=8),
        tail=st.binary(max_size=20), cuts=st.lists(st.integers(0, 10_000), max_size=12))
 def test_reader_split_invariance(tokens, tail, cuts):
@@ -347,7 +347,7 @@ def test_reader_split_invariance(tokens, tail, cuts):
     assert r.unconsumed() == tail
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(protocols=st.lists(proto_ids, min_size=1, max_size=5, unique=True),
        supported=st.lists(proto_ids, max_size=5), tail=st.binary(max_size=30),
        cuts=st.lists(st.integers(0, 10_000), max_size=10))
@@ -379,7 +379,7 @@ def test_listener_split_invariance(protocols, supported, tail, cuts):
         assert whole[1].endswith(ms.encode_message(expected))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(protocols=st.lists(proto_ids, min_size=1, max_size=4, unique=True),
        answer=st.integers(0, 4), tail=st.binary(max_size=30),
        cuts=st.lists(st.integers(0, 10_000), max_size=10))
