@@ -87,10 +87,12 @@ Methods the muxer calls, from its reader greenlet (never blocking):
     the read side was closed locally or the stream is reset).
 ``_feed_eof() -> None``
     The remote half-closed (FIN).
-``_feed_reset(error: StreamResetError) -> None``
+``_feed_reset(error: StreamResetError, keep_read_if_eof=False) -> None``
     The stream died: remote RST (``StreamResetError(error_code=code, remote=True)``)
     or session end (``ConnectionClosedError``).  Buffered data is discarded; blocked
-    and later calls raise ``error``.  Does not call ``_send_reset``.
+    and later calls raise ``error``.  Does not call ``_send_reset``.  With
+    ``keep_read_if_eof`` (use it for session end) a stream whose remote FIN already
+    arrived keeps its buffered data and EOF; only writes fail with ``error``.
 ``_notify_writable() -> None``
     Capacity appeared (window update, write queue drained): wake a blocked writer.
 
@@ -147,6 +149,7 @@ class Stream:
         "_read_closed",
         "_write_closed",
         "_reset_error",
+        "_write_error",
         "_read_deadline",
         "_write_deadline",
         "_read_event",
@@ -168,6 +171,7 @@ class Stream:
         self._read_closed = False
         self._write_closed = False
         self._reset_error: StreamResetError | None = None
+        self._write_error: StreamResetError | None = None  # write side died, read side kept
         self._read_deadline: float | None = None
         self._write_deadline: float | None = None
         self._read_event: Event | None = None  # created lazily: thousands of idle streams
@@ -212,7 +216,7 @@ class Stream:
         """Both directions are done (FIN each way, or close_read + FIN sent) or reset."""
         if self._reset_error is not None:
             return True
-        return self._write_closed and (self._read_eof or self._read_closed)
+        return (self._write_closed or self._write_error is not None) and (self._read_eof or self._read_closed)
 
     @property
     def buffered(self) -> int:
@@ -261,8 +265,18 @@ class Stream:
             ev.set()
         self._on_state_change()
 
-    def _feed_reset(self, error: StreamResetError) -> None:
+    def _feed_reset(self, error: StreamResetError, keep_read_if_eof: bool = False) -> None:
         if self._reset_error is not None:
+            return
+        if keep_read_if_eof and self._read_eof and not self._read_closed:
+            # session end after the remote's FIN: buffered data stays readable, then
+            # EOF; only the write side fails (go-yamux forceClose does the same)
+            if self._write_error is None:
+                self._write_error = error
+                ev = self._write_event
+                if ev is not None:
+                    ev.set()
+                self._on_state_change()
             return
         self._reset_error = error
         self._drop_buffer()
@@ -451,6 +465,8 @@ class Stream:
     def _check_writable(self) -> None:
         if self._reset_error is not None:
             raise self._reset_error.with_traceback(None)
+        if self._write_error is not None:
+            raise self._write_error.with_traceback(None)
         if self._write_closed:
             raise StreamClosedError(f"stream {self.id} closed for writing")
 
@@ -462,6 +478,8 @@ class Stream:
             raise self._reset_error.with_traceback(None)
         if self._write_closed:
             return
+        if self._write_error is not None:
+            raise self._write_error.with_traceback(None)
         self._write_closed = True
         self._send_close_write()
         ev = self._write_event
@@ -483,7 +501,7 @@ class Stream:
 
     def close(self) -> None:
         """close_write() + close_read(); never raises on a reset stream."""
-        if self._reset_error is None and not self._write_closed:
+        if self._reset_error is None and self._write_error is None and not self._write_closed:
             self.close_write()
         self.close_read()
 

@@ -51,8 +51,10 @@ __all__ = ["PROTOCOL_ID", "YamuxConfig", "YamuxMuxer", "YamuxConn", "YamuxStream
 
 log = logging.getLogger(__name__)
 
-#: How long ``close(code)`` and a protocol error wait for the GoAway to be written.
+#: How long a protocol error waits for its GoAway(1) to be written before closing.
 GOAWAY_FLUSH_TIMEOUT = 0.1
+#: How long ``close()`` waits for already-queued frames (data, FIN, GoAway) to be written.
+CLOSE_FLUSH_TIMEOUT = 1.0
 #: Bytes asked of the connection per read.
 READ_SIZE = 256 * 1024
 
@@ -123,6 +125,7 @@ class YamuxConn:
         self._clean_close = False
         self._terminated = False
         self._in_write = False
+        self._local_close = False  # close() was called: flush what is queued before closing
         self._force_closer = None
         self._max_send_buffer = config.max_send_buffer_size
         self._frames_per_yield = config.frames_per_yield
@@ -174,7 +177,9 @@ class YamuxConn:
     def accept_stream(self, timeout: float | None = None) -> YamuxStream:
         """Blocks the calling greenlet until the remote opens a stream.
 
-        Raises ConnectionClosedError once the session is over, P2PTimeoutError on timeout.
+        Raises ConnectionClosedError once the session is over and no stream is left
+        to accept (a stream that arrived complete, data + FIN, just before the session
+        ended is still delivered: its data is readable), P2PTimeoutError on timeout.
         """
         deadline = None if timeout is None else _monotonic() + timeout
         queue = self._accept_queue
@@ -183,7 +188,8 @@ class YamuxConn:
                 stream = queue.popleft()
                 if stream.is_reset:
                     continue
-                self._session.mark_accepted(stream.id)
+                if not self._terminated:
+                    self._session.mark_accepted(stream.id)
                 return stream
             self._check_alive()
             self._accept_event.clear()
@@ -200,9 +206,9 @@ class YamuxConn:
         self._pings.setdefault(opaque, []).append(result)
         self._wake_writer.set()
         try:
-            return result.get(timeout=timeout)
-        except gevent.Timeout:
-            raise P2PTimeoutError("yamux: ping timed out") from None
+            if not result.wait(timeout) and not result.ready():
+                raise P2PTimeoutError("yamux: ping timed out")
+            return result.get()
         finally:
             waiters = self._pings.get(opaque)
             if waiters is not None and result in waiters:
@@ -220,10 +226,11 @@ class YamuxConn:
             if code:
                 self._session.go_away(code)
             self._clean_close = not code
+            self._local_close = True
             self._terminate(ConnectionClosedError("yamux session closed locally", error_code=code, remote=False))
         cur = gevent.getcurrent()
         if cur is not self._reader and cur is not self._writer:
-            self.wait_closed(timeout=GOAWAY_FLUSH_TIMEOUT + 1.0)
+            self.wait_closed(timeout=CLOSE_FLUSH_TIMEOUT + 1.0)
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Blocks the calling greenlet until the session is over and both greenlets ended."""
@@ -246,18 +253,19 @@ class YamuxConn:
         if self._terminated:
             err = self._error
             if isinstance(err, ConnectionClosedError):
-                raise ConnectionClosedError(str(err), error_code=err.error_code, remote=err.remote)
+                raise ConnectionClosedError(_reason(err), error_code=err.error_code, remote=err.remote)
             raise ConnectionClosedError(f"yamux session is over: {err}", remote=True)
 
     def _stream_write(self, stream: YamuxStream, view: memoryview) -> int:
         if self._terminated:
             self._check_alive()
         session = self._session
-        if session.bytes_to_send >= self._max_send_buffer:
+        room = self._max_send_buffer - session.bytes_to_send
+        if room <= 0:
             self._blocked_writers.append(stream)
             self._wake_writer.set()
             return 0
-        n = session.send_data(stream.id, view)
+        n = session.send_data(stream.id, view if len(view) <= room else view[:room])
         if n:
             self._wake_writer.set()
         return n
@@ -417,7 +425,7 @@ class YamuxConn:
                 if bufs:
                     self._in_write = True
                     try:
-                        conn.writev(bufs)
+                        self._write_batches(bufs)
                     except P2PError as exc:
                         self._terminate(ConnectionClosedError(f"yamux: connection write failed: {exc}", remote=True))
                         break
@@ -445,10 +453,11 @@ class YamuxConn:
                                 err = ConnectionClosedError(f"yamux: {ev.error}", remote=True)
                                 err.__cause__ = ev.error
                                 self._terminate(err)
-            # final flush (GoAway after a violation or close(code)), bounded in time
+            # final flush (queued frames on close(), GoAway after a violation), bounded in time
             bufs = session.buffers_to_send()
             if bufs and self._wants_flush():
-                with gevent.Timeout(GOAWAY_FLUSH_TIMEOUT, False):
+                limit = CLOSE_FLUSH_TIMEOUT if self._local_close else GOAWAY_FLUSH_TIMEOUT
+                with gevent.Timeout(limit, False):
                     try:
                         conn.writev(bufs)
                     except P2PError:
@@ -461,7 +470,39 @@ class YamuxConn:
 
     def _wants_flush(self) -> bool:
         s = self._session
-        return s.go_away_sent is not None and s.go_away_received is None and not self.conn.closed
+        if self.conn.closed or s.go_away_received is not None:
+            return False
+        return self._local_close or s.go_away_sent is not None
+
+    def _write_batches(self, bufs: list) -> None:
+        """writev ``bufs`` in batches of at most ``write_batch_size`` bytes, each within
+        ``write_timeout`` (a peer that stops reading ends the session)."""
+        conn = self.conn
+        limit = self.config.write_batch_size
+        timeout = self.config.write_timeout
+        start = 0
+        count = len(bufs)
+        while start < count:
+            end = start
+            size = 0
+            while end < count and (size < limit or end == start):
+                size += len(bufs[end])
+                end += 1
+            batch = bufs if (start == 0 and end == count) else bufs[start:end]
+            start = end
+            if not timeout:
+                conn.writev(batch)
+                continue
+            timer = gevent.Timeout(timeout)
+            timer.start()
+            try:
+                conn.writev(batch)
+            except gevent.Timeout as exc:
+                if exc is not timer:
+                    raise
+                raise P2PTimeoutError(f"yamux: a write of {size} bytes took more than {timeout:g}s") from None
+            finally:
+                timer.close()
 
     # ------------------------------------------------------------------ termination
 
@@ -476,16 +517,18 @@ class YamuxConn:
         self._streams.clear()
         code = getattr(error, "error_code", 0)
         remote = getattr(error, "remote", True)
+        reason = _reason(error)
         for stream in streams:
-            stream._feed_reset(ConnectionClosedError(str(error), error_code=code, remote=remote))
-        self._accept_queue.clear()
+            stream._feed_reset(ConnectionClosedError(reason, error_code=code, remote=remote), True)
+        # queued inbound streams stay: the ones whose FIN arrived are still readable
+        # (the others were just reset and are skipped by accept_stream)
         self._accept_event.set()
         self._wake_openers()
         pings = self._pings
         self._pings = {}
         for waiters in pings.values():
             for result in waiters:
-                result.set_exception(ConnectionClosedError(str(error), error_code=code, remote=remote))
+                result.set_exception(ConnectionClosedError(reason, error_code=code, remote=remote))
         for stream in self._blocked_writers:
             stream._notify_writable()
         self._blocked_writers = []
@@ -495,7 +538,8 @@ class YamuxConn:
         elif self._in_write and gevent.getcurrent() is not self._writer:
             # the writer is blocked on a peer that does not read: give it a moment
             # to finish, then close the connection under it
-            self._force_closer = gevent.spawn_later(GOAWAY_FLUSH_TIMEOUT, self._finish)
+            limit = CLOSE_FLUSH_TIMEOUT if self._local_close else GOAWAY_FLUSH_TIMEOUT
+            self._force_closer = gevent.spawn_later(limit, self._finish)
 
     def _finish(self) -> None:
         """Close the connection once the writer is done with it; wakes the reader."""
@@ -508,3 +552,11 @@ class YamuxConn:
         except Exception:  # pragma: no cover - close errors are not actionable
             log.debug("yamux: error closing the connection", exc_info=True)
         self._closed_event.set()
+
+
+def _reason(err: Exception) -> str:
+    """The message of ``err`` without the "(code ..., remote)" suffix StreamResetError adds."""
+    msg = str(err)
+    if isinstance(err, StreamResetError):
+        msg = msg.rsplit(" (code ", 1)[0]
+    return msg

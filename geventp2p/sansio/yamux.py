@@ -160,6 +160,11 @@ class YamuxConfig:
         Ping answers queued at a time; further ping requests are dropped (go 32).
     ``max_send_buffer_size``
         (shell) Queued outgoing bytes at which stream writers block until the writer drains.
+    ``write_timeout``
+        (shell) A connection write of up to ``write_batch_size`` bytes that takes longer
+        ends the session (go ``ConnectionWriteTimeout`` 10 s per frame); 0 disables.
+    ``write_batch_size``
+        (shell) Most bytes handed to one ``writev`` call.
     ``frames_per_yield``
         (shell) The reader yields to other greenlets after this many events.
     """
@@ -177,6 +182,8 @@ class YamuxConfig:
     max_ping_backlog: int = 32
     max_send_buffer_size: int = 1 * MiB
     frames_per_yield: int = 64
+    write_timeout: float = 10.0
+    write_batch_size: int = 1 * MiB
 
     def __post_init__(self) -> None:
         for name in (
@@ -188,6 +195,7 @@ class YamuxConfig:
             "max_ping_backlog",
             "max_send_buffer_size",
             "frames_per_yield",
+            "write_batch_size",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -205,9 +213,10 @@ class YamuxConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"YamuxConfig.{name} must be a positive number, got {value!r}")
-        value = self.rtt_interval
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"YamuxConfig.rtt_interval must be >= 0, got {value!r}")
+        for name in ("rtt_interval", "write_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ConfigError(f"YamuxConfig.{name} must be >= 0, got {value!r}")
 
 
 # --------------------------------------------------------------------------- events

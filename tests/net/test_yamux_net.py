@@ -318,9 +318,70 @@ def test_remote_eof_resets_streams(leakcheck):
         with pytest.raises(ConnectionClosedError):
             out.read(timeout=5)
         with pytest.raises(ConnectionClosedError):
-            s.read(timeout=5)  # a reset discards buffered data, as go does
+            out.write(b"x")
+        # the remote's FIN arrived before EOF: its data stays readable (go forceClose)
+        assert s.read(timeout=5) == b"hi"
+        assert s.read(timeout=5) == b""
+        with pytest.raises(ConnectionClosedError):
+            s.write(b"x")
     finally:
         conn.close()
+
+
+def test_remote_eof_without_fin_resets_buffered_stream(leakcheck):
+    conn, peer = raw_pair(quiet_config())
+    try:
+        peer.send(pack(1, 1, 1, 0) + pack(0, 0, 1, 2) + b"hi")
+        s = conn.accept_stream(timeout=5)
+        deadline = time.monotonic() + 5
+        while not s.buffered and time.monotonic() < deadline:
+            gevent.sleep(0.01)
+        peer.close()
+        assert conn.wait_closed(timeout=5)
+        with pytest.raises(ConnectionClosedError):
+            s.read(timeout=5)
+    finally:
+        conn.close()
+
+
+def test_close_flushes_queued_frames(leakcheck):
+    client, server = socketpair_factory(YamuxMuxer(quiet_config()))()
+    try:
+        acceptor = gevent.spawn(server.accept_stream, 5)
+        s = client.open_stream()
+        payload = b"q" * 200_000
+        s.write(payload)  # fits the window: queued, not yet written
+        s.close_write()
+        client.close()
+        r = acceptor.get(timeout=5)
+        got = b""
+        while True:
+            d = r.read(timeout=5)
+            if not d:
+                break
+            got += d
+        assert got == payload
+    finally:
+        client.close()
+        server.close()
+
+
+def test_write_timeout_ends_session_with_stalled_peer(leakcheck):
+    cfg = quiet_config(write_timeout=0.2, write_batch_size=64 * 1024)
+    conn, peer = raw_pair(cfg, is_initiator=True)
+    try:
+        # the raw peer never reads; grant a huge window so writes are only socket-bound
+        streams = [conn.open_stream() for _ in range(4)]
+        peer.send(b"".join(pack(1, 2, st.id, 16 * 1024 * 1024) for st in streams))
+        writers = [gevent.spawn(st.write, b"s" * (4 * 1024 * 1024)) for st in streams]
+        assert conn.wait_closed(timeout=10)
+        assert isinstance(conn.error, ConnectionClosedError)
+        for w in writers:
+            w.join(timeout=5)
+            assert isinstance(w.exception, ConnectionClosedError)
+    finally:
+        conn.close()
+        peer.close()
 
 
 def test_unknown_stream_frames_ignored(leakcheck):

@@ -241,3 +241,28 @@ def test_unread_bytes_reported_once():
     s.unread(b"XYZ")
     s.close_read()
     assert s.consumed == 6
+
+
+def test_session_end_after_fin_keeps_buffered_data():
+    s = FakeStream()
+    s._feed_data(b"response")
+    s._feed_eof()
+    s._feed_reset(ConnectionClosedError(), keep_read_if_eof=True)
+    assert not s.is_reset
+    assert s.finished
+    with pytest.raises(ConnectionClosedError):
+        s.write(b"x")
+    with pytest.raises(ConnectionClosedError):
+        s.close_write()
+    assert s.read() == b"response"
+    assert s.read() == b""
+    s.close()  # never raises
+
+
+def test_session_end_without_fin_resets():
+    s = FakeStream()
+    s._feed_data(b"partial")
+    s._feed_reset(ConnectionClosedError(), keep_read_if_eof=True)
+    assert s.is_reset
+    with pytest.raises(ConnectionClosedError):
+        s.read()
