@@ -102,6 +102,10 @@ class PlaintextTransport:
         return self._secure(raw, None, timeout)
 
     def _secure(self, raw: RawConn, expected: Any, timeout: Optional[float]) -> "PlaintextConn":
+        if isinstance(expected, str):
+            from geventp2p.core.peer import PeerId
+
+            expected = PeerId.from_string(expected)
         timer = gevent.Timeout(timeout) if timeout is not None else None
         ok = False
         try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket as _stdlib_socket
+import struct
 from typing import Iterable, Optional
 
 import gevent
@@ -236,6 +237,15 @@ class SocketConn(RawConn):
             self._sock.shutdown(gsocket.SHUT_WR)
         except OSError:
             pass
+
+    def abort(self) -> None:
+        """Abortive close: the peer gets a reset (RST) instead of an orderly EOF."""
+        if not self._closed:
+            try:
+                self._sock.setsockopt(gsocket.SOL_SOCKET, gsocket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+        self.close()
 
     def _close_raw(self) -> None:
         try:

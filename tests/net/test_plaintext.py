@@ -97,6 +97,13 @@ def test_peer_id_mismatch_closes_raw(pair, keys):
     inbound.join(2)
 
 
+def test_expected_peer_as_string(pair, keys):
+    ka, kb, _ = keys
+    tb = PlaintextTransport(kb)
+    sa, _ = handshake(PlaintextTransport(ka), tb, *pair, expected=str(tb.local_peer))
+    assert sa.remote_peer == tb.local_peer
+
+
 def test_read_ahead_kept(pair, keys):
     """The peer pipelines application data right after its Exchange."""
     ka, kb, _ = keys

@@ -377,3 +377,39 @@ def test_loopback_with_monkey_patch_subprocess():
     proc = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "OK" in proc.stdout
+
+
+def test_abort_sends_reset(transport, listener):
+    conn = transport.dial(listener.multiaddr)
+    conn.write(b"x")
+    assert conn.read(10, timeout=2) == b"x"
+    conn.abort()
+    assert conn.closed
+    conn.abort()  # idempotent
+
+
+def test_peer_abort_seen_as_transport_error(transport):
+    got = gevent.event.AsyncResult()
+
+    def handler(conn):
+        conn.read(10, timeout=2)
+        conn.abort()
+        got.set(True)
+
+    lst = transport.listen("/ip4/127.0.0.1/tcp/0", handler)
+    try:
+        conn = transport.dial(lst.multiaddr)
+        conn.write(b"go")
+        assert got.get(timeout=2)
+        with pytest.raises(TransportError) as info:
+            with gevent.Timeout(2):
+                while conn.read(10):
+                    pass
+                # some kernels report EOF first; the next write then fails
+                for _ in range(100):
+                    conn.write(b"y" * 1000)
+                    gevent.sleep(0.001)
+        assert isinstance(info.value.__cause__, OSError)
+        conn.close()
+    finally:
+        lst.close(stop_handlers=True)
