@@ -8,4 +8,38 @@ __version__ = "0.1.0.dev0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-__all__ = ["__version__"]
+# Public names, imported on first use (PEP 562) so ``import geventp2p`` stays
+# light and subpackages such as ``geventp2p._speedups`` never pull in gevent.
+_EXPORTS = {
+    "new_host": "geventp2p.defaults",
+    "BasicHost": "geventp2p.host.basic",
+    "PeerId": "geventp2p.core.peer",
+    "PeerInfo": "geventp2p.core.peer",
+    "KeyType": "geventp2p.crypto.keys",
+    "PrivateKey": "geventp2p.crypto.keys",
+    "PublicKey": "geventp2p.crypto.keys",
+    "generate_key": "geventp2p.crypto.keys",
+    "unmarshal_private_key": "geventp2p.crypto.keys",
+    "unmarshal_public_key": "geventp2p.crypto.keys",
+    "exceptions": "geventp2p",
+}
+_ERRORS = (
+    "P2PError", "ConfigError", "ProtocolError", "NegotiationError", "SecurityError",
+    "TransportError", "DialError", "StreamError", "StreamResetError", "StreamClosedError",
+    "P2PTimeoutError",
+)
+
+__all__ = ["__version__", *_EXPORTS, *_ERRORS]
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _ERRORS:
+        return getattr(importlib.import_module("geventp2p.exceptions"), name)
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'geventp2p' has no attribute {name!r}")
+    if name == "exceptions":
+        return importlib.import_module("geventp2p.exceptions")
+    return getattr(importlib.import_module(mod), name)

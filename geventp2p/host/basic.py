@@ -1,0 +1,381 @@
+"""BasicHost: protocol handler registry, ``new_stream``, ``connect``, service lifecycle.
+
+Modelled on go-libp2p ``p2p/host/basic``:
+
+* ``set_stream_handler(protocol, handler, match=None)`` registers ``handler(stream)``
+  for inbound streams negotiating ``protocol`` (or any protocol id ``match(id)``
+  accepts).  Every change emits ``EvtLocalProtocolsUpdated`` (stateful emitter).
+* Inbound streams arrive from the swarm on their own greenlet (one per stream,
+  owned by the swarm); the host runs multistream-select with the registered
+  protocols (10 s), sets ``stream.protocol`` and calls the handler on that same
+  greenlet.  When the handler returns the stream is closed (no-op if the
+  handler already closed it); a handler exception is logged and the stream reset.
+* ``new_stream(peer, protocols)`` dials when needed, waits (bounded) for
+  identify on the connection like go, then negotiates: a single protocol the
+  peerstore says the peer supports is selected lazily (header + proposal ride
+  on the first write); otherwise the protocols are proposed in turn.
+* ``close()`` closes services (identify, ping...), then the swarm (listeners,
+  connections, greenlets).  Afterwards no greenlet of the host is alive and
+  every socket is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Iterable
+
+import gevent
+
+from geventp2p.core import addr as _addr
+from geventp2p.core.event import (
+    AddrAction,
+    EvtLocalAddressesUpdated,
+    EvtLocalProtocolsUpdated,
+    UpdatedAddress,
+)
+from geventp2p.core.peer import PeerId, PeerInfo
+from geventp2p.exceptions import ConfigError, NegotiationError, P2PError, P2PTimeoutError
+from geventp2p.host.eventbus import EventBus
+from geventp2p.host.peerstore import TEMP_ADDR_TTL
+from geventp2p.net import multistream
+from geventp2p.sansio.multistream import validate_protocol_id
+
+__all__ = ["BasicHost", "StreamHandler", "DEFAULT_NEGOTIATION_TIMEOUT", "DEFAULT_IDENTIFY_WAIT"]
+
+log = logging.getLogger(__name__)
+
+StreamHandler = Callable[[Any], None]
+
+#: Inbound/outbound protocol negotiation per stream (go, js: 10 s).
+DEFAULT_NEGOTIATION_TIMEOUT = 10.0
+#: Longest ``new_stream``/``connect`` waits for identify on a connection.
+DEFAULT_IDENTIFY_WAIT = 5.0
+
+
+def _as_peer(peer: Any) -> PeerId:
+    if isinstance(peer, PeerId):
+        return peer
+    if isinstance(peer, PeerInfo):
+        return peer.peer_id
+    if isinstance(peer, str):
+        return PeerId.from_string(peer)
+    if isinstance(peer, (bytes, bytearray)):
+        return PeerId.from_bytes(bytes(peer))
+    raise TypeError(f"expected a PeerId, got {type(peer).__name__}")
+
+
+class _Deadline:
+    __slots__ = ("at",)
+
+    def __init__(self, timeout: float | None) -> None:
+        self.at = None if timeout is None else time.monotonic() + timeout
+
+    def left(self, default: float | None = None) -> float | None:
+        """Seconds left (never below 0), capped by ``default``; ``default`` when unbounded."""
+        if self.at is None:
+            return default
+        left = max(0.0, self.at - time.monotonic())
+        return left if default is None else min(left, default)
+
+    def check(self, what: str) -> None:
+        if self.at is not None and time.monotonic() >= self.at:
+            raise P2PTimeoutError(f"{what} timed out")
+
+
+class BasicHost:
+    """A libp2p host on a :class:`~geventp2p.net.swarm.Swarm`.
+
+    ``services`` are objects with ``start(host)`` and ``close()``; one having
+    ``identify_wait(conn, timeout)`` is used to delay ``new_stream`` until
+    identify finished (go's behaviour).  ``event_bus`` and ``peerstore`` default
+    to the swarm's.
+    """
+
+    def __init__(
+        self,
+        swarm: Any,
+        *,
+        event_bus: EventBus | None = None,
+        peerstore: Any = None,
+        services: Iterable[Any] = (),
+        negotiation_timeout: float = DEFAULT_NEGOTIATION_TIMEOUT,
+        identify_wait: float = DEFAULT_IDENTIFY_WAIT,
+    ) -> None:
+        if not negotiation_timeout > 0:
+            raise ConfigError("negotiation_timeout must be > 0")
+        if identify_wait < 0:
+            raise ConfigError("identify_wait must be >= 0")
+        self.network = swarm
+        self.peerstore = peerstore if peerstore is not None else swarm.peerstore
+        if self.peerstore is None:
+            raise ConfigError("BasicHost needs a peerstore (none given and the swarm has none)")
+        bus = event_bus if event_bus is not None else getattr(swarm, "event_bus", None)
+        self._own_bus = bus is None
+        self.event_bus: EventBus = bus if bus is not None else EventBus()
+        self.negotiation_timeout = float(negotiation_timeout)
+        self.identify_wait_timeout = float(identify_wait)
+        self._handlers: dict[str, StreamHandler] = {}
+        self._matchers: list[tuple[str, Callable[[str], bool], StreamHandler]] = []
+        self._proto_emitter = self.event_bus.emitter(EvtLocalProtocolsUpdated, stateful=True)
+        self._addr_emitter = self.event_bus.emitter(EvtLocalAddressesUpdated, stateful=True)
+        self._last_addrs: list[Any] = []
+        self._services: list[Any] = []
+        self._identify: Any = None
+        self._closed = False
+        swarm.set_stream_handler(self._handle_stream)
+        for svc in services:
+            self.add_service(svc)
+
+    # ================================================================ identity
+
+    @property
+    def id(self) -> PeerId:
+        return self.network.local_peer
+
+    @property
+    def private_key(self) -> Any:
+        return self.network.local_key
+
+    @property
+    def public_key(self) -> Any:
+        key = self.network.local_key
+        return key.public_key() if key is not None else self.peerstore.pubkey(self.id)
+
+    @property
+    def events(self) -> EventBus:
+        """Alias of ``event_bus``."""
+        return self.event_bus
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def addrs(self) -> list[Any]:
+        """Addresses we listen on, unspecified hosts expanded to interface addresses."""
+        return list(self.network.interface_listen_addresses())
+
+    def peer_info(self) -> PeerInfo:
+        return PeerInfo(self.id, self.addrs())
+
+    def p2p_addrs(self) -> list[Any]:
+        """``addrs()`` with ``/p2p/<our id>`` appended (what others dial)."""
+        return [_addr.join_p2p(a, self.id) for a in self.addrs()]
+
+    # ================================================================ services
+
+    def add_service(self, svc: Any) -> Any:
+        """Start ``svc`` (``svc.start(self)``) and close it with the host; returns it."""
+        if self._closed:
+            raise ConfigError("host is closed")
+        svc.start(self)
+        self._services.append(svc)
+        if self._identify is None and callable(getattr(svc, "identify_wait", None)):
+            self._identify = svc
+        return svc
+
+    @property
+    def services(self) -> list[Any]:
+        return list(self._services)
+
+    def service(self, kind: type) -> Any:
+        """The first service that is an instance of ``kind``, or None."""
+        for svc in self._services:
+            if isinstance(svc, kind):
+                return svc
+        return None
+
+    # ================================================================ listening
+
+    def listen(self, *addrs: Any) -> list[Any]:
+        """Listen on more addresses; returns the bound ones and emits ``EvtLocalAddressesUpdated``."""
+        bound = self.network.listen(*addrs)
+        self._addrs_changed()
+        return bound
+
+    def _addrs_changed(self) -> None:
+        new = self.addrs()
+        old = self._last_addrs
+        if new == old:
+            return
+        self._last_addrs = new
+        current = [UpdatedAddress(address=a, action=AddrAction.Maintained if a in old else AddrAction.Added)
+                   for a in new]
+        removed = [UpdatedAddress(address=a, action=AddrAction.Removed) for a in old if a not in new]
+        self._emit(self._addr_emitter, EvtLocalAddressesUpdated(diffs=True, current=current, removed=removed))
+
+    # ================================================================ handlers
+
+    def set_stream_handler(self, protocol: str, handler: StreamHandler,
+                           match: Callable[[str], bool] | None = None) -> None:
+        """Handle inbound streams for ``protocol`` (or ids ``match`` accepts) with ``handler(stream)``.
+
+        Replaces an earlier handler of the same protocol.  Emits ``EvtLocalProtocolsUpdated``.
+        """
+        validate_protocol_id(protocol)
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        if match is not None and not callable(match):
+            raise TypeError("match must be callable")
+        new = protocol not in self._handlers
+        self._matchers = [m for m in self._matchers if m[0] != protocol]
+        self._handlers[protocol] = handler
+        if match is not None:
+            self._matchers.append((protocol, match, handler))
+        if new:
+            self._emit(self._proto_emitter, EvtLocalProtocolsUpdated(added=(protocol,)))
+
+    def remove_stream_handler(self, protocol: str) -> None:
+        """Stop handling ``protocol``; emits ``EvtLocalProtocolsUpdated`` if it was registered."""
+        had = self._handlers.pop(protocol, None) is not None
+        self._matchers = [m for m in self._matchers if m[0] != protocol]
+        if had:
+            self._emit(self._proto_emitter, EvtLocalProtocolsUpdated(removed=(protocol,)))
+
+    def get_protocols(self) -> list[str]:
+        """Protocols we accept inbound (registration order)."""
+        return list(self._handlers)
+
+    def _lookup(self, protocol: str) -> StreamHandler | None:
+        h = self._handlers.get(protocol)
+        if h is not None:
+            return h
+        for _p, match, handler in self._matchers:
+            try:
+                if match(protocol):
+                    return handler
+            except Exception:
+                log.exception("protocol matcher for %s raised", _p)
+        return None
+
+    def _handle_stream(self, stream: Any) -> None:
+        """Swarm stream handler: runs on the stream's own greenlet."""
+        try:
+            proto = multistream.handle(stream, lambda p: self._lookup(p) is not None,
+                                       timeout=self.negotiation_timeout, ls_protocols=list(self._handlers))
+        except (P2PError, OSError) as exc:
+            log.debug("inbound stream from %s: negotiation failed: %s", stream.conn.remote_peer, exc)
+            stream.reset(NegotiationError.error_code if isinstance(exc, NegotiationError) else 0)
+            return
+        handler = self._lookup(proto)
+        if handler is None:  # removed while negotiating
+            stream.reset(NegotiationError.error_code)
+            return
+        stream.protocol = proto
+        try:
+            handler(stream)
+        except Exception:
+            log.exception("handler for %s from %s failed", proto, stream.conn.remote_peer)
+            stream.reset()
+            return
+        except BaseException:
+            stream.reset()
+            raise
+        stream.close()
+
+    # ================================================================ outbound
+
+    def connect(self, peer: Any, timeout: float | None = None) -> Any:
+        """Blocks the calling greenlet until connected to ``peer`` (and identified, bounded).
+
+        ``peer`` is a :class:`PeerInfo`, a multiaddr ending in ``/p2p/<id>``
+        (string or Multiaddr), or a PeerId whose addresses the peerstore knows.
+        Addresses given are added to the peerstore (``TEMP_ADDR_TTL``).
+        Returns the connection.
+        """
+        pid, addrs = self._parse_target(peer)
+        if addrs:
+            self.peerstore.add_addrs(pid, addrs, TEMP_ADDR_TTL)
+        dl = _Deadline(timeout)
+        conn = self.network.dial_peer(pid, timeout=dl.left())
+        self._wait_identify(conn, dl)
+        return conn
+
+    @staticmethod
+    def _parse_target(peer: Any) -> tuple[PeerId, list[Any]]:
+        if isinstance(peer, PeerInfo):
+            return peer.peer_id, list(peer.addrs)
+        if isinstance(peer, PeerId):
+            return peer, []
+        if isinstance(peer, (str, _addr.Multiaddr)) and (not isinstance(peer, str) or peer.startswith("/")):
+            transport, pid = _addr.split_p2p(peer)
+            if pid is None:
+                raise ConfigError(f"{peer} has no /p2p/<peer id> part")
+            return PeerId.from_string(pid), ([transport] if transport is not None else [])
+        return _as_peer(peer), []
+
+    def _wait_identify(self, conn: Any, dl: _Deadline) -> None:
+        ids = self._identify
+        if ids is None or not self.identify_wait_timeout:
+            return
+        ids.identify_wait(conn, timeout=dl.left(self.identify_wait_timeout))
+
+    def new_stream(self, peer: Any, protocols: str | Iterable[str], timeout: float | None = None) -> Any:
+        """Blocks the calling greenlet: open a stream to ``peer`` speaking one of ``protocols``.
+
+        Dials when there is no connection.  A single protocol the peerstore lists
+        for the peer is selected lazily (no round trip: a refusal surfaces as
+        NegotiationError on the first read); otherwise each protocol is proposed
+        in turn until one is accepted (NegotiationError when all are refused).
+        ``stream.protocol`` holds the result.  ``timeout`` bounds the whole call.
+        """
+        pid = _as_peer(peer)
+        protos = [protocols] if isinstance(protocols, str) else list(protocols)
+        if not protos:
+            raise ValueError("new_stream needs at least one protocol")
+        for p in protos:
+            validate_protocol_id(p)
+        dl = _Deadline(timeout)
+        conn = self.network.dial_peer(pid, timeout=dl.left())
+        self._wait_identify(conn, dl)
+        dl.check(f"new_stream to {pid}")
+        stream = self.network.new_stream(pid, timeout=dl.left())
+        try:
+            if len(protos) == 1 and self.peerstore.supports_protocols(pid, protos[0]):
+                lazy = multistream.select_lazy(stream, protos[0], timeout=dl.left(self.negotiation_timeout))
+                lazy.protocol = protos[0]
+                return lazy
+            proto = multistream.select_one_of(stream, protos, timeout=dl.left(self.negotiation_timeout))
+        except BaseException as exc:
+            stream.reset(NegotiationError.error_code if isinstance(exc, NegotiationError) else 0)
+            raise
+        stream.protocol = proto
+        return stream
+
+    # ================================================================ lifecycle
+
+    @staticmethod
+    def _emit(em: Any, evt: Any) -> None:
+        if em.closed:
+            return
+        try:
+            em.emit(evt)
+        except P2PError:
+            log.debug("could not emit %s", type(evt).__name__, exc_info=True)
+
+    def close(self) -> None:
+        """Stop services, close the swarm, release emitters (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for svc in reversed(self._services):
+            try:
+                svc.close()
+            except Exception:
+                log.exception("closing service %r failed", svc)
+        self.network.set_stream_handler(None)
+        self.network.close()
+        self._proto_emitter.close()
+        self._addr_emitter.close()
+        if self._own_bus:
+            self.event_bus.close()
+        gevent.sleep(0)  # let killed greenlets finish unwinding
+
+    def __enter__(self) -> "BasicHost":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<BasicHost {self.id} addrs={[str(a) for a in self.addrs()]}{' closed' if self._closed else ''}>"

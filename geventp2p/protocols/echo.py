@@ -1,0 +1,73 @@
+"""Echo - ``/echo/1.0.0``: the server writes back every byte until EOF, then closes.
+
+Not a libp2p standard protocol; the interop test peers and our tests use it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from geventp2p.exceptions import ConfigError, P2PTimeoutError
+
+__all__ = ["PROTOCOL_ID", "EchoService", "echo"]
+
+PROTOCOL_ID = "/echo/1.0.0"
+
+_CHUNK = 64 * 1024
+
+
+class EchoService:
+    """Echo responder; ``idle_timeout`` ends a stream that stays silent that long."""
+
+    def __init__(self, *, idle_timeout: float = 60.0, protocol_id: str = PROTOCOL_ID) -> None:
+        if not idle_timeout > 0:
+            raise ConfigError("idle_timeout must be > 0")
+        self.idle_timeout = float(idle_timeout)
+        self.protocol_id = protocol_id
+        self.host: Any = None
+
+    def start(self, host: Any) -> None:
+        self.host = host
+        host.set_stream_handler(self.protocol_id, self.handle)
+
+    def close(self) -> None:
+        """Nothing to stop: handler greenlets belong to the swarm."""
+
+    def handle(self, stream: Any) -> None:
+        """Echo until EOF, then close (runs on the stream's greenlet)."""
+        while True:
+            try:
+                data = stream.read(_CHUNK, timeout=self.idle_timeout)
+            except P2PTimeoutError:
+                stream.reset()
+                return
+            if not data:
+                break
+            stream.write(data, timeout=self.idle_timeout)
+        stream.close()
+
+
+def echo(host: Any, peer: Any, data: bytes, timeout: float = 10.0, protocol_id: str = PROTOCOL_ID) -> bytes:
+    """Blocks the calling greenlet: send ``data``, half-close, return everything echoed until EOF.
+
+    ``timeout`` bounds the whole exchange (P2PTimeoutError).
+    """
+    deadline = time.monotonic() + timeout
+    stream = host.new_stream(peer, [protocol_id], timeout=timeout)
+    try:
+        stream.set_deadline(deadline)
+        if data:
+            stream.write(data)
+        stream.close_write()
+        parts = []
+        while True:
+            chunk = stream.read(_CHUNK)
+            if not chunk:
+                break
+            parts.append(chunk)
+    except BaseException:
+        stream.reset()
+        raise
+    stream.close()
+    return b"".join(parts)
