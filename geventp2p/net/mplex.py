@@ -57,6 +57,11 @@ log = logging.getLogger(__name__)
 
 _READ_SIZE = 65536
 
+#: Queued control frames (resets of refused or misbehaving streams, closes) the
+#: session may hold beyond ``max_send_buffer_size`` while the peer does not read
+#: what we send; past it the peer is abusing us and the session ends.
+CONTROL_SLACK = 1024 * 1024
+
 
 class MplexMuxer:
     """Factory for mplex sessions; ``create`` wraps a secured connection."""
@@ -291,6 +296,7 @@ class MplexConn:
             conn = self._conn
             session = self._session
             per_yield = self.config.frames_per_yield
+            send_limit = self.config.max_send_buffer_size + self.config.write_chunk_size + CONTROL_SLACK
             while True:
                 data = conn.read(_READ_SIZE)
                 if not data:
@@ -308,6 +314,10 @@ class MplexConn:
                         gevent.sleep(0)
                 if session.bytes_to_send:
                     self._wake_writer()
+                if session.bytes_to_send > send_limit:
+                    reason = "mplex peer makes us queue frames it does not read"
+                    log.debug("mplex: %s (%d bytes queued)", reason, session.bytes_to_send)
+                    return
                 if session.closed:
                     error = session.error
                     reason = f"mplex protocol error: {error}"

@@ -588,6 +588,38 @@ def test_hostile_input_ends_only_that_session(garbage, no_leaks, timeout):
         sb.close()
 
 
+def test_peer_that_provokes_resets_but_never_reads_is_dropped(no_leaks, timeout, monkeypatch):
+    """Refused NewStreams make us queue ResetReceivers; a peer that never reads
+    them cannot grow our send queue without bound."""
+    import geventp2p.net.mplex as netmplex
+    from gevent import socket as gsocket
+
+    from geventp2p._speedups import frames
+
+    monkeypatch.setattr(netmplex, "CONTROL_SLACK", 4096)
+    sa, sb = gsocket.socketpair()
+    sa.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    cfg = MplexConfig(max_inbound_streams=1, max_send_buffer_size=4096, write_chunk_size=1024)
+    conn = MplexMuxer(cfg).create(SocketConn(sa), False)
+    try:
+        flood = b"".join(frames.pack_mplex_header(i, 0, 0) for i in range(200_000))
+        sent = 0
+        with gevent.Timeout(15):
+            while not conn.closed and sent < len(flood):
+                try:
+                    sent += sb.send(flood[sent : sent + 65536])
+                except OSError:  # we hung up on the peer
+                    break
+                gevent.sleep(0)
+        assert conn.wait_closed(5)
+        assert conn._session.bytes_to_send <= 4096 + 1024 + 4096 + 65536
+        with pytest.raises(ConnectionClosedError):
+            conn.accept_stream(timeout=0)  # the one accepted stream died with the session
+    finally:
+        conn.close()
+        sb.close()
+
+
 def test_data_after_remote_close_resets_only_that_stream(no_leaks, timeout):
     sa, sb = socket.socketpair()
     conn = MplexMuxer().create(SocketConn(sa), False)
