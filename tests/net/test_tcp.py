@@ -60,6 +60,7 @@ def listener(transport):
 
 def test_listen_port_zero_resolves(listener):
     ma = listener.multiaddr
+    assert isinstance(listener, TcpListener)
     assert isinstance(ma, Multiaddr)
     port = int(ma.value_for_protocol("tcp"))
     assert port != 0
