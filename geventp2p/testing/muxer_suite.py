@@ -70,6 +70,10 @@ def socketpair_factory(muxer, scope_factory=None):
     return make_pair
 
 
+# process-lifetime helpers gevent starts on demand (resolver thread pool): not leaks
+_PROCESS_GREENLETS = frozenset({"ThreadPoolWorker", "_WorkerGreenlet"})
+
+
 def _live_greenlets():
     cur = greenlet.getcurrent()
     return {
@@ -77,6 +81,7 @@ def _live_greenlets():
         for o in gc.get_objects()
         if isinstance(o, greenlet.greenlet) and not o.dead and o is not cur and o.parent is not None
         and not isinstance(o, gevent.hub.Hub)
+        and type(o).__name__ not in _PROCESS_GREENLETS
     }
 
 
