@@ -17,6 +17,7 @@ from geventp2p.net import multistream  # noqa: E402
 from geventp2p.net.plaintext import PROTOCOL_ID as PLAINTEXT, PlaintextTransport  # noqa: E402
 from geventp2p.net.rawconn import SocketConn  # noqa: E402
 from geventp2p.net.tcp import TcpTransport  # noqa: E402
+from geventp2p.testing.memory import memory_pipe  # noqa: E402
 
 
 def main() -> int:
@@ -66,6 +67,15 @@ def main() -> int:
         cb.close()
         assert reader.get(timeout=2) == b""
         ca.close()
+        # memory pipes with latency use real (patched) timers too
+        ma, mb = memory_pipe(latency=0.01, chunk_size=3)
+        ma.write(b"memory")
+        got = b""
+        while len(got) < 6:
+            got += mb.read(10, timeout=2)
+        assert got == b"memory", got
+        ma.close()
+        mb.close()
         lst.close(stop_handlers=True)
         assert lst.join(2)
     assert received == ["/echo/1.0.0"] * 5, received
