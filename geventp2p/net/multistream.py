@@ -85,11 +85,8 @@ def _run(rw, negotiator, what: str) -> str:
         data = rw.read(_READ_SIZE)
         if not data:
             raise NegotiationError(f"{what}: unexpected EOF during multistream negotiation")
-        try:
-            negotiator.receive_data(data)
-        finally:
-            # send what the data produced (na / echo) even if a later message failed
-            _flush(rw, negotiator)
+        negotiator.receive_data(data)  # raises on a malformed or unacceptable exchange
+        _flush(rw, negotiator)  # na / echo / next proposal
     leftover = negotiator.unconsumed()
     if leftover:
         rw.unread(leftover)
