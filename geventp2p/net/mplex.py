@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 
 import gevent
 from gevent.event import Event
@@ -162,8 +163,7 @@ class MplexConn:
         self._conn = conn
         self._session = _core.Session(self.config, is_initiator=is_initiator)
         self._streams: dict[tuple[int, bool], MplexStream] = {}
-        self._backlog: list[MplexStream] = []
-        self._backlog_head = 0
+        self._backlog: deque[MplexStream] = deque()
         self._accept_event = Event()
         self._write_event = Event()
         self._closed_event = Event()
@@ -226,21 +226,15 @@ class MplexConn:
         while True:
             if self._closed:
                 raise self._closed_error()
-            if self._backlog_head < len(self._backlog):
-                stream = self._backlog[self._backlog_head]
-                self._backlog[self._backlog_head] = None  # type: ignore[call-overload]
-                self._backlog_head += 1
-                if self._backlog_head == len(self._backlog):
-                    self._backlog.clear()
-                    self._backlog_head = 0
-                return stream
+            if self._backlog:
+                return self._backlog.popleft()
             self._accept_event.clear()
             if deadline is None:
                 self._accept_event.wait()
             else:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not self._accept_event.wait(remaining):
-                    if self._closed or self._backlog_head < len(self._backlog):
+                    if self._closed or self._backlog:
                         continue
                     raise P2PTimeoutError("accept_stream timed out")
 
@@ -356,7 +350,7 @@ class MplexConn:
                 return
             stream._feed_data(ev.data)
         elif cls is StreamOpened:
-            if len(self._backlog) - self._backlog_head >= self.config.accept_backlog or self._closing:
+            if len(self._backlog) >= self.config.accept_backlog or self._closing:
                 log.debug("mplex: accept backlog full, resetting inbound stream %d", ev.stream_id)
                 self._session.reset_stream(ev.stream_id, False)
                 return
@@ -426,7 +420,6 @@ class MplexConn:
         streams = list(self._streams.values())
         self._streams.clear()
         self._backlog.clear()
-        self._backlog_head = 0
         for stream in streams:
             if stream._read_eof and not stream.is_reset:
                 # The remote finished sending before the end: keep its data readable;
