@@ -5,7 +5,7 @@ PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.geventp2p-installed
 PYTEST_ARGS ?=
 
-.PHONY: all venv install build test test-speedups test-pure bench demo proto clean
+.PHONY: all venv install build test test-speedups test-pure bench bench-compare demo proto clean
 
 all: test
 
@@ -42,6 +42,11 @@ test-pure: build
 
 bench: build
 	$(PYTHON) -m pytest bench --benchmark-only --benchmark-sort=name $(PYTEST_ARGS)
+
+# Side-by-side benchmark against js-libp2p and py-libp2p (installs the peers on first use).
+bench-compare: build
+	$(PYTHON) -m pip install -q 'matplotlib>=3.7' 'psutil>=5.9'
+	$(PYTHON) -m bench.compare $(BENCH_ARGS)
 
 demo: build
 	$(VENV)/bin/geventp2p demo
