@@ -29,7 +29,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 import gevent
 from gevent.event import AsyncResult
@@ -63,7 +63,7 @@ from geventp2p.exceptions import (
 from geventp2p.net.bandwidth import BandwidthCounter
 from geventp2p.net.notify import Dispatcher, Notifiee, NotifyBundle
 from geventp2p.net.swarm_dial import DialBackoff, rank_addrs
-from geventp2p.net.upgrader import INBOUND, OUTBOUND, Connection
+from geventp2p.net.upgrader import Connection
 
 __all__ = [
     "Swarm",
@@ -98,6 +98,10 @@ class SwarmConfig:
     dial_timeout_remote: float = 15.0
     #: Opening a stream in ``new_stream`` when the caller gives no timeout.
     new_stream_timeout: float = 15.0
+    #: Accepted connection: queueing for an upgrade slot plus the upgrade itself.
+    inbound_upgrade_timeout: float = 15.0
+    #: Inbound connections upgraded at the same time (go: 16); more wait for a slot.
+    max_inbound_upgrades: int = 16
     #: Dials in flight across the swarm (go: 160 file-descriptor-consuming dials).
     max_concurrent_dials: int = 160
     #: Dials in flight to one peer.
@@ -117,10 +121,10 @@ class SwarmConfig:
 
     def __post_init__(self) -> None:
         for name in ("dial_timeout", "dial_timeout_local", "dial_timeout_remote", "new_stream_timeout",
-                     "close_timeout", "slow_notifiee_threshold"):
+                     "inbound_upgrade_timeout", "close_timeout", "slow_notifiee_threshold"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"SwarmConfig.{name} must be > 0")
-        for name in ("max_concurrent_dials", "max_dials_per_peer", "notify_warn_backlog"):
+        for name in ("max_concurrent_dials", "max_dials_per_peer", "max_inbound_upgrades", "notify_warn_backlog"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"SwarmConfig.{name} must be an int >= 1")
@@ -203,7 +207,7 @@ class SwarmStream:
     stream (``read_eof``, ``is_reset``, ``buffered``...) are reachable too.
     """
 
-    __slots__ = ("_s", "conn", "_done")
+    __slots__ = ("_s", "conn", "_done", "__weakref__")
 
     def __init__(self, inner: Any, conn: SwarmConn) -> None:
         self._s = inner
@@ -409,13 +413,15 @@ class Swarm:
                                       warn_backlog=config.notify_warn_backlog,
                                       slow_threshold=config.slow_notifiee_threshold)
         self._dial_limiter = BoundedSemaphore(config.max_concurrent_dials)
+        self._upgrade_limiter = BoundedSemaphore(config.max_inbound_upgrades)
         self._listeners: list[Any] = []
         self._conns: dict[PeerId, list[SwarmConn]] = {}
         self._dials: dict[PeerId, _DialJob] = {}
         self._notifiees: list[Any] = []
         self._stream_handler: Callable[[SwarmStream], None] | None = None
+        # clock times of the last failed dial / last disconnect, for connectedness()
         self._dial_failed: dict[PeerId, float] = {}
-        self._was_connected: set[PeerId] = set()
+        self._disconnected_at: dict[PeerId, float] = {}
         self._closed = False
         self._emitter = event_bus.emitter(EvtPeerConnectednessChanged, stateful=False) if event_bus else None
         self.event_bus = event_bus
@@ -632,11 +638,18 @@ class Swarm:
             log.debug("gater refused inbound connection from %s", addrs.remote_addr)
             raw.close()
             return
+        deadline = _monotonic() + self.config.inbound_upgrade_timeout
+        if not self._upgrade_limiter.acquire(timeout=self.config.inbound_upgrade_timeout):
+            log.debug("no upgrade slot for %s in time; closing", addrs.remote_addr)
+            raw.close()
+            return
         try:
-            conn = self.upgrader.upgrade_inbound(raw)
+            conn = self.upgrader.upgrade_inbound(raw, timeout=max(0.001, deadline - _monotonic()))
         except P2PError as exc:
             log.debug("inbound upgrade from %s failed: %s", addrs.remote_addr, exc)
             return  # the upgrader closed raw
+        finally:
+            self._upgrade_limiter.release()
         try:
             self._check_upgraded(conn, Direction.Inbound)
             self._add_conn(conn)
@@ -656,8 +669,8 @@ class Swarm:
         if lst is None:
             lst = self._conns[peer] = []
         lst.append(sc)
-        self._was_connected.add(peer)
         self._dial_failed.pop(peer, None)
+        self._disconnected_at.pop(peer, None)
         self._backoff.clear(peer)
         log.debug("swarm %s: connection up %r", self.local_peer.short(), sc)
         self._notify("connected", sc)
@@ -687,6 +700,7 @@ class Swarm:
         log.debug("swarm %s: connection down %r", self.local_peer.short(), sc)
         self._notify("disconnected", sc)
         if not self._conns.get(peer):
+            self._remember(self._disconnected_at, peer)
             self._connectedness_changed(peer, Connectedness.NotConnected)
 
     def _close_conn(self, sc: SwarmConn, code: int) -> None:
@@ -778,18 +792,36 @@ class Swarm:
                 best = c
         return best
 
+    def _remember(self, table: dict, peer: PeerId) -> None:
+        """Record ``clock()`` for ``peer``; prunes entries older than ``backoff_max`` as it grows."""
+        now = self._clock()
+        table[peer] = now
+        if len(table) > 1024 and len(table) & 255 == 0:
+            horizon = now - self.config.backoff_max
+            for p in [p for p, t in table.items() if t < horizon]:
+                del table[p]
+
     def connectedness(self, peer: Any) -> Connectedness:
-        """Connected / Limited with a live connection; CannotConnect if the last dial failed
-        (within ``backoff_max``); CanConnect if we were connected before and still know
-        addresses; NotConnected otherwise."""
+        """Our connection state with ``peer``.
+
+        Connected (Limited if only relayed) with a live connection; otherwise,
+        within ``config.backoff_max`` (5 min), CannotConnect if the last dial
+        failed and CanConnect if a connection ended and the peerstore still has
+        addresses; NotConnected otherwise.  (go deprecated the two "Can" states
+        and reports NotConnected; the event bus only ever carries Connected and
+        NotConnected.)
+        """
         peer = _as_peer(peer)
         live = [c for c in self._conns.get(peer, ()) if not c.closed]
         if live:
             return Connectedness.Connected if any(not c.limited for c in live) else Connectedness.Limited
+        now = self._clock()
+        recent = self.config.backoff_max
         failed = self._dial_failed.get(peer)
-        if failed is not None and self._clock() - failed < self.config.backoff_max:
+        if failed is not None and now - failed < recent:
             return Connectedness.CannotConnect
-        if peer in self._was_connected and self.peerstore is not None and self.peerstore.addrs(peer):
+        gone = self._disconnected_at.get(peer)
+        if gone is not None and now - gone < recent and self.peerstore is not None and self.peerstore.addrs(peer):
             return Connectedness.CanConnect
         return Connectedness.NotConnected
 
@@ -865,7 +897,7 @@ class Swarm:
             conn = self._dial_addrs(job, deadline)
         except DialError as exc:
             if isinstance(exc, (AllDialsFailedError, DialBackoffError, DialTimeoutError)):
-                self._dial_failed[peer] = self._clock()
+                self._remember(self._dial_failed, peer)
             job.result.set_exception(exc)
         except Exception as exc:  # a bug or an unexpected transport error: still fail every caller
             log.exception("dial worker for %s failed", peer)
@@ -1058,7 +1090,7 @@ class Swarm:
             try:
                 return conn.new_stream(timeout=left)
             except ConnectionClosedError:
-                self._remove_conn(conn)
+                self._close_conn(conn, 0)
                 if attempt:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover

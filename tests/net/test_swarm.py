@@ -734,3 +734,74 @@ def test_closing_stream_via_swarm_and_conn_state(env):
     assert conn.closed
     with pytest.raises(ConnectionClosedError):
         conn.new_stream(timeout=1)
+
+
+# --------------------------------------------------------------------------- more
+
+
+class VClock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_connectedness_states_follow_the_clock(env):
+    clock = VClock()
+    t = CountingTransport(env.net)
+    a, b = env.make(transport=t, clock=clock), env.make()
+    env.introduce(a, b)
+    a.dial_peer(b.local_peer, timeout=5)
+    a.close_peer(b.local_peer)
+    assert a.connectedness(b.local_peer) == Connectedness.CanConnect
+    clock.t += 301
+    assert a.connectedness(b.local_peer) == Connectedness.NotConnected
+    p = _ghost()
+    a.peerstore.add_addrs(p, ["/memory/424242"], TTL)
+    with pytest.raises(AllDialsFailedError):
+        a.dial_peer(p, timeout=5)
+    assert a.connectedness(p) == Connectedness.CannotConnect
+    assert a.backoff().backoff(p, "/memory/424242")
+    clock.t += 5.01  # first backoff is 5 s on the injected clock
+    assert not a.backoff().backoff(p, "/memory/424242")
+    clock.t += 300
+    assert a.connectedness(p) == Connectedness.NotConnected
+
+
+def test_inbound_upgrade_slots(env):
+    cfg = SwarmConfig(max_inbound_upgrades=1, inbound_upgrade_timeout=0.3)
+    a, b = env.make(), env.make(config=cfg)
+    env.introduce(a, b)
+    t0 = time.monotonic()
+    stalled = MemoryTransport(env.net).dial(b.listen_addresses()[0])  # says nothing: holds the slot
+    try:
+        gevent.sleep(0.15)
+        a.dial_peer(b.local_peer, timeout=5)
+        # the stalled upgrade gives up after 0.3 s and frees the only slot
+        waited = time.monotonic() - t0
+        assert 0.28 <= waited < 1.5
+        seen = b""
+        while True:  # the listener's multistream header, then EOF: it was closed
+            chunk = stalled.read(timeout=1)
+            if not chunk:
+                break
+            seen += chunk
+        assert seen.startswith(b"\x13/multistream/1.0.0\n")
+    finally:
+        stalled.close()
+
+
+def test_notification_backlog_is_monitored(env, caplog):
+    gate = gevent.event.Event()
+    a, b = env.make(config=SwarmConfig(notify_warn_backlog=4, close_timeout=0.5)), env.make()
+    a.notify(NotifyBundle(connected=lambda n, c: gate.wait(5)))
+    env.introduce(a, b)
+    with caplog.at_level("WARNING", logger="geventp2p.net.notify"):
+        a.dial_peer(b.local_peer, timeout=5)
+        for _ in range(6):
+            a.new_stream(b.local_peer, timeout=5)
+    assert a.notification_backlog >= 4
+    assert any("backlog" in r.getMessage() for r in caplog.records)
+    gate.set()
+    assert a.wait_notifications(2)
