@@ -393,6 +393,8 @@ class YamuxConn:
             elif cls is _y.PongReceived:
                 for result in self._pings.pop(ev.opaque, ()):
                     result.set(ev.rtt if ev.rtt is not None else 0.0)
+                # the timer moves from "ping timeout" to the (maybe earlier) keepalive
+                self._wake_writer.set()
             elif cls is _y.GoAwayReceived:
                 log.debug("yamux: GoAway(%#x) received", ev.error_code)
                 self._terminate(ConnectionClosedError(

@@ -50,6 +50,11 @@ class RawPeer:
                     return self.frames
                 self.frames.extend(self.reader.feed(data))
 
+    def sync(self, opaque=0x5EC):
+        """Ping and read until the pong: every frame queued before it has arrived."""
+        self.send(pack(2, 1, 0, opaque))
+        return self.recv_frames(lambda fr: any(f[:4] == (2, 2, 0, opaque) for f in fr))
+
     def close(self):
         self.sock.close()
 
@@ -253,7 +258,7 @@ def test_keepalive_timeout_closes_without_goaway(leakcheck):
 
 
 def test_keepalive_answered_keeps_session(leakcheck):
-    cfg = YamuxConfig(initial_ping=False, rtt_interval=0, keepalive_interval=0.05, ping_timeout=0.1)
+    cfg = YamuxConfig(initial_ping=False, rtt_interval=0, keepalive_interval=0.05, ping_timeout=5)
     conn, peer = raw_pair(cfg)
     try:
         for _ in range(3):
@@ -421,7 +426,8 @@ def test_slow_reader_window_bounds_sender(leakcheck):
         writer = gevent.spawn(s.write, b"w" * (512 * 1024))
         got = peer.recv_frames(lambda fr: sum(len(f[4]) for f in fr) >= 256 * 1024)
         gevent.sleep(0.05)
-        assert sum(len(f[4]) for f in peer.frames) == 256 * 1024
+        peer.sync()
+        assert sum(len(f[4]) for f in peer.frames) == 256 * 1024  # not one byte more
         assert not writer.ready()
         peer.send(pack(1, 0, s.id, 256 * 1024))
         writer.get(timeout=5)
@@ -439,8 +445,8 @@ def test_window_update_after_reads(leakcheck):
         peer.send(pack(1, 1, 1, 0) + pack(0, 0, 1, len(body)) + body)
         s = conn.accept_stream(timeout=5)
         assert s.read_exactly(100 * 1024, timeout=5)
-        gevent.sleep(0.02)
-        assert [f for f in peer.frames if f[0] == 1 and f[1] == 0] == []
+        peer.sync()
+        assert [f for f in peer.frames if f[0] == 1 and f[1] == 0] == []  # < half read: no update
         s.read_exactly(100 * 1024, timeout=5)
         got = peer.recv_frames(lambda fr: any(f[0] == 1 and f[1] == 0 for f in fr))
         updates = [f for f in got if f[0] == 1 and f[1] == 0]
