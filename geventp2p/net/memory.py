@@ -29,6 +29,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Callable, Dict, Optional, Tuple
 
+import gevent
 from gevent.event import Event
 from gevent.pool import Group
 from multiaddr import Multiaddr
@@ -324,7 +325,12 @@ class MemoryListener:
             self._closed = True
             self.network._unregister(self)
         if stop_handlers:
-            self._handlers.kill(block=True, timeout=timeout)
+            current = gevent.getcurrent()
+            if current in self._handlers:  # a handler closing its own listener
+                others = [g for g in list(self._handlers) if g is not current]
+                gevent.killall(others, block=True, timeout=timeout)
+            else:
+                self._handlers.kill(block=True, timeout=timeout)
 
     def join(self, timeout: Optional[float] = None) -> bool:
         return self._closed

@@ -335,7 +335,12 @@ class TcpListener:
             if self._loop is not gevent.getcurrent():
                 self._loop.kill(block=True, timeout=timeout)
         if stop_handlers:
-            self._handlers.kill(block=True, timeout=timeout)
+            current = gevent.getcurrent()
+            if current in self._handlers:  # a handler closing its own listener
+                others = [g for g in list(self._handlers) if g is not current]
+                gevent.killall(others, block=True, timeout=timeout)
+            else:
+                self._handlers.kill(block=True, timeout=timeout)
 
     def join(self, timeout: Optional[float] = None) -> bool:
         """Blocks the calling greenlet until the accept loop ends; True if it did."""

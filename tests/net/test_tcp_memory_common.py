@@ -185,3 +185,19 @@ def test_negotiate_plaintext_then_protocol(env):
         proto, peer = srv.result.get(timeout=2)
         assert proto == "/echo/1.0.0" and peer == sec.local_peer
         app.close()
+
+
+def test_handler_may_close_its_own_listener(env):
+    holder = {}
+
+    def handler(conn):
+        holder["lst"].close(stop_handlers=True)
+        return "closed"
+
+    with Served(env, handler) as srv:
+        holder["lst"] = srv.listener
+        conn = srv.dial()
+        assert srv.result.get(timeout=2) == "closed"
+        assert srv.listener.closed
+        assert read_until_eof(conn) == b""
+        conn.close()
