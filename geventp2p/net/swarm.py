@@ -876,12 +876,17 @@ class Swarm:
             self._dials[peer] = job
             job.greenlet = self.group.spawn(self._dial_worker, job, _monotonic() + timeout)
         job.waiters += 1
+        timer = gevent.Timeout(timeout)
+        timer.start()
         try:
-            return job.result.get(timeout=timeout)
-        except gevent.Timeout:
+            return job.result.get()
+        except gevent.Timeout as t:
+            if t is not timer:  # someone else's timeout: not ours to translate
+                raise
             raise DialTimeoutError(peer, f"no connection within {timeout:g}s", attempts=job.attempts,
                                    cause=P2PTimeoutError(f"dial timed out after {timeout:g}s")) from None
         finally:
+            timer.close()
             job.waiters -= 1
             if job.waiters == 0 and not job.result.ready():
                 # nobody waits any more: cancel the worker and its attempts

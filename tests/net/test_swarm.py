@@ -805,3 +805,42 @@ def test_notification_backlog_is_monitored(env, caplog):
     assert any("backlog" in r.getMessage() for r in caplog.records)
     gate.set()
     assert a.wait_notifications(2)
+
+
+def test_outer_gevent_timeout_is_not_swallowed(env):
+    t = CountingTransport(env.net, hang=["/memory/7301"])
+    a = env.make(transport=t, listen=False)
+    p = _ghost()
+    a.peerstore.add_addrs(p, ["/memory/7301"], TTL)
+    outer = gevent.Timeout(0.1)
+    with pytest.raises(gevent.Timeout) as ei:
+        with outer:
+            a.dial_peer(p, timeout=5)
+    assert ei.value is outer
+    wait_for(lambda: not a._dials)  # the abandoned dial was cancelled
+
+
+def test_swarm_over_mplex(env):
+    from geventp2p.net.mplex import MplexMuxer
+
+    def make():
+        key = generate_key(KeyType.Ed25519)
+        sw = Swarm(key, Peerstore(), MemoryTransport(env.net),
+                   upgrader=Upgrader([PlaintextTransport(key)], [MplexMuxer()]))
+        sw.listen("/memory/0")
+        env.swarms.append(sw)
+        return sw
+
+    ra = Recorder()
+    a, b = make(), make()
+    a.notify(ra)
+    b.set_stream_handler(echo)
+    env.introduce(a, b)
+    s = a.new_stream(b.local_peer, timeout=5)
+    assert s.conn.muxer == "/mplex/6.7.0"
+    s.write(b"mplex")
+    assert s.read_exactly(5, timeout=2) == b"mplex"
+    b.close_peer(a.local_peer)
+    wait_for(lambda: a.conns() == [])
+    a.wait_notifications(2)
+    assert [e[0] for e in ra.events] == ["connected", "opened_stream", "closed_stream", "disconnected"]
