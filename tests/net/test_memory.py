@@ -6,6 +6,8 @@ import time
 
 import gevent
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from multiaddr import Multiaddr
 
 from geventp2p.exceptions import ConfigError, MultiaddrError, P2PTimeoutError, TransportError
@@ -353,3 +355,34 @@ def test_bulk_transfer_with_small_buffer():
     got = read_all(b, len(payload), timeout=5)
     w.get(timeout=1)
     assert got == payload
+
+
+@settings(max_examples=60, deadline=None)
+@given(writes=st.lists(st.binary(min_size=0, max_size=300), max_size=12),
+       chunk=st.one_of(st.none(), st.integers(1, 50)),
+       read_sizes=st.lists(st.integers(1, 400), min_size=1, max_size=5),
+       max_buffer=st.integers(1, 500))
+def test_pipe_preserves_bytes_any_knobs(writes, chunk, read_sizes, max_buffer):
+    a, b = memory_pipe(chunk_size=chunk, max_buffer=max_buffer)
+
+    def writer():
+        for w in writes:
+            a.write(w)
+        a.close_write()
+
+    g = gevent.spawn(writer)
+    out = bytearray()
+    i = 0
+    with gevent.Timeout(5):
+        while True:
+            n = read_sizes[i % len(read_sizes)]
+            i += 1
+            data = b.read(n)
+            if not data:
+                break
+            assert len(data) <= n and (chunk is None or len(data) <= chunk)
+            out += data
+    g.get(timeout=1)
+    assert bytes(out) == b"".join(writes)
+    a.close()
+    b.close()
