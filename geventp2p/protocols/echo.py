@@ -8,6 +8,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import gevent
+
 from geventp2p.exceptions import ConfigError, P2PTimeoutError
 
 __all__ = ["PROTOCOL_ID", "EchoService", "echo"]
@@ -55,19 +57,31 @@ def echo(host: Any, peer: Any, data: bytes, timeout: float = 10.0, protocol_id: 
     """
     deadline = time.monotonic() + timeout
     stream = host.new_stream(peer, [protocol_id], timeout=timeout)
+    writer = None
     try:
         stream.set_deadline(deadline)
-        if data:
-            stream.write(data)
-        stream.close_write()
+        # write on a helper greenlet while we read: the echo comes back while we
+        # still send, and a sender that never reads would stall both windows
+        writer = gevent.spawn(_send_all, stream, data)
         parts = []
         while True:
             chunk = stream.read(_CHUNK)
             if not chunk:
                 break
             parts.append(chunk)
+        writer.get()
     except BaseException:
         stream.reset()
         raise
+    finally:
+        if writer is not None:
+            writer.kill()
     stream.close()
     return b"".join(parts)
+
+
+def _send_all(stream: Any, data: bytes) -> None:
+    view = memoryview(data)
+    for off in range(0, len(view), _CHUNK):
+        stream.write(view[off:off + _CHUNK])
+    stream.close_write()
