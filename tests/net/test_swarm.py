@@ -844,3 +844,24 @@ def test_swarm_over_mplex(env):
     wait_for(lambda: a.conns() == [])
     a.wait_notifications(2)
     assert [e[0] for e in ra.events] == ["connected", "opened_stream", "closed_stream", "disconnected"]
+
+
+def test_mesh_of_swarms_all_dial_all(env):
+    n = 24
+    swarms = [env.make() for _ in range(n)]
+    for s in swarms:
+        s.set_stream_handler(echo)
+        for o in swarms:
+            if o is not s:
+                env.introduce(s, o)
+
+    def talk(src, dst):
+        st = src.new_stream(dst.local_peer, timeout=10)
+        st.write(b"hi")
+        assert st.read_exactly(2, timeout=5) == b"hi"
+        st.close()
+
+    jobs = [gevent.spawn(talk, s, o) for s in swarms for o in swarms if o is not s]
+    gevent.joinall(jobs, timeout=30, raise_error=True)
+    for s in swarms:
+        assert len(s.peers()) == n - 1
