@@ -149,3 +149,44 @@ def test_both_sides_dial_and_close_everything(make):
             break
         gevent.sleep(0.01)
     assert b.conns() == []
+
+
+_PATCHED_SCRIPT = r'''
+from gevent import monkey
+monkey.patch_all()
+import gevent
+from geventp2p.crypto.keys import KeyType, generate_key
+from geventp2p.host.peerstore import Peerstore
+from geventp2p.net.swarm import Swarm
+from geventp2p.net.tcp import TcpTransport
+
+def echo(s):
+    d = s.read(timeout=5)
+    s.write(d)
+    s.close()
+
+with gevent.Timeout(20):
+    a = Swarm(generate_key(KeyType.Ed25519), Peerstore(), TcpTransport())
+    b = Swarm(generate_key(KeyType.Ed25519), Peerstore(), TcpTransport())
+    b.listen("/ip4/127.0.0.1/tcp/0")
+    b.set_stream_handler(echo)
+    a.peerstore.add_addrs(b.local_peer, b.listen_addresses(), 3600)
+    s = a.new_stream(b.local_peer, timeout=5)
+    s.write(b"patched")
+    assert s.read_exactly(7, timeout=5) == b"patched"
+    s.close()
+    a.close()
+    b.close()
+print("OK")
+'''
+
+
+def test_swarm_under_monkey_patch_subprocess():
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run([sys.executable, "-c", _PATCHED_SCRIPT], capture_output=True, text=True,
+                          timeout=60, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith("OK")
