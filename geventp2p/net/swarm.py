@@ -650,6 +650,10 @@ class Swarm:
             return  # the upgrader closed raw
         finally:
             self._upgrade_limiter.release()
+        if conn.remote_peer == self.local_peer:
+            log.debug("inbound connection from ourselves (%s); closing", addrs.remote_addr)
+            conn.close()
+            return
         try:
             self._check_upgraded(conn, Direction.Inbound)
             self._add_conn(conn)

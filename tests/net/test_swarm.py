@@ -865,3 +865,21 @@ def test_mesh_of_swarms_all_dial_all(env):
     gevent.joinall(jobs, timeout=30, raise_error=True)
     for s in swarms:
         assert len(s.peers()) == n - 1
+
+
+def test_inbound_connection_from_ourselves_is_refused(env):
+    a = env.make()
+    key = a.local_key
+    twin = Swarm(key, Peerstore(), MemoryTransport(env.net),
+                 upgrader=Upgrader([PlaintextTransport(key)], [YamuxMuxer()]))
+    env.swarms.append(twin)
+    # the twin has our identity; a connection from it would be a self-connection
+    twin.peerstore.add_addrs(a.local_peer, a.listen_addresses(), TTL)
+    with pytest.raises(DialSelfError):
+        twin.dial_peer(a.local_peer)
+    up = twin.upgrader
+    raw = MemoryTransport(env.net).dial(a.listen_addresses()[0])
+    with pytest.raises(P2PError):
+        conn = up.upgrade_outbound(raw, a.local_peer, timeout=2)
+        conn.accept_stream(timeout=2)  # closed by the other side
+    wait_for(lambda: a.conns() == [])
