@@ -264,6 +264,10 @@ class BasicHost:
         stream.protocol = proto
         try:
             handler(stream)
+        except (P2PError, OSError) as exc:  # the stream or connection died under the handler
+            log.debug("handler for %s from %s ended with %r", proto, stream.conn.remote_peer, exc)
+            stream.reset()
+            return
         except Exception:
             log.exception("handler for %s from %s failed", proto, stream.conn.remote_peer)
             stream.reset()

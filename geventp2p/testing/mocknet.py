@@ -136,7 +136,12 @@ class MockNet:
             changes["bandwidth"] = bandwidth
         if changes:
             cfg = replace(cfg, **changes)
-        self._links[frozenset((self._pid(a), self._pid(b)))] = cfg
+        pa, pb = self._pid(a), self._pid(b)
+        self._links[frozenset((pa, pb))] = cfg
+        for me, other in ((pa, pb), (pb, pa)):  # earlier failed dials must not block the new link
+            for h in self.hosts:
+                if h.id == me:
+                    h.network.backoff().clear(other)
         return cfg
 
     def unlink_peers(self, a: Any, b: Any) -> None:
