@@ -4,3 +4,7 @@ from geventp2p.host.eventbus import WILDCARD, Emitter, EventBus, Subscription
 from geventp2p.host.peerstore import Peerstore
 
 __all__ = ["EventBus", "Emitter", "Subscription", "WILDCARD", "Peerstore"]
+
+from geventp2p.host.basic import BasicHost  # noqa: E402
+
+__all__ += ["BasicHost"]
