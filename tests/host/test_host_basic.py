@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import time
 
 import gevent
 import pytest
@@ -312,3 +313,35 @@ def test_basic_host_on_plain_swarm():
         assert read_all(s) == b"hello world"
         s.close()
         assert repr(h1).startswith("<BasicHost")
+
+
+def test_new_stream_waits_for_identify_but_bounded(make_host):
+    from geventp2p.protocols.identify import ID
+
+    a = make_host(enable_echo=True)
+    b = make_host()
+    release = Event()
+    a.set_stream_handler(ID, lambda s: release.wait(10))  # identify never answers
+    b.identify_wait_timeout = 0.3
+    t0 = time.monotonic()
+    b.connect(a.p2p_addrs()[0], timeout=10)
+    assert 0.25 <= time.monotonic() - t0 < 3
+    t0 = time.monotonic()
+    assert echo(b, a.id, b"after wait") == b"after wait"  # not identified: round-trip select
+    release.set()
+
+
+def test_many_concurrent_streams(pair):
+    a, b = pair
+    jobs = [gevent.spawn(echo, b, a.id, b"m%d" % i * 100) for i in range(50)]
+    gevent.joinall(jobs, timeout=20, raise_error=True)
+    assert [j.value for j in jobs] == [b"m%d" % i * 100 for i in range(50)]
+
+
+def test_unknown_protocol_never_reaches_a_handler(pair):
+    a, b = pair
+    called = []
+    a.set_stream_handler("/known/1.0.0", lambda s: called.append(s))
+    with pytest.raises(NegotiationError):
+        b.new_stream(a.id, "/unknown/1.0.0", timeout=5)
+    assert called == []

@@ -44,16 +44,16 @@ def test_five_hosts_connect_all_with_latency():
 def test_per_link_latency_and_unlinked_peers():
     with MockNet() as net:
         a, b, c = net.gen_peers(3)
-        net.link_peers(a, b, latency=0.03)
+        net.link_peers(a, b, latency=0.05)
         net.connect_peers(a, b)
-        fast = min(ping(a, b.id, count=2, interval=0))
-        assert fast >= 0.05
+        slow = min(ping(a, b.id, count=2, interval=0))
+        assert slow >= 0.09
         with pytest.raises(DialError):
             a.connect(c.peer_info(), timeout=2)  # not linked
         cfg = net.link_peers(a, c)
         assert cfg.latency == 0
         a.connect(c.peer_info(), timeout=5)
-        assert max(ping(a, c.id, count=2, interval=0)) < 0.05
+        assert min(ping(a, c.id, count=3, interval=0)) < slow
         net.unlink_peers(a, c)
         assert net.link_config(a, c) is None
         assert net.host(b.id) is b
