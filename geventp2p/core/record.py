@@ -25,7 +25,7 @@ a record signed by, or naming, another peer raises
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from geventp2p._speedups import varint
 from geventp2p.core import addr as _addr
