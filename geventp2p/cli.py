@@ -17,7 +17,16 @@ from typing import Callable, Optional, Sequence
 
 from geventp2p.exceptions import P2PError
 
-__all__ = ["main", "build_parser", "CLIError", "REGISTRARS", "load_key_file", "write_key_file"]
+__all__ = [
+    "main",
+    "build_parser",
+    "CLIError",
+    "REGISTRARS",
+    "load_key_file",
+    "write_key_file",
+    "parse_size",
+    "pipe_stream",
+]
 
 PROG = "geventp2p"
 KEY_TYPES = ("ed25519", "secp256k1", "ecdsa", "rsa")
@@ -153,22 +162,502 @@ def cmd_id(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- shared helpers
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1 << 10, "kib": 1 << 10, "kb": 1000,
+    "m": 1 << 20, "mib": 1 << 20, "mb": 1000 ** 2,
+    "g": 1 << 30, "gib": 1 << 30, "gb": 1000 ** 3,
+    "t": 1 << 40, "tib": 1 << 40, "tb": 1000 ** 4,
+}
+
+
+def parse_size(text: str) -> int:
+    """``"1048576"``, ``"64MiB"``, ``"64M"`` (binary), ``"10MB"`` (decimal) -> bytes."""
+    raw = text.strip().replace("_", "")
+    num = raw.rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ").strip()
+    unit = raw[len(num):].strip().lower() if num else raw.lower()
+    if not num or unit not in _SIZE_UNITS:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (e.g. 1048576, 64KiB, 16MiB, 1G)")
+    try:
+        value = float(num) if "." in num else int(num)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}") from None
+    n = int(value * _SIZE_UNITS[unit])
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"size must be >= 0, got {text!r}")
+    return n
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
+
+
+def _pos_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return v
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return v
+
+
+def _name_list(known: Sequence[str]) -> Callable[[str], list]:
+    """argparse type: a comma-separated list of names out of ``known`` (order = preference)."""
+
+    def parse(text: str) -> list:
+        names = [n.strip().lower() for n in text.split(",") if n.strip()]
+        if not names:
+            raise argparse.ArgumentTypeError("empty list")
+        bad = [n for n in names if n not in known]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(bad)} (choose from {', '.join(known)})")
+        return list(dict.fromkeys(names))
+
+    return parse
+
+
+def _add_verbose(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="log to stderr (-v: INFO, -vv: DEBUG)")
+
+
+def _add_stack_options(p: argparse.ArgumentParser) -> None:
+    """``--key``, ``--security``, ``--muxer``, ``-v``: shared by serve, ping, perf and stream."""
+    from geventp2p.defaults import MUXER_NAMES, SECURITY_NAMES
+
+    p.add_argument("--key", "-k", metavar="FILE", help="identity key file (default: a fresh Ed25519 key)")
+    p.add_argument("--security", type=_name_list(SECURITY_NAMES), default=None, metavar="LIST",
+                   help=f"security protocols in preference order, comma-separated ({','.join(SECURITY_NAMES)}; "
+                        "default: noise)")
+    p.add_argument("--muxer", type=_name_list(MUXER_NAMES), default=None, metavar="LIST",
+                   help=f"stream muxers in preference order, comma-separated ({','.join(MUXER_NAMES)}; "
+                        "default: yamux,mplex)")
+    _add_verbose(p)
+
+
+def _add_target(p: argparse.ArgumentParser, timeout: float, what: str) -> None:
+    p.add_argument("multiaddr", metavar="MA", help="peer address, e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3Koo...")
+    p.add_argument("--peer-id", metavar="ID", help="peer ID, required when MA has no /p2p/ part")
+    p.add_argument("--timeout", type=_pos_float, default=timeout, metavar="S",
+                   help=f"{what} (default: {timeout:g} s)")
+
+
+def _setup_logging(verbose: int) -> None:
+    if not verbose:
+        return
+    import logging
+
+    # Only our own loggers: third-party DEBUG output (multiaddr's) would drown them.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("geventp2p")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+
+
+def _load_private_key(path: str):
+    from geventp2p.crypto.keys import PrivateKey
+
+    key = load_key_file(path)
+    if not isinstance(key, PrivateKey):
+        raise CLIError(f"{path} holds a public key; an identity needs the private key")
+    return key
+
+
+def _make_host(args: argparse.Namespace, *, listen: Sequence[str] = (), **services):
+    """A host from the shared options (no listener unless ``listen``)."""
+    import geventp2p
+
+    key = _load_private_key(args.key) if args.key else None
+    return geventp2p.new_host(key=key, listen=list(listen), security=args.security,
+                              muxers=args.muxer, **services)
+
+
+def _target(args: argparse.Namespace):
+    """``PeerInfo`` from MA (and ``--peer-id``); CLIError when the peer ID is missing or conflicts."""
+    from geventp2p.core import addr as _addr
+    from geventp2p.core.peer import PeerId, PeerInfo
+
+    transport, pid_text = _addr.split_p2p(args.multiaddr)
+    given = PeerId.from_string(args.peer_id) if args.peer_id else None
+    if pid_text is None:
+        if given is None:
+            raise CLIError(f"{args.multiaddr} has no /p2p/<peer id> part (append it or pass --peer-id)")
+        pid = given
+    else:
+        pid = PeerId.from_string(pid_text)
+        if given is not None and given != pid:
+            raise CLIError(f"--peer-id {given} contradicts the /p2p/{pid} in {args.multiaddr}")
+    if transport is None:
+        raise CLIError(f"{args.multiaddr} has no transport address before /p2p/")
+    return PeerInfo(pid, [transport])
+
+
+def _connect(host, args: argparse.Namespace):
+    """Dial the target of ``args`` (bounded by ``--timeout``); returns its PeerId."""
+    info = _target(args)
+    host.connect(info, timeout=args.timeout)
+    return info.peer_id
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def _register_serve(sub) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run a host serving echo, perf, ping and identify",
+        description=(
+            "Listen and serve /echo/1.0.0, /perf/1.0.0, /ipfs/ping/1.0.0 and /ipfs/id/1.0.0 until "
+            "SIGINT or SIGTERM, then close cleanly and exit 0.  The first stdout line is one JSON "
+            'object: {"peer_id": "<id>", "addrs": ["<multiaddr>/p2p/<id>", ...]}.  Perf answers any '
+            "requested size: do not expose it publicly."
+        ),
+    )
+    p.add_argument("--listen", "-l", action="append", metavar="MA",
+                   help="listen address (repeatable; default: /ip4/127.0.0.1/tcp/0)")
+    _add_stack_options(p)
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import json
+    import logging
+    import signal
+
+    import gevent
+    from gevent.event import Event
+
+    from geventp2p.defaults import DEFAULT_LISTEN
+
+    _setup_logging(args.verbose)
+    stop = Event()
+    received: list = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        stop.set()
+
+    watchers = [gevent.signal_handler(s, on_signal, s) for s in (signal.SIGINT, signal.SIGTERM)]
+    try:
+        host = _make_host(args, listen=args.listen or DEFAULT_LISTEN,
+                          enable_identify=True, enable_ping=True, enable_echo=True, enable_perf=True)
+        try:
+            line = json.dumps({"peer_id": str(host.id), "addrs": [str(a) for a in host.p2p_addrs()]})
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+            logging.getLogger(__name__).info("serving %s on %s", host.id, ", ".join(map(str, host.addrs())))
+            stop.wait()
+            logging.getLogger(__name__).info("signal %d: closing", received[0] if received else 0)
+        finally:
+            host.close()
+    finally:
+        for w in watchers:
+            w.cancel()
+    return 0
+
+
+# --------------------------------------------------------------------------- ping
+
+
+def _register_ping(sub) -> None:
+    p = sub.add_parser(
+        "ping",
+        help="ping a peer (/ipfs/ping/1.0.0)",
+        description=(
+            "Ping a peer over one /ipfs/ping/1.0.0 stream.  stdout gets one line per round trip: the "
+            "RTT in milliseconds as '<float> ms' (e.g. '0.412 ms'); a summary goes to stderr."
+        ),
+    )
+    _add_target(p, 10.0, "timeout for connecting and for each round trip")
+    p.add_argument("--count", "-c", type=_nonneg_int, default=5, metavar="N",
+                   help="number of pings, 0 = until interrupted (default: 5)")
+    p.add_argument("--interval", "-i", type=_nonneg_float, default=1.0, metavar="S",
+                   help="pause between pings (default: 1 s)")
+    _add_stack_options(p)
+    p.set_defaults(func=cmd_ping)
+
+
+def cmd_ping(args: argparse.Namespace) -> int:
+    from geventp2p.protocols.ping import ping
+
+    _setup_logging(args.verbose)
+    rtts: list = []
+    host = _make_host(args, enable_ping=False)
+    try:
+        pid = _connect(host, args)
+        try:
+            for rtt in ping(host, pid, count=args.count or None, interval=args.interval, timeout=args.timeout):
+                rtts.append(rtt)
+                sys.stdout.write(f"{rtt * 1000:.3f} ms\n")
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            if args.count:
+                raise
+    finally:
+        host.close()
+    if rtts:
+        ms = [r * 1000 for r in rtts]
+        print(f"--- {pid}: {len(ms)} pings, rtt min/avg/max = "
+              f"{min(ms):.3f}/{sum(ms) / len(ms):.3f}/{max(ms):.3f} ms", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- perf
+
+
+def _register_perf(sub) -> None:
+    p = sub.add_parser(
+        "perf",
+        help="measure throughput against a perf server (/perf/1.0.0)",
+        description=(
+            "Run one /perf/1.0.0 measurement: upload BYTES, then download BYTES.  Sizes accept "
+            "suffixes (KiB, MiB, GiB or K, M, G binary; kB, MB, GB decimal).  With --json stdout "
+            'gets libp2p perf records, one per line: {"type":"intermediary",...} for the upload and '
+            'the download phase, and last {"type":"final","timeSeconds":...,"uploadBytes":...,'
+            '"downloadBytes":...}.'
+        ),
+    )
+    _add_target(p, 60.0, "timeout for the whole run")
+    p.add_argument("--upload", type=parse_size, default=16 << 20, metavar="BYTES",
+                   help="bytes to send (default: 16MiB)")
+    p.add_argument("--download", type=parse_size, default=16 << 20, metavar="BYTES",
+                   help="bytes to receive (default: 16MiB)")
+    p.add_argument("--json", action="store_true", help="print libp2p perf JSON records")
+    _add_stack_options(p)
+    p.set_defaults(func=cmd_perf)
+
+
+def _mib_s(nbytes: int, seconds: float) -> str:
+    return f"{nbytes / (1 << 20) / seconds:.1f} MiB/s" if seconds > 0 else "-"
+
+
+def cmd_perf(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from geventp2p.protocols.perf import perf
+
+    _setup_logging(args.verbose)
+    if args.download >= 1 << 64:
+        raise CLIError("--download must be below 2^64")
+    host = _make_host(args, enable_ping=False)
+    try:
+        t0 = time.monotonic()
+        pid = _connect(host, args)
+        left = max(0.001, args.timeout - (time.monotonic() - t0))
+        r = perf(host, pid, args.upload, args.download, timeout=left)
+    finally:
+        host.close()
+    if args.json:
+        records = [
+            {"type": "intermediary", "timeSeconds": r.upload_time, "uploadBytes": r.upload_bytes, "downloadBytes": 0},
+            {"type": "intermediary", "timeSeconds": r.download_time, "uploadBytes": 0,
+             "downloadBytes": r.download_bytes},
+            {"type": "final", "timeSeconds": r.total_time, "uploadBytes": r.upload_bytes,
+             "downloadBytes": r.download_bytes},
+        ]
+        for rec in records:
+            print(json.dumps(rec, separators=(",", ":")))
+    else:
+        mib = 1 << 20
+        print(f"peer      {pid}")
+        print(f"upload    {r.upload_bytes / mib:10.2f} MiB in {r.upload_time:8.3f} s  "
+              f"{_mib_s(r.upload_bytes, r.upload_time)}")
+        print(f"download  {r.download_bytes / mib:10.2f} MiB in {r.download_time:8.3f} s  "
+              f"{_mib_s(r.download_bytes, r.download_time)}")
+        print(f"total     {(r.upload_bytes + r.download_bytes) / mib:10.2f} MiB in {r.total_time:8.3f} s  "
+              f"{_mib_s(r.upload_bytes + r.download_bytes, r.total_time)}")
+    return 0
+
+
+# --------------------------------------------------------------------------- stream
+
+_PIPE_CHUNK = 64 * 1024
+
+
+def _register_stream(sub) -> None:
+    p = sub.add_parser(
+        "stream",
+        help="pipe stdin/stdout through a stream of any protocol",
+        description=(
+            "Open a stream speaking PROTOCOL, copy stdin into it and the stream to stdout.  At stdin "
+            "EOF the write side is closed (half-close); the command exits when the remote closes "
+            "its side (exit 0) or resets the stream (exit 1)."
+        ),
+    )
+    _add_target(p, 10.0, "timeout for connecting and negotiating")
+    p.add_argument("--protocol", "-p", required=True, metavar="P", help="protocol id, e.g. /echo/1.0.0")
+    _add_stack_options(p)
+    p.set_defaults(func=cmd_stream)
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    _setup_logging(args.verbose)
+    host = _make_host(args, enable_ping=False)
+    try:
+        pid = _connect(host, args)
+        stream = host.new_stream(pid, [args.protocol], timeout=args.timeout)
+        sys.stdout.flush()
+        pipe_stream(stream, sys.stdin.fileno(), sys.stdout.fileno())
+    finally:
+        host.close()
+    return 0
+
+
+def _make_nonblocking(fds: Sequence[int]) -> Callable[[], None]:
+    """Set O_NONBLOCK on ``fds``; returns a function restoring the previous flags."""
+    import fcntl
+
+    saved = []
+    for fd in dict.fromkeys(fds):
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        if not flags & os.O_NONBLOCK:
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+            saved.append((fd, flags))
+
+    def restore() -> None:
+        for fd, flags in saved:
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+            except OSError:
+                pass
+
+    return restore
+
+
+def pipe_stream(stream, in_fd: int, out_fd: int) -> None:
+    """Blocks the calling greenlet: copy ``in_fd`` -> ``stream`` and ``stream`` -> ``out_fd``.
+
+    Both descriptors are switched to non-blocking mode for the duration (and
+    restored), and read/written with ``gevent.os.nb_read``/``nb_write``, so the
+    hub never blocks on a terminal or pipe.  At ``in_fd`` EOF the stream's write
+    side is closed; returns when the remote closes its side.  Errors (reset,
+    broken pipe) reset the stream and propagate.
+    """
+    import gevent
+    from gevent.os import nb_read, nb_write
+
+    in_errors: list = []
+
+    def pump_in() -> None:
+        try:
+            while True:
+                data = nb_read(in_fd, _PIPE_CHUNK)
+                if not data:
+                    break
+                stream.write(data)
+            stream.close_write()
+        except (P2PError, OSError) as exc:
+            in_errors.append(exc)
+            stream.reset()  # wakes the reader below
+
+    restore = _make_nonblocking((in_fd, out_fd))
+    writer = None
+    try:
+        writer = gevent.spawn(pump_in)
+        try:
+            while True:
+                data = stream.read(_PIPE_CHUNK)
+                if not data:
+                    break
+                view = memoryview(data)
+                while view:
+                    view = view[nb_write(out_fd, view):]
+        except BaseException as exc:
+            stream.reset()
+            if in_errors and isinstance(exc, (P2PError, OSError)):
+                raise in_errors[0] from None
+            raise
+    finally:
+        if writer is not None:
+            writer.kill()
+        restore()
+    stream.close()
+
+
 # --------------------------------------------------------------------------- demo
 
 
 def _register_demo(sub) -> None:
-    p = sub.add_parser("demo", help="run the demo (placeholder)")
+    from geventp2p.demo import DEFAULT_BULK_BYTES, DEFAULT_STREAM_BYTES, DEFAULT_STREAMS
+
+    p = sub.add_parser(
+        "demo",
+        help="two hosts in this process: bulk transfer + many echo streams, then a summary",
+        description=(
+            "Start two hosts in this process over loopback TCP (Noise + yamux by default), push a "
+            "bulk transfer through /perf/1.0.0, run N concurrent /echo/1.0.0 request/response "
+            "streams checked byte for byte, then print a summary table on stdout (progress on "
+            "stderr).  Exits 1 if anything failed."
+        ),
+    )
+    p.add_argument("--streams", "-n", type=_nonneg_int, default=DEFAULT_STREAMS, metavar="N",
+                   help=f"echo streams (default: {DEFAULT_STREAMS})")
+    p.add_argument("--bytes", "-b", dest="bulk_bytes", type=parse_size, default=DEFAULT_BULK_BYTES, metavar="B",
+                   help=f"bulk transfer size (default: {DEFAULT_BULK_BYTES >> 20}MiB)")
+    p.add_argument("--stream-bytes", type=parse_size, default=DEFAULT_STREAM_BYTES, metavar="B",
+                   help=f"bytes echoed per stream (default: {DEFAULT_STREAM_BYTES >> 10}KiB)")
+    p.add_argument("--concurrency", "-c", type=_nonneg_int, default=0, metavar="C",
+                   help="echo streams in flight at once (default 0: all of them)")
+    p.add_argument("--muxer", choices=("yamux", "mplex"), default="yamux", help="stream muxer (default: yamux)")
+    p.add_argument("--security", choices=("noise", "plaintext"), default="noise",
+                   help="security protocol (default: noise)")
+    p.add_argument("--no-progress", action="store_true", help="no progress output on stderr")
+    _add_verbose(p)
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    print("geventp2p demo: not yet implemented (needs the host layer)")
+    from geventp2p.demo import format_table, run_demo
+
+    _setup_logging(args.verbose)
+    if args.stream_bytes < 1:
+        raise CLIError("--stream-bytes must be >= 1")
+    result = run_demo(streams=args.streams, bulk_bytes=args.bulk_bytes, stream_bytes=args.stream_bytes,
+                      muxer=args.muxer, security=args.security, concurrency=args.concurrency or None,
+                      progress_out=None if args.no_progress else sys.stderr)
+    print(format_table(result), flush=True)
+    for line in result.errors:
+        print(f"{PROG}: demo: {line}", file=sys.stderr)
+    if not result.ok:
+        print(f"{PROG}: error: demo had {result.failures} failed stream(s)"
+              + (f" and a failed bulk transfer ({result.bulk_error})" if result.bulk_error else ""),
+              file=sys.stderr)
+        return 1
     return 0
 
 
 # --------------------------------------------------------------------------- entry point
 
-REGISTRARS: list[Callable] = [_register_keygen, _register_id, _register_demo]
+REGISTRARS: list[Callable] = [
+    _register_keygen,
+    _register_id,
+    _register_serve,
+    _register_ping,
+    _register_perf,
+    _register_stream,
+    _register_demo,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,449 @@
+"""``geventp2p demo``: two hosts in one process over real loopback TCP.
+
+:func:`run_demo` starts a server host (echo + perf) and a client host on
+``127.0.0.1`` (Noise + yamux by default), then
+
+1. pushes ``bulk_bytes`` through one ``/perf/1.0.0`` stream (upload phase:
+   the server drains until our FIN and answers with 0 bytes), and
+2. runs ``streams`` request/response streams on ``/echo/1.0.0`` (all at once
+   unless ``concurrency`` caps them): each writes ``stream_bytes`` distinct
+   bytes, half-closes, reads the echo to EOF and compares it byte for byte.
+
+A :class:`Progress` bar on stderr follows each phase; :func:`format_table`
+renders the :class:`DemoResult` (throughput, latency percentiles, failures,
+peak RSS, active build, crypto backend, versions).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import struct
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional, TextIO
+
+from geventp2p.exceptions import ConfigError, RemoteProtocolError
+
+__all__ = [
+    "DEFAULT_STREAMS",
+    "DEFAULT_STREAM_BYTES",
+    "DEFAULT_BULK_BYTES",
+    "DemoResult",
+    "Progress",
+    "run_demo",
+    "format_table",
+    "percentile",
+    "build_description",
+    "crypto_description",
+]
+
+KiB = 1024
+MiB = 1024 * KiB
+
+DEFAULT_STREAMS = 5000
+DEFAULT_STREAM_BYTES = 16 * KiB
+DEFAULT_BULK_BYTES = 256 * MiB
+
+ECHO_PROTOCOL = "/echo/1.0.0"
+PERF_PROTOCOL = "/perf/1.0.0"
+
+_BULK_BLOCK = 256 * KiB
+_READ_CHUNK = 64 * KiB
+#: Per echo stream (open + write + read back), and for the bulk phase.
+STREAM_TIMEOUT = 60.0
+BULK_TIMEOUT = 300.0
+_MAX_ERROR_SAMPLES = 5
+
+
+# --------------------------------------------------------------------------- progress bar
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+class Progress:
+    """A small text progress bar.
+
+    On a terminal it redraws one line with ``\\r`` at most every ``min_interval``
+    seconds (0.1: ~10 redraws/s); otherwise it prints a plain line at most every
+    ``line_interval`` seconds.  ``finish()`` always prints the final state on its
+    own line.  ``unit="bytes"`` shows sizes and MiB/s, anything else counts and ``/s``.
+    """
+
+    WIDTH = 28
+
+    def __init__(self, label: str, total: int, *, unit: str = "items", out: Optional[TextIO] = None,
+                 tty: Optional[bool] = None, min_interval: float = 0.1, line_interval: float = 2.0) -> None:
+        self.label = label
+        self.total = max(0, int(total))
+        self.unit = unit
+        self.out = out
+        if tty is None and out is not None:
+            isatty = getattr(out, "isatty", None)
+            try:
+                tty = bool(isatty()) if callable(isatty) else False
+            except (OSError, ValueError):
+                tty = False
+        self.tty = bool(tty)
+        self.interval = min_interval if self.tty else line_interval
+        self.done = 0
+        self.started = time.monotonic()
+        self._last_draw = self.started
+        self._finished = False
+
+    def update(self, done: int) -> None:
+        """Record progress ``done`` (absolute) and redraw if the interval passed."""
+        self.done = done
+        if self.out is None:
+            return
+        now = time.monotonic()
+        if now - self._last_draw >= self.interval:
+            self._last_draw = now
+            self._draw(now, final=False)
+
+    def finish(self, note: str = "") -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if self.out is not None:
+            self._draw(time.monotonic(), final=True, note=note)
+
+    def render(self, now: Optional[float] = None, note: str = "") -> str:
+        """The bar as text (no ``\\r`` / newline)."""
+        now = time.monotonic() if now is None else now
+        elapsed = max(now - self.started, 1e-9)
+        frac = min(1.0, self.done / self.total) if self.total else 1.0
+        filled = int(round(frac * self.WIDTH))
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        if self.unit == "bytes":
+            amount = f"{_fmt_bytes(self.done)}/{_fmt_bytes(self.total)}"
+            rate = f"{self.done / elapsed / MiB:.1f} MiB/s"
+        else:
+            amount = f"{self.done}/{self.total}"
+            rate = f"{self.done / elapsed:.0f}/s"
+        text = f"{self.label:<8} [{bar}] {frac * 100:5.1f}%  {amount}  {rate}  {elapsed:.1f}s"
+        return f"{text}  {note}" if note else text
+
+    def _draw(self, now: float, *, final: bool, note: str = "") -> None:
+        text = self.render(now, note)
+        try:
+            if self.tty:
+                self.out.write("\r\x1b[K" + text + ("\n" if final else ""))
+            else:
+                self.out.write(text + "\n")
+            self.out.flush()
+        except (OSError, ValueError):  # stderr gone: keep running, stop drawing
+            self.out = None
+
+
+# --------------------------------------------------------------------------- result
+
+
+@dataclass
+class DemoResult:
+    """Everything the summary table shows."""
+
+    security: str
+    muxer: str
+    bulk_bytes: int
+    bulk_seconds: float
+    streams: int
+    stream_bytes: int
+    concurrency: int
+    streams_ok: int
+    streams_seconds: float
+    latencies: list = field(default_factory=list)  # seconds, successful streams only
+    failures: int = 0
+    bulk_error: Optional[str] = None
+    errors: list = field(default_factory=list)  # up to a few "stream i: message" samples
+    peak_rss_bytes: int = 0
+    build: str = ""
+    crypto: str = ""
+    python: str = ""
+    gevent: str = ""
+    wall_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.failures == 0 and self.bulk_error is None and self.streams_ok == self.streams
+
+    @property
+    def bulk_mib_s(self) -> float:
+        return self.bulk_bytes / MiB / self.bulk_seconds if self.bulk_seconds > 0 else 0.0
+
+    @property
+    def streams_per_s(self) -> float:
+        return self.streams_ok / self.streams_seconds if self.streams_seconds > 0 else 0.0
+
+
+def percentile(sorted_values: list, p: float) -> float:
+    """Nearest-rank percentile ``p`` (0..100) of an ascending list (0.0 if empty)."""
+    if not sorted_values:
+        return 0.0
+    if p <= 0:
+        return sorted_values[0]
+    k = -(-len(sorted_values) * p // 100)  # ceil(n * p / 100)
+    return sorted_values[min(len(sorted_values), int(k)) - 1]
+
+
+def build_description() -> str:
+    """Active hot-path build, e.g. ``cython (varint=cython, frames=cython, window=cython)``."""
+    from geventp2p import _speedups
+
+    info = _speedups.info()
+    per_module = ", ".join(f"{name}={kind}" for name, (kind, _reason) in info.items())
+    reasons = {reason for kind, reason in info.values() if kind == "python"}
+    text = f"{_speedups.IMPLEMENTATION} ({per_module})"
+    if len(reasons) == 1:
+        text += f"; {reasons.pop()}"
+    return text
+
+
+def crypto_description() -> str:
+    """Name (and library version) of the crypto backend Noise uses."""
+    from geventp2p.crypto.backend import get_backend
+
+    name = get_backend().name
+    version = None
+    try:
+        if name == "cryptography":
+            import cryptography
+
+            version = cryptography.__version__
+        elif name == "pycryptodome":
+            import Crypto
+
+            version = Crypto.__version__
+    except (ImportError, AttributeError):
+        pass
+    return f"{name} {version}" if version else name
+
+
+def _peak_rss_bytes() -> int:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024  # Linux reports KiB
+
+
+# --------------------------------------------------------------------------- hosts
+
+
+def _muxer_instance(name: str, concurrency: int) -> Any:
+    """A muxer whose inbound-stream limits admit ``concurrency`` streams at once."""
+    slack = concurrency + 64
+    if name == "yamux":
+        from geventp2p.net.yamux import YamuxMuxer
+        from geventp2p.sansio.yamux import YamuxConfig
+
+        base = YamuxConfig()
+        return YamuxMuxer(YamuxConfig(max_inbound_streams=max(base.max_inbound_streams, slack),
+                                      accept_backlog=max(base.accept_backlog, slack)))
+    if name == "mplex":
+        from geventp2p.net.mplex import MplexMuxer
+        from geventp2p.sansio.mplex import MplexConfig
+
+        base = MplexConfig()
+        return MplexMuxer(MplexConfig(max_inbound_streams=max(base.max_inbound_streams, slack),
+                                      accept_backlog=max(base.accept_backlog, slack),
+                                      # mplex has no flow control: give one fast bulk stream room
+                                      # to outrun its reader for a while instead of being reset
+                                      max_stream_buffer_size=max(base.max_stream_buffer_size, 32 * MiB),
+                                      max_session_buffer_size=max(base.max_session_buffer_size, 256 * MiB)))
+    raise ConfigError(f"unknown muxer {name!r} (known: yamux, mplex)")
+
+
+# --------------------------------------------------------------------------- phases
+
+
+def _bulk(client: Any, server_id: Any, nbytes: int, progress: Progress) -> float:
+    """Upload ``nbytes`` over /perf/1.0.0 (asking for 0 back); returns seconds until the server's EOF."""
+    block = os.urandom(_BULK_BLOCK)
+    t0 = time.monotonic()
+    stream = client.new_stream(server_id, [PERF_PROTOCOL], timeout=30.0)
+    try:
+        stream.set_deadline(t0 + BULK_TIMEOUT)
+        stream.write(struct.pack(">Q", 0))
+        sent = 0
+        view = memoryview(block)
+        while sent < nbytes:
+            n = min(_BULK_BLOCK, nbytes - sent)
+            stream.write(view[:n] if n < _BULK_BLOCK else block)
+            sent += n
+            progress.update(sent)
+        stream.close_write()
+        extra = stream.read(_READ_CHUNK)  # the server answers only after draining everything
+        if extra:
+            raise RemoteProtocolError(f"perf server sent {len(extra)} bytes, 0 were asked for")
+    except BaseException:
+        stream.reset()
+        raise
+    stream.close()
+    return time.monotonic() - t0
+
+
+def _payload(base: bytes, i: int, size: int) -> bytes:
+    """Distinct bytes for stream ``i``: its index, then a window into ``base``."""
+    head = struct.pack(">Q", i)[:size]
+    off = (i * 7919) % (len(base) - size + 1)
+    return head + base[off:off + size - len(head)]
+
+
+def _echo_once(client: Any, server_id: Any, payload: bytes) -> float:
+    t0 = time.perf_counter()
+    stream = client.new_stream(server_id, [ECHO_PROTOCOL], timeout=STREAM_TIMEOUT)
+    try:
+        stream.set_deadline(time.monotonic() + STREAM_TIMEOUT)
+        stream.write(payload)
+        stream.close_write()
+        got = bytearray()
+        while True:
+            chunk = stream.read(_READ_CHUNK)
+            if not chunk:
+                break
+            got += chunk
+            if len(got) > len(payload):
+                raise RemoteProtocolError(f"echo returned more than the {len(payload)} bytes sent")
+    except BaseException:
+        stream.reset()
+        raise
+    stream.close()
+    if got != payload:
+        where = next((k for k, (a, b) in enumerate(zip(got, payload)) if a != b), min(len(got), len(payload)))
+        raise RemoteProtocolError(f"echo mismatch at byte {where} ({len(got)} of {len(payload)} bytes back)")
+    return time.perf_counter() - t0
+
+
+def run_demo(
+    *,
+    streams: int = DEFAULT_STREAMS,
+    bulk_bytes: int = DEFAULT_BULK_BYTES,
+    stream_bytes: int = DEFAULT_STREAM_BYTES,
+    muxer: str = "yamux",
+    security: str = "noise",
+    concurrency: Optional[int] = None,
+    progress_out: Optional[TextIO] = None,
+    tty: Optional[bool] = None,
+) -> DemoResult:
+    """Blocks the calling greenlet: run both phases and return the measurements.
+
+    ``concurrency`` caps the echo streams in flight (default: all ``streams`` at
+    once).  Progress goes to ``progress_out`` (None: no progress output).
+    Setup failures (hosts, connect) raise; per-stream failures are counted.
+    """
+    if streams < 0 or bulk_bytes < 0 or stream_bytes < 1:
+        raise ConfigError("streams and bytes must be >= 0, stream size >= 1")
+    if concurrency is not None and concurrency < 1:
+        raise ConfigError("concurrency must be >= 1")
+    conc = max(1, min(streams, concurrency) if concurrency else streams)
+    import gevent
+    from gevent.pool import Pool
+
+    import geventp2p
+
+    wall0 = time.monotonic()
+    mux_id = _muxer_instance(muxer, conc).PROTOCOL_ID
+    result = DemoResult(security=security, muxer=mux_id, bulk_bytes=bulk_bytes, bulk_seconds=0.0,
+                        streams=streams, stream_bytes=stream_bytes, concurrency=conc,
+                        streams_ok=0, streams_seconds=0.0)
+    server = geventp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0"], security=[security],
+                                muxers=[_muxer_instance(muxer, conc)], enable_echo=True, enable_perf=True)
+    try:
+        client = geventp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0"], security=[security],
+                                    muxers=[_muxer_instance(muxer, conc)])
+        try:
+            target = server.p2p_addrs()[0]
+            client.connect(target, timeout=15.0)
+            _record_protocols(result, client, server.id)
+
+            # ---- phase 1: bulk
+            bar = Progress("bulk", bulk_bytes, unit="bytes", out=progress_out, tty=tty)
+            try:
+                result.bulk_seconds = _bulk(client, server.id, bulk_bytes, bar)
+            except Exception as exc:
+                result.bulk_error = " ".join(str(exc).split()) or type(exc).__name__
+                bar.finish(f"FAILED: {result.bulk_error}")
+            else:
+                bar.finish()
+
+            # ---- phase 2: echo streams
+            base = os.urandom(max(stream_bytes * 2, 64 * KiB))
+            bar = Progress("streams", streams, out=progress_out, tty=tty)
+            lat: list = []
+            done = [0]
+
+            def one(i: int) -> None:
+                try:
+                    lat.append(_echo_once(client, server.id, _payload(base, i, stream_bytes)))
+                except Exception as exc:
+                    result.failures += 1
+                    if len(result.errors) < _MAX_ERROR_SAMPLES:
+                        result.errors.append(f"stream {i}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+                done[0] += 1
+                bar.update(done[0])
+
+            t0 = time.monotonic()
+            pool = Pool(conc)
+            try:
+                for i in range(streams):
+                    pool.spawn(one, i)
+                pool.join()
+            finally:
+                pool.kill()
+            result.streams_seconds = time.monotonic() - t0
+            result.streams_ok = len(lat)
+            lat.sort()
+            result.latencies = lat
+            bar.finish(f"{result.failures} failed" if result.failures else "")
+        finally:
+            client.close()
+    finally:
+        server.close()
+    result.peak_rss_bytes = _peak_rss_bytes()
+    result.build = build_description()
+    result.crypto = crypto_description()
+    result.python = f"{platform.python_version()} ({platform.python_implementation()})"
+    result.gevent = gevent.__version__
+    result.wall_seconds = time.monotonic() - wall0
+    return result
+
+
+def _record_protocols(result: DemoResult, client: Any, peer: Any) -> None:
+    """Put the negotiated security and muxer protocol ids into ``result``."""
+    conns = client.network.conns_to_peer(peer)
+    if conns:
+        result.security = getattr(conns[0], "security", None) or result.security
+        result.muxer = getattr(conns[0], "muxer", None) or result.muxer
+
+
+# --------------------------------------------------------------------------- table
+
+
+def format_table(r: DemoResult) -> str:
+    """The summary table (plain text, one metric per row)."""
+    rows: list[tuple[str, str]] = []
+    if r.bulk_error is not None:
+        rows.append(("bulk transfer", f"FAILED: {r.bulk_error}"))
+    else:
+        rows.append(("bulk transfer", f"{r.bulk_mib_s:.1f} MiB/s  ({_fmt_bytes(r.bulk_bytes)} in {r.bulk_seconds:.2f} s)"))
+    rows.append(("echo streams", f"{r.streams_per_s:.0f} streams/s  ({r.streams_ok}/{r.streams} x "
+                                 f"{_fmt_bytes(r.stream_bytes)}, {r.concurrency} concurrent, {r.streams_seconds:.2f} s)"))
+    rows.append(("latency p50", f"{percentile(r.latencies, 50) * 1000:.2f} ms"))
+    rows.append(("latency p99", f"{percentile(r.latencies, 99) * 1000:.2f} ms"))
+    rows.append(("failures", str(r.failures + (1 if r.bulk_error is not None else 0))))
+    rows.append(("peak RSS", f"{r.peak_rss_bytes / MiB:.1f} MiB"))
+    rows.append(("build", r.build))
+    rows.append(("crypto backend", r.crypto))
+    rows.append(("python", r.python))
+    rows.append(("gevent", r.gevent))
+    rows.append(("wall time", f"{r.wall_seconds:.2f} s"))
+    title = f"geventp2p demo: 2 hosts, loopback TCP, {r.security} + {r.muxer}"
+    width = max(len(k) for k, _ in rows)
+    lines = [title, "-" * max(len(title), 40)]
+    lines += [f"{k:<{width}}  {v}" for k, v in rows]
+    return "\n".join(lines)
