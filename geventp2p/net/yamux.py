@@ -98,6 +98,9 @@ class YamuxStream(Stream):
     def _on_consumed(self, n: int) -> None:
         self._mux._stream_consumed(self, n)
 
+    def _on_close_read(self) -> None:
+        self._mux._stream_close_read(self)
+
     def _on_state_change(self) -> None:
         if self.finished:
             self._mux._stream_finished(self)
@@ -287,6 +290,10 @@ class YamuxConn:
             return
         if self._session.stream_read(stream.id, n, _monotonic()):
             self._wake_writer.set()
+
+    def _stream_close_read(self, stream: YamuxStream) -> None:
+        if not self._terminated:
+            self._session.close_read(stream.id)
 
     def _stream_finished(self, stream: YamuxStream) -> None:
         if self._streams.get(stream.id) is stream:

@@ -48,8 +48,9 @@ Policies (decisions, with the implementation they follow):
 * GoAway (§8.7): a received GoAway (any code; codes > 2 are go-libp2p reasons)
   ends the session: :class:`GoAwayReceived`, later frames are ignored.
   :meth:`go_away` queues ours once; afterwards inbound SYNs are refused.
-* A stream leaves the table when reset (either side) or when both FINs were
-  exchanged.  Calls naming a stream no longer in the table are ignored, except
+* A stream leaves the table when reset (either side), when both FINs were
+  exchanged, or when our FIN was sent and :meth:`Session.close_read` was called
+  (go-yamux; later data for it is ignored, without credit).  Calls naming a stream no longer in the table are ignored, except
   :meth:`send_data` (``StreamClosedError``).  Calls on a finished session raise
   ``ConnectionClosedError``.
 """
@@ -327,7 +328,9 @@ Event = Union[
 
 
 class _Stream:
-    __slots__ = ("stream_id", "outbound", "window", "acked", "accepted", "local_fin", "remote_fin", "reserved")
+    __slots__ = (
+        "stream_id", "outbound", "window", "acked", "accepted", "local_fin", "remote_fin", "read_closed", "reserved",
+    )
 
     def __init__(self, stream_id: int, outbound: bool, max_window: int) -> None:
         self.stream_id = stream_id
@@ -337,6 +340,7 @@ class _Stream:
         self.accepted = outbound  # inbound: taken by the application
         self.local_fin = False
         self.remote_fin = False
+        self.read_closed = False  # the application discards further data (close_read)
         self.reserved = 0  # memory reserved in the scope for window growth
 
 
@@ -514,7 +518,24 @@ class Session:
             return
         st.local_fin = True
         self._queue(_WU, _FIN, stream_id, 0)
-        if st.remote_fin:
+        if st.remote_fin or st.read_closed:
+            self._forget(st)
+
+    def close_read(self, stream_id: int) -> None:
+        """The application will not read this stream any more (nothing is sent).
+
+        Later data is credited back at once (the remote never stalls) and not
+        reported.  Once our FIN is sent too, the stream is forgotten (go-yamux), and
+        data arriving after that is ignored.  Report data the application had
+        buffered with :meth:`stream_read` as usual.  Ignored for unknown streams.
+        """
+        if self.closed:
+            return
+        st = self._streams.get(stream_id)
+        if st is None or st.read_closed:
+            return
+        st.read_closed = True
+        if st.local_fin:
             self._forget(st)
 
     def send_reset(self, stream_id: int, code: int = 0) -> None:
@@ -720,6 +741,12 @@ class Session:
                         if st.remote_fin:
                             # data after FIN: drop it, but keep the window honest
                             st.window.on_read(length)
+                        elif st.read_closed:
+                            # discarded: give the credit straight back
+                            st.window.on_read(length)
+                            delta = st.window.take_update(now or 0.0, self.rtt, False, False)
+                            if delta:
+                                self._queue(_WU, 0, sid, delta)
                         else:
                             events.append(DataReceived(stream_id=sid, data=payload))
                 elif length and not flags & _RST:

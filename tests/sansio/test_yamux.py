@@ -587,3 +587,37 @@ def test_session_close_releases_and_rejects():
     with pytest.raises(ConnectionClosedError):
         c.send_data(1, b"x")
     assert c.receive_data(ACCEPT) == []
+
+
+def test_close_read_credits_automatically_then_forgets_after_fin():
+    p = SessionPair()
+    sid = p.client.open_stream()
+    p.to_server()
+    p.to_client()
+    p.server.close_read(sid)
+    total = 0
+    for _ in range(6):  # the sender never stalls: discarded data is credited straight back
+        n = p.client.send_data(sid, b"d" * y.INITIAL_WINDOW)
+        assert n >= y.INITIAL_WINDOW // 2
+        total += n
+        assert p.to_server() == []  # discarded, not reported
+        p.to_client()
+    assert total > 4 * y.INITIAL_WINDOW
+    assert p.server.num_inbound_streams == 1
+    p.server.send_fin(sid)
+    assert not p.server.has_stream(sid)
+    assert p.server.num_inbound_streams == 0
+    assert p.to_client() == [StreamHalfClosed(stream_id=sid)]
+    p.client.send_data(sid, b"late")
+    assert p.to_server() == []  # forgotten: ignored
+    assert not p.server.closed
+
+
+def test_fin_then_close_read_forgets():
+    s = server()
+    s.receive_data(OPEN)
+    s.send_fin(1)
+    assert s.has_stream(1)
+    s.close_read(1)
+    assert not s.has_stream(1)
+    s.close_read(1)  # ignored

@@ -144,6 +144,16 @@ class WindowMachine(RuleBasedStateMachine):
         self.sides[i].stream_read(sid, n, self.now, rtt=0.05)
 
     @rule(i=st.integers(0, 1), k=st.integers(0, 100))
+    def close_read(self, i, k):
+        ids = list(self.unread[i])
+        if not ids:
+            return
+        sid = ids[k % len(ids)]
+        # like the shell: buffered bytes are dropped and reported as consumed first
+        self.sides[i].stream_read(sid, self.unread[i].pop(sid), self.now, rtt=0.05)
+        self.sides[i].close_read(sid)
+
+    @rule(i=st.integers(0, 1), k=st.integers(0, 100))
     def fin(self, i, k):
         ids = self.sides[i].stream_ids()
         if ids:
