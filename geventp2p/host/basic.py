@@ -83,6 +83,21 @@ class _Deadline:
             raise P2PTimeoutError(f"{what} timed out")
 
 
+class _ListenWatch:
+    """Swarm notifiee: listen address changes -> ``EvtLocalAddressesUpdated``."""
+
+    __slots__ = ("host",)
+
+    def __init__(self, host: "BasicHost") -> None:
+        self.host = host
+
+    def listen(self, net: Any, addr: Any) -> None:
+        self.host._addrs_changed()
+
+    def listen_close(self, net: Any, addr: Any) -> None:
+        self.host._addrs_changed()
+
+
 class BasicHost:
     """A libp2p host on a :class:`~geventp2p.net.swarm.Swarm`.
 
@@ -124,6 +139,8 @@ class BasicHost:
         self._identify: Any = None
         self._closed = False
         swarm.set_stream_handler(self._handle_stream)
+        self._listen_watch = _ListenWatch(self)
+        swarm.notify(self._listen_watch)  # listeners added/closed on the swarm directly
         for svc in services:
             self.add_service(svc)
 
@@ -368,6 +385,7 @@ class BasicHost:
             except Exception:
                 log.exception("closing service %r failed", svc)
         self.network.set_stream_handler(None)
+        self.network.stop_notify(self._listen_watch)
         self.network.close()
         self._proto_emitter.close()
         self._addr_emitter.close()

@@ -345,3 +345,17 @@ def test_unknown_protocol_never_reaches_a_handler(pair):
     with pytest.raises(NegotiationError):
         b.new_stream(a.id, "/unknown/1.0.0", timeout=5)
     assert called == []
+
+
+def test_address_events_from_swarm_listeners(make_host):
+    a = make_host(listen=())
+    with a.event_bus.subscribe(EvtLocalAddressesUpdated) as sub:
+        bound = a.network.listen("/ip4/127.0.0.1/tcp/0")  # bypassing host.listen
+        evt = sub.get(timeout=5)
+        assert [u.address for u in evt.current] == bound
+        assert evt.current[0].action.name == "Added" and evt.removed == ()
+        a.listen("/ip4/127.0.0.1/tcp/0")
+        evt = sub.get(timeout=5)
+        assert [u.action.name for u in evt.current] == ["Maintained", "Added"]
+        assert a.network.wait_notifications(2)
+        assert sub.qsize() == 0  # the swarm's own listen notification was deduplicated
