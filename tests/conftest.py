@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import importlib
 import os
 import types
@@ -10,6 +9,7 @@ import types
 import pytest
 
 import geventp2p._speedups as speedups
+from geventp2p.testing.leakcheck import live_greenlets, open_sockets  # noqa: F401  (re-exported for tests)
 
 
 def pytest_report_header(config):
@@ -61,13 +61,3 @@ def both_impls():
         if REQUIRE_SPEEDUPS:
             pytest.fail(f"compiled build required but missing: {exc}")
         pytest.skip(f"compiled build not available: {exc}")
-
-
-def live_greenlets():
-    import greenlet
-
-    return [
-        o for o in gc.get_objects()
-        if isinstance(o, greenlet.greenlet) and not o.dead and o is not greenlet.getcurrent()
-        and o.parent is not None
-    ]

@@ -12,7 +12,7 @@ from geventp2p.core import event as E
 from geventp2p.exceptions import ConfigError, P2PTimeoutError, SubscriptionClosedError
 from geventp2p.host.eventbus import WILDCARD, EventBus
 
-from conftest import live_greenlets
+from geventp2p.testing.leakcheck import live_greenlets
 
 LOGGER = "geventp2p.host.eventbus"
 

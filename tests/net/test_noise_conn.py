@@ -370,7 +370,7 @@ def test_garbage_handshake_message(raw_pair, keys):
 
 
 def test_no_greenlet_leak(raw_pair, keys):
-    from tests.conftest import live_greenlets
+    from geventp2p.testing.leakcheck import live_greenlets
 
     before = len(live_greenlets())
     ci, cr = secure_pair(raw_pair, keys["ed25519"], keys["ed25519"])

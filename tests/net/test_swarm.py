@@ -37,7 +37,7 @@ from geventp2p.net.plaintext import PlaintextTransport
 from geventp2p.net.swarm import Swarm, SwarmConfig, SwarmConn, SwarmStream
 from geventp2p.net.upgrader import Upgrader
 from geventp2p.net.yamux import YamuxMuxer
-from tests.conftest import live_greenlets as _all_live
+from geventp2p.testing.leakcheck import live_greenlets as _all_live
 
 
 def live_greenlets():

@@ -16,7 +16,7 @@ from geventp2p.exceptions import AllDialsFailedError, DialBackoffError, Transpor
 from geventp2p.host.peerstore import Peerstore
 from geventp2p.net.swarm import Swarm
 from geventp2p.net.tcp import TcpTransport
-from tests.conftest import live_greenlets as _all_live
+from geventp2p.testing.leakcheck import live_greenlets as _all_live
 
 
 def _live():
