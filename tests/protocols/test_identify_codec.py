@@ -184,3 +184,69 @@ def test_protocols_diff():
     assert protocols_diff(["/a", "/b"], ["/b", "/c"]) == (("/c",), ("/a",))
     assert protocols_diff([], ["/a"]) == (("/a",), ())
     assert protocols_diff(["/a"], ["/a"]) == ((), ())
+
+
+# ---------------------------------------------------------------- properties
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from geventp2p.core.record import Envelope  # noqa: E402
+from geventp2p.exceptions import P2PError  # noqa: E402
+
+_msgs = st.builds(
+    IdentifyMessage,
+    public_key=st.none() | st.binary(max_size=40),
+    listen_addrs=st.lists(st.binary(max_size=20), max_size=5).map(tuple),
+    protocols=st.lists(st.text(max_size=12), max_size=5).map(tuple),
+    observed_addr=st.none() | st.binary(max_size=20),
+    protocol_version=st.none() | st.text(max_size=10),
+    agent_version=st.none() | st.text(max_size=10),
+    signed_peer_record=st.none() | st.binary(max_size=60),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(msgs=st.lists(_msgs, min_size=1, max_size=4), cuts=st.lists(st.integers(min_value=1, max_value=50)))
+def test_reader_split_invariance(msgs, cuts):
+    data = b"".join(m.encode(8192) for m in msgs)
+    r = MessageReader()
+    pos = 0
+    for c in cuts:
+        r.feed(data[pos:pos + c])
+        pos += c
+    r.feed(data[pos:])
+    r.eof()
+    merged = msgs[0]
+    for m in msgs[1:]:
+        merged = merged.merge(m)
+    assert r.result() == merged
+
+
+@settings(max_examples=200, deadline=None)
+@given(blob=st.binary(max_size=200))
+def test_garbage_raises_only_typed_errors(blob):
+    r = MessageReader()
+    try:
+        r.feed(blob)
+        r.eof()
+    except P2PError:
+        pass
+    try:
+        Envelope.unmarshal(blob)
+    except P2PError:
+        pass
+    try:
+        PeerRecord.unmarshal(blob)
+    except P2PError:
+        pass
+
+
+@settings(max_examples=100, deadline=None)
+@given(msg=_msgs)
+def test_validate_never_crashes(msg):
+    pid = PeerId.from_public_key(generate_key(KeyType.Ed25519).public_key())
+    try:
+        validate(msg, pid)
+    except P2PError:
+        pass
