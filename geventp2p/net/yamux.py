@@ -21,8 +21,14 @@ greenlets and closes the underlying connection.
 ``close()`` follows go-yamux: with code 0 the connection is closed **without** a
 GoAway (go's ``Close``); ``close(code)`` with a non-zero code first sends
 ``GoAway(code)`` (go's ``CloseWithError``: 1 protocol, 2 internal, 0x1000+
-go-libp2p reasons), waiting at most ``GOAWAY_FLUSH_TIMEOUT`` for it to be written.
-A protocol violation by the remote likewise flushes ``GoAway(1)`` before closing.
+go-libp2p reasons).  Frames already queued are flushed first (at most
+``CLOSE_FLUSH_TIMEOUT``).  A protocol violation by the remote flushes ``GoAway(1)``
+(at most ``GOAWAY_FLUSH_TIMEOUT``) before closing.  Streams whose remote FIN had
+arrived stay readable (buffered data, then EOF) after the session ends; all other
+streams fail with ``ConnectionClosedError`` (go-yamux ``forceClose``).
+
+Interop: checked by hand against js-libp2p 3.3 and py-libp2p 0.8.1 peers (echo
+both directions, 300 concurrent streams, 4 MiB transfers, resets, pings).
 
 Window growth beyond 256 KiB reserves memory in ``scope`` first (see the session).
 """
@@ -222,8 +228,10 @@ class YamuxConn:
     def close(self, code: int = 0) -> None:
         """Close the session: every stream is reset, the connection closed.
 
-        ``code`` 0 closes without GoAway (go); another code sends GoAway(code) first.
-        Blocks the calling greenlet at most briefly (GoAway flush, greenlet exit).
+        ``code`` 0 closes without GoAway (go ``Close``); another code sends GoAway(code)
+        (go ``CloseWithError``).  Frames already queued (data, FIN, GoAway) are written
+        first, for at most ``CLOSE_FLUSH_TIMEOUT``.  Blocks the calling greenlet until
+        both greenlets ended (bounded).  Idempotent.
         """
         if not self._terminated:
             if code:
