@@ -1,0 +1,114 @@
+"""`geventp2p demo`: the summary table, progress output, exit codes, no leaks in-process."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+
+import gevent
+import pytest
+
+from geventp2p import _speedups
+from geventp2p.demo import DemoResult, format_table, run_demo
+from geventp2p.testing.leakcheck import live_greenlets, open_sockets
+
+CLI = [sys.executable, "-m", "geventp2p.cli"]
+
+
+def _row(table: str, name: str) -> str:
+    m = re.search(rf"^{re.escape(name)}\s{{2,}}(.+)$", table, re.M)
+    assert m, f"no {name!r} row in:\n{table}"
+    return m.group(1)
+
+
+def test_demo_subprocess_prints_table():
+    r = subprocess.run([*CLI, "demo", "--streams", "200", "--bytes", "1048576"],
+                       capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    table = r.stdout.decode()
+    assert table.splitlines()[0] == "geventp2p demo: 2 hosts, loopback TCP, /noise + /yamux/1.0.0"
+    assert re.fullmatch(r"[\d.]+ MiB/s  \(1\.0 MiB in [\d.]+ s\)", _row(table, "bulk transfer"))
+    assert re.match(r"\d+ streams/s  \(200/200 x 16\.0 KiB, 200 concurrent", _row(table, "echo streams"))
+    p50 = float(_row(table, "latency p50").removesuffix(" ms"))
+    p99 = float(_row(table, "latency p99").removesuffix(" ms"))
+    assert 0 < p50 <= p99
+    assert _row(table, "failures") == "0"
+    assert float(_row(table, "peak RSS").removesuffix(" MiB")) > 10
+    # the subprocess inherits our environment, so it runs the same build as this test process
+    assert _row(table, "build").startswith(f"{_speedups.IMPLEMENTATION} (varint=")
+    assert _row(table, "crypto backend").split()[0] in ("cryptography", "pycryptodome")
+    assert _row(table, "gevent") == gevent.__version__
+    assert _row(table, "python").startswith(f"{sys.version_info.major}.{sys.version_info.minor}.")
+    # stderr is not a tty here: plain progress lines, no carriage returns, final lines at 100%
+    err = r.stderr.decode()
+    assert "\r" not in err
+    assert re.search(r"^bulk +\[#+\] 100\.0%", err, re.M)
+    assert re.search(r"^streams +\[#+\] 100\.0%  200/200", err, re.M)
+
+
+def test_demo_in_process_mplex_no_leaks():
+    before_g = {id(g) for g in live_greenlets()}
+    before_s = open_sockets()
+    progress = io.StringIO()
+    with gevent.Timeout(60):
+        r = run_demo(streams=300, bulk_bytes=3 << 20, stream_bytes=5000, muxer="mplex", concurrency=50,
+                     progress_out=progress)
+    assert r.ok, r.errors
+    assert r.muxer == "/mplex/6.7.0" and r.security == "/noise"
+    assert r.streams_ok == 300 and len(r.latencies) == 300 and r.concurrency == 50
+    assert r.latencies == sorted(r.latencies)
+    assert r.bulk_bytes == 3 << 20 and r.bulk_seconds > 0
+    assert "streams  [" in progress.getvalue()
+    gevent.sleep(0.05)
+    leaked = [g for g in live_greenlets() if id(g) not in before_g]
+    assert not leaked, leaked
+    assert open_sockets() <= before_s
+
+
+def test_demo_failures_make_exit_nonzero(monkeypatch, capsys):
+    """Echoes that come back altered are caught byte for byte, reported, and fail the command."""
+    import struct
+
+    from geventp2p import cli
+    from geventp2p.protocols.echo import EchoService
+
+    def bad_echo(self, stream):
+        data = b""
+        while True:
+            chunk = stream.read(1 << 16, timeout=10)
+            if not chunk:
+                break
+            data += chunk
+        if struct.unpack(">Q", data[:8])[0] in (3, 7, 11):
+            data = data[:40] + bytes([data[40] ^ 1]) + data[41:]
+        stream.write(data, timeout=10)
+        stream.close()
+
+    monkeypatch.setattr(EchoService, "handle", bad_echo)
+    rc = cli.main(["demo", "--streams", "20", "--bytes", "64KiB", "--stream-bytes", "64", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    assert _row(out, "failures") == "3"
+    assert re.search(r"^echo streams\s+\d+ streams/s  \(17/20 ", out, re.M), out
+    assert err.count("echo mismatch at byte 40") == 3, err
+    assert err.strip().splitlines()[-1] == "geventp2p: error: demo had 3 failed stream(s)"
+
+
+def test_format_table_reports_bulk_failure():
+    r = DemoResult(security="/noise", muxer="/yamux/1.0.0", bulk_bytes=1 << 20, bulk_seconds=0.0,
+                   streams=0, stream_bytes=16, concurrency=1, streams_ok=0, streams_seconds=0.0,
+                   bulk_error="stream reset")
+    table = format_table(r)
+    assert _row(table, "bulk transfer") == "FAILED: stream reset"
+    assert _row(table, "failures") == "1"
+    assert not r.ok
+
+
+@pytest.mark.parametrize("kwargs", [dict(streams=-1), dict(stream_bytes=0), dict(concurrency=0), dict(muxer="spdy")])
+def test_run_demo_rejects_bad_arguments(kwargs):
+    from geventp2p.exceptions import ConfigError
+
+    with pytest.raises(ConfigError):
+        run_demo(**{"streams": 1, "bulk_bytes": 0, **kwargs})
