@@ -191,8 +191,8 @@ class YamuxConn:
         ended is still delivered: its data is readable), P2PTimeoutError on timeout.
         """
         deadline = None if timeout is None else _monotonic() + timeout
-        queue = self._accept_queue
         while True:
+            queue = self._accept_queue
             while queue:
                 stream = queue.popleft()
                 if stream.is_reset:
@@ -388,7 +388,12 @@ class YamuxConn:
             elif cls is _y.StreamOpened:
                 stream = YamuxStream(self, ev.stream_id, INBOUND)
                 streams[ev.stream_id] = stream
-                self._accept_queue.append(stream)
+                queue = self._accept_queue
+                if len(queue) >= self.config.accept_backlog:
+                    # at most accept_backlog queued streams are alive (the session refuses
+                    # more); drop the ones the remote reset while nobody accepted them
+                    self._accept_queue = queue = deque(q for q in queue if not q.is_reset)
+                queue.append(stream)
                 self._accept_event.set()
             elif cls is _y.StreamAcked:
                 if self._ack_waiters:

@@ -508,3 +508,21 @@ def test_window_grows_with_large_rtt(leakcheck):
         client.close()
         server.close()
     assert scope.memory == 0
+
+
+def test_unaccepted_streams_reset_by_remote_do_not_pile_up(leakcheck):
+    conn, peer = raw_pair(quiet_config(accept_backlog=8))
+    try:
+        for i in range(200):
+            sid = 2 * i + 1
+            peer.send(pack(1, 1, sid, 0) + pack(1, 8, sid, 0))  # open, then reset at once
+        peer.sync()
+        assert not conn.closed
+        assert len(conn._accept_queue) <= 8
+        assert not [f for f in peer.frames if f[1] == 8]  # nothing was refused
+        peer.send(pack(1, 1, 1001, 0))
+        s = conn.accept_stream(timeout=5)
+        assert s.id == 1001
+    finally:
+        conn.close()
+        peer.close()
