@@ -149,7 +149,10 @@ class YamuxConfig:
     ``accept_backlog``
         Inbound streams not yet taken by the application; further SYNs get RST (go 256).
     ``max_inbound_streams``
-        Live inbound streams; further SYNs get RST (js 1000; go relies on rcmgr).
+        Live inbound streams; further SYNs get RST.  js stops at 1000; go sets no
+        muxer limit and relies on its resource manager.  Until geventp2p has a resource
+        manager this is the only cap, so the default is generous (16384: the demo's
+        5,000 and the 10,000-stream acceptance test fit) while still bounding the table.
     ``max_ack_backlog``
         (shell) Un-ACKed outbound streams before ``open_stream`` blocks (go 256).
     ``enable_keepalive`` / ``keepalive_interval`` / ``ping_timeout``
@@ -173,7 +176,7 @@ class YamuxConfig:
     max_window_size: int = 16 * MiB
     max_frame_body: int = 64 * KiB - 12
     accept_backlog: int = 256
-    max_inbound_streams: int = 1000
+    max_inbound_streams: int = 16384
     max_ack_backlog: int = 256
     enable_keepalive: bool = True
     keepalive_interval: float = 30.0
