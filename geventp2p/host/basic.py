@@ -26,6 +26,7 @@ import time
 from typing import Any, Callable, Iterable
 
 import gevent
+from gevent.lock import Semaphore
 
 from geventp2p.core import addr as _addr
 from geventp2p.core.event import (
@@ -81,6 +82,33 @@ class _Deadline:
     def check(self, what: str) -> None:
         if self.at is not None and time.monotonic() >= self.at:
             raise P2PTimeoutError(f"{what} timed out")
+
+
+class _LazyStream(multistream.LazyConn):
+    """A lazily negotiated stream that confirms the protocol before half-closing.
+
+    js-libp2p (3.x) loses the FIN (and its handler waits forever) when data and
+    FIN arrive in the same burst as a pipelined proposal, so ``close_write``
+    on a stream whose echo has not been read yet first reads it (one round
+    trip, bounded by the negotiation timeout; NegotiationError on ``na``).
+    """
+
+    __slots__ = ("_neg_lock",)
+
+    def __init__(self, rw: Any, protocol: str, timeout: float | None) -> None:
+        super().__init__(rw, protocol, timeout)
+        object.__setattr__(self, "_neg_lock", Semaphore())
+
+    def _negotiate(self, timeout: float | None) -> None:
+        # a reader and a half-closing writer may both need the echo: read it once
+        with self._neg_lock:
+            if not self.negotiated:
+                super()._negotiate(timeout)
+
+    def close_write(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.negotiated:
+            self._negotiate(None)
+        return self.inner.close_write(*args, **kwargs)
 
 
 class _ListenWatch:
@@ -353,7 +381,7 @@ class BasicHost:
         stream = self.network.new_stream(pid, timeout=dl.left())
         try:
             if len(protos) == 1 and self.peerstore.supports_protocols(pid, protos[0]):
-                lazy = multistream.select_lazy(stream, protos[0], timeout=dl.left(self.negotiation_timeout))
+                lazy = _LazyStream(stream, protos[0], dl.left(self.negotiation_timeout))
                 lazy.protocol = protos[0]
                 return lazy
             proto = multistream.select_one_of(stream, protos, timeout=dl.left(self.negotiation_timeout))

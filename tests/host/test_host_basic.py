@@ -359,3 +359,29 @@ def test_address_events_from_swarm_listeners(make_host):
         assert [u.action.name for u in evt.current] == ["Maintained", "Added"]
         assert a.network.wait_notifications(2)
         assert sub.qsize() == 0  # the swarm's own listen notification was deduplicated
+
+
+def test_lazy_close_write_confirms_protocol_first(pair):
+    a, b = pair
+    s = b.new_stream(a.id, "/echo/1.0.0", timeout=5)
+    s.write(b"abc")
+    s.close_write()  # reads the echo before sending FIN (js drops FIN+data pipelined with a proposal)
+    assert s.negotiated
+    assert read_all(s) == b"abc"
+    s.close()
+    b.peerstore.add_protocols(a.id, "/ghost/2.0.0")
+    g = b.new_stream(a.id, "/ghost/2.0.0", timeout=5)
+    g.write(b"x")
+    with pytest.raises((NegotiationError, StreamResetError)):
+        g.close_write()
+    g.reset()
+
+
+def test_lazy_reader_and_half_closing_writer_share_the_echo(pair):
+    a, b = pair
+    for _ in range(20):
+        s = b.new_stream(a.id, "/echo/1.0.0", timeout=5)
+        w = gevent.spawn(lambda: (s.write(b"0123456789"), s.close_write()))
+        assert read_all(s) == b"0123456789"
+        w.get(timeout=5)
+        s.close()
