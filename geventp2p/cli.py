@@ -344,7 +344,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    import gevent
     from gevent.event import Event
 
     from geventp2p.defaults import DEFAULT_LISTEN
@@ -353,11 +352,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     stop = Event()
     received: list = []
 
-    def on_signal(signum: int) -> None:
-        received.append(signum)
-        stop.set()
+    def on_signal(signum: int) -> Callable[[], None]:
+        def handler() -> None:
+            received.append(signum)
+            stop.set()
 
-    watchers = [gevent.signal_handler(s, on_signal, s) for s in (signal.SIGINT, signal.SIGTERM)]
+        return handler
+
+    watchers = _SignalWatchers({s: on_signal(s) for s in (signal.SIGINT, signal.SIGTERM)})
     try:
         host = _make_host(args, listen=args.listen or DEFAULT_LISTEN,
                           enable_identify=True, enable_ping=True, enable_echo=True, enable_perf=True)
@@ -371,8 +373,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         finally:
             host.close()
     finally:
-        for w in watchers:
-            w.cancel()
+        watchers.cancel()
     return 0
 
 
@@ -394,7 +395,7 @@ def _register_ping(sub) -> None:
     p.add_argument("--interval", "-i", type=_nonneg_float, default=1.0, metavar="S",
                    help="pause between pings (default: 1 s)")
     _add_stack_options(p)
-    p.set_defaults(func=cmd_ping)
+    p.set_defaults(func=cmd_ping, gevent_sigint=True)
 
 
 def cmd_ping(args: argparse.Namespace) -> int:
@@ -444,7 +445,7 @@ def _register_perf(sub) -> None:
                    help="bytes to receive (default: 16MiB)")
     p.add_argument("--json", action="store_true", help="print libp2p perf JSON records")
     _add_stack_options(p)
-    p.set_defaults(func=cmd_perf)
+    p.set_defaults(func=cmd_perf, gevent_sigint=True)
 
 
 def _mib_s(nbytes: int, seconds: float) -> str:
@@ -508,7 +509,7 @@ def _register_stream(sub) -> None:
     _add_target(p, 10.0, "timeout for connecting and negotiating")
     p.add_argument("--protocol", "-p", required=True, metavar="P", help="protocol id, e.g. /echo/1.0.0")
     _add_stack_options(p)
-    p.set_defaults(func=cmd_stream)
+    p.set_defaults(func=cmd_stream, gevent_sigint=True)
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
@@ -624,7 +625,7 @@ def _register_demo(sub) -> None:
                    help="security protocol (default: noise)")
     p.add_argument("--no-progress", action="store_true", help="no progress output on stderr")
     _add_verbose(p)
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo, gevent_sigint=True)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -675,6 +676,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return 2
+    watcher = _sigint_watcher() if getattr(args, "gevent_sigint", False) else None
     try:
         return int(func(args) or 0)
     except (CLIError, P2PError, OSError) as exc:
@@ -684,6 +686,57 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+
+
+def _sigint_watcher():
+    """Deliver SIGINT as KeyboardInterrupt in the calling (main) greenlet.
+
+    Without this, Python's own handler raises it inside the hub, and gevent prints
+    the exception with a timestamp before passing it on.  Thrown from a hub
+    callback, exactly like ``gevent.kill`` does for raw greenlets.
+    """
+    import signal
+
+    import gevent
+
+    main_greenlet = gevent.getcurrent()
+    hub = gevent.get_hub()
+    return _SignalWatchers(
+        {signal.SIGINT: lambda: hub.loop.run_callback(main_greenlet.throw, KeyboardInterrupt)})
+
+
+class _SignalWatchers:
+    """gevent signal watchers that put the previous Python handlers back on ``cancel()``.
+
+    Stopping a libev signal watcher leaves the signal at SIG_DFL, even though
+    ``signal.getsignal`` still reports Python's handler; re-installing the
+    previous handler restores, e.g., KeyboardInterrupt for an embedding process.
+    """
+
+    def __init__(self, handlers: dict) -> None:
+        import signal
+
+        import gevent
+
+        self._previous = {signum: signal.getsignal(signum) for signum in handlers}
+        self._watchers = [gevent.signal_handler(signum, fn) for signum, fn in handlers.items()]
+
+    def cancel(self) -> None:
+        import signal
+
+        for w in self._watchers:
+            w.cancel()
+        self._watchers = []
+        for signum, prev in self._previous.items():
+            if prev is not None:
+                try:
+                    signal.signal(signum, prev)
+                except (OSError, ValueError):  # not the main thread, or an invalid handler
+                    pass
+        self._previous = {}
 
 
 if __name__ == "__main__":  # python -m geventp2p.cli
