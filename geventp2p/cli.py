@@ -4,7 +4,26 @@ Each subcommand is one ``_register_<name>(subparsers)`` function that adds its
 parser and sets ``func`` to the handler; ``REGISTRARS`` lists them in help order.
 A handler takes the parsed ``argparse.Namespace`` and returns an exit code.
 Expected failures raise :class:`CLIError` (or a geventp2p error / OSError) and
-end as one ``geventp2p: error: ...`` line on stderr with exit code 1.
+end as one ``geventp2p: error: ...`` line on stderr with exit code 1; usage
+errors exit 2; Ctrl-C exits 130 (``ping --count 0`` prints its summary, exit 0).
+
+Commands::
+
+    geventp2p keygen -o FILE [--type ed25519|secp256k1|ecdsa|rsa]
+    geventp2p id --key FILE
+    geventp2p serve [--listen MA]... [--key FILE] [--security LIST] [--muxer LIST]
+        first stdout line: {"peer_id": ..., "addrs": [".../p2p/<id>", ...]};
+        serves echo, perf, ping, identify until SIGINT/SIGTERM, then exit 0
+    geventp2p ping MA [--count N] [--interval S] [--timeout S]
+        one "<rtt> ms" line per round trip (float milliseconds, 3 decimals)
+    geventp2p perf MA [--upload BYTES] [--download BYTES] [--json]
+        --json: libp2p perf records, the last {"type":"final",...}
+    geventp2p stream MA --protocol P      stdin -> stream -> stdout, half-close at EOF
+    geventp2p demo [--streams N] [--bytes B] [--muxer yamux|mplex]
+
+MA must end in ``/p2p/<peer id>`` unless ``--peer-id`` is given.  Network
+commands share ``--key``, ``--security``, ``--muxer`` and ``-v/--verbose``
+(logs of the ``geventp2p`` loggers on stderr; ``-vv`` for DEBUG).
 """
 
 from __future__ import annotations
@@ -267,10 +286,12 @@ def _setup_logging(verbose: int) -> None:
     import logging
 
     # Only our own loggers: third-party DEBUG output (multiaddr's) would drown them.
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("geventp2p")
-    logger.addHandler(handler)
+    if not any(getattr(h, "_geventp2p_cli", False) for h in logger.handlers):  # main() may run repeatedly
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._geventp2p_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
 
 

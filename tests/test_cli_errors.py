@@ -8,9 +8,11 @@ import socket
 import subprocess
 import sys
 
+import gevent
 import pytest
 
 from geventp2p import cli
+from geventp2p.testing.leakcheck import live_greenlets, open_sockets
 from geventp2p.demo import Progress, percentile
 
 CLI = [sys.executable, "-m", "geventp2p.cli"]
@@ -72,11 +74,17 @@ def test_bad_key_file(tmp_path):
         (["ping", "/garbage/1"], "garbage"),
         (["ping", "/ip4/127.0.0.1/tcp/1/p2p/notapeer"], "notapeer"),
         (["ping", f"/p2p/{PID}"], "no transport address"),
+        (["ping", f"/ip4/127.0.0.1/tcp/1/p2p/{PID}", "--timeout", "5"], "failed to dial"),
         (["ping", f"/ip4/127.0.0.1/tcp/1/p2p/{PID}", "--key", "/nonexistent/key"], "cannot read key file"),
     ],
 )
 def test_errors_in_process(argv, fragment, capsys):
+    before_g = {id(g) for g in live_greenlets()}
+    before_s = open_sockets()
     assert cli.main(argv) == 1
+    gevent.sleep(0.01)
+    assert not [g for g in live_greenlets() if id(g) not in before_g]
+    assert open_sockets() <= before_s
     out, err = capsys.readouterr()
     assert out == ""
     assert err.startswith("geventp2p: error: ") and err.count("\n") == 1, err
