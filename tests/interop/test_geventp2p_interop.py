@@ -92,12 +92,18 @@ class _World:
         self.hosts: dict[str, Any] = {}
         self.peers: dict[tuple[str, str], ih.PeerProcess] = {}
         self.first_conn: dict[tuple[str, str], Any] = {}
+        self.identified: list[EvtPeerIdentificationCompleted] = []  # every host's, in order
+        self._subs: list[Any] = []
+        self._drains = gevent.pool.Group()
         self.greenlets_before = _live_greenlets()
 
     def host(self, muxer: str) -> Any:
         h = self.hosts.get(muxer)
         if h is None:
             h = self.hosts[muxer] = new_host(muxers=[_muxer(muxer)], enable_echo=True, enable_perf=True)
+            sub = h.event_bus.subscribe(EvtPeerIdentificationCompleted, buffer=256, name="interop-test")
+            self._subs.append(sub)
+            self._drains.spawn(self.identified.extend, sub)  # drains until the sub closes
         return h
 
     def peer(self, kind: str, muxer: str) -> ih.PeerProcess:
@@ -118,6 +124,9 @@ class _World:
         return h, pid, p
 
     def close(self) -> None:
+        for sub in self._subs:
+            sub.close()
+        self._drains.join(timeout=5)
         for h in self.hosts.values():
             h.close()
         for p in self.peers.values():
@@ -198,6 +207,18 @@ class TestOutbound:
         env = h.service(IdentifyService).signed_record(pid)
         assert env is not None, "peer sent no valid signed peer record"
         assert env.public_key.marshal() == pk.marshal()
+        # the event: the peer saw us at our connection's local address (js appends /p2p/<us>)
+        conn = h.network.conns_to_peer(pid)[0]
+        deadline = time.monotonic() + 5  # the event is emitted after connect() returned
+        while not (evts := [e for e in world.identified if e.peer == pid and e.conn is conn]):
+            if time.monotonic() > deadline:
+                break
+            gevent.sleep(0.02)
+        assert evts, f"no EvtPeerIdentificationCompleted for {conn}"
+        evt = evts[0]
+        assert set(evt.protocols) == protos and evt.agent_version == ps.get(pid, AGENT_VERSION)
+        assert evt.observed_addr is not None
+        assert _bare([evt.observed_addr]) == _bare([conn.local_addr]), (evt.observed_addr, conn.local_addr)
 
     def test_echo(self, world, kind, muxer):
         h, pid, _p = world.connected(kind, muxer)
@@ -346,3 +367,37 @@ def test_connections_survive_peer_keepalive(world):
         assert h.network.conns_to_peer(pid) == [conn], f"{kind}/{muxer}: connection was replaced"
         with gevent.Timeout(OP_TIMEOUT):
             assert len(list(ping(h, pid, count=1))) == 1
+
+
+def test_dialer_connections_are_gone(world):
+    """Every dialer process of TestInbound has exited: their connections to our hosts must
+    be closed and forgotten (peer-initiated close: js/py send FIN or GoAway, py ends its
+    session on any GoAway, js aborts on a non-zero one)."""
+    if not world.hosts:
+        pytest.skip("no host was made in this module")
+    keep = {id(c) for c in world.first_conn.values()}
+    deadline = time.monotonic() + 10
+    while True:
+        extra = [c for h in world.hosts.values() for c in h.network.conns() if id(c) not in keep]
+        if not extra or time.monotonic() > deadline:
+            break
+        gevent.sleep(0.1)
+    assert not extra, f"connections of exited dialers still open: {extra}"
+
+
+@pytest.mark.parametrize("muxer", MUXERS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_close_and_redial(world, kind, muxer):
+    """We close the connection (yamux GoAway / mplex: the transport): the peer survives,
+    forgets it, and the next stream dials a new connection."""
+    h, pid, p = world.connected(kind, muxer)
+    old = h.network.conns_to_peer(pid)
+    assert old
+    h.network.close_peer(pid)
+    assert all(c.closed for c in old) and not h.network.conns_to_peer(pid)
+    with gevent.Timeout(OP_TIMEOUT):
+        gevent.sleep(0.2)  # let the peer process the close before we come back
+        assert echo(h, pid, b"again", timeout=15) == b"again"
+    new = h.network.conns_to_peer(pid)
+    assert len(new) == 1 and new[0] not in old and not new[0].closed
+    assert p.alive(), p.stderr_tail()
