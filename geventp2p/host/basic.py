@@ -26,7 +26,6 @@ import time
 from typing import Any, Callable, Iterable
 
 import gevent
-from gevent.lock import Semaphore
 
 from geventp2p.core import addr as _addr
 from geventp2p.core.event import (
@@ -38,11 +37,17 @@ from geventp2p.core.event import (
 from geventp2p.core.peer import PeerId, PeerInfo
 from geventp2p.exceptions import ConfigError, NegotiationError, P2PError, P2PTimeoutError
 from geventp2p.host.eventbus import EventBus
-from geventp2p.host.peerstore import TEMP_ADDR_TTL
+from geventp2p.host.peerstore import AGENT_VERSION, TEMP_ADDR_TTL
 from geventp2p.net import multistream
 from geventp2p.sansio.multistream import validate_protocol_id
 
-__all__ = ["BasicHost", "StreamHandler", "DEFAULT_NEGOTIATION_TIMEOUT", "DEFAULT_IDENTIFY_WAIT"]
+__all__ = [
+    "BasicHost",
+    "StreamHandler",
+    "DEFAULT_NEGOTIATION_TIMEOUT",
+    "DEFAULT_IDENTIFY_WAIT",
+    "DEFAULT_PIPELINED_FIN_AGENTS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,10 @@ StreamHandler = Callable[[Any], None]
 DEFAULT_NEGOTIATION_TIMEOUT = 10.0
 #: Longest ``new_stream``/``connect`` waits for identify on a connection.
 DEFAULT_IDENTIFY_WAIT = 5.0
+#: Agent-version prefixes of peers known to accept a FIN that arrives in the same burst
+#: as a lazily pipelined proposal (go-libp2p's own lazy client never waits; js-libp2p
+#: 3.x loses such a FIN).  Other peers get ``close_write`` only after the echo.
+DEFAULT_PIPELINED_FIN_AGENTS = ("geventp2p/",)
 
 
 def _as_peer(peer: Any) -> PeerId:
@@ -84,33 +93,6 @@ class _Deadline:
             raise P2PTimeoutError(f"{what} timed out")
 
 
-class _LazyStream(multistream.LazyConn):
-    """A lazily negotiated stream that confirms the protocol before half-closing.
-
-    js-libp2p (3.x) loses the FIN (and its handler waits forever) when data and
-    FIN arrive in the same burst as a pipelined proposal, so ``close_write``
-    on a stream whose echo has not been read yet first reads it (one round
-    trip, bounded by the negotiation timeout; NegotiationError on ``na``).
-    """
-
-    __slots__ = ("_neg_lock",)
-
-    def __init__(self, rw: Any, protocol: str, timeout: float | None) -> None:
-        super().__init__(rw, protocol, timeout)
-        object.__setattr__(self, "_neg_lock", Semaphore())
-
-    def _negotiate(self, timeout: float | None) -> None:
-        # a reader and a half-closing writer may both need the echo: read it once
-        with self._neg_lock:
-            if not self.negotiated:
-                super()._negotiate(timeout)
-
-    def close_write(self, *args: Any, **kwargs: Any) -> Any:
-        if not self.negotiated:
-            self._negotiate(None)
-        return self.inner.close_write(*args, **kwargs)
-
-
 class _ListenWatch:
     """Swarm notifiee: listen address changes -> ``EvtLocalAddressesUpdated``."""
 
@@ -132,7 +114,10 @@ class BasicHost:
     ``services`` are objects with ``start(host)`` and ``close()``; one having
     ``identify_wait(conn, timeout)`` is used to delay ``new_stream`` until
     identify finished (go's behaviour).  ``event_bus`` and ``peerstore`` default
-    to the swarm's.
+    to the swarm's.  ``pipelined_fin_agents``: agent-version prefixes of peers whose
+    lazily negotiated streams may half-close before the protocol echo arrived
+    (saves a round trip); every other peer (unknown agent included) gets the FIN
+    only after the echo.
     """
 
     def __init__(
@@ -144,6 +129,7 @@ class BasicHost:
         services: Iterable[Any] = (),
         negotiation_timeout: float = DEFAULT_NEGOTIATION_TIMEOUT,
         identify_wait: float = DEFAULT_IDENTIFY_WAIT,
+        pipelined_fin_agents: Iterable[str] = DEFAULT_PIPELINED_FIN_AGENTS,
     ) -> None:
         if not negotiation_timeout > 0:
             raise ConfigError("negotiation_timeout must be > 0")
@@ -158,6 +144,7 @@ class BasicHost:
         self.event_bus: EventBus = bus if bus is not None else EventBus()
         self.negotiation_timeout = float(negotiation_timeout)
         self.identify_wait_timeout = float(identify_wait)
+        self.pipelined_fin_agents = tuple(pipelined_fin_agents)
         self._handlers: dict[str, StreamHandler] = {}
         self._matchers: list[tuple[str, Callable[[str], bool], StreamHandler]] = []
         self._proto_emitter = self.event_bus.emitter(EvtLocalProtocolsUpdated, stateful=True)
@@ -381,7 +368,8 @@ class BasicHost:
         stream = self.network.new_stream(pid, timeout=dl.left())
         try:
             if len(protos) == 1 and self.peerstore.supports_protocols(pid, protos[0]):
-                lazy = _LazyStream(stream, protos[0], dl.left(self.negotiation_timeout))
+                lazy = multistream.LazyConn(stream, protos[0], dl.left(self.negotiation_timeout),
+                                            confirm_before_fin=self._confirm_before_fin(pid))
                 lazy.protocol = protos[0]
                 return lazy
             proto = multistream.select_one_of(stream, protos, timeout=dl.left(self.negotiation_timeout))
@@ -390,6 +378,13 @@ class BasicHost:
             raise
         stream.protocol = proto
         return stream
+
+    def _confirm_before_fin(self, pid: PeerId) -> bool:
+        agents = self.pipelined_fin_agents
+        if not agents:
+            return True
+        agent = self.peerstore.get(pid, AGENT_VERSION, None)
+        return not (isinstance(agent, str) and agent.startswith(agents))
 
     # ================================================================ lifecycle
 

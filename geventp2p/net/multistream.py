@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from typing import Optional, Sequence
 
 import gevent
+from gevent.lock import Semaphore
 
 from geventp2p.exceptions import NegotiationError, P2PTimeoutError
 from geventp2p.sansio.multistream import (
@@ -169,11 +170,19 @@ class LazyConn:
     returns application bytes; an ``na`` (or anything else) raises NegotiationError
     from that read and every later one.  Everything else is delegated to the wrapped
     channel.
+
+    ``confirm_before_fin=True`` makes ``close_write`` on a channel whose echo was not
+    read yet read it first (one round trip, bounded by ``timeout``; NegotiationError on
+    ``na``) and only then half-close.  js-libp2p (3.x) loses a FIN (and its handler
+    waits forever) when data and FIN arrive in the same burst as a pipelined proposal;
+    go-libp2p and geventp2p do not, and go's lazy client never waits.  A reader and a
+    half-closing writer share one echo read.
     """
 
-    __slots__ = ("_rw", "_dialer", "_pending", "_negotiated", "_error", "_timeout")
+    __slots__ = ("_rw", "_dialer", "_pending", "_negotiated", "_error", "_timeout", "_confirm", "_lock")
 
-    def __init__(self, rw, protocol: str, timeout: Optional[float] = DEFAULT_NEGOTIATION_TIMEOUT) -> None:
+    def __init__(self, rw, protocol: str, timeout: Optional[float] = DEFAULT_NEGOTIATION_TIMEOUT,
+                 *, confirm_before_fin: bool = False) -> None:
         object.__setattr__(self, "_rw", rw)
         dialer = Dialer([protocol], lazy=True)
         object.__setattr__(self, "_dialer", dialer)
@@ -181,6 +190,8 @@ class LazyConn:
         object.__setattr__(self, "_negotiated", False)
         object.__setattr__(self, "_error", None)
         object.__setattr__(self, "_timeout", timeout)
+        object.__setattr__(self, "_confirm", bool(confirm_before_fin))
+        object.__setattr__(self, "_lock", None)
 
     # -- delegation
     def __getattr__(self, name):
@@ -231,6 +242,16 @@ class LazyConn:
 
     # -- reading
     def _negotiate(self, timeout: Optional[float]) -> None:
+        # a reader and a half-closing writer may both need the echo: read it once
+        lock = self._lock
+        if lock is None:
+            lock = Semaphore()
+            object.__setattr__(self, "_lock", lock)
+        with lock:
+            if not self._negotiated:
+                self._read_echo(timeout)
+
+    def _read_echo(self, timeout: Optional[float]) -> None:
         if self._error is not None:
             raise self._error
         self.flush()
@@ -273,7 +294,10 @@ class LazyConn:
 
     # -- closing
     def close_write(self, *args, **kwargs):
-        self.flush()
+        if self._confirm and not self._negotiated:
+            self._negotiate(None)
+        else:
+            self.flush()
         return self._rw.close_write(*args, **kwargs)
 
     def close(self, *args, **kwargs):
@@ -289,13 +313,15 @@ class LazyConn:
         return f"<LazyConn {self.selected_protocol} {state} over {self._rw!r}>"
 
 
-def select_lazy(rw, protocol: str, timeout: Optional[float] = DEFAULT_NEGOTIATION_TIMEOUT) -> LazyConn:
+def select_lazy(rw, protocol: str, timeout: Optional[float] = DEFAULT_NEGOTIATION_TIMEOUT,
+                *, confirm_before_fin: bool = False) -> LazyConn:
     """Propose ``protocol`` without waiting for the answer; return the channel to use.
 
     Does not block.  Use the returned ``LazyConn`` instead of ``rw`` from now on: its
     first write carries header + proposal + data in one write, and its first read
     checks the echoes (raising NegotiationError on ``na``) before returning
     application bytes.  ``timeout`` bounds that echo wait when the read has none.
+    ``confirm_before_fin``: see :class:`LazyConn`.
     """
-    return LazyConn(rw, protocol, timeout)
+    return LazyConn(rw, protocol, timeout, confirm_before_fin=confirm_before_fin)
 
