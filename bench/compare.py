@@ -422,7 +422,8 @@ def markdown(result: dict, cases: list[Case]) -> str:
         f"Client: geventp2p (`bench/driver.py`) for every server. Figures: median (min–max) of {reps} "
         f"run(s); ratio = geventp2p ÷ other (> 1 is better for rates, < 1 for times and RSS); "
         f"speed-up = compiled ÷ pure for rates, pure ÷ compiled for times. Wall time "
-        f"{meta['wall_seconds']:.0f} s{' (--quick)' if meta['quick'] else ''}. Builds seen: "
+        f"{meta['wall_seconds']:.0f} s{' (--quick)' if meta['quick'] else ''}"
+        + (f" ({meta['stopped_early']})" if meta.get("stopped_early") else "") + ". Builds seen: "
         + ", ".join(f"{k} = {'/'.join(v)}" for k, v in meta.get("builds", {}).items()) + ".",
         "",
         "| case | metric | target | geventp2p | js | py | gp/js | gp/py | geventp2p-pure | speed-up |"
@@ -450,7 +451,9 @@ def markdown(result: dict, cases: list[Case]) -> str:
             row += "".join(f" {_cell(summary, case, k, m, reps)} |" for k in refs)
             lines.append(row)
     lines += ["", "## Ceilings", ""]
-    if ceil:
+    if not ceil:
+        lines.append("(not measured: --no-ceilings)")
+    else:
         raw, cha, chb = ceil.get("raw_socket_mib_s"), ceil.get("chacha_mib_s"), ceil.get("chacha_backend_mib_s")
         lines.append(f"* raw gevent socket, loopback, 2 processes, 64 KiB sendall: **{raw:.0f} MiB/s**")
         lines.append(f"* ChaCha20-Poly1305 encrypt+decrypt, 65519-byte messages (cryptography): **{cha:.0f} MiB/s** "
@@ -544,7 +547,7 @@ def _load() -> str:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="small sizes, 1 rep: a smoke test, not a measurement")
-    p.add_argument("--reps", type=int, default=None, help="runs per figure (default 3; 1 with --quick)")
+    p.add_argument("--reps", type=int, default=None, help="runs per figure (default 5; 1 with --quick)")
     p.add_argument("--impls", default=",".join(IMPLS), help=f"comma list of {', '.join(IMPLS)}")
     p.add_argument("--cases", default="", help="comma list of case names (default: all)")
     p.add_argument("--out", default=str(BENCH / "results"), help="output folder (default bench/results)")
@@ -552,10 +555,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-ceilings", action="store_true")
     p.add_argument("--ref-dialers", action="store_true",
                    help="also run js->js and py->py with the peers' own dialers (perf, streams)")
+    p.add_argument("--budget", type=float, default=19 * 60,
+                   help="start no further rep once another would end past this many seconds (default 1140)")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a geventp2p run failed")
     p.add_argument("--gp-server", choices=("auto", "cli", "driver"), default="auto",
                    help="geventp2p server: `geventp2p serve` (cli), bench/driver.py serve, or cli if present")
     args = p.parse_args(argv)
-    args.reps = args.reps or (1 if args.quick else 3)
+    args.reps = args.reps or (1 if args.quick else 5)
     args.impls = [i.strip() for i in args.impls.split(",") if i.strip()]
     bad = [i for i in args.impls if i not in IMPLS]
     if bad:
@@ -600,7 +606,15 @@ def main(argv=None) -> int:
             f"chacha {ceilings['chacha_mib_s']:.0f} MiB/s")
 
     runs: list[dict] = []
+    reps_done, stopped = 0, None
+    t_reps = time.monotonic()
     for rep in range(args.reps):
+        if rep:
+            per_rep = (time.monotonic() - t_reps) / rep
+            if time.monotonic() - t_start + per_rep > args.budget:
+                stopped = f"stopped after {rep} rep(s): another (~{per_rep:.0f} s) would pass --budget {args.budget:.0f} s"
+                log(stopped)
+                break
         order = impls[rep % len(impls):] + impls[: rep % len(impls)] if impls else []
         for case in cases:
             for impl in order:
@@ -621,12 +635,37 @@ def main(argv=None) -> int:
                         rec["rep"] = rep
                         runs.append(rec)
                         log(f"rep {rep} {case.name:<26} {kind:<15} {'ok ' if rec.get('ok') else 'ERR'}")
+        reps_done = rep + 1
+        if reps_done < args.reps:  # keep what we have if a later rep crashes or is interrupted
+            partial = assemble(args, cases, runs, ceilings, impls, now, t_start, load_start, gp_server,
+                               reps_done, stopped)
+            (out / f"{stem}.partial.json").write_text(json.dumps(partial, indent=1, default=str))
 
+    result = assemble(args, cases, runs, ceilings, impls, now, t_start, load_start, gp_server, reps_done, stopped)
+    md = markdown(result, cases)
+    pngs = [] if args.no_charts else charts(result, cases, out, stem)
+    result["meta"]["charts"] = pngs
+    result["meta"]["wall_seconds"] = time.monotonic() - t_start
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1, default=str))
+    (out / f"{stem}.md").write_text(md)
+    with contextlib.suppress(OSError):
+        (out / f"{stem}.partial.json").unlink()
+    print(md)
+    log(f"wrote {out / (stem + '.json')}, {stem}.md and {len(pngs)} chart(s); "
+        f"wall {result['meta']['wall_seconds']:.0f} s")
+    gp_failed = any(not r.get("ok") for r in runs if r["impl"] in (GP, GP_PURE))
+    return 1 if args.strict and gp_failed else 0
+
+
+def assemble(args, cases, runs, ceilings, impls, now, t_start, load_start, gp_server, reps_done, stopped) -> dict:
     result: dict[str, Any] = {
         "meta": {
             "date": now.isoformat(timespec="seconds"),
             "quick": args.quick,
-            "reps": args.reps,
+            "reps": reps_done,
+            "reps_requested": args.reps,
+            "stopped_early": stopped,
+            "budget_seconds": args.budget,
             "impls": impls,
             "gp_server": gp_server,
             "versions": _versions(),
@@ -647,17 +686,7 @@ def main(argv=None) -> int:
             builds.setdefault(r["impl"], set()).update(
                 str(b) for b in (r.get("build"), r.get("server_build")) if b)
     result["meta"]["builds"] = {k: sorted(v) for k, v in builds.items()}
-    md = markdown(result, cases)
-    pngs = [] if args.no_charts else charts(result, cases, out, stem)
-    result["meta"]["charts"] = pngs
-    result["meta"]["wall_seconds"] = time.monotonic() - t_start
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=1, default=str))
-    (out / f"{stem}.md").write_text(md)
-    print(md)
-    log(f"wrote {out / (stem + '.json')}, {stem}.md and {len(pngs)} chart(s); "
-        f"wall {result['meta']['wall_seconds']:.0f} s")
-    bad = sum(1 for r in runs if not r.get("ok"))
-    return 1 if bad and (GP in impls and any(not r.get("ok") for r in runs if r["impl"] == GP)) else 0
+    return result
 
 
 if __name__ == "__main__":
