@@ -35,7 +35,7 @@ import greenlet
 import pytest
 
 import interop_harness as ih
-from geventp2p.core import addr as _addr
+from geventp2p import exceptions as geventp2p_errors
 from geventp2p.core.event import EvtPeerIdentificationCompleted
 from geventp2p.core.peer import PeerId
 from geventp2p.defaults import new_host
@@ -401,3 +401,33 @@ def test_close_and_redial(world, kind, muxer):
     new = h.network.conns_to_peer(pid)
     assert len(new) == 1 and new[0] not in old and not new[0].closed
     assert p.alive(), p.stderr_tail()
+
+
+@pytest.mark.slow
+def test_host_recovers_from_js_stock_mplex_rate_limit():
+    """A js mplex peer with the stock disconnectThreshold (5 new inbound streams per
+    second) breaks the connection when we open more: our streams end in typed errors
+    within their timeouts (no hang), the dead connection is noticed and dropped, and the
+    next stream dials a fresh connection.  Takes ~10 s (js drops it late), hence slow."""
+    ih.require_peer("js")
+    with ih.start_peer("js", muxer="mplex", extra_args=["--mplex-disconnect-threshold", "5"]) as peer, \
+            new_host(muxers=["mplex"], listen=[]) as h, gevent.Timeout(60):
+        pid = PeerId.from_string(peer.peer_id)
+        conn = h.connect(peer.addr, timeout=10)
+
+        def one(i: int) -> bytes:
+            return echo(h, pid, b"%d" % i, timeout=4)
+
+        jobs = [gevent.spawn(one, i) for i in range(12)]
+        gevent.joinall(jobs, timeout=10)
+        assert all(g.ready() for g in jobs), "a stream outlived its timeout"
+        failed = [g.exception for g in jobs if not g.successful()]
+        assert failed, "js accepted 12 new streams in a burst with the stock threshold"
+        assert all(isinstance(e, geventp2p_errors.P2PError) for e in failed), failed
+        deadline = time.monotonic() + 20
+        while not conn.closed and time.monotonic() < deadline:
+            gevent.sleep(0.1)
+        assert conn.closed, "js kept the rate-limited connection"
+        assert echo(h, pid, b"fresh", timeout=10) == b"fresh"
+        assert h.network.conns_to_peer(pid)[0] is not conn
+        assert peer.alive()
