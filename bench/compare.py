@@ -286,7 +286,7 @@ def one_run(impl: str, case: Case, gp_mode: str) -> dict[str, Any]:
             res.setdefault("error", "server died during the run")
         if not res.get("ok"):
             res["server_stderr"] = server.stderr_tail(3000)
-        rec.update(res)
+        rec.update({k: v for k, v in res.items() if k not in ("impl", "case")})
     finally:
         if impl in (GP, GP_PURE) and server.alive():
             with contextlib.suppress(OSError):
@@ -314,7 +314,8 @@ def ref_run(kind: str, case: Case) -> dict[str, Any]:
             else:
                 res = ih.run_dialer(impl, server.addr, "streams", muxer=case.muxer, timeout=case.timeout,
                                     count=case.args["count"], bytes=case.args["size"], extra_args=extra)
-            rec.update(res)
+            rec.update({k: v for k, v in res.items() if k != "impl"})
+            rec["peer_impl"] = res.get("impl")
     except Exception as exc:
         rec.update(ok=False, error=f"{type(exc).__name__}: {str(exc)[:1500]}")
     return rec
@@ -430,6 +431,9 @@ def markdown(result: dict, cases: list[Case]) -> str:
         + "".join(f" {k} |" for k in refs),
         "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(refs),
     ]
+    if refs:
+        lines[2] += (" Columns js->js / py->py: the peers' own dialers against their own servers (extra reference "
+                     "points; their perf time includes dialing, their streams time opens the connection first).")
     for case in cases:
         for m in case.metrics:
             gp = _median(summary, case, GP, m.key)
@@ -503,9 +507,19 @@ def charts(result: dict, cases: list[Case], out: Path, stem: str) -> list[str]:
         fig, ax = plt.subplots(figsize=(6, 3.6))
         ax.bar(impls, med, yerr=[lo, hi], capsize=4, color=[colors.get(i, "#999") for i in impls])
         t = TARGETS.get((case.name, m.key))
+        ceil = result.get("ceilings") or {}
         if t and t[0] in ("<=", ">="):
             ax.axhline(t[1] / m.scale, color="#c33", linestyle="--", linewidth=1, label=f"target {t[0]} {t[1] / m.scale:g}")
-            ax.legend(loc="best", fontsize=8)
+        elif t and t[0] == ">=raw" and ceil.get("raw_socket_mib_s"):
+            goal = t[1] * ceil["raw_socket_mib_s"]
+            ax.axhline(goal, color="#c33", linestyle="--", linewidth=1, label=f"target {t[1]:.0%} of raw socket ({goal:.0f})")
+        if case.scenario.startswith("perf") and ceil:
+            key, what = (("chacha_mib_s", "ChaCha20-Poly1305 enc+dec") if case.security == "noise"
+                         else ("raw_socket_mib_s", "raw gevent socket"))
+            if ceil.get(key):
+                ax.axhline(ceil[key], color="#555", linestyle=":", linewidth=1, label=f"ceiling: {what} ({ceil[key]:.0f})")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", fontsize=7)
         ax.set_title(case.title, fontsize=9)
         ax.set_ylabel(f"{m.label} ({m.unit})" + ("  ↑ better" if m.higher_is_better else "  ↓ better"), fontsize=8)
         for k, v in enumerate(med):
