@@ -347,6 +347,23 @@ class TestInbound:
         assert res["timeSeconds"] > 0
 
 
+@pytest.mark.parametrize("muxer", MUXERS)
+def test_parallel_dialers(world, muxer):
+    """Two js and two py dialer processes at once, 250 echo streams each, on one host."""
+    for kind in KINDS:
+        ih.require_peer(kind)
+    h = world.host(muxer)
+    jobs = [
+        gevent.spawn(ih.run_dialer, kind, _our_addr(h), "streams", muxer=muxer, count=250, bytes=2048, timeout=60)
+        for kind in ("js", "py", "js", "py")
+    ]
+    gevent.joinall(jobs, timeout=120)
+    assert all(g.ready() for g in jobs)
+    results = [g.get() for g in jobs]
+    bad = [r for r in results if not (r["ok"] and r["failures"] == 0 and r["streams"] == 250)]
+    assert not bad, bad
+
+
 # ------------------------------------------------------------------------------ long-lived connections
 
 
