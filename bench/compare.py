@@ -570,7 +570,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ref-dialers", action="store_true",
                    help="also run js->js and py->py with the peers' own dialers (perf, streams)")
     p.add_argument("--budget", type=float, default=19 * 60,
-                   help="start no further rep once another would end past this many seconds (default 1140)")
+                   help="after 3 reps, start no further rep once another would end past this many seconds (default 1140)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a geventp2p run failed")
     p.add_argument("--gp-server", choices=("auto", "cli", "driver"), default="auto",
                    help="geventp2p server: `geventp2p serve` (cli), bench/driver.py serve, or cli if present")
@@ -623,7 +623,7 @@ def main(argv=None) -> int:
     reps_done, stopped = 0, None
     t_reps = time.monotonic()
     for rep in range(args.reps):
-        if rep:
+        if rep >= 3:  # at least 3 runs per figure, whatever the budget
             per_rep = (time.monotonic() - t_reps) / rep
             if time.monotonic() - t_start + per_rep > args.budget:
                 stopped = f"stopped after {rep} rep(s): another (~{per_rep:.0f} s) would pass --budget {args.budget:.0f} s"
