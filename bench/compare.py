@@ -425,7 +425,11 @@ def markdown(result: dict, cases: list[Case]) -> str:
         f"speed-up = compiled ÷ pure for rates, pure ÷ compiled for times. Wall time "
         f"{meta['wall_seconds']:.0f} s{' (--quick)' if meta['quick'] else ''}"
         + (f" ({meta['stopped_early']})" if meta.get("stopped_early") else "") + ". Builds seen: "
-        + ", ".join(f"{k} = {'/'.join(v)}" for k, v in meta.get("builds", {}).items()) + ".",
+        + ", ".join(f"{k} = {'/'.join(v)}" for k, v in meta.get("builds", {}).items())
+        + f". geventp2p server: {meta.get('gp_server')}"
+        + (f" (`bench/driver.py serve` for {', '.join(meta['gp_server_driver_cases'])}: it raises the "
+           f"muxer's inbound stream limit)" if meta.get("gp_server_driver_cases") and
+           meta.get("gp_server") != "bench/driver.py serve" else "") + ".",
         "",
         "| case | metric | target | geventp2p | js | py | gp/js | gp/py | geventp2p-pure | speed-up |"
         + "".join(f" {k} |" for k in refs),
@@ -700,6 +704,8 @@ def assemble(args, cases, runs, ceilings, impls, now, t_start, load_start, gp_se
             builds.setdefault(r["impl"], set()).update(
                 str(b) for b in (r.get("build"), r.get("server_build")) if b)
     result["meta"]["builds"] = {k: sorted(v) for k, v in builds.items()}
+    via_driver = sorted({r["case"] for r in runs if r["impl"] in (GP, GP_PURE) and r.get("server_cmd") == "driver"})
+    result["meta"]["gp_server_driver_cases"] = via_driver
     return result
 
 
