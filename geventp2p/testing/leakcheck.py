@@ -7,13 +7,17 @@ Shipped so applications can test their own protocols the way geventp2p does::
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
+import time
+import weakref
 
+import gevent
 import gevent.hub
 import greenlet
 
-__all__ = ["live_greenlets", "open_sockets"]
+__all__ = ["live_greenlets", "open_sockets", "no_leaks"]
 
 
 def live_greenlets() -> list:
@@ -46,3 +50,61 @@ def open_sockets() -> set:
         if target.startswith("socket:"):
             out.add((fd, target))
     return out
+
+
+def _counts(g, current) -> bool:
+    return (
+        not g.dead
+        and g is not current
+        and g.parent is not None
+        and not isinstance(g, gevent.hub.Hub)
+        and type(g).__name__ != "_WorkerGreenlet"
+    )
+
+
+@contextlib.contextmanager
+def no_leaks(*, timeout: float | None = None, settle: float = 2.0):
+    """Fail (AssertionError) if the block leaves greenlets alive or sockets open.
+
+    Greenlets are tracked with ``greenlet.settrace`` (only those that ran inside the
+    block), which is far cheaper than scanning the heap.  Closing greenlets get up to
+    ``settle`` seconds to finish.  ``timeout`` bounds the block with a ``gevent.Timeout``.
+    """
+    seen: "weakref.WeakSet" = weakref.WeakSet()
+    previous = greenlet.gettrace()
+
+    def trace(event, args):
+        if event in ("switch", "throw"):
+            for g in args:
+                try:
+                    seen.add(g)
+                except TypeError:  # pragma: no cover
+                    pass
+        if previous is not None:
+            previous(event, args)
+
+    socks = open_sockets()
+    current = greenlet.getcurrent()
+    greenlet.settrace(trace)
+    timer = gevent.Timeout(timeout) if timeout else None
+    if timer is not None:
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.close()
+        try:
+            new: list = []
+            deadline = time.monotonic() + settle
+            while True:
+                new = [g for g in list(seen) if _counts(g, current)]
+                if not new or time.monotonic() >= deadline:
+                    break
+                gevent.sleep(0.01)
+        finally:
+            greenlet.settrace(previous)
+    assert not new, f"leaked greenlets: {new}"
+    gevent.sleep(0)
+    leaked = open_sockets() - socks
+    assert not leaked, f"leaked sockets: {sorted(leaked)}"
