@@ -5,6 +5,7 @@ cimport cython
 
 cdef object _YAMUX_HEADER
 cdef object _YAMUX_FIELDS
+cdef object _NONCE
 cdef int _VERSION
 cdef int _TYPE_DATA
 cdef int _TYPE_GO_AWAY
@@ -30,6 +31,35 @@ cdef class YamuxFrameReader:
         ftype=Py_ssize_t, flags=Py_ssize_t, stream_id=Py_ssize_t, length=Py_ssize_t,
     )
     cpdef list feed(self, object data)
+
+
+@cython.final
+cdef class YamuxWriteBuffer:
+    cdef list _out
+    cdef readonly Py_ssize_t nbytes
+    cdef object _tail_sid
+    cdef Py_ssize_t _tail_len
+    cdef Py_ssize_t _tail_hdr
+    cdef readonly Py_ssize_t max_body
+
+    cpdef object frame(self, object ftype, object flags, object stream_id, object length)
+    @cython.locals(
+        out=list, immutable=bint, count=Py_ssize_t, off=Py_ssize_t, end=Py_ssize_t,
+        k=Py_ssize_t, take=Py_ssize_t, body_max=Py_ssize_t,
+    )
+    cpdef object data(self, object stream_id, object data, object n)
+    cpdef list drain(self)
+
+
+@cython.locals(
+    parts=list, stp=Py_ssize_t, seg=Py_ssize_t, total=Py_ssize_t, frames=Py_ssize_t, need=Py_ssize_t, pos=Py_ssize_t, size=Py_ssize_t, off=Py_ssize_t, take=Py_ssize_t,
+    nonce=bytearray, scratch=bytearray, ov=memoryview, mv=memoryview,
+)
+cpdef tuple seal_frames(object buffers, object step, object seal, object n, object limit, bytearray out)
+
+@cython.locals(at=Py_ssize_t, k=Py_ssize_t, ln=Py_ssize_t, part=object)
+cdef Py_ssize_t _seal_one(list parts, Py_ssize_t seg, bytearray scratch, object seal, bytearray nonce,
+                          object n, memoryview ov, Py_ssize_t pos) except -1
 
 
 cdef object _encode_uvarint(unsigned long long value, bytearray out)

@@ -12,9 +12,16 @@ FLAG_SYN=1, FLAG_ACK=2, FLAG_FIN=4, FLAG_RST=8; HEADER_SIZE=12.
 if fewer than 12 bytes are available; raises ``FrameError`` on version != 0 or an
 unknown type.
 
+``YamuxWriteBuffer(max_body=65524)``: outbound frames as a flat list of buffers
+(``frame()``, ``data()``, ``drain()``, ``nbytes``); consecutive Data of one stream is
+coalesced into one frame while queued; immutable input is never copied.
+
 ``YamuxFrameReader(max_data_length=16 MiB + 64 KiB)``:
     ``feed(data) -> list of (ftype, flags, stream_id, length, payload)``; ``payload`` is
     the body (``bytes``) of a Data frame, ``b""`` for the other types.
+
+``seal_frames(buffers, step, seal, n, limit, out) -> (nbytes, next_n)``: Noise transport framing
+of a list of buffers straight into a reusable output buffer (AEAD ``encrypt_into``).
 
 Mplex flags: NEW_STREAM=0, MESSAGE_RECEIVER=1, MESSAGE_INITIATOR=2, CLOSE_RECEIVER=3,
 CLOSE_INITIATOR=4, RESET_RECEIVER=5, RESET_INITIATOR=6.
@@ -40,7 +47,7 @@ Reader rules (both readers):
 from struct import Struct
 from struct import error as StructError
 
-from geventp2p.exceptions import FrameError, LocalProtocolError, MessageTooLargeError
+from geventp2p.exceptions import FrameError, LocalProtocolError, MessageTooLargeError, SecurityError
 
 # --------------------------------------------------------------------------- yamux
 
@@ -77,6 +84,7 @@ COMPACT_THRESHOLD = 256 * 1024
 
 _YAMUX_HEADER = Struct(">BBHII")
 _YAMUX_FIELDS = Struct(">BHII")  # the header after its version byte
+_NONCE = Struct("<4xQ")  # Noise nonce: 4 zero bytes || u64 little-endian
 
 # Private copies of the constants the reader loops use: the compiled build turns
 # these into C constants (``_c_frames.pxd``); the public names stay Python globals.
@@ -199,6 +207,170 @@ class YamuxFrameReader:
         if self._error is not None and not frames:
             raise self._error.with_traceback(None)
         return frames
+
+
+class YamuxWriteBuffer:
+    """Outbound yamux bytes as a flat list of buffers for ``writev``.
+
+    ``frame(ftype, flags, stream_id, length)`` queues a header-only frame;
+    ``data(stream_id, data, n)`` queues the first ``n`` bytes of ``data`` as Data
+    frames of at most ``max_body`` bytes.  Immutable input (``bytes``, or a read-only
+    memoryview of ``bytes``) is queued as zero-copy memoryview slices; other input is
+    copied (the caller may reuse its buffer).  While nothing else was queued after it,
+    the last Data frame stays open: the next ``data()`` for the same stream appends its
+    bytes as further buffers of that frame (the header is rewritten, up to ``max_body``)
+    instead of adding a frame, so many small writes leave as few large frames and
+    nothing is copied twice.  ``drain()`` returns the buffers and starts over;
+    ``nbytes`` counts the queued wire bytes.
+    """
+
+    __slots__ = ("_out", "nbytes", "_tail_sid", "_tail_len", "_tail_hdr", "max_body")
+
+    def __init__(self, max_body=65524):
+        if max_body < 1 or max_body > U32_MAX:
+            raise LocalProtocolError("max_body out of range: %r" % (max_body,))
+        self.max_body = max_body
+        self._out = []
+        self.nbytes = 0
+        self._tail_sid = -1
+        self._tail_len = 0
+        self._tail_hdr = -1  # index in _out of the open Data frame's header, or -1
+
+    def __len__(self):
+        return len(self._out)
+
+    def frame(self, ftype, flags, stream_id, length):
+        """Queue a frame without body (WindowUpdate, Ping, GoAway, or a Data frame with flags)."""
+        self._out.append(pack_yamux_header(ftype, flags, stream_id, length))
+        self.nbytes += _HEADER_SIZE
+        self._tail_hdr = -1
+
+    def data(self, stream_id, data, n):
+        """Queue ``data[:n]`` for ``stream_id`` as Data frames (no flags)."""
+        view = data if isinstance(data, memoryview) else memoryview(data)
+        if view.ndim != 1 or view.itemsize != 1:
+            view = view.cast("B")
+        if n < 0 or n > len(view):
+            raise LocalProtocolError("data length %r outside 0..%d" % (n, len(view)))
+        count = n  # range-checked: a C integer in the compiled build
+        immutable = isinstance(data, bytes) or (view.readonly and isinstance(view.obj, bytes))
+        out = self._out
+        body_max = self.max_body
+        off = 0
+        if count and self._tail_hdr >= 0 and self._tail_sid == stream_id and self._tail_len < body_max:
+            take = body_max - self._tail_len
+            if take > count:
+                take = count
+            out.append(view[:take] if immutable else bytes(view[:take]))
+            self._tail_len += take
+            out[self._tail_hdr] = pack_yamux_header(_TYPE_DATA, 0, stream_id, self._tail_len)
+            self.nbytes += take
+            off = take
+        while off < count:
+            end = off + body_max
+            if end > count:
+                end = count
+            k = end - off
+            out.append(pack_yamux_header(_TYPE_DATA, 0, stream_id, k))
+            out.append(view[off:end] if immutable else bytes(view[off:end]))
+            self._tail_hdr = len(out) - 2
+            self._tail_sid = stream_id
+            self._tail_len = k
+            self.nbytes += _HEADER_SIZE + k
+            off = end
+
+    def drain(self):
+        """Return the queued buffers (a list) and empty the queue."""
+        out = self._out
+        self._out = []
+        self.nbytes = 0
+        self._tail_hdr = -1
+        return out
+
+
+# --------------------------------------------------------------------------- sealed frames
+
+
+def seal_frames(buffers, step, seal, n, limit, out):
+    """Cut the concatenation of ``buffers`` into plaintexts of ``step`` bytes (the last
+    one shorter) and write each as ``u16be(len + 16) || seal(plaintext)`` into ``out``.
+
+    The transport framing of Noise: ``seal(nonce, plaintext, ad, dst)`` is an AEAD
+    ``encrypt_into`` writing ``len(plaintext) + 16`` bytes into ``dst``; nonce ``i`` is
+    ``4 zero bytes || u64le(n + i)``.  A plaintext inside one buffer is passed as a
+    memoryview slice (no copy); one spanning buffers is gathered into a scratch buffer.
+    ``out`` (a bytearray, not exported) is grown to ``total + 18 * frames`` bytes if
+    shorter; ``step`` is 1..65519.  Raises ``SecurityError`` (nothing written) if the
+    frames would need nonce ``limit`` or beyond.  Returns ``(bytes written, next n)``.
+    """
+    if step < 1 or step > 65519:
+        raise LocalProtocolError("step out of range: %r" % (step,))
+    stp = step  # range-checked: a C integer in the compiled build
+    total = 0
+    for b in buffers:
+        total += len(b) if isinstance(b, (bytes, bytearray)) else memoryview(b).nbytes
+    frames = (total + stp - 1) // stp
+    if n + frames > limit:
+        raise SecurityError("noise nonce exhausted; the connection must be closed")
+    need = total + 18 * frames
+    if len(out) < need:
+        out += bytes(need - len(out))
+    ov = memoryview(out)
+    try:
+        nonce = bytearray(12)
+        scratch = None
+        parts = []
+        seg = 0  # bytes gathered for the current plaintext
+        pos = 0
+        for b in buffers:
+            mv = b if isinstance(b, memoryview) else memoryview(b)
+            if mv.ndim != 1 or mv.itemsize != 1:
+                mv = mv.cast("B")
+            size = len(mv)
+            off = 0
+            while off < size:
+                take = stp - seg
+                if take > size - off:
+                    take = size - off
+                if take == size and not seg:
+                    parts.append(mv)
+                else:
+                    parts.append(mv[off:off + take])
+                seg += take
+                off += take
+                if seg == stp:
+                    if scratch is None and len(parts) > 1:
+                        scratch = bytearray(stp)
+                    pos = _seal_one(parts, seg, scratch, seal, nonce, n, ov, pos)
+                    n += 1
+                    parts = []
+                    seg = 0
+        if seg:
+            if scratch is None and len(parts) > 1:
+                scratch = bytearray(stp)
+            pos = _seal_one(parts, seg, scratch, seal, nonce, n, ov, pos)
+            n += 1
+    finally:
+        ov.release()
+    return pos, n
+
+
+def _seal_one(parts, seg, scratch, seal, nonce, n, ov, pos):
+    if len(parts) == 1:
+        pt = parts[0]
+    else:
+        at = 0
+        for part in parts:
+            k = len(part)
+            scratch[at:at + k] = part
+            at += k
+        pt = memoryview(scratch)[:seg]
+    _NONCE.pack_into(nonce, 0, n)
+    ln = seg + 16
+    ov[pos] = ln >> 8
+    ov[pos + 1] = ln & 0xFF
+    seal(nonce, pt, b"", ov[pos + 2:pos + 2 + ln])
+    return pos + 2 + ln
 
 
 # --------------------------------------------------------------------------- mplex

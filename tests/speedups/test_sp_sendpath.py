@@ -1,0 +1,207 @@
+"""frames send-path helpers in both builds: YamuxWriteBuffer (coalescing, zero-copy,
+byte accounting) and seal_frames (Noise transport framing into a reused buffer),
+plus pure/compiled parity."""
+
+import struct
+
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from geventp2p.exceptions import LocalProtocolError, SecurityError
+
+HYP = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+KEY = bytes(range(32))
+
+
+def hx(s):
+    return bytes.fromhex(s.replace(" ", ""))
+
+
+def parse_yamux(wire):
+    """[(type, flags, sid, length, body)] of a complete yamux byte string."""
+    out = []
+    pos = 0
+    while pos < len(wire):
+        _, t, fl, sid, ln = struct.unpack_from(">BBHII", wire, pos)
+        pos += 12
+        body = b""
+        if t == 0:
+            body = wire[pos:pos + ln]
+            pos += ln
+        out.append((t, fl, sid, ln, body))
+    return out
+
+
+# --------------------------------------------------------------------------- YamuxWriteBuffer
+
+
+def test_write_buffer_vectors(impl):
+    wb = impl.frames.YamuxWriteBuffer(65524)
+    wb.frame(1, 1, 1, 0)  # SYN
+    wb.data(1, b"hello", 5)
+    assert wb.nbytes == 12 + 12 + 5
+    out = b"".join(wb.drain())
+    assert out == hx("00 01 0001 00000001 00000000") + hx("00 00 0000 00000001 00000005") + b"hello"
+    assert wb.nbytes == 0 and wb.drain() == []
+
+
+def test_write_buffer_coalesces_consecutive_writes_of_one_stream(impl):
+    wb = impl.frames.YamuxWriteBuffer(10)
+    for piece in (b"ab", b"cde", b"fghijkl", b"mn"):
+        wb.data(3, piece, len(piece))
+    wire = b"".join(wb.drain())
+    assert parse_yamux(wire) == [(0, 0, 3, 10, b"abcdefghij"), (0, 0, 3, 4, b"klmn")]
+
+
+def test_write_buffer_does_not_coalesce_across_streams_or_control_frames(impl):
+    wb = impl.frames.YamuxWriteBuffer(100)
+    wb.data(1, b"a", 1)
+    wb.data(3, b"b", 1)
+    wb.data(3, b"c", 1)
+    wb.frame(1, 0, 3, 7)
+    wb.data(3, b"d", 1)
+    wire = b"".join(wb.drain())
+    assert parse_yamux(wire) == [
+        (0, 0, 1, 1, b"a"), (0, 0, 3, 2, b"bc"), (1, 0, 3, 7, b""), (0, 0, 3, 1, b"d"),
+    ]
+    wb.data(3, b"e", 1)  # a drain closes the open frame
+    assert parse_yamux(b"".join(wb.drain())) == [(0, 0, 3, 1, b"e")]
+
+
+def test_write_buffer_copies_mutable_input_and_not_bytes(impl):
+    wb = impl.frames.YamuxWriteBuffer(65524)
+    src = bytearray(b"mutable!")
+    wb.data(1, src, 8)
+    src[:] = b"XXXXXXXX"
+    data = bytes(b"y" * 100000)
+    wb.data(5, memoryview(data), 100000)
+    bufs = wb.drain()
+    assert b"".join(bufs)[12:20] == b"mutable!"
+    # the bytes body is queued as views of the caller's object, not copies
+    views = [b for b in bufs if isinstance(b, memoryview)]
+    assert views and all(v.obj is data for v in views)
+    assert parse_yamux(b"".join(bufs))[1:] == [(0, 0, 5, 65524, data[:65524]), (0, 0, 5, 100000 - 65524, data[65524:])]
+
+
+def test_write_buffer_partial_and_bad_lengths(impl):
+    wb = impl.frames.YamuxWriteBuffer(65524)
+    wb.data(1, b"abcdef", 4)
+    wb.data(1, b"xyz", 0)
+    assert parse_yamux(b"".join(wb.drain())) == [(0, 0, 1, 4, b"abcd")]
+    for n in (-1, 7, 2**70):
+        with pytest.raises(LocalProtocolError):
+            wb.data(1, b"abcdef", n)
+    with pytest.raises(LocalProtocolError):
+        wb.data(2**32, b"a", 1)
+    with pytest.raises(LocalProtocolError):
+        impl.frames.YamuxWriteBuffer(0)
+    assert wb.nbytes == 0
+
+
+@HYP
+@given(
+    body=st.integers(1, 300),
+    ops=st.lists(
+        st.tuples(st.sampled_from(["data", "frame", "drain"]), st.integers(1, 3), st.binary(max_size=700)),
+        max_size=30,
+    ),
+)
+def test_write_buffer_parity_and_stream_content(both_impls, body, ops):
+    """Both builds produce the same wire bytes; per stream, the Data bodies carry
+    exactly the bytes written, in order, in frames of at most ``body`` bytes."""
+    py, c = both_impls
+    wires = []
+    for impl in (py, c):
+        wb = impl.frames.YamuxWriteBuffer(body)
+        wire = b""
+        for op, sid, data in ops:
+            if op == "data":
+                wb.data(sid, data, len(data))
+            elif op == "frame":
+                wb.frame(1, 0, sid, len(data))
+            else:
+                queued = wb.nbytes
+                chunk = b"".join(wb.drain())
+                assert len(chunk) == queued
+                wire += chunk
+        queued = wb.nbytes
+        chunk = b"".join(wb.drain())
+        assert len(chunk) == queued
+        wire += chunk
+        wires.append(wire)
+    assert wires[0] == wires[1]
+    frames_ = parse_yamux(wires[0])
+    for sid in (1, 2, 3):
+        sent = b"".join(d for op, s, d in ops if op == "data" and s == sid)
+        got = [f for f in frames_ if f[0] == 0 and f[2] == sid]
+        assert b"".join(f[4] for f in got) == sent
+        assert all(0 < f[3] <= body for f in got)
+
+
+# --------------------------------------------------------------------------- seal_frames
+
+
+def open_frames(wire, n0=0):
+    """Decrypt consecutive Noise transport frames; returns (plaintexts, next nonce)."""
+    aead = ChaCha20Poly1305(KEY)
+    out = []
+    pos = 0
+    n = n0
+    while pos < len(wire):
+        ln = (wire[pos] << 8) | wire[pos + 1]
+        out.append(aead.decrypt(struct.pack("<4xQ", n), wire[pos + 2:pos + 2 + ln], b""))
+        n += 1
+        pos += 2 + ln
+    return out, n
+
+
+def test_seal_frames_matches_one_frame_at_a_time(impl):
+    aead = ChaCha20Poly1305(KEY)
+    data = bytes(range(256)) * 600  # 153600 bytes: 3 frames of <= 65519
+    out = bytearray()
+    size, n = impl.frames.seal_frames([data[:1000], memoryview(data)[1000:], b""], 65519, aead.encrypt_into, 5, 2**64 - 1, out)
+    expect = b""
+    for i, off in enumerate(range(0, len(data), 65519)):
+        ct = aead.encrypt(struct.pack("<4xQ", 5 + i), data[off:off + 65519], b"")
+        expect += struct.pack(">H", len(ct)) + ct
+    assert n == 8 and bytes(out[:size]) == expect
+    # the buffer is reused (no growth) for a smaller batch
+    cap = len(out)
+    size, n = impl.frames.seal_frames([b"abc"], 65519, aead.encrypt_into, n, 2**64 - 1, out)
+    assert len(out) == cap and open_frames(bytes(out[:size]), 8) == ([b"abc"], 9)
+
+
+def test_seal_frames_nonce_limit_and_step(impl):
+    aead = ChaCha20Poly1305(KEY)
+    out = bytearray()
+    with pytest.raises(SecurityError):
+        impl.frames.seal_frames([b"x" * 20], 10, aead.encrypt_into, 7, 8, out)  # nonces 7, 8 must be < limit
+    size, n = impl.frames.seal_frames([b"x" * 20], 10, aead.encrypt_into, 7, 9, out)
+    assert n == 9 and size == 2 * (2 + 10 + 16)
+    for step in (0, 65520, 2**70):
+        with pytest.raises(LocalProtocolError):
+            impl.frames.seal_frames([b"x"], step, aead.encrypt_into, 0, 2**64 - 1, bytearray())
+    assert impl.frames.seal_frames([], 100, aead.encrypt_into, 3, 2**64 - 1, bytearray()) == (0, 3)
+
+
+@HYP
+@given(
+    step=st.integers(1, 3000),
+    parts=st.lists(st.binary(max_size=5000), max_size=12),
+    n0=st.integers(0, 2**40),
+)
+def test_seal_frames_parity_and_roundtrip(both_impls, step, parts, n0):
+    aead = ChaCha20Poly1305(KEY)
+    results = []
+    for impl in both_impls:
+        out = bytearray(7)  # too short: grown
+        size, n = impl.frames.seal_frames(parts, step, aead.encrypt_into, n0, 2**64 - 1, out)
+        results.append((bytes(out[:size]), n))
+    assert results[0] == results[1]
+    plain, n = open_frames(results[0][0], n0)
+    joined = b"".join(parts)
+    assert b"".join(plain) == joined and n == results[0][1]
+    assert all(len(p) == step for p in plain[:-1])
+    assert n - n0 == (len(joined) + step - 1) // step
