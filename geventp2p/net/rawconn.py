@@ -207,25 +207,35 @@ class SocketConn(RawConn):
                 raise TransportError(exc.errno, f"write failed: {exc.strerror or exc}") from exc
 
     def writev(self, buffers: Iterable) -> None:
-        """Blocks the calling greenlet until all buffers are written (``sendmsg`` when possible)."""
+        """Blocks the calling greenlet until all buffers are written (``sendmsg`` when possible).
+
+        Buffers go out as they are (no joining), at most ``_MAX_IOV`` per ``sendmsg``.
+        """
         if self._closed:
             raise TransportError(errno.EBADF, "write on a closed connection")
         bufs = [b for b in buffers if b]
         if not bufs:
             return
-        if len(bufs) == 1 or not self._has_sendmsg or len(bufs) > _MAX_IOV:
-            self._write_raw(b"".join(bufs))
+        if len(bufs) == 1 or not self._has_sendmsg:
+            self._write_raw(bufs[0] if len(bufs) == 1 else b"".join(bufs))
             return
-        total = 0
-        for b in bufs:
-            total += len(b)
+        sock = self._sock
+        count = len(bufs)
+        i = 0
         with self._wlock:
             try:
-                sent = self._sock.sendmsg(bufs)
-                if sent < total:
-                    # partial write: send what is left in one go
-                    rest = memoryview(b"".join(bufs))[sent:]
-                    self._sock.sendall(rest)
+                while i < count:
+                    sent = sock.sendmsg(bufs[i : i + _MAX_IOV] if i or count > _MAX_IOV else bufs)
+                    # skip what went out; a partly sent buffer is sliced (no copy)
+                    while sent and i < count:
+                        b = bufs[i]
+                        size = b.nbytes if type(b) is memoryview else len(b)
+                        if sent >= size:
+                            sent -= size
+                            i += 1
+                        else:
+                            bufs[i] = memoryview(b).cast("B")[sent:]
+                            sent = 0
             except OSError as exc:
                 raise TransportError(exc.errno, f"write failed: {exc.strerror or exc}") from exc
 

@@ -433,15 +433,25 @@ class Stream:
 
         Honors back-pressure (flow-control window / connection write queue).
         """
-        self._check_writable()
+        if self._reset_error is not None or self._write_error is not None or self._write_closed:
+            self._check_writable()
         view = memoryview(data)
         if view.ndim != 1 or view.itemsize != 1:
             view = view.cast("B")
-        if not view.nbytes:
+        size = view.nbytes
+        if not size:
             return
         lock = self._write_lock
-        if lock is None:
-            lock = self._write_lock = Semaphore()
+        if lock is None or not lock.locked():
+            # Fast path: no other writer holds the stream, so a write the muxer takes
+            # whole needs no lock (``_try_write`` never switches greenlets).
+            sent = self._try_write(view)
+            if sent == size:
+                return
+            if sent:
+                view = view[sent:]
+            if lock is None:
+                lock = self._write_lock = Semaphore()
         call_deadline = None if timeout is None else _monotonic() + timeout
         if not lock.acquire(blocking=False):
             deadline = _effective_deadline(timeout, self._write_deadline)

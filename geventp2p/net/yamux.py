@@ -93,7 +93,19 @@ class YamuxStream(Stream):
         self._mux = mux
 
     def _try_write(self, view: memoryview) -> int:
-        return self._mux._stream_write(self, view)
+        # runs once per application write: kept flat (no further Python calls but send_data)
+        mux = self._mux
+        if mux._terminated:
+            mux._check_alive()
+        room = mux._max_send_buffer - mux._wbuf.nbytes
+        if room <= 0:
+            mux._blocked_writers.append(self)
+            mux._wake_writer.set()
+            return 0
+        n = mux._session.send_data(self.id, view if len(view) <= room else view[:room])
+        if n:
+            mux._wake_writer.set()
+        return n
 
     def _send_close_write(self) -> None:
         self._mux._stream_fin(self)
@@ -121,6 +133,7 @@ class YamuxConn:
         self.config = config = config if config is not None else YamuxConfig()
         self.scope = scope
         self._session = _y.Session(config, is_initiator, scope)
+        self._wbuf = self._session.write_buffer  # .nbytes: queued wire bytes
         self._streams: dict[int, YamuxStream] = {}
         self._accept_queue: deque = deque()
         self._accept_event = Event()
@@ -266,20 +279,6 @@ class YamuxConn:
             if isinstance(err, ConnectionClosedError):
                 raise ConnectionClosedError(_reason(err), error_code=err.error_code, remote=err.remote)
             raise ConnectionClosedError(f"yamux session is over: {err}", remote=True)
-
-    def _stream_write(self, stream: YamuxStream, view: memoryview) -> int:
-        if self._terminated:
-            self._check_alive()
-        session = self._session
-        room = self._max_send_buffer - session.bytes_to_send
-        if room <= 0:
-            self._blocked_writers.append(stream)
-            self._wake_writer.set()
-            return 0
-        n = session.send_data(stream.id, view if len(view) <= room else view[:room])
-        if n:
-            self._wake_writer.set()
-        return n
 
     def _stream_fin(self, stream: YamuxStream) -> None:
         if self._terminated:

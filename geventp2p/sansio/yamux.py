@@ -28,7 +28,9 @@ Policies (decisions, with the implementation they follow):
   Each growth reserves memory in the ``scope`` first (refused -> no growth);
   a stream's reservations are released when it leaves the table.
 * Sending: :meth:`send_data` takes as much as the send window allows and splits
-  it into Data frames of at most ``max_frame_body`` bytes.
+  it into Data frames of at most ``max_frame_body`` bytes.  While queued, small Data
+  frames of one stream are coalesced (``frames.YamuxWriteBuffer``): many small writes
+  leave as few large frames; large bodies of immutable input are not copied.
 * RST: ``WindowUpdate|RST`` with ``length`` = libp2p stream error code (go).  A
   received RST's length is a code, never credit.  Data frames with RST have code 0.
 * Session violations -> ``GoAway(1)`` queued, :class:`SessionError` event, the
@@ -365,8 +367,7 @@ class Session:
         self._num_inbound = 0
         self._unaccepted = 0
         self._unacked = 0
-        self._out: list = []
-        self._out_bytes = 0
+        self._out = frames.YamuxWriteBuffer(config.max_frame_body)
         self._reader = frames.YamuxFrameReader(config.max_window_size)
         self._frame_body = config.max_frame_body
         self._max_window = config.max_window_size
@@ -403,7 +404,12 @@ class Session:
 
     @property
     def bytes_to_send(self) -> int:
-        return self._out_bytes
+        return self._out.nbytes
+
+    @property
+    def write_buffer(self):
+        """The outbound ``frames.YamuxWriteBuffer`` (shells may read its ``nbytes``)."""
+        return self._out
 
     @property
     def ping_outstanding(self) -> int | None:
@@ -433,27 +439,20 @@ class Session:
     # ------------------------------------------------------------------ output
 
     def _queue(self, ftype: int, flags: int, stream_id: int, length: int) -> None:
-        self._out.append(_pack(ftype, flags, stream_id, length))
-        self._out_bytes += 12
+        self._out.frame(ftype, flags, stream_id, length)
 
     def data_to_send(self) -> bytes:
         """Drain everything queued for the wire as one bytes object."""
-        out = self._out
+        out = self._out.drain()
+        self._ping_answers = 0
         if not out:
             return b""
-        data = out[0] if len(out) == 1 else b"".join(out)
-        self._out = []
-        self._out_bytes = 0
-        self._ping_answers = 0
-        return data
+        return bytes(out[0]) if len(out) == 1 else b"".join(out)
 
     def buffers_to_send(self) -> list:
         """Drain everything queued for the wire as a list of buffers (for writev)."""
-        out = self._out
-        self._out = []
-        self._out_bytes = 0
         self._ping_answers = 0
-        return out
+        return self._out.drain()
 
     # ------------------------------------------------------------------ local actions
 
@@ -488,29 +487,17 @@ class Session:
 
     def send_data(self, stream_id: int, data) -> int:
         """Queue as much of ``data`` as the send window allows; return how many bytes."""
-        self._check_open()
+        if self.closed:
+            self._check_open()
         st = self._streams.get(stream_id)
         if st is None:
             raise StreamClosedError(f"yamux stream {stream_id} is closed or reset")
         if st.local_fin:
             raise StreamClosedError(f"yamux stream {stream_id} is closed for writing")
-        total = len(data)
+        total = len(data) if isinstance(data, bytes) else memoryview(data).nbytes
         n = st.window.consume_send(total)
-        if not n:
-            return 0
-        view = memoryview(data) if n < total or not isinstance(data, bytes) else data
-        body = self._frame_body
-        out = self._out
-        off = 0
-        while off < n:
-            end = off + body
-            if end > n:
-                end = n
-            out.append(_pack(_DATA, 0, stream_id, end - off))
-            chunk = view[off:end]
-            out.append(chunk if isinstance(chunk, bytes) else bytes(chunk))
-            off = end
-        self._out_bytes += n + 12 * ((n + body - 1) // body)
+        if n:
+            self._out.data(stream_id, data, n)
         return n
 
     def send_fin(self, stream_id: int) -> None:
