@@ -5,10 +5,11 @@ moves bytes.  ``NoiseTransport.secure_outbound`` / ``secure_inbound`` run the XX
 handshake over a ``RawConn`` and return a ``NoiseConn``: a ``RawConn`` whose
 bytes are carried in Noise transport frames.
 
-Throughput notes: writes are cut into 65519-byte plaintext frames and handed
-to the raw connection as one ``writev`` (one ``sendmsg``); reads pull up to
-``RECV_SIZE`` bytes at a time and decrypt every complete frame of that read in
-one go, slicing with memoryviews instead of copying.
+Throughput notes: writes (and ``writev`` buffer lists) are cut into 65519-byte
+plaintext frames encrypted straight into one reused output buffer (AEAD
+``encrypt_into``; plaintexts inside one buffer are not copied) that goes out in one
+``sendall``; reads pull up to ``RECV_SIZE`` bytes at a time and decrypt every
+complete frame of that read in one go, slicing with memoryviews instead of copying.
 """
 
 from __future__ import annotations
@@ -41,8 +42,6 @@ log = logging.getLogger(__name__)
 PROTOCOL_ID = "/noise"
 #: Bytes asked from the raw connection per read in the transport phase.
 RECV_SIZE = 256 * 1024
-# Frames (2 buffers each) per writev call; SocketConn joins above 512 buffers.
-_FRAMES_PER_WRITEV = 240
 
 
 class NoiseTransport:
@@ -251,8 +250,7 @@ class NoiseConn(RawConn):
         if not data:
             return
         with self._wlock:
-            parts = self._enc.encrypt_frame_parts(data)
-            self._send_parts(parts)
+            self._send(self._enc.seal_v((data,)))
 
     def writev(self, buffers: Iterable) -> None:
         """Blocks the calling greenlet until all buffers are written, as few frames as possible."""
@@ -262,20 +260,15 @@ class NoiseConn(RawConn):
         if not bufs:
             return
         with self._wlock:
-            if len(bufs) == 1:
-                parts = self._enc.encrypt_frame_parts(bufs[0])
-            else:
-                parts = self._enc.encrypt_frame_parts_v(bufs)
-            self._send_parts(parts)
+            self._send(self._enc.seal_v(bufs))
 
-    def _send_parts(self, parts: list) -> None:
-        raw = self._raw
-        step = 2 * _FRAMES_PER_WRITEV
-        if len(parts) <= step:
-            raw.writev(parts)
-            return
-        for i in range(0, len(parts), step):
-            raw.writev(parts[i : i + step])
+    def _send(self, frames) -> None:
+        # ``frames`` may be a view of the encryptor's reused buffer: release it once sent
+        try:
+            self._raw.write(frames)
+        finally:
+            if isinstance(frames, memoryview):
+                frames.release()
 
     def _write_raw(self, data) -> None:  # pragma: no cover - write() is overridden
         self.write(data)

@@ -32,6 +32,7 @@ from typing import Any, Optional, Sequence
 
 from google.protobuf.message import DecodeError
 
+from geventp2p._speedups import frames as _frames
 from geventp2p.core.peer import PeerId
 from geventp2p.crypto.backend import get_backend
 from geventp2p.crypto.keys import PrivateKey, PublicKey, unmarshal_public_key
@@ -585,16 +586,59 @@ def parse_frame(buf: bytes, offset: int = 0) -> Optional[tuple[bytes, int]]:
     return bytes(buf[offset + 2 : end]), end
 
 
+def _aead_into(aead: Any, name: str) -> Any:
+    """The AEAD's ``encrypt_into``/``decrypt_into`` (write into a caller buffer), or None.
+
+    Taken from the backend object if it offers it, else from the ``cryptography``
+    ChaCha20Poly1305 the ``cryptography`` backend wraps (``_c``; cryptography >= 45).
+    """
+    fn = getattr(aead, name, None)
+    if fn is None:
+        fn = getattr(getattr(aead, "_c", None), name, None)
+    return fn
+
+
+#: Reusable output buffers above this size are dropped after use (a huge write does
+#: not pin its ciphertext buffer for the life of the connection).
+KEEP_BUFFER = 2 * 1024 * 1024
+
+
 class FrameEncryptor:
     """Transport-phase sender: plaintext in, length-prefixed encrypted frames out."""
 
-    __slots__ = ("cipher", "max_plaintext")
+    __slots__ = ("cipher", "max_plaintext", "_seal", "_out")
 
     def __init__(self, cipher: CipherState, max_plaintext: int = MAX_PLAINTEXT) -> None:
         if not 1 <= max_plaintext <= MAX_PLAINTEXT:
             raise ValueError(f"max_plaintext must be in 1..{MAX_PLAINTEXT}")
         self.cipher = cipher
         self.max_plaintext = max_plaintext
+        self._seal = _aead_into(cipher._aead, "encrypt_into") if cipher._aead is not None else None
+        self._out = bytearray()
+
+    def seal_v(self, buffers: Sequence) -> Any:
+        """Encrypt the concatenation of ``buffers`` into consecutive frames; return one
+        buffer holding all of them.
+
+        With an AEAD that encrypts in place (``encrypt_into``) the frames are written
+        into a buffer owned by this encryptor and a memoryview of it is returned: valid
+        until the next call (send it before encrypting more).  Otherwise the frames are
+        joined into a new bytes object.
+        """
+        seal = self._seal
+        if seal is None:
+            parts = self.encrypt_frame_parts_v(buffers)
+            return parts[0] + parts[1] if len(parts) == 2 else b"".join(parts)
+        cipher = self.cipher
+        out = self._out
+        if len(out) > KEEP_BUFFER:
+            out = self._out = bytearray()
+        try:
+            size, cipher.n = _frames.seal_frames(buffers, self.max_plaintext, seal, cipher.n, MAX_NONCE, out)
+        except BufferError:  # a view of the last result is still alive: use a new buffer
+            out = self._out = bytearray()
+            size, cipher.n = _frames.seal_frames(buffers, self.max_plaintext, seal, cipher.n, MAX_NONCE, out)
+        return memoryview(out)[:size]
 
     def encrypt_frame_parts(self, plaintext) -> list:
         """Encrypt into a list of buffers ``[len1, ct1, len2, ct2, ...]`` (for writev)."""
