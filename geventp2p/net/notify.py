@@ -24,7 +24,7 @@ from typing import Any, Callable
 import gevent
 from gevent.event import Event
 
-__all__ = ["Notifiee", "NotifyBundle", "Dispatcher"]
+__all__ = ["Notifiee", "NotifyBundle", "Dispatcher", "NOTIFICATIONS", "wants"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,20 @@ class Notifiee:
 
 
 _Callback = Callable[[Any, Any], None]
+
+#: Every notification name a Notifiee may implement.
+NOTIFICATIONS = ("listen", "listen_close", "connected", "disconnected", "opened_stream", "closed_stream")
+
+
+def wants(notifiee: Any, what: str) -> bool:
+    """True if ``notifiee`` implements ``what`` with more than :class:`Notifiee`'s no-op.
+
+    Lets the swarm skip queueing (per stream!) what nobody listens to.
+    """
+    fn = getattr(notifiee, what, None)
+    if fn is None:
+        return False
+    return getattr(fn, "__func__", None) is not getattr(Notifiee, what)
 
 
 class NotifyBundle(Notifiee):

@@ -61,8 +61,8 @@ from geventp2p.exceptions import (
     TransportError,
 )
 from geventp2p.net.bandwidth import BandwidthCounter
-from geventp2p.net.notify import Dispatcher, Notifiee, NotifyBundle
-from geventp2p.net.swarm_dial import DialBackoff, rank_addrs
+from geventp2p.net.notify import NOTIFICATIONS, Dispatcher, Notifiee, NotifyBundle, wants
+from geventp2p.net.swarm_dial import DialBackoff, addr_info, rank_addrs
 from geventp2p.net.upgrader import Connection
 
 __all__ = [
@@ -404,6 +404,7 @@ class Swarm:
         self.bandwidth_reporter = bandwidth_reporter
         self._clock = clock
         self._transports: list[Any] = []
+        self._transport_cache: dict[Any, Any] = {}
         for t in transports:
             self.add_transport(t)
         self._backoff = DialBackoff(clock, base=config.backoff_base, coef=config.backoff_coef,
@@ -418,6 +419,8 @@ class Swarm:
         self._conns: dict[PeerId, list[SwarmConn]] = {}
         self._dials: dict[PeerId, _DialJob] = {}
         self._notifiees: list[Any] = []
+        self._split_cache: dict[Any, Any] = {}
+        self._wanted: frozenset[str] = frozenset()
         self._stream_handler: Callable[[SwarmStream], None] | None = None
         # clock times of the last failed dial / last disconnect, for connectedness()
         self._dial_failed: dict[PeerId, float] = {}
@@ -434,6 +437,7 @@ class Swarm:
             if not callable(getattr(transport, attr, None)):
                 raise ConfigError(f"transport {transport!r} has no {attr}()")
         self._transports.append(transport)
+        self._transport_cache.clear()
 
     @property
     def transports(self) -> list[Any]:
@@ -486,22 +490,28 @@ class Swarm:
         """Register a notifiee (a :class:`Notifiee` or anything with some of its methods)."""
         if notifiee not in self._notifiees:
             self._notifiees.append(notifiee)
+            self._update_wanted()
 
     def stop_notify(self, notifiee: Any) -> None:
         try:
             self._notifiees.remove(notifiee)
         except ValueError:
             pass
+        self._update_wanted()
+
+    def _update_wanted(self) -> None:
+        # notifications some notifiee implements (no dispatcher work per stream otherwise)
+        self._wanted = frozenset(w for w in NOTIFICATIONS for n in self._notifiees if wants(n, w))
 
     def _notify(self, what: str, obj: Any) -> None:
-        if self._notifiees:
+        if what in self._wanted:
             self._dispatcher.put(self._deliver, what, obj)
 
     def _deliver(self, what: str, obj: Any) -> None:
         for n in list(self._notifiees):
-            fn = getattr(n, what, None)
-            if fn is None:
+            if not wants(n, what):
                 continue
+            fn = getattr(n, what)
             try:
                 fn(self, obj)
             except Exception:
@@ -929,17 +939,18 @@ class Swarm:
         own = None
         seen: set[Any] = set()
         for a in addrs:
-            ma, _pid = _addr.split_p2p(a)
+            ma = self._transport_part(a)
             if ma is None:
                 rejected.append((a, MultiaddrError(f"{a} has no transport part")))
                 continue
             if ma in seen:
                 continue
             seen.add(ma)
-            if _addr.is_unspecified(ma):
+            info = addr_info(ma)
+            if info.unspecified:
                 rejected.append((ma, MultiaddrError("unspecified address")))
                 continue
-            if _addr.is_link_local(ma) and _addr.components(ma)[0].code in (_addr.P_IP6, _addr.P_IP6ZONE):
+            if info.ip6_link_local:
                 rejected.append((ma, MultiaddrError("IPv6 link-local address")))
                 continue
             if own is None:
@@ -950,7 +961,7 @@ class Swarm:
                 rejected.append((ma, DialSelfError(peer, f"{ma} is one of our listen addresses",
                                                    cause=DialSelfError.reason)))
                 continue
-            if self.transport_for_dial(ma) is None:
+            if self._dial_transport(ma) is None:
                 rejected.append((ma, MultiaddrError(f"no transport for {ma}")))
                 continue
             ok, _ = self._gate("intercept_addr_dial", peer, ma)
@@ -959,6 +970,32 @@ class Swarm:
                 continue
             good.append(ma)
         return good, rejected
+
+    def _transport_part(self, a: Any) -> Any:
+        """``a`` without a trailing ``/p2p/<id>`` (None if nothing is left); cached."""
+        cache = self._split_cache
+        try:
+            return cache[a]
+        except KeyError:
+            pass
+        ma, _pid = _addr.split_p2p(a)
+        if len(cache) >= 4096:
+            cache.clear()
+        cache[a] = ma
+        return ma
+
+    def _dial_transport(self, ma: Any) -> Any:
+        """``transport_for_dial(ma)``, cached per address (cleared when a transport is added)."""
+        cache = self._transport_cache
+        try:
+            return cache[ma]
+        except KeyError:
+            pass
+        t = self.transport_for_dial(ma)
+        if len(cache) >= 4096:
+            cache.clear()
+        cache[ma] = t
+        return t
 
     def _dial_addrs(self, job: _DialJob, deadline: float) -> SwarmConn:
         peer = job.peer
@@ -1032,7 +1069,7 @@ class Swarm:
         """One address: transport dial + upgrade + checks; reports on ``results``."""
         me = gevent.getcurrent()
         cfg = self.config
-        per_addr = cfg.dial_timeout_local if _addr.is_local(addr) else cfg.dial_timeout_remote
+        per_addr = cfg.dial_timeout_local if addr_info(addr).local else cfg.dial_timeout_remote
         raw = conn = None
         cut_short = True  # a timeout caused by the overall deadline earns no backoff
         try:
@@ -1049,7 +1086,7 @@ class Swarm:
                 timer = gevent.Timeout(budget)
                 timer.start()
                 try:
-                    transport = self.transport_for_dial(addr)
+                    transport = self._dial_transport(addr)
                     if transport is None:
                         raise MultiaddrError(f"no transport for {addr}")
                     raw = transport.dial(addr, timeout=budget)

@@ -795,7 +795,8 @@ def test_inbound_upgrade_slots(env):
 def test_notification_backlog_is_monitored(env, caplog):
     gate = gevent.event.Event()
     a, b = env.make(config=SwarmConfig(notify_warn_backlog=4, close_timeout=0.5)), env.make()
-    a.notify(NotifyBundle(connected=lambda n, c: gate.wait(5)))
+    # stream notifications are queued only when some notifiee implements them
+    a.notify(NotifyBundle(connected=lambda n, c: gate.wait(5), opened_stream=lambda n, s: None))
     env.introduce(a, b)
     with caplog.at_level("WARNING", logger="geventp2p.net.notify"):
         a.dial_peer(b.local_peer, timeout=5)
@@ -883,3 +884,24 @@ def test_inbound_connection_from_ourselves_is_refused(env):
         conn = up.upgrade_outbound(raw, a.local_peer, timeout=2)
         conn.accept_stream(timeout=2)  # closed by the other side
     wait_for(lambda: a.conns() == [])
+
+
+def test_stream_notifications_only_queued_when_wanted(env):
+    a, b = env.make(), env.make()
+    a.notify(NotifyBundle(connected=lambda n, c: None))
+    env.introduce(a, b)
+    a.dial_peer(b.local_peer, timeout=5)
+    assert a.wait_notifications(timeout=5)
+    before = a._dispatcher.delivered
+    for _ in range(5):
+        a.new_stream(b.local_peer, timeout=5).close()
+    assert a.wait_notifications(timeout=5)
+    assert a._dispatcher.delivered == before  # nobody implements opened/closed_stream
+    seen = []
+    bundle = NotifyBundle(opened_stream=lambda n, s: seen.append(s))
+    a.notify(bundle)
+    s = a.new_stream(b.local_peer, timeout=5)
+    assert a.wait_notifications(timeout=5)
+    assert seen == [s]
+    s.close()
+    a.stop_notify(bundle)
