@@ -45,6 +45,8 @@ __all__ = [
     "handle",
     "list_protocols",
     "LazyConn",
+    "handle_deferred",
+    "PrefixedConn",
 ]
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,120 @@ def handle(rw, protocols_or_predicate, timeout: Optional[float] = DEFAULT_NEGOTI
         proto = _run(rw, listener, "handle")
     log.debug("multistream: accepted %s (refused: %s)", proto, listener.rejected)
     return proto
+
+
+def _try_read(rw, n: int = _READ_SIZE):
+    """Bytes ``rw`` can return without waiting (None when it would block)."""
+    try:
+        return rw.read(n, timeout=0)
+    except P2PTimeoutError:
+        return None
+
+
+def handle_deferred(rw, protocols_or_predicate, timeout: Optional[float] = DEFAULT_NEGOTIATION_TIMEOUT,
+                    *, ls_protocols=None) -> tuple:
+    """:func:`handle` for an initiator that may pipeline; returns ``(protocol, pending)``.
+
+    Our replies are written only before we would wait for the initiator.  If the
+    initiator sent more bytes right after its accepted proposal (it pipelines, e.g.
+    a lazy select followed by a Noise handshake message), the header and echo are
+    not written but returned as ``pending`` for the caller to send in front of its
+    own first write (see :class:`PrefixedConn`); otherwise they are written and
+    ``pending`` is ``b""``.  An initiator that waits for our header or echo gets it
+    before we block, so nothing can deadlock.  ``rw.read`` must accept ``timeout=0``.
+    """
+    listener = Listener(protocols_or_predicate, ls_protocols=ls_protocols)
+    with _deadline(timeout, "multistream handle"):
+        while not listener.done:
+            data = _try_read(rw)
+            if data is None:
+                _flush(rw, listener)  # header / na first: the initiator may be waiting for it
+                data = rw.read(_READ_SIZE)
+            if not data:
+                raise NegotiationError("handle: unexpected EOF during multistream negotiation")
+            listener.receive_data(data)
+        leftover = listener.unconsumed()
+        pending = listener.data_to_send()
+        if leftover:
+            rw.unread(leftover)
+        elif pending:
+            rw.write(pending)
+            pending = b""
+    log.debug("multistream: accepted %s (refused: %s)", listener.protocol, listener.rejected)
+    return listener.protocol, pending
+
+
+class PrefixedConn:
+    """A channel whose first write is preceded by ``pending`` bytes (:func:`handle_deferred`).
+
+    ``pending`` is sent with the first write, or alone before a read that would
+    wait, a half-close or a close.  Everything else is delegated.
+    """
+
+    __slots__ = ("_rw", "_pending")
+
+    def __init__(self, rw, pending: bytes) -> None:
+        object.__setattr__(self, "_rw", rw)
+        object.__setattr__(self, "_pending", bytes(pending))
+
+    def __getattr__(self, name):
+        return getattr(self._rw, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._rw, name, value)
+
+    @property
+    def inner(self):
+        return self._rw
+
+    def flush(self) -> None:
+        pending = self._pending
+        if pending:
+            object.__setattr__(self, "_pending", b"")
+            self._rw.write(pending)
+
+    def write(self, data, *args, **kwargs):
+        pending = self._pending
+        if pending:
+            object.__setattr__(self, "_pending", b"")
+            data = pending + bytes(data)
+        return self._rw.write(data, *args, **kwargs)
+
+    def writev(self, buffers):
+        pending = self._pending
+        if pending:
+            object.__setattr__(self, "_pending", b"")
+            buffers = [pending, *buffers]
+        writev = getattr(self._rw, "writev", None)
+        if writev is not None:
+            return writev(buffers)
+        return self._rw.write(b"".join(bytes(b) for b in buffers))
+
+    def read(self, n=_READ_SIZE, timeout: Optional[float] = None) -> bytes:
+        if self._pending:
+            data = _try_read(self._rw, n)
+            if data is not None:
+                return data
+            self.flush()
+        return self._rw.read(n, timeout=timeout)
+
+    def unread(self, data) -> None:
+        self._rw.unread(data)
+
+    def close_write(self, *args, **kwargs):
+        self.flush()
+        return self._rw.close_write(*args, **kwargs)
+
+    def close(self, *args, **kwargs):
+        try:
+            if not getattr(self._rw, "closed", False):
+                self.flush()
+        except Exception:
+            log.debug("multistream: could not flush the deferred reply on close", exc_info=True)
+        return self._rw.close(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<PrefixedConn pending={len(self._pending)} over {self._rw!r}>"
 
 
 def list_protocols(rw, timeout: Optional[float] = DEFAULT_NEGOTIATION_TIMEOUT) -> list:

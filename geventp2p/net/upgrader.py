@@ -166,12 +166,22 @@ class Upgrader:
         deadline = _Deadline(self.config.upgrade_timeout if timeout is None else timeout)
         secured = None
         try:
-            if outbound:
+            if outbound and len(self._security_order) == 1:
+                # one choice: pipeline header + proposal with the first handshake message
+                # (the echo is checked before the handshake reply; saves a round trip)
+                sec_id = self._security_order[0]
+                lazy = multistream.LazyConn(raw, sec_id, deadline.left("security negotiation"))
+                secured = self.security[sec_id].secure_outbound(lazy, remote_peer, timeout=deadline.left("handshake"))
+            elif outbound:
                 sec_id = multistream.select_one_of(raw, self._security_order, timeout=deadline.left("security negotiation"))
                 secured = self.security[sec_id].secure_outbound(raw, remote_peer, timeout=deadline.left("handshake"))
             else:
-                sec_id = multistream.handle(raw, self._security_order, timeout=deadline.left("security negotiation"))
-                secured = self.security[sec_id].secure_inbound(raw, timeout=deadline.left("handshake"))
+                # a pipelining dialer (lazy select + first handshake message in one burst) gets
+                # our header + echo together with the handshake reply: one segment, not three
+                sec_id, pending = multistream.handle_deferred(
+                    raw, self._security_order, timeout=deadline.left("security negotiation"))
+                chan = multistream.PrefixedConn(raw, pending) if pending else raw
+                secured = self.security[sec_id].secure_inbound(chan, timeout=deadline.left("handshake"))
             mux_id = getattr(secured, "early_muxer", None)
             if mux_id not in self.muxers:
                 if mux_id is not None:
