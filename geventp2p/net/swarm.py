@@ -727,7 +727,14 @@ class Swarm:
             self._remove_conn(sc)
 
     def _accept_loop(self, sc: SwarmConn) -> None:
-        """Hands inbound streams to the stream handler until the session ends."""
+        """Accepts the next inbound stream, hands accepting on to a fresh greenlet and runs
+        the stream's handler on this one (one greenlet per stream, as before).
+
+        Running the handler at once, before the muxer's writer wakes, lets its first
+        reply leave in the same segment as the stream's ACK.  The greenlet that finds
+        the session over closes the connection.
+        """
+        stream = handler = None
         try:
             while True:
                 try:
@@ -743,9 +750,14 @@ class Swarm:
                     log.debug("no stream handler; resetting inbound stream on %r", sc)
                     s.reset()
                     continue
-                self.group.spawn(self._run_handler, handler, s)
+                stream = s
+                self.group.spawn(self._accept_loop, sc)
+                break
         finally:
-            self._close_conn(sc, 0)
+            if stream is None:
+                self._close_conn(sc, 0)
+        if stream is not None:
+            self._run_handler(handler, stream)
 
     def _run_handler(self, handler: Callable[[SwarmStream], None], s: SwarmStream) -> None:
         try:
