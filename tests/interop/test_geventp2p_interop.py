@@ -60,7 +60,7 @@ PING, ECHO, IDENTIFY, PERF = "/ipfs/ping/1.0.0", "/echo/1.0.0", "/ipfs/id/1.0.0"
 PEER_PROTOCOLS = {PING, ECHO, IDENTIFY, PERF}
 
 ECHO_BYTES = 300_000  # more than one 256 KiB yamux window: needs window updates both ways
-PERF_BYTES = 2_000_000
+PERF_BYTES = 8 << 20  # 8 MiB: many 256 KiB yamux windows each way
 STREAMS = 1000
 STREAM_BYTES = 1024
 PING_ROUNDS = 4
