@@ -35,7 +35,7 @@ from geventp2p.core.event import (
     UpdatedAddress,
 )
 from geventp2p.core.peer import PeerId, PeerInfo
-from geventp2p.exceptions import ConfigError, NegotiationError, P2PError, P2PTimeoutError
+from geventp2p.exceptions import ConfigError, ConnectionClosedError, NegotiationError, P2PError, P2PTimeoutError
 from geventp2p.host.eventbus import EventBus
 from geventp2p.host.peerstore import AGENT_VERSION, TEMP_ADDR_TTL
 from geventp2p.net import multistream
@@ -145,6 +145,7 @@ class BasicHost:
         self.negotiation_timeout = float(negotiation_timeout)
         self.identify_wait_timeout = float(identify_wait)
         self.pipelined_fin_agents = tuple(pipelined_fin_agents)
+        self._new_stream_timeout = getattr(getattr(swarm, "config", None), "new_stream_timeout", None)
         self._handlers: dict[str, StreamHandler] = {}
         self._matchers: list[tuple[str, Callable[[str], bool], StreamHandler]] = []
         self._proto_emitter = self.event_bus.emitter(EvtLocalProtocolsUpdated, stateful=True)
@@ -284,7 +285,7 @@ class BasicHost:
         """Swarm stream handler: runs on the stream's own greenlet."""
         try:
             proto = multistream.handle(stream, lambda p: self._lookup(p) is not None,
-                                       timeout=self.negotiation_timeout, ls_protocols=list(self._handlers))
+                                       timeout=self.negotiation_timeout, ls_protocols=self._handlers)
         except (P2PError, OSError) as exc:
             log.debug("inbound stream from %s: negotiation failed: %s", stream.conn.remote_peer, exc)
             stream.reset(NegotiationError.error_code if isinstance(exc, NegotiationError) else 0)
@@ -365,7 +366,10 @@ class BasicHost:
         conn = self.network.dial_peer(pid, timeout=dl.left())
         self._wait_identify(conn, dl)
         dl.check(f"new_stream to {pid}")
-        stream = self.network.new_stream(pid, timeout=dl.left())
+        try:
+            stream = conn.new_stream(timeout=dl.left(self._new_stream_timeout))
+        except ConnectionClosedError:  # closed meanwhile: the swarm picks (or dials) another
+            stream = self.network.new_stream(pid, timeout=dl.left())
         try:
             if len(protos) == 1 and self.peerstore.supports_protocols(pid, protos[0]):
                 lazy = multistream.LazyConn(stream, protos[0], dl.left(self.negotiation_timeout),

@@ -121,10 +121,18 @@ def handle(rw, protocols_or_predicate, timeout: Optional[float] = DEFAULT_NEGOTI
     ``ls_protocols`` is given).  Returns the accepted (already echoed) protocol.
     """
     listener = Listener(protocols_or_predicate, ls_protocols=ls_protocols)
-    with _deadline(timeout, "multistream handle"):
-        proto = _run(rw, listener, "handle")
-    log.debug("multistream: accepted %s (refused: %s)", proto, listener.rejected)
-    return proto
+    if timeout is None:
+        return _run(rw, listener, "handle")
+    timer = gevent.Timeout(timeout)  # inline (per stream): no context-manager generator
+    timer.start()
+    try:
+        return _run(rw, listener, "handle")
+    except gevent.Timeout as exc:
+        if exc is not timer:
+            raise
+        raise P2PTimeoutError(f"multistream handle timed out after {timeout:g}s") from None
+    finally:
+        timer.close()
 
 
 def _try_read(rw, n: int = _READ_SIZE):

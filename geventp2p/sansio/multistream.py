@@ -80,11 +80,21 @@ def _encode_raw(body: bytes) -> bytes:
     return varint.encode_uvarint(len(body)) + body
 
 
+_ENCODED: dict = {}
+
+
 def encode_message(token: str) -> bytes:
     """Return ``LP(token + "\\n")``; ``token`` is a protocol ID, ``na`` or ``ls``."""
+    msg = _ENCODED.get(token)
+    if msg is not None:
+        return msg
     if token not in _SPECIAL:
         validate_protocol_id(token)
-    return _encode_raw(token.encode("utf-8") + b"\n")
+    msg = _encode_raw(token.encode("utf-8") + b"\n")
+    if len(_ENCODED) >= 1024:  # protocol ids are few; bound it anyway
+        _ENCODED.clear()
+    _ENCODED[token] = msg
+    return msg
 
 
 def _check_token(body: bytes) -> str:
@@ -313,11 +323,11 @@ class Listener(_Negotiator):
         super().__init__()
         if callable(supports) and not isinstance(supports, (list, tuple, set, frozenset, dict)):
             self._supports: Callable[[str], bool] = supports
-            self._ls = list(ls_protocols) if ls_protocols is not None else None
+            self._ls = ls_protocols  # listed only if ``ls`` arrives
         else:
             table = frozenset(supports)
             self._supports = table.__contains__
-            self._ls = list(ls_protocols) if ls_protocols is not None else list(supports)
+            self._ls = ls_protocols if ls_protocols is not None else list(supports)
         self.rejected: List[str] = []
         self._out.append(encode_message(PROTOCOL_ID))
 
@@ -336,7 +346,7 @@ class Listener(_Negotiator):
                 if self._ls is None:
                     self._out.append(encode_message(NA))
                 else:
-                    self._out.append(encode_ls_response(self._ls))
+                    self._out.append(encode_ls_response(list(self._ls)))
                 continue
             if token != NA and token != SIMULTANEOUS_CONNECT and self._supports(token):
                 self._out.append(encode_message(token))
