@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import gc
 import os
+import struct
 import time
 from typing import Any
 
@@ -468,3 +469,67 @@ def test_host_recovers_from_js_stock_mplex_rate_limit():
         assert echo(h, pid, b"fresh", timeout=10) == b"fresh"
         assert h.network.conns_to_peer(pid)[0] is not conn
         assert peer.alive()
+
+
+# ------------------------------------------------------------------------------ abrupt ends
+
+
+def _wait_for(cond, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        gevent.sleep(0.05)
+    return True
+
+
+@pytest.mark.parametrize("muxer", MUXERS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_dialer_killed_mid_download(world, kind, muxer):
+    """A dialer asks for 4 GiB over perf and is SIGKILLed while we send: our handler's
+    writes fail, the connection is dropped, and the host keeps serving others."""
+    ih.require_peer(kind)
+    h = world.host(muxer)
+    before = {id(c) for c in h.network.conns()}
+    argv = ih.peer_command(kind, ["--dial", _our_addr(h), "--muxer", muxer, "--scenario", "perf",
+                                  "--upload", "0", "--download", str(4 << 30), "--timeout", "60"])
+    proc = ih.PeerProcess(kind, argv)  # reuses the harness's pipe draining; no JSON expected
+    try:
+        assert _wait_for(lambda: [c for c in h.network.conns() if id(c) not in before], 30), \
+            f"the {kind} dialer never connected\n{proc.stderr_tail()}"
+        conn = [c for c in h.network.conns() if id(c) not in before][0]
+        gevent.sleep(1.0)  # download under way
+        assert proc.alive(), f"the {kind} dialer ended early\n{proc.stderr_tail()}"
+        proc.proc.kill()
+        assert _wait_for(lambda: conn.closed and conn not in h.network.conns(), 15), \
+            f"connection of the killed {kind} dialer still open: {conn}"
+    finally:
+        proc.stop(grace=1.0)
+    res = _dial(kind, h, muxer, "echo", bytes=10_000)
+    assert res["bytes"] == 10_000
+
+
+@pytest.mark.parametrize("muxer", MUXERS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_listener_killed_mid_stream(world, kind, muxer):
+    """The peer process we stream to is SIGKILLed: our blocked read/write ends with a typed
+    error well before its timeout, the connection is removed, other connections live on."""
+    ih.require_peer(kind)
+    h = world.host(muxer)
+    others = [c for c in h.network.conns() if not c.closed]
+    with ih.start_peer(kind, muxer=muxer) as victim:
+        pid = PeerId.from_string(victim.peer_id)
+        with gevent.Timeout(OP_TIMEOUT):
+            conn = h.connect(victim.addr, timeout=15)
+            s = h.new_stream(pid, [PERF], timeout=10)
+            s.write(struct.pack(">Q", 1 << 40))  # ask for 1 TiB, then keep uploading
+            killer = gevent.spawn_later(0.5, victim.proc.kill)
+            t0 = time.monotonic()
+            with pytest.raises(geventp2p_errors.P2PError) as info:
+                while True:
+                    s.write(b"\0" * 65536, timeout=20)
+            elapsed = time.monotonic() - t0
+            killer.join()
+        assert elapsed < 10, f"write noticed the dead peer only after {elapsed:.1f}s ({info.value!r})"
+        assert _wait_for(lambda: conn.closed and pid not in h.network.peers(), 10)
+    assert all(not c.closed for c in others), others
