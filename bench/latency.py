@@ -9,6 +9,7 @@ prints one JSON object with the median of every figure (and the raw runs)::
     python -m bench.latency --scenario seq         # b: 500 x (new stream, 1 KiB echo)
     python -m bench.latency --scenario concurrent  # c: N concurrent 16 KiB echo streams
     python -m bench.latency --scenario connect     # d: 50 fresh connections + first stream
+                                                   #    (dial_only_ms: without the stream)
     python -m bench.latency --scenario rss         # e: peak RSS with 1,000 concurrent streams
 
 ``--profile FILE`` writes a cProfile (CPU time) of the client (one extra run);
@@ -219,16 +220,19 @@ def sc_connect(host, pid, args) -> dict:
     data = b"x" * 64
     net = host.network
     times = []
+    dials = []
     for i in range(count + 5):
         t = time.perf_counter()
         conn = net.dial_peer(pid, timeout=args.timeout, force_direct_dial=True)
+        t_dial = time.perf_counter()
         _echo_once(host, pid, data, args.timeout)
         dt = time.perf_counter() - t
         conn.close()
         if i >= 5:  # first few warm caches
             times.append(dt)
+            dials.append(t_dial - t)
     return {"ms_per_conn": sum(times) / len(times) * 1e3, "p50_ms": _pct(times, 0.5) * 1e3,
-            "max_ms": max(times) * 1e3}
+            "max_ms": max(times) * 1e3, "dial_only_ms": sum(dials) / len(dials) * 1e3}
 
 
 SCENARIOS = {"seq": sc_seq, "concurrent": sc_concurrent, "connect": sc_connect, "rss": sc_concurrent}
