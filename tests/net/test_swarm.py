@@ -905,3 +905,36 @@ def test_stream_notifications_only_queued_when_wanted(env):
     assert seen == [s]
     s.close()
     a.stop_notify(bundle)
+
+
+def test_each_inbound_stream_handler_on_its_own_greenlet_and_accepting_goes_on(env):
+    a, b = env.make(), env.make()
+    env.introduce(a, b)
+    seen = []
+    release = gevent.event.Event()
+
+    def handler(s):
+        seen.append(gevent.getcurrent())
+        if len(seen) == 1:
+            raise RuntimeError("first handler fails")  # its stream is reset, the conn lives
+        release.wait(5)  # blocked handlers do not stop the next accept
+        s.close()
+
+    b.set_stream_handler(handler)
+    a.dial_peer(b.local_peer, timeout=5)
+    streams = [a.new_stream(b.local_peer, timeout=5) for _ in range(5)]
+    for s in streams:
+        s.write(b"x")
+    with gevent.Timeout(5):
+        while len(seen) < 5:
+            gevent.sleep(0.01)
+    assert len(set(map(id, seen))) == 5
+    conn = b.conns_to_peer(a.local_peer)[0]
+    assert not conn.closed
+    release.set()
+    for s in streams:
+        s.close()
+    a.close_peer(b.local_peer)
+    with gevent.Timeout(5):
+        while b.conns_to_peer(a.local_peer):
+            gevent.sleep(0.01)
