@@ -403,6 +403,27 @@ def test_connections_survive_peer_keepalive(world):
             assert len(list(ping(h, pid, count=1))) == 1
 
 
+def test_identify_push_accepted_by_peers(world):
+    """A new protocol handler triggers identify push; js and py accept our push streams
+    (negotiated, written, closed without a reset) and the connections stay healthy."""
+    if not world.first_conn:
+        pytest.skip("no outbound connection was made in this module")
+    for muxer, h in world.hosts.items():
+        peers = [c.remote_peer for (k, m), c in world.first_conn.items() if m == muxer and not c.closed]
+        if not peers:
+            continue
+        idsvc = h.service(IdentifyService)
+        h.set_stream_handler("/geventp2p/interop-extra/1.0.0", lambda s: s.close())
+        try:
+            with gevent.Timeout(OP_TIMEOUT):
+                assert idsvc.push_all(timeout=10) >= len(peers)
+                for pid in peers:
+                    assert len(list(ping(h, pid, count=1))) == 1
+        finally:
+            h.remove_stream_handler("/geventp2p/interop-extra/1.0.0")
+        assert all(h.network.conns_to_peer(pid) for pid in peers)
+
+
 def test_dialer_connections_are_gone(world):
     """Every dialer process of TestInbound has exited: their connections to our hosts must
     be closed and forgotten (peer-initiated close: js/py send FIN or GoAway, py ends its
