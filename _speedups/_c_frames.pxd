@@ -13,6 +13,7 @@ cdef int _RESET_INITIATOR
 cdef Py_ssize_t _HEADER_SIZE
 cdef Py_ssize_t _MAX_VARINT_LEN
 cdef Py_ssize_t _COMPACT_THRESHOLD
+cdef Py_ssize_t _SHRINK_ABOVE
 
 cpdef bytes pack_yamux_header(object ftype, object flags, object stream_id, object length)
 cpdef tuple unpack_yamux_header(object buf, object offset=*)
@@ -22,15 +23,21 @@ cpdef tuple unpack_yamux_header(object buf, object offset=*)
 cdef class YamuxFrameReader:
     cdef bytearray _buf
     cdef Py_ssize_t _pos
+    cdef Py_ssize_t _end
     cdef object _error
     cdef readonly Py_ssize_t max_data_length
 
+    @cython.locals(buf=bytearray, end=Py_ssize_t, pos=Py_ssize_t)
+    cpdef list feed(self, object data)
+    @cython.locals(buf=bytearray, pos=Py_ssize_t, end=Py_ssize_t, cap=Py_ssize_t, mv=memoryview, view=memoryview)
+    cpdef memoryview get_buffer(self, object size)
+    cpdef list commit(self, object n)
     @cython.locals(
         buf=bytearray, frames=list, payload=bytes, p="const unsigned char *",
         n=Py_ssize_t, pos=Py_ssize_t, limit=Py_ssize_t, start=Py_ssize_t, end=Py_ssize_t,
         ftype=Py_ssize_t, flags=Py_ssize_t, stream_id=Py_ssize_t, length=Py_ssize_t,
     )
-    cpdef list feed(self, object data)
+    cdef list _parse(self)
 
 
 @cython.final

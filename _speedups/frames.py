@@ -95,6 +95,8 @@ _HEADER_SIZE = HEADER_SIZE
 _RESET_INITIATOR = RESET_INITIATOR
 _MAX_VARINT_LEN = MAX_VARINT_LEN
 _COMPACT_THRESHOLD = COMPACT_THRESHOLD
+# get_buffer() trims a receive buffer grown beyond this (by a huge frame) once it is free.
+_SHRINK_ABOVE = 1024 * 1024
 
 
 def pack_yamux_header(ftype, flags, stream_id, length):
@@ -132,9 +134,15 @@ def unpack_yamux_header(buf, offset=0):
 
 
 class YamuxFrameReader:
-    """Incremental yamux frame parser over an internal receive buffer."""
+    """Incremental yamux frame parser over an internal receive buffer.
 
-    __slots__ = ("_buf", "_pos", "_error", "max_data_length")
+    Bytes come in with ``feed(data)``, or without a copy: ``get_buffer(size)`` returns
+    a writable memoryview of ``size`` free bytes at the end of the buffer, the caller
+    receives into it, releases the view and calls ``commit(n)`` with the byte count.
+    Both return the complete frames.  The buffer keeps its capacity between calls.
+    """
+
+    __slots__ = ("_buf", "_pos", "_end", "_error", "max_data_length")
 
     def __init__(self, max_data_length=DEFAULT_MAX_DATA_LENGTH):
         if max_data_length < 0 or max_data_length > U32_MAX:
@@ -142,21 +150,78 @@ class YamuxFrameReader:
         self.max_data_length = max_data_length
         self._buf = bytearray()
         self._pos = 0
+        self._end = 0
         self._error = None
 
     @property
     def buffered(self):
         """Bytes held that do not form a complete frame yet."""
-        return len(self._buf) - self._pos
+        return self._end - self._pos
 
     def feed(self, data):
         """Append ``data`` and return every complete frame as a list of
         ``(ftype, flags, stream_id, length, payload)`` tuples."""
         if self._error is not None:
             raise self._error.with_traceback(None)
+        if not len(data):
+            return self._parse()  # (re-checks the buffered bytes; leaves the buffer alone)
         buf = self._buf
-        buf += data
-        n = len(buf)
+        end = self._end
+        pos = self._pos
+        if pos >= _COMPACT_THRESHOLD:
+            del buf[:pos]
+            end -= pos
+            self._pos = 0
+        if end == len(buf):
+            buf += data
+        else:
+            buf[end:] = data  # drops the spare capacity
+        self._end = len(buf)
+        return self._parse()
+
+    def get_buffer(self, size):
+        """A writable memoryview of ``size`` bytes after the buffered ones (release it
+        before the next call); fill a prefix of it, then call ``commit``."""
+        if self._error is not None:
+            raise self._error.with_traceback(None)
+        if size < 1 or size > U32_MAX:
+            raise LocalProtocolError("buffer size out of range: %r" % (size,))
+        buf = self._buf
+        pos = self._pos
+        end = self._end
+        if pos:
+            if pos == end:
+                self._pos = self._end = end = 0
+            elif pos >= _COMPACT_THRESHOLD or end + size > len(buf):
+                mv = memoryview(buf)
+                mv[0:end - pos] = mv[pos:end]
+                mv.release()
+                end -= pos
+                self._pos = 0
+                self._end = end
+        cap = end + size
+        if len(buf) < cap:
+            buf += bytes(cap - len(buf))
+        elif len(buf) > _SHRINK_ABOVE and cap <= _SHRINK_ABOVE:
+            del buf[_SHRINK_ABOVE:]  # a huge frame passed: give the memory back
+        mv = memoryview(buf)
+        view = mv[end:cap]
+        mv.release()
+        return view
+
+    def commit(self, n):
+        """``n`` bytes were written at the start of the last ``get_buffer`` view; return
+        every complete frame (as ``feed``)."""
+        if self._error is not None:
+            raise self._error.with_traceback(None)
+        if n < 0 or n > len(self._buf) - self._end:
+            raise LocalProtocolError("commit of %r bytes outside the free buffer" % (n,))
+        self._end += n
+        return self._parse()
+
+    def _parse(self):
+        buf = self._buf
+        n = self._end
         pos = self._pos
         frames = []
         p = buf  # the compiled build reads through a C pointer; buf does not resize below
@@ -196,12 +261,7 @@ class YamuxFrameReader:
                 pos += _HEADER_SIZE
             frames.append((ftype, flags, stream_id, length, payload))
         if pos == n:
-            if n:
-                del buf[:]
-            self._pos = 0
-        elif pos >= _COMPACT_THRESHOLD:
-            del buf[:pos]
-            self._pos = 0
+            self._pos = self._end = 0
         else:
             self._pos = pos
         if self._error is not None and not frames:
