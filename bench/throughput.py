@@ -123,7 +123,7 @@ def _serve_stream(stream):
         got = 0
         read = stream.read
         while True:
-            chunk = read(-1, 120)
+            chunk = read(262144, 120)
             if not chunk:
                 break
             got += len(chunk)
@@ -251,7 +251,7 @@ def _client_down(muxed, total, wsize):
     got = 0
     read = stream.read
     while True:
-        chunk = read(-1, 120)
+        chunk = read(262144, 120)
         if not chunk:
             break
         got += len(chunk)

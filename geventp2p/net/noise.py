@@ -8,8 +8,10 @@ bytes are carried in Noise transport frames.
 Throughput notes: writes (and ``writev`` buffer lists) are cut into 65519-byte
 plaintext frames encrypted straight into one reused output buffer (AEAD
 ``encrypt_into``; plaintexts inside one buffer are not copied) that goes out in one
-``sendall``; reads pull up to ``RECV_SIZE`` bytes at a time and decrypt every
-complete frame of that read in one go, slicing with memoryviews instead of copying.
+``sendall``; reads receive up to ``RECV_SIZE`` bytes of ciphertext into a reused
+buffer (``recv_into``), and ``readinto`` decrypts every complete frame straight into
+the caller's buffer (AEAD ``decrypt_into``), so a muxer reading with ``readinto``
+costs no allocation per frame.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from geventp2p.crypto.keys import PrivateKey
 from geventp2p.exceptions import P2PTimeoutError, SecurityError, TransportError
 from geventp2p.net.rawconn import RawConn
 from geventp2p.sansio.noise import (
+    MAX_FRAME,
     FrameDecryptor,
     FrameEncryptor,
     Handshake,
@@ -169,6 +172,10 @@ class NoiseConn(RawConn):
         self._dec = FrameDecryptor(result.recv_cipher)
         self._pending: deque = deque()  # decrypted chunks not yet read
         self._off = 0  # bytes of _pending[0] already returned
+        # received ciphertext: _cbuf[_cpos:_cend] (reused; sized for a read + one frame)
+        self._cbuf = bytearray(RECV_SIZE + MAX_FRAME + 2)
+        self._cpos = 0
+        self._cend = 0
         self._wlock = Semaphore()
         self._error: Optional[BaseException] = None
         self.local_peer = local_peer
@@ -191,25 +198,106 @@ class NoiseConn(RawConn):
 
     # ------------------------------------------------------------------ reading
 
+    def _fill(self) -> bool:
+        """Receive more ciphertext into the reused buffer; False at EOF."""
+        cbuf = self._cbuf
+        pos = self._cpos
+        end = self._cend
+        if pos == end:
+            pos = end = self._cpos = self._cend = 0
+        elif pos and (end == len(cbuf) or pos >= RECV_SIZE):
+            # move the partial frame to the front (< 64 KiB; no allocation)
+            with memoryview(cbuf) as mv:
+                mv[: end - pos] = mv[pos:end]
+            end -= pos
+            pos = self._cpos = 0
+            self._cend = end
+        readinto = getattr(self._raw, "readinto", None)  # (multistream wrappers forward it)
+        with memoryview(cbuf) as mv, mv[end:] as space:
+            if readinto is not None:
+                k = readinto(space)
+            else:
+                data = self._raw.read(len(space))
+                k = len(data)
+                space[:k] = data
+        if not k:
+            return False
+        self._cend = end + k
+        return True
+
+    def _eof(self) -> None:
+        if self._cend > self._cpos and not self._closed:
+            self._fail(SecurityError(
+                f"noise: EOF inside a transport frame ({self._cend - self._cpos} bytes buffered)"
+            ))
+
+    def _check_failed(self) -> None:
+        if self._error is not None:
+            raise SecurityError(f"noise connection failed: {self._error}")
+        if self._dec.error is not None:
+            self._fail(self._dec.error)
+
+    def _readinto_raw(self, mv: memoryview) -> int:
+        """Decrypt straight into ``mv`` (every complete frame that fits, back to back)."""
+        if self._pending or not self._dec.can_open_into:
+            data = self._read_raw(len(mv))
+            k = len(data)
+            mv[:k] = data
+            return k
+        dec = self._dec
+        while True:
+            self._check_failed()
+            if self._closed:
+                return 0
+            if self._cend > self._cpos:
+                with memoryview(self._cbuf) as cv, cv[self._cpos : self._cend] as src:
+                    try:
+                        used, produced = dec.open_into(src, mv)
+                    except SecurityError as exc:
+                        self._fail(exc)
+                self._cpos += used
+                if produced:
+                    return produced
+                if not used and self._frame_complete():
+                    # the next frame is larger than ``mv``: serve it in parts
+                    data = self._read_raw(len(mv))
+                    k = len(data)
+                    mv[:k] = data
+                    return k
+                if used:
+                    continue  # empty frames only
+            if not self._fill():
+                self._eof()
+                return 0
+
+    def _frame_complete(self) -> bool:
+        avail = self._cend - self._cpos
+        if avail < 2:
+            return False
+        cbuf = self._cbuf
+        p = self._cpos
+        return avail >= 2 + ((cbuf[p] << 8) | cbuf[p + 1])
+
     def _read_raw(self, n: int) -> bytes:
         pending = self._pending
+        dec = self._dec
         while not pending:
-            if self._error is not None:
-                raise SecurityError(f"noise connection failed: {self._error}")
+            self._check_failed()
             if self._closed:
                 return b""
-            if self._dec.error is not None:
-                self._fail(self._dec.error)
-            data = self._raw.read(RECV_SIZE)
-            if not data:
-                if self._dec.buffered and not self._closed:
-                    self._fail(SecurityError(f"noise: EOF inside a transport frame ({self._dec.buffered} bytes buffered)"))
+            if self._frame_complete():
+                with memoryview(self._cbuf) as cv, cv[self._cpos : self._cend] as src:
+                    try:
+                        used, pt = dec.open_one(src)
+                    except SecurityError as exc:
+                        self._fail(exc)
+                self._cpos += used
+                if pt:
+                    pending.append(pt)
+                continue
+            if not self._fill():
+                self._eof()
                 return b""
-            try:
-                chunks = self._dec.feed(data)
-            except SecurityError as exc:
-                self._fail(exc)
-            pending.extend(chunks)
         # Serve from the decrypted chunks; ``_off`` indexes into the first one, so
         # small reads cost a copy of what they return, never of the remainder.
         first = pending[0]
@@ -278,6 +366,7 @@ class NoiseConn(RawConn):
     def _close_raw(self) -> None:
         self._pending.clear()
         self._off = 0
+        self._cpos = self._cend = 0
         _close_quietly(self._raw)
 
     def close_write(self) -> None:

@@ -4,6 +4,7 @@
 memory pipes and secured connections (Noise, plaintext)::
 
     read(n=65536, timeout=None) -> bytes   # 1..n bytes, b"" at EOF
+    readinto(buf, timeout=None) -> int     # the same into a caller buffer, 0 at EOF
     write(data)                            # all bytes
     writev(buffers)                        # several buffers, one syscall where possible
     unread(data)                           # push back read-ahead bytes
@@ -90,6 +91,48 @@ class RawConn:
             raise P2PTimeoutError(f"read timed out after {timeout:g}s") from None
         finally:
             timer.close()
+
+    def readinto(self, buf, timeout: Optional[float] = None) -> int:
+        """Like ``read`` but into ``buf`` (a writable buffer): returns 1..len(buf), 0 at EOF.
+
+        Lets a consumer with its own receive buffer avoid a copy (``SocketConn``
+        receives straight into it, ``NoiseConn`` decrypts straight into it).
+        """
+        mv = buf if isinstance(buf, memoryview) else memoryview(buf)
+        if mv.ndim != 1 or mv.itemsize != 1:
+            mv = mv.cast("B")
+        size = len(mv)
+        if size <= 0:
+            raise ValueError("read size must be positive")
+        rbuf = self._rbuf
+        if rbuf:
+            k = len(rbuf) if len(rbuf) < size else size
+            mv[:k] = rbuf[:k]
+            self._rbuf = rbuf[k:]
+            return k
+        if self._closed:
+            return 0
+        if timeout is None:
+            return self._readinto_raw(mv)
+        timer = gevent.Timeout(timeout)
+        timer.start()
+        try:
+            return self._readinto_raw(mv)
+        except gevent.Timeout as exc:
+            if exc is not timer:
+                raise
+            raise P2PTimeoutError(f"read timed out after {timeout:g}s") from None
+        finally:
+            timer.close()
+
+    def _readinto_raw(self, mv: memoryview) -> int:
+        """Block until 1..len(mv) bytes were stored in ``mv``; 0 at EOF.
+
+        Default: one ``read`` and a copy (works for subclasses that override ``read``)."""
+        data = self.read(len(mv))
+        k = len(data)
+        mv[:k] = data
+        return k
 
     def unread(self, data) -> None:
         """Push ``data`` back; the next ``read`` returns it before anything else."""
@@ -197,6 +240,14 @@ class SocketConn(RawConn):
             if self._closed:
                 # closed locally while we were blocked (gevent raises EBADF in the waiter)
                 return b""
+            raise TransportError(exc.errno, f"read failed: {exc.strerror or exc}") from exc
+
+    def _readinto_raw(self, mv: memoryview) -> int:
+        try:
+            return self._sock.recv_into(mv)
+        except OSError as exc:
+            if self._closed:
+                return 0
             raise TransportError(exc.errno, f"read failed: {exc.strerror or exc}") from exc
 
     def _write_raw(self, data) -> None:

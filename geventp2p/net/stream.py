@@ -9,7 +9,8 @@ Application API (all blocking calls "block the calling greenlet")
 ------------------------------------------------------------------
 ``read(n=-1, timeout=None)``
     Returns buffered bytes (at most ``n``; ``n=-1`` means everything buffered), at
-    least one byte unless EOF.  Returns ``b""`` once the remote half-closed (FIN)
+    least one byte unless EOF.  With ``n > 0`` a large received chunk (16 KiB or
+    more) that is shorter than ``n`` comes back alone, without joining (no copy).  Returns ``b""`` once the remote half-closed (FIN)
     and the buffer is empty.  Raises ``StreamResetError`` after a reset (local or
     remote, buffered data is discarded as in go-yamux), ``StreamClosedError``
     after ``close_read()``/``close()``, ``P2PTimeoutError`` on timeout/deadline.
@@ -122,6 +123,10 @@ INBOUND = "inbound"
 OUTBOUND = "outbound"
 
 _monotonic = time.monotonic
+
+#: ``read(n)`` returns a buffered chunk of at least this size alone instead of joining
+#: it with the following ones (it still returns at most ``n`` bytes).
+_NO_JOIN = 16 * 1024
 
 
 def _effective_deadline(timeout: float | None, deadline: float | None) -> float | None:
@@ -372,6 +377,15 @@ class Stream:
     def _take(self, n: int) -> bytes:
         chunks = self._chunks
         off = self._head_off
+        if n > 0 and len(chunks) > 1:
+            head = chunks[0]
+            avail = len(head) - off
+            if _NO_JOIN <= avail < n:
+                # a large chunk is returned alone (up to n bytes is the contract):
+                # no join of it with the next chunk, no copy of the rest of that one
+                chunks.popleft()
+                self._head_off = 0
+                return self._account(head[off:] if off else head)
         if n < 0 or n >= self._buffered:
             # everything
             if off:
@@ -396,6 +410,9 @@ class Stream:
                     need = 0
             self._head_off = off
             out = parts[0] if len(parts) == 1 else b"".join(parts)
+        return self._account(out)
+
+    def _account(self, out: bytes) -> bytes:
         n_out = len(out)
         self._buffered -= n_out
         pushed = self._pushed_back

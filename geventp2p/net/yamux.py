@@ -63,6 +63,8 @@ GOAWAY_FLUSH_TIMEOUT = 0.1
 CLOSE_FLUSH_TIMEOUT = 1.0
 #: Bytes asked of the connection per read.
 READ_SIZE = 256 * 1024
+#: The reader yields to other greenlets after a read of at least this many bytes.
+YIELD_BYTES = 64 * 1024
 
 _monotonic = time.monotonic
 
@@ -347,24 +349,39 @@ class YamuxConn:
         conn = self.conn
         session = self._session
         per_yield = self._frames_per_yield
+        # receive straight into the session's frame buffer when the conn can (RawConn.readinto)
+        readinto = getattr(conn, "readinto", None)
         try:
             while not self._terminated:
                 try:
-                    data = conn.read(READ_SIZE)
+                    if readinto is not None:
+                        view = session.receive_buffer(READ_SIZE)
+                        try:
+                            got = readinto(view)
+                        finally:
+                            view.release()
+                    else:
+                        data = conn.read(READ_SIZE)
+                        got = len(data)
                 except P2PError as exc:
                     if not self._terminated:
                         self._terminate(ConnectionClosedError(f"yamux: connection read failed: {exc}", remote=True))
                     return
-                if not data:
+                if not got:
                     if not self._terminated:
                         self._terminate(ConnectionClosedError("yamux: connection closed by the remote", remote=True))
                     return
-                events = session.receive_data(data, _monotonic())
+                if readinto is not None:
+                    events = session.receive_into(got, _monotonic())
+                else:
+                    events = session.receive_data(data, _monotonic())
                 if events:
                     self._handle_events(events)
                 if session.bytes_to_send:
                     self._wake_writer.set()
-                if len(events) >= per_yield:
+                if got >= YIELD_BYTES or len(events) >= per_yield:
+                    # let the streams' readers consume before reading more: bounds the
+                    # bytes buffered per burst (cache-warm, and freed memory is reused)
                     gevent.sleep(0)
         except Exception as exc:  # a bug: end this session only
             log.exception("yamux reader failed")

@@ -739,13 +739,105 @@ class FrameDecryptor:
     raises (the connection must be closed).
     """
 
-    __slots__ = ("cipher", "_buf", "error")
+    __slots__ = ("cipher", "_buf", "error", "_open")
 
     def __init__(self, cipher: CipherState) -> None:
         self.cipher = cipher
         self._buf = bytearray()
         #: The SecurityError that ended this direction, or None.
         self.error: Optional[SecurityError] = None
+        self._open = _aead_into(cipher._aead, "decrypt_into") if cipher._aead is not None else None
+
+    @property
+    def can_open_into(self) -> bool:
+        """True if :meth:`open_into` is available (the AEAD decrypts into a buffer)."""
+        return self._open is not None
+
+    # Buffer API: the caller keeps the ciphertext (e.g. a reused receive buffer) and
+    # passes a view of its unconsumed part; ``feed`` and these must not be mixed.
+
+    def _check(self) -> None:
+        err = self.error
+        if err is not None:
+            raise SecurityError(f"noise transport failed: {err}") from err
+        if self.cipher._aead is None:
+            raise SecurityError("noise cipher has no key")
+
+    def open_into(self, src, dst) -> tuple[int, int]:
+        """Decrypt the complete frames at the start of ``src`` back to back into ``dst``
+        while each plaintext fits in what is left of ``dst``.
+
+        Returns ``(bytes of src consumed, bytes written to dst)``; ``(0, 0)`` when the
+        first frame is incomplete or larger than ``dst`` (see :meth:`open_one`).  A bad
+        frame sets ``error``: the frames before it are still returned, the next call raises.
+        """
+        self._check()
+        open_ = self._open
+        cipher = self.cipher
+        n = cipher.n
+        total = len(src)
+        room = len(dst)
+        pos = 0
+        out = 0
+        try:
+            while total - pos >= 2:
+                ln = (src[pos] << 8) | src[pos + 1]
+                end = pos + 2 + ln
+                if end > total:
+                    break
+                if ln < TAG_SIZE:
+                    raise SecurityError(f"noise frame of {ln} bytes is shorter than the {TAG_SIZE}-byte tag")
+                k = ln - TAG_SIZE
+                if k > room - out:
+                    break
+                if n >= MAX_NONCE:
+                    raise SecurityError("noise nonce exhausted; the connection must be closed")
+                try:
+                    open_(_pack_nonce(n), src[pos + 2 : end], _EMPTY, dst[out : out + k])
+                except Exception as exc:
+                    raise SecurityError(f"noise frame failed authentication: {exc!r}") from exc
+                n += 1
+                out += k
+                pos = end
+        except SecurityError as exc:
+            self.error = exc
+            if pos:
+                return pos, out
+            raise
+        finally:
+            cipher.n = n
+        return pos, out
+
+    def open_one(self, src) -> tuple[int, Optional[bytes]]:
+        """Decrypt the first frame of ``src`` into a new bytes object.
+
+        Returns ``(bytes of src consumed, plaintext)``, or ``(0, None)`` if the frame
+        is incomplete.  A bad frame raises ``SecurityError`` (and sets ``error``).
+        """
+        self._check()
+        total = len(src)
+        if total < 2:
+            return 0, None
+        ln = (src[0] << 8) | src[1]
+        end = 2 + ln
+        if end > total:
+            return 0, None
+        cipher = self.cipher
+        n = cipher.n
+        try:
+            if ln < TAG_SIZE:
+                raise SecurityError(f"noise frame of {ln} bytes is shorter than the {TAG_SIZE}-byte tag")
+            if n >= MAX_NONCE:
+                raise SecurityError("noise nonce exhausted; the connection must be closed")
+            try:
+                pt = cipher._aead.decrypt(_pack_nonce(n), src[2:end], _EMPTY)
+            except Exception as exc:
+                raise SecurityError(f"noise frame failed authentication: {exc}") from exc
+        except SecurityError as exc:
+            self.error = exc
+            raise
+        cipher.n = n + 1
+        return end, pt
 
     @property
     def buffered(self) -> int:

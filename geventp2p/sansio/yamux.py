@@ -698,6 +698,27 @@ class Session:
         except ProtocolError as exc:
             self._fail(_remote(exc), events)
             return events
+        return self._on_frames(frame_list, now, events)
+
+    def receive_buffer(self, size: int) -> memoryview:
+        """A writable view of ``size`` bytes in the frame reader's buffer: receive into
+        it (no copy), release it, then call :meth:`receive_into` with the byte count."""
+        return self._reader.get_buffer(size)
+
+    def receive_into(self, n: int, now: float | None = None) -> list[Event]:
+        """Like :meth:`receive_data` for ``n`` bytes written into the last
+        :meth:`receive_buffer` view."""
+        if self.closed:
+            return []
+        events: list[Event] = []
+        try:
+            frame_list = self._reader.commit(n)
+        except ProtocolError as exc:
+            self._fail(_remote(exc), events)
+            return events
+        return self._on_frames(frame_list, now, events)
+
+    def _on_frames(self, frame_list: list, now: float | None, events: list) -> list[Event]:
         if frame_list:
             if now is not None:
                 self._last_rx = now

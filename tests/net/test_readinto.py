@@ -1,0 +1,142 @@
+"""RawConn.readinto: SocketConn (recv_into), NoiseConn (decrypt straight into the
+caller's buffer), the generic fallback, push-back, EOF, timeouts and bad frames;
+both crypto backends (pycryptodome has no decrypt_into: the copying path)."""
+
+from __future__ import annotations
+
+import os
+
+import gevent
+import gevent.socket as gsocket
+import pytest
+
+from geventp2p.crypto.backend import get_backend
+from geventp2p.crypto.keys import generate_key
+from geventp2p.exceptions import P2PTimeoutError, SecurityError
+from geventp2p.net.noise import NoiseTransport
+from geventp2p.net.rawconn import RawConn, SocketConn
+from geventp2p.sansio.noise import MAX_PLAINTEXT, FrameEncryptor
+
+T = 10
+
+
+@pytest.fixture(params=["cryptography", "pycryptodome"])
+def backend(request):
+    return get_backend(request.param)
+
+
+@pytest.fixture
+def raw_pair():
+    a, b = gsocket.socketpair()
+    ca, cb = SocketConn(a, is_initiator=True), SocketConn(b)
+    yield ca, cb
+    ca.close()
+    cb.close()
+
+
+def secure(raw_pair, backend):
+    ra, rb = raw_pair
+    k1, k2 = generate_key(), generate_key()
+    with gevent.Timeout(T):
+        g = gevent.spawn(NoiseTransport(k2, backend=backend).secure_inbound, rb, timeout=T)
+        ci = NoiseTransport(k1, backend=backend).secure_outbound(ra, timeout=T)
+        cr = g.get()
+    return ci, cr
+
+
+def read_all_into(conn, total, size):
+    buf = bytearray(size)
+    out = bytearray()
+    while len(out) < total:
+        n = conn.readinto(buf, timeout=T)
+        assert 0 < n <= size
+        out += buf[:n]
+    return bytes(out)
+
+
+def test_socketconn_readinto_pushback_eof_timeout(raw_pair):
+    a, b = raw_pair
+    a.write(b"hello world")
+    buf = bytearray(5)
+    assert b.readinto(buf, timeout=T) == 5 and buf == b"hello"
+    b.unread(b"XY")
+    assert b.readinto(buf, timeout=T) == 2 and buf[:2] == b"XY"
+    assert read_all_into(b, 6, 100) == b" world"
+    with pytest.raises(P2PTimeoutError):
+        b.readinto(buf, timeout=0.05)
+    with pytest.raises(ValueError):
+        b.readinto(bytearray(0))
+    a.close()
+    assert b.readinto(buf, timeout=T) == 0
+
+
+def test_generic_readinto_uses_read():
+    class Chunks(RawConn):
+        def __init__(self, chunks):
+            super().__init__()
+            self.chunks = list(chunks)
+
+        def read(self, n=65536, timeout=None):  # a subclass overriding read only
+            return self.chunks.pop(0)[:n] if self.chunks else b""
+
+        def _close_raw(self):
+            pass
+
+    c = Chunks([b"abc", b"defg"])
+    buf = bytearray(10)
+    assert c.readinto(buf) == 3 and buf[:3] == b"abc"
+    assert c.readinto(memoryview(buf)[3:]) == 4 and buf[:7] == b"abcdefg"
+    assert c.readinto(buf) == 0
+
+
+@pytest.mark.parametrize("size", [1, 7, 1000, MAX_PLAINTEXT, 300_000])
+def test_noise_readinto_sizes(raw_pair, backend, size):
+    ci, cr = secure(raw_pair, backend)
+    data = os.urandom(3 * MAX_PLAINTEXT + 4321)
+    g = gevent.spawn(ci.writev, [b"head", data, b"", b"tail"])
+    assert read_all_into(cr, len(data) + 8, size) == b"head" + data + b"tail"
+    g.get(timeout=T)
+    # mixing read() and readinto() keeps the byte order
+    ci.write(b"0123456789")
+    assert cr.read(3, timeout=T) == b"012"
+    assert read_all_into(cr, 7, size) == b"3456789"
+    ci.close()
+    assert cr.readinto(bytearray(10), timeout=T) == 0
+    cr.close()
+
+
+def test_noise_readinto_empty_frames_and_bad_frame(raw_pair, backend):
+    ci, cr = secure(raw_pair, backend)
+    enc = FrameEncryptor(ci._enc.cipher)
+    empty = ci._enc.cipher.encrypt(b"")  # a frame with no plaintext (16-byte tag only)
+    ci.raw.write(len(empty).to_bytes(2, "big") + empty)
+    ci.write(b"ok")
+    assert read_all_into(cr, 2, 64) == b"ok"
+    frame = bytearray(enc.encrypt_frames(b"secret"))
+    frame[-1] ^= 1
+    ci.raw.write(bytes(frame))
+    with pytest.raises(SecurityError):
+        cr.readinto(bytearray(100), timeout=T)
+    assert cr.closed
+    ci.close()
+
+
+def test_noise_readinto_eof_inside_frame(raw_pair, backend):
+    ci, cr = secure(raw_pair, backend)
+    frame = FrameEncryptor(ci._enc.cipher).encrypt_frames(b"cut short")
+    ci.raw.write(frame[:-3])
+    ci.raw.close()
+    with pytest.raises(SecurityError):
+        cr.readinto(bytearray(100), timeout=T)
+    cr.close()
+
+
+def test_noise_readinto_timeout_and_close_wakes(raw_pair, backend):
+    ci, cr = secure(raw_pair, backend)
+    with pytest.raises(P2PTimeoutError):
+        cr.readinto(bytearray(10), timeout=0.05)
+    g = gevent.spawn(cr.readinto, bytearray(10))
+    gevent.sleep(0.01)
+    cr.close()
+    assert g.get(timeout=T) == 0
+    ci.close()
