@@ -46,13 +46,13 @@ cdef class YamuxWriteBuffer:
     cdef readonly Py_ssize_t nbytes
     cdef object _tail_sid
     cdef Py_ssize_t _tail_len
-    cdef Py_ssize_t _tail_hdr
+    cdef bytearray _tail_hdr
     cdef readonly Py_ssize_t max_body
 
     cpdef object frame(self, object ftype, object flags, object stream_id, object length)
     @cython.locals(
-        out=list, immutable=bint, count=Py_ssize_t, off=Py_ssize_t, end=Py_ssize_t,
-        k=Py_ssize_t, take=Py_ssize_t, body_max=Py_ssize_t,
+        out=list, hdr=bytearray, immutable=bint, size=Py_ssize_t, count=Py_ssize_t, off=Py_ssize_t,
+        end=Py_ssize_t, k=Py_ssize_t, take=Py_ssize_t, body_max=Py_ssize_t, length=Py_ssize_t,
     )
     cpdef object data(self, object stream_id, object data, object n)
     cpdef list drain(self)

@@ -294,7 +294,7 @@ class YamuxWriteBuffer:
         self.nbytes = 0
         self._tail_sid = -1
         self._tail_len = 0
-        self._tail_hdr = -1  # index in _out of the open Data frame's header, or -1
+        self._tail_hdr = None  # the open Data frame's header (a bytearray, patched in place)
 
     def __len__(self):
         return len(self._out)
@@ -303,27 +303,45 @@ class YamuxWriteBuffer:
         """Queue a frame without body (WindowUpdate, Ping, GoAway, or a Data frame with flags)."""
         self._out.append(pack_yamux_header(ftype, flags, stream_id, length))
         self.nbytes += _HEADER_SIZE
-        self._tail_hdr = -1
+        self._tail_hdr = None
 
     def data(self, stream_id, data, n):
         """Queue ``data[:n]`` for ``stream_id`` as Data frames (no flags)."""
-        view = data if isinstance(data, memoryview) else memoryview(data)
-        if view.ndim != 1 or view.itemsize != 1:
-            view = view.cast("B")
-        if n < 0 or n > len(view):
-            raise LocalProtocolError("data length %r outside 0..%d" % (n, len(view)))
+        if type(data) is bytes:
+            view = None  # made only if a slice is needed
+            size = len(data)
+            immutable = True
+        else:
+            view = data if isinstance(data, memoryview) else memoryview(data)
+            if view.ndim != 1 or view.itemsize != 1:
+                view = view.cast("B")
+            size = len(view)
+            immutable = isinstance(data, bytes) or (view.readonly and isinstance(view.obj, bytes))
+        if n < 0 or n > size:
+            raise LocalProtocolError("data length %r outside 0..%d" % (n, size))
         count = n  # range-checked: a C integer in the compiled build
-        immutable = isinstance(data, bytes) or (view.readonly and isinstance(view.obj, bytes))
+        if not count:
+            return
         out = self._out
         body_max = self.max_body
         off = 0
-        if count and self._tail_hdr >= 0 and self._tail_sid == stream_id and self._tail_len < body_max:
+        hdr = self._tail_hdr
+        if hdr is not None and self._tail_len < body_max and self._tail_sid == stream_id:
             take = body_max - self._tail_len
             if take > count:
                 take = count
-            out.append(view[:take] if immutable else bytes(view[:take]))
-            self._tail_len += take
-            out[self._tail_hdr] = pack_yamux_header(_TYPE_DATA, 0, stream_id, self._tail_len)
+            if take == size and view is None:
+                out.append(data)
+            else:
+                if view is None:
+                    view = memoryview(data)
+                out.append(view[:take] if immutable else bytes(view[:take]))
+            length = self._tail_len + take
+            self._tail_len = length
+            hdr[8] = (length >> 24) & 0xFF
+            hdr[9] = (length >> 16) & 0xFF
+            hdr[10] = (length >> 8) & 0xFF
+            hdr[11] = length & 0xFF
             self.nbytes += take
             off = take
         while off < count:
@@ -331,9 +349,15 @@ class YamuxWriteBuffer:
             if end > count:
                 end = count
             k = end - off
-            out.append(pack_yamux_header(_TYPE_DATA, 0, stream_id, k))
-            out.append(view[off:end] if immutable else bytes(view[off:end]))
-            self._tail_hdr = len(out) - 2
+            hdr = bytearray(pack_yamux_header(_TYPE_DATA, 0, stream_id, k))
+            out.append(hdr)
+            if k == size and view is None:
+                out.append(data)
+            else:
+                if view is None:
+                    view = memoryview(data)
+                out.append(view[off:end] if immutable else bytes(view[off:end]))
+            self._tail_hdr = hdr
             self._tail_sid = stream_id
             self._tail_len = k
             self.nbytes += _HEADER_SIZE + k
@@ -344,7 +368,7 @@ class YamuxWriteBuffer:
         out = self._out
         self._out = []
         self.nbytes = 0
-        self._tail_hdr = -1
+        self._tail_hdr = None
         return out
 
 

@@ -56,9 +56,10 @@ Subclass interface (for muxer authors)
 Hooks the subclass MUST implement.  They are called from the application's
 greenlet, must not block and must not switch greenlets:
 
-``_try_write(view: memoryview) -> int``
-    Queue a prefix of ``view`` (non-empty) for sending and return its length; copy
-    the bytes (the caller may reuse its buffer).  Return 0 when no capacity is
+``_try_write(view: memoryview | bytes) -> int``
+    Queue a prefix of ``view`` (non-empty; ``bytes`` as passed by the application,
+    else a byte memoryview) for sending and return its length; copy mutable input
+    (the caller may reuse its buffer).  Return 0 when no capacity is
     available right now: the base then waits until the muxer calls
     ``_notify_writable()`` (or the deadline passes) and retries.  Raise a
     ``StreamError`` if the stream can no longer send (the base also checks
@@ -452,10 +453,14 @@ class Stream:
         """
         if self._reset_error is not None or self._write_error is not None or self._write_closed:
             self._check_writable()
-        view = memoryview(data)
-        if view.ndim != 1 or view.itemsize != 1:
-            view = view.cast("B")
-        size = view.nbytes
+        if type(data) is bytes:
+            view = data  # immutable: handed over as is (a memoryview only if split)
+            size = len(data)
+        else:
+            view = memoryview(data)
+            if view.ndim != 1 or view.itemsize != 1:
+                view = view.cast("B")
+            size = view.nbytes
         if not size:
             return
         lock = self._write_lock
@@ -465,10 +470,11 @@ class Stream:
             sent = self._try_write(view)
             if sent == size:
                 return
-            if sent:
-                view = view[sent:]
+            view = memoryview(view)[sent:]
             if lock is None:
                 lock = self._write_lock = Semaphore()
+        else:
+            view = memoryview(view)
         call_deadline = None if timeout is None else _monotonic() + timeout
         if not lock.acquire(blocking=False):
             deadline = _effective_deadline(timeout, self._write_deadline)

@@ -104,7 +104,7 @@ class YamuxStream(Stream):
             mux._blocked_writers.append(self)
             mux._wake_writer.set()
             return 0
-        n = mux._session.send_data(self.id, view if len(view) <= room else view[:room])
+        n = mux._session.send_data(self.id, view if len(view) <= room else memoryview(view)[:room])
         if n:
             mux._wake_writer.set()
         return n
