@@ -395,7 +395,13 @@ def _client_main(args) -> dict:
 
             _profiled(args.profile, run)
             muxed.close()
-        proc.wait(timeout=60)
+        # poll cooperatively: a blocking wait would stop the hub before the muxer's
+        # greenlets finished closing the connection (mplex closes asynchronously)
+        import gevent
+
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            gevent.sleep(0.02)
     finally:
         if proc.poll() is None:
             proc.kill()

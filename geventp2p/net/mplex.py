@@ -57,6 +57,8 @@ __all__ = ["PROTOCOL_ID", "MplexConfig", "MplexMuxer", "MplexConn", "MplexStream
 log = logging.getLogger(__name__)
 
 _READ_SIZE = 65536
+#: The reader yields to other greenlets after a read of at least this many bytes.
+_YIELD_BYTES = 16384
 
 #: Queued control frames (resets of refused or misbehaving streams, closes) the
 #: session may hold beyond ``max_send_buffer_size`` while the peer does not read
@@ -308,6 +310,11 @@ class MplexConn:
                         gevent.sleep(0)
                 if session.bytes_to_send:
                     self._wake_writer()
+                if len(data) >= _YIELD_BYTES and budget != per_yield:
+                    # let the streams' readers run before reading more: mplex has no flow
+                    # control, so a reader that never yields lets one fast sender fill a
+                    # stream's buffer past its cap (and get it reset) while its reader waits
+                    gevent.sleep(0)
                 if session.bytes_to_send > send_limit:
                     reason = "mplex peer makes us queue frames it does not read"
                     log.debug("mplex: %s (%d bytes queued)", reason, session.bytes_to_send)
