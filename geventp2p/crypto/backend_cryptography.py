@@ -218,23 +218,57 @@ def _load_public_der(der: bytes, what: str):
         raise InvalidKeyError(f"malformed {what} public key DER: {exc}") from None
 
 
+class _X25519Keys:
+    """The last few X25519 private-key objects, by their raw bytes.
+
+    ``X25519PrivateKey.from_private_bytes`` costs about as much as the key exchange
+    itself (OpenSSL derives the public key on load), and one Noise handshake uses
+    each of its private keys two or three times.  Only a handful of entries are
+    kept, so ephemeral keys do not outlive the next few handshakes in here.
+    """
+
+    __slots__ = ("_keys",)
+    SIZE = 16
+
+    def __init__(self) -> None:
+        self._keys: dict = {}
+
+    def put(self, raw: bytes, key) -> None:
+        keys = self._keys
+        if len(keys) >= self.SIZE:
+            del keys[next(iter(keys))]  # oldest first (dicts keep insertion order)
+        keys[raw] = key
+
+    def get(self, raw) -> "x25519.X25519PrivateKey":
+        raw = bytes(raw)
+        key = self._keys.get(raw)
+        if key is None:
+            key = x25519.X25519PrivateKey.from_private_bytes(raw)
+            self.put(raw, key)
+        return key
+
+
 class CryptographyBackend(Backend):
     name = "cryptography"
+
+    def __init__(self) -> None:
+        self._x25519 = _X25519Keys()
 
     # -- Noise primitives
     def x25519_generate(self) -> tuple[bytes, bytes]:
         k = x25519.X25519PrivateKey.generate()
         priv = k.private_bytes(_RAW, serialization.PrivateFormat.Raw, _NOENC)
+        self._x25519.put(priv, k)
         return priv, k.public_key().public_bytes(_RAW, serialization.PublicFormat.Raw)
 
     def x25519_public(self, priv: bytes) -> bytes:
-        k = x25519.X25519PrivateKey.from_private_bytes(bytes(priv))
+        k = self._x25519.get(priv)
         return k.public_key().public_bytes(_RAW, serialization.PublicFormat.Raw)
 
     def x25519(self, priv: bytes, pub: bytes) -> bytes:
         if len(pub) != 32:
             raise SecurityError(f"X25519 public key must be 32 bytes, got {len(pub)}")
-        k = x25519.X25519PrivateKey.from_private_bytes(bytes(priv))
+        k = self._x25519.get(priv)
         try:
             shared = k.exchange(x25519.X25519PublicKey.from_public_bytes(bytes(pub)))
         except ValueError:  # OpenSSL refuses an all-zero (low-order) result
