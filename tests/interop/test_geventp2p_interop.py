@@ -61,7 +61,10 @@ PING, ECHO, IDENTIFY, PERF = "/ipfs/ping/1.0.0", "/echo/1.0.0", "/ipfs/id/1.0.0"
 PEER_PROTOCOLS = {PING, ECHO, IDENTIFY, PERF}
 
 ECHO_BYTES = 300_000  # more than one 256 KiB yamux window: needs window updates both ways
-PERF_BYTES = 8 << 20  # 8 MiB: many 256 KiB yamux windows each way
+PERF_BYTES = {  # per muxer, each way
+    "yamux": 8 << 20,  # 8 MiB: many 256 KiB windows
+    "mplex": 8 << 20,  # twice mplex's 4 MiB per-stream buffer (test_wire_interop_mplex_reader.py)
+}
 STREAMS = 1000
 STREAM_BYTES = 1024
 PING_ROUNDS = 4
@@ -280,11 +283,12 @@ class TestOutbound:
 
     def test_perf(self, world, kind, muxer):
         h, pid, p = world.connected(kind, muxer)
+        n = PERF_BYTES[muxer]
         with gevent.Timeout(OP_TIMEOUT):
-            up = perf(h, pid, PERF_BYTES, 0, timeout=20)
-            both = perf(h, pid, PERF_BYTES, PERF_BYTES, timeout=20)
-        assert (up.upload_bytes, up.download_bytes) == (PERF_BYTES, 0)
-        assert (both.upload_bytes, both.download_bytes) == (PERF_BYTES, PERF_BYTES)
+            up = perf(h, pid, n, 0, timeout=20)
+            both = perf(h, pid, n, n, timeout=20)
+        assert (up.upload_bytes, up.download_bytes) == (n, 0)
+        assert (both.upload_bytes, both.download_bytes) == (n, n)
         assert both.total_time > 0 and both.download_time > 0
         assert p.alive()
 
@@ -294,8 +298,8 @@ class TestOutbound:
         does; test_wire_interop.py pins the js behaviour)."""
         h, pid, _p = world.connected(kind, muxer)
         with gevent.Timeout(OP_TIMEOUT):
-            down = perf(h, pid, 0, PERF_BYTES, timeout=20)
-        assert (down.upload_bytes, down.download_bytes) == (0, PERF_BYTES)
+            down = perf(h, pid, 0, PERF_BYTES[muxer], timeout=20)
+        assert (down.upload_bytes, down.download_bytes) == (0, PERF_BYTES[muxer])
         assert down.download_time > 0
 
 
@@ -357,10 +361,11 @@ class TestInbound:
         assert res["streams"] == STREAMS and res["failures"] == 0, res
 
     def test_perf(self, world, kind, muxer):
-        extra = ["--upload", str(PERF_BYTES), "--download", str(PERF_BYTES)]
+        n = PERF_BYTES[muxer]
+        extra = ["--upload", str(n), "--download", str(n)]
         res = _dial(kind, world.host(muxer), muxer, "perf", extra_args=extra)
         assert res["type"] == "final"
-        assert res["uploadBytes"] == PERF_BYTES and res["downloadBytes"] == PERF_BYTES
+        assert res["uploadBytes"] == n and res["downloadBytes"] == n
         assert res["timeSeconds"] > 0
 
 
