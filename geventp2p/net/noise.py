@@ -172,8 +172,9 @@ class NoiseConn(RawConn):
         self._dec = FrameDecryptor(result.recv_cipher)
         self._pending: deque = deque()  # decrypted chunks not yet read
         self._off = 0  # bytes of _pending[0] already returned
-        # received ciphertext: _cbuf[_cpos:_cend] (reused; sized for a read + one frame)
-        self._cbuf = bytearray(RECV_SIZE + MAX_FRAME + 2)
+        # received ciphertext: _cbuf[_cpos:_cend] (reused; sized for a read + one frame,
+        # allocated by the first read)
+        self._cbuf = bytearray()
         self._cpos = 0
         self._cend = 0
         self._wlock = Semaphore()
@@ -201,6 +202,8 @@ class NoiseConn(RawConn):
     def _fill(self) -> bool:
         """Receive more ciphertext into the reused buffer; False at EOF."""
         cbuf = self._cbuf
+        if not cbuf:
+            cbuf = self._cbuf = bytearray(RECV_SIZE + MAX_FRAME + 2)
         pos = self._cpos
         end = self._cend
         if pos == end:
@@ -351,12 +354,12 @@ class NoiseConn(RawConn):
             self._send(self._enc.seal_v(bufs))
 
     def _send(self, frames) -> None:
-        # ``frames`` may be a view of the encryptor's reused buffer: release it once sent
-        try:
-            self._raw.write(frames)
-        finally:
-            if isinstance(frames, memoryview):
-                frames.release()
+        # ``frames`` may be a view of a pooled buffer: release it and hand the buffer
+        # back once sent (not after a failure: a dead send may still reference it)
+        self._raw.write(frames)
+        if isinstance(frames, memoryview):
+            frames.release()
+            self._enc.recycle()
 
     def _write_raw(self, data) -> None:  # pragma: no cover - write() is overridden
         self.write(data)
@@ -367,6 +370,7 @@ class NoiseConn(RawConn):
         self._pending.clear()
         self._off = 0
         self._cpos = self._cend = 0
+        self._cbuf = bytearray()  # (a reader blocked in readinto keeps the old one until it returns)
         _close_quietly(self._raw)
 
     def close_write(self) -> None:

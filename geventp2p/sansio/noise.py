@@ -598,15 +598,20 @@ def _aead_into(aead: Any, name: str) -> Any:
     return fn
 
 
-#: Reusable output buffers above this size are dropped after use (a huge write does
-#: not pin its ciphertext buffer for the life of the connection).
+#: Output buffers above this size are not pooled (a huge write does not pin its
+#: ciphertext buffer); a yamux write batch (1 MiB) fits.
 KEEP_BUFFER = 2 * 1024 * 1024
+#: Ciphertext output buffers shared by all encryptors of the process: one is taken per
+#: ``seal_v`` and given back by ``recycle`` once sent, so an idle connection holds none
+#: and a busy one reuses warm memory (fresh large allocations cost page faults).
+_POOL: list = []
+_POOL_MAX = 4
 
 
 class FrameEncryptor:
     """Transport-phase sender: plaintext in, length-prefixed encrypted frames out."""
 
-    __slots__ = ("cipher", "max_plaintext", "_seal", "_out")
+    __slots__ = ("cipher", "max_plaintext", "_seal", "_out")  # _out: the buffer of the last seal_v
 
     def __init__(self, cipher: CipherState, max_plaintext: int = MAX_PLAINTEXT) -> None:
         if not 1 <= max_plaintext <= MAX_PLAINTEXT:
@@ -614,31 +619,38 @@ class FrameEncryptor:
         self.cipher = cipher
         self.max_plaintext = max_plaintext
         self._seal = _aead_into(cipher._aead, "encrypt_into") if cipher._aead is not None else None
-        self._out = bytearray()
+        self._out = None
 
     def seal_v(self, buffers: Sequence) -> Any:
         """Encrypt the concatenation of ``buffers`` into consecutive frames; return one
         buffer holding all of them.
 
         With an AEAD that encrypts in place (``encrypt_into``) the frames are written
-        into a buffer owned by this encryptor and a memoryview of it is returned: valid
-        until the next call (send it before encrypting more).  Otherwise the frames are
-        joined into a new bytes object.
+        into a pooled buffer and a memoryview of it is returned: send it, release the
+        view, then call :meth:`recycle`.  Otherwise the frames are joined into a new
+        bytes object.
         """
         seal = self._seal
         if seal is None:
             parts = self.encrypt_frame_parts_v(buffers)
             return parts[0] + parts[1] if len(parts) == 2 else b"".join(parts)
         cipher = self.cipher
-        out = self._out
-        if len(out) > KEEP_BUFFER:
-            out = self._out = bytearray()
+        out = _POOL.pop() if _POOL else bytearray()
         try:
             size, cipher.n = _frames.seal_frames(buffers, self.max_plaintext, seal, cipher.n, MAX_NONCE, out)
-        except BufferError:  # a view of the last result is still alive: use a new buffer
-            out = self._out = bytearray()
+        except BufferError:  # a view of it is still alive somewhere: leave it, take a new one
+            out = bytearray()
             size, cipher.n = _frames.seal_frames(buffers, self.max_plaintext, seal, cipher.n, MAX_NONCE, out)
+        self._out = out
         return memoryview(out)[:size]
+
+    def recycle(self) -> None:
+        """The result of the last :meth:`seal_v` was sent (and its view released):
+        its buffer goes back to the pool."""
+        out = self._out
+        self._out = None
+        if out is not None and len(_POOL) < _POOL_MAX and len(out) <= KEEP_BUFFER:
+            _POOL.append(out)
 
     def encrypt_frame_parts(self, plaintext) -> list:
         """Encrypt into a list of buffers ``[len1, ct1, len2, ct2, ...]`` (for writev)."""
