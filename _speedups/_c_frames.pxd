@@ -59,13 +59,15 @@ cdef class YamuxWriteBuffer:
 
 
 @cython.locals(
-    parts=list, stp=Py_ssize_t, seg=Py_ssize_t, total=Py_ssize_t, frames=Py_ssize_t, need=Py_ssize_t, pos=Py_ssize_t, size=Py_ssize_t, off=Py_ssize_t, take=Py_ssize_t,
-    nonce=bytearray, scratch=bytearray, ov=memoryview, mv=memoryview,
+    stp=Py_ssize_t, seg=Py_ssize_t, total=Py_ssize_t, frames=Py_ssize_t, need=Py_ssize_t,
+    pos=Py_ssize_t, size=Py_ssize_t, off=Py_ssize_t, take=Py_ssize_t,
+    nonce=bytearray, scratch=bytearray, ov=memoryview, obj=memoryview,
+    mv="const unsigned char[:]", sv="unsigned char[:]",
 )
 cpdef tuple seal_frames(object buffers, object step, object seal, object n, object limit, bytearray out)
 
-@cython.locals(at=Py_ssize_t, k=Py_ssize_t, ln=Py_ssize_t, part=object)
-cdef Py_ssize_t _seal_one(list parts, Py_ssize_t seg, bytearray scratch, object seal, bytearray nonce,
+@cython.locals(ln=Py_ssize_t)
+cdef Py_ssize_t _seal_one(object pt, Py_ssize_t seg, object seal, bytearray nonce,
                           object n, memoryview ov, Py_ssize_t pos) except -1
 
 

@@ -402,53 +402,44 @@ def seal_frames(buffers, step, seal, n, limit, out):
     ov = memoryview(out)
     try:
         nonce = bytearray(12)
-        scratch = None
-        parts = []
-        seg = 0  # bytes gathered for the current plaintext
+        scratch = None  # gathers a plaintext that spans buffers (or ends the input)
+        seg = 0  # bytes gathered in scratch for the current plaintext
         pos = 0
         for b in buffers:
-            mv = b if isinstance(b, memoryview) else memoryview(b)
-            if mv.ndim != 1 or mv.itemsize != 1:
-                mv = mv.cast("B")
-            size = len(mv)
+            obj = b if isinstance(b, memoryview) else memoryview(b)
+            if obj.ndim != 1 or obj.itemsize != 1:
+                obj = obj.cast("B")
+            mv = obj
+            size = len(obj)
             off = 0
             while off < size:
                 take = stp - seg
                 if take > size - off:
                     take = size - off
-                if take == size and not seg:
-                    parts.append(mv)
-                else:
-                    parts.append(mv[off:off + take])
-                seg += take
-                off += take
-                if seg == stp:
-                    if scratch is None and len(parts) > 1:
-                        scratch = bytearray(stp)
-                    pos = _seal_one(parts, seg, scratch, seal, nonce, n, ov, pos)
+                if not seg and take == stp:
+                    # a whole plaintext inside this buffer: sealed from a slice, no copy
+                    pos = _seal_one(obj[off:off + take], take, seal, nonce, n, ov, pos)
                     n += 1
-                    parts = []
-                    seg = 0
+                else:
+                    if scratch is None:
+                        scratch = bytearray(stp if total > stp else total)
+                        sv = scratch
+                    sv[seg:seg + take] = mv[off:off + take]
+                    seg += take
+                    if seg == stp:
+                        pos = _seal_one(memoryview(scratch), seg, seal, nonce, n, ov, pos)
+                        n += 1
+                        seg = 0
+                off += take
         if seg:
-            if scratch is None and len(parts) > 1:
-                scratch = bytearray(stp)
-            pos = _seal_one(parts, seg, scratch, seal, nonce, n, ov, pos)
+            pos = _seal_one(memoryview(scratch)[:seg], seg, seal, nonce, n, ov, pos)
             n += 1
     finally:
         ov.release()
     return pos, n
 
 
-def _seal_one(parts, seg, scratch, seal, nonce, n, ov, pos):
-    if len(parts) == 1:
-        pt = parts[0]
-    else:
-        at = 0
-        for part in parts:
-            k = len(part)
-            scratch[at:at + k] = part
-            at += k
-        pt = memoryview(scratch)[:seg]
+def _seal_one(pt, seg, seal, nonce, n, ov, pos):
     _NONCE.pack_into(nonce, 0, n)
     ln = seg + 16
     ov[pos] = ln >> 8
