@@ -46,6 +46,21 @@ class _ChaChaPoly:
         except InvalidTag:
             raise SecurityError("ChaCha20-Poly1305 decryption failed (bad tag)") from None
 
+    # In-place variants (cryptography >= 45): write into a caller buffer, no allocation.
+    # Defined only when the installed cryptography has them; callers feature-test.
+    if hasattr(ChaCha20Poly1305, "encrypt_into"):
+
+        def encrypt_into(self, nonce: bytes, plaintext, ad, out) -> int:
+            """Write ``len(plaintext) + 16`` bytes of ciphertext and tag into ``out``."""
+            return self._c.encrypt_into(nonce, plaintext, ad, out)
+
+        def decrypt_into(self, nonce: bytes, ciphertext, ad, out) -> int:
+            """Write the plaintext into ``out``; a bad tag raises ``SecurityError``."""
+            try:
+                return self._c.decrypt_into(nonce, ciphertext, ad, out)
+            except InvalidTag:
+                raise SecurityError("ChaCha20-Poly1305 decryption failed (bad tag)") from None
+
 
 # ------------------------------------------------------------------ Ed25519
 

@@ -587,15 +587,12 @@ def parse_frame(buf: bytes, offset: int = 0) -> Optional[tuple[bytes, int]]:
 
 
 def _aead_into(aead: Any, name: str) -> Any:
-    """The AEAD's ``encrypt_into``/``decrypt_into`` (write into a caller buffer), or None.
+    """The backend AEAD's ``encrypt_into``/``decrypt_into`` (write into a caller buffer), or None.
 
-    Taken from the backend object if it offers it, else from the ``cryptography``
-    ChaCha20Poly1305 the ``cryptography`` backend wraps (``_c``; cryptography >= 45).
+    The ``cryptography`` backend offers them with cryptography >= 45; otherwise the
+    copying ``encrypt``/``decrypt`` path is used.
     """
-    fn = getattr(aead, name, None)
-    if fn is None:
-        fn = getattr(getattr(aead, "_c", None), name, None)
-    return fn
+    return getattr(aead, name, None)
 
 
 #: Output buffers above this size are not pooled (a huge write does not pin its
