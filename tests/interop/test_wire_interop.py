@@ -325,10 +325,10 @@ def test_they_dial_our_upgrader(kind, muxer, both):
 
 
 @pytest.mark.xfail(raises=StreamResetError, strict=False, reason=(
-    "known bug in geventp2p/net/mplex.py (no back-pressure): a fast js mplex sender now and "
-    "then fills one stream's 4 MiB receive buffer while our reader waits for it (3-5 of 20 "
-    "downloads of 8 MiB, both builds); remove this marker once MplexConn._read_loop stops "
-    "reading while a stream with a waiting reader is above a high-water mark"))
+    "known bug in geventp2p/net/mplex.py MplexConn._read_loop: with reads misaligned to mplex "
+    "messages the reader never yields, so a fast js sender fills one stream's 4 MiB buffer "
+    "while our reader waits (3-5 of 20 downloads of 8 MiB, both builds); deterministic "
+    "twin: test_wire_interop_mplex_reader.py::test_misaligned_reads_do_not_starve_a_waiting_reader"))
 def test_js_mplex_fast_download_is_not_reset(dialed):
     """Wire level (no host): /perf/1.0.0 downloads of 8 MiB over Noise + mplex from js,
     read as fast as we can, must all arrive; the mplex shell resets the stream ("receive
