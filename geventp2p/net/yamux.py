@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 GOAWAY_FLUSH_TIMEOUT = 0.1
 #: How long ``close()`` waits for already-queued frames (data, FIN, GoAway) to be written.
 CLOSE_FLUSH_TIMEOUT = 1.0
+#: After a failed connection write, how long the reader may keep draining received data.
+WRITE_FAILURE_DRAIN = 5.0
 #: Bytes asked of the connection per read.
 READ_SIZE = 256 * 1024
 #: The reader yields to other greenlets after a read of at least this many bytes.
@@ -97,8 +99,8 @@ class YamuxStream(Stream):
     def _try_write(self, view: memoryview) -> int:
         # runs once per application write: kept flat (no further Python calls but send_data)
         mux = self._mux
-        if mux._terminated:
-            mux._check_alive()
+        if mux._terminated or mux._write_failure is not None:
+            mux._check_alive(write=True)
         room = mux._max_send_buffer - mux._wbuf.nbytes
         if room <= 0:
             mux._blocked_writers.append(self)
@@ -151,6 +153,9 @@ class YamuxConn:
         self._in_write = False
         self._local_close = False  # close() was called: flush what is queued before closing
         self._force_closer = None
+        #: set when a connection write failed while the reader may still drain data
+        self._write_failure: Exception | None = None
+        self._drain_guard = None
         self._max_send_buffer = config.max_send_buffer_size
         self._frames_per_yield = config.frames_per_yield
         self._session.start(_monotonic())
@@ -187,7 +192,7 @@ class YamuxConn:
     def open_stream(self, timeout: float | None = None) -> YamuxStream:
         """Blocks the calling greenlet while ``max_ack_backlog`` opened streams wait for
         their ACK; then opens a stream (the SYN is sent at once)."""
-        self._check_alive()
+        self._check_alive(write=True)
         deadline = None if timeout is None else _monotonic() + timeout
         session = self._session
         if self._ack_waiters or session.unacked_outbound + self._ack_grants >= self.config.max_ack_backlog:
@@ -275,7 +280,10 @@ class YamuxConn:
 
     # ------------------------------------------------------------------ stream hooks
 
-    def _check_alive(self) -> None:
+    def _check_alive(self, write: bool = False) -> None:
+        if write and not self._terminated and self._write_failure is not None:
+            err = self._write_failure
+            raise ConnectionClosedError(_reason(err), error_code=err.error_code, remote=err.remote)
         if self._terminated:
             err = self._error
             if isinstance(err, ConnectionClosedError):
@@ -465,7 +473,7 @@ class YamuxConn:
                     try:
                         self._write_batches(bufs)
                     except P2PError as exc:
-                        self._terminate(ConnectionClosedError(f"yamux: connection write failed: {exc}", remote=True))
+                        self._write_failed(ConnectionClosedError(f"yamux: connection write failed: {exc}", remote=True))
                         break
                     finally:
                         self._in_write = False
@@ -504,7 +512,26 @@ class YamuxConn:
             log.exception("yamux writer failed")
             self._terminate(ConnectionClosedError("yamux internal error", error_code=2, remote=False))
         finally:
-            self._finish()
+            if self._terminated or self._write_failure is None:
+                self._finish()
+            # else: the reader drains what the peer already sent, then ends the session
+
+    def _write_failed(self, error: Exception) -> None:
+        """The connection can no longer be written, but bytes the peer sent before it went
+        away may still be unread: keep the reader going until EOF (bounded by
+        ``WRITE_FAILURE_DRAIN``), so streams that got their data and FIN can still be read.
+        Writes and new streams fail at once from now on."""
+        if self._terminated:
+            return
+        if self._reader.dead:
+            self._terminate(error)
+            return
+        log.debug("yamux: %s; draining received data", error)
+        self._write_failure = error
+        for stream in self._blocked_writers:
+            stream._notify_writable()
+        self._blocked_writers = []
+        self._drain_guard = gevent.spawn_later(WRITE_FAILURE_DRAIN, self._terminate, error)
 
     def _wants_flush(self) -> bool:
         s = self._session
@@ -549,6 +576,12 @@ class YamuxConn:
         if self._terminated:
             return
         self._terminated = True
+        if self._write_failure is not None:
+            error = self._write_failure  # the first failure is the reason
+        guard = self._drain_guard
+        if guard is not None and guard is not gevent.getcurrent():
+            self._drain_guard = None
+            guard.kill(block=False)
         self._error = error
         self._session.close()
         streams = list(self._streams.values())
