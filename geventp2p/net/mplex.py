@@ -66,6 +66,9 @@ _YIELD_BYTES = 16384
 CONTROL_SLACK = 1024 * 1024
 
 
+#: After a failed connection write, how long the reader may keep draining received data.
+WRITE_FAILURE_DRAIN = 5.0
+
 class MplexMuxer:
     """Factory for mplex sessions; ``create`` wraps a secured connection."""
 
@@ -116,7 +119,7 @@ class MplexStream(Stream):
     def _try_write(self, view: memoryview) -> int:
         mconn = self._mconn
         session = mconn._session
-        if session.closed:
+        if session.closed or mconn._write_failure is not None:
             raise mconn._closed_error()
         waiters = mconn._waiters
         if session.bytes_to_send >= mconn.config.max_send_buffer_size or (
@@ -173,6 +176,8 @@ class MplexConn:
         self._gen = 0  # bumped after every flush of the writer
         self._closing = False
         self._closed = False
+        self._write_failure: BaseException | None = None
+        self._drain_guard = None
         self._error: BaseException | None = None
         self._close_reason = "mplex connection closed"
         self._close_remote = False
@@ -210,7 +215,7 @@ class MplexConn:
 
         Raises ``ConnectionClosedError`` once the session is over.
         """
-        if self._closed or self._closing:
+        if self._closed or self._closing or self._write_failure is not None:
             raise self._closed_error()
         stream_id = self._session.open_stream()
         stream = MplexStream(self, stream_id, OUTBOUND)
@@ -409,13 +414,37 @@ class MplexConn:
             error = exc
         finally:
             if error is not None and not self._closed:
-                self._shutdown(f"mplex connection failed: {error!r}", remote=True, error=error)
+                reason = f"mplex connection failed: {error!r}"
+                if self._closing or self._reader.dead:
+                    self._shutdown(reason, remote=True, error=error)
+                else:
+                    self._write_failed(reason, error)
+
+    def _write_failed(self, reason: str, error: BaseException) -> None:
+        """Nothing can be written any more, but bytes the peer sent before it went away
+        may still be unread: the reader drains them to EOF (bounded by
+        ``WRITE_FAILURE_DRAIN``) so streams that got their data and close stay readable.
+        Writes and new streams fail at once from now on."""
+        self._write_failure = error
+        self._close_reason = reason
+        self._close_remote = True
+        for stream in list(self._waiters):
+            stream._notify_writable()
+        self._drain_guard = gevent.spawn_later(WRITE_FAILURE_DRAIN, self._shutdown, reason, True, error)
 
     def _shutdown(self, reason: str, remote: bool, error: BaseException | None = None) -> None:
         if self._closed:
             return
         self._closed = True
         self._closing = True
+        guard = self._drain_guard
+        if guard is not None and guard is not gevent.getcurrent():
+            self._drain_guard = None
+            guard.kill(block=False)
+        if self._write_failure is not None:  # the first failure is the reason
+            error = self._write_failure
+            reason = self._close_reason
+            remote = True
         self._error = error
         self._close_reason = reason
         self._close_remote = remote

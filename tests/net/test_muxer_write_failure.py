@@ -70,3 +70,45 @@ def test_data_and_fin_survive_a_failed_write(monkeypatch):
         finally:
             conn.close()
             sender.kill()
+
+
+def test_mplex_data_and_close_survive_a_failed_write():
+    from geventp2p.net.mplex import MplexMuxer
+
+    payload = os.urandom(250_000)
+    with no_leaks(timeout=20):
+        a, b = socket.socketpair()
+        conn = MplexMuxer().create(SocketConn(a, is_initiator=False), False)
+        peer = gsocket.socket(fileno=b.detach())
+        wire = [F.pack_mplex_header(0, F.NEW_STREAM, 1) + b"0"]
+        for i in range(0, len(payload), 16384):
+            chunk = payload[i : i + 16384]
+            wire.append(F.pack_mplex_header(0, F.MESSAGE_INITIATOR, len(chunk)) + chunk)
+        wire.append(F.pack_mplex_header(0, F.CLOSE_INITIATOR, 0))
+
+        def send_then_close():
+            peer.sendall(b"".join(wire))
+            peer.close()
+
+        sender = gevent.spawn(send_then_close)
+        try:
+            stream = conn.accept_stream(timeout=5)
+            sender.join(timeout=5)
+            stream.write(b"ack")  # queued; the connection write then fails (EPIPE)
+            gevent.sleep(0.05)
+            got = bytearray()
+            while True:
+                d = stream.read(4096, timeout=5)
+                if not d:
+                    break
+                got += d
+            assert bytes(got) == payload
+            import pytest
+
+            from geventp2p.exceptions import ConnectionClosedError
+
+            with pytest.raises(ConnectionClosedError):
+                stream.write(b"more", timeout=5)
+        finally:
+            conn.close()
+            sender.kill()
