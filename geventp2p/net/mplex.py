@@ -297,6 +297,7 @@ class MplexConn:
             conn = self._conn
             session = self._session
             per_yield = self.config.frames_per_yield
+            since_yield = 0  # bytes read since the reader last let other greenlets run
             send_limit = self.config.max_send_buffer_size + self.config.write_chunk_size + CONTROL_SLACK
             while True:
                 data = conn.read(_READ_SIZE)
@@ -315,10 +316,13 @@ class MplexConn:
                         gevent.sleep(0)
                 if session.bytes_to_send:
                     self._wake_writer()
-                if len(data) >= _YIELD_BYTES and budget != per_yield:
+                since_yield += len(data)
+                if since_yield >= _YIELD_BYTES:
                     # let the streams' readers run before reading more: mplex has no flow
                     # control, so a reader that never yields lets one fast sender fill a
-                    # stream's buffer past its cap (and get it reset) while its reader waits
+                    # stream's buffer past its cap (and get it reset) while its reader waits.
+                    # Counted across reads: transport reads need not line up with messages.
+                    since_yield = 0
                     gevent.sleep(0)
                 if session.bytes_to_send > send_limit:
                     reason = "mplex peer makes us queue frames it does not read"

@@ -22,7 +22,7 @@ from multiaddr import Multiaddr
 import interop_harness as ih
 from geventp2p.core.peer import PeerId
 from geventp2p.crypto.keys import generate_key
-from geventp2p.exceptions import P2PError, StreamResetError
+from geventp2p.exceptions import P2PError
 from geventp2p.net import multistream
 from geventp2p.net.mplex import MplexMuxer
 from geventp2p.net.noise import NoiseTransport
@@ -321,14 +321,9 @@ def test_they_dial_our_upgrader(kind, muxer, both):
         group.kill(timeout=5)
 
 
-# ------------------------------------------------------------------------------ known bug
+# ------------------------------------------------------------------------------ regression: mplex reader starvation
 
 
-@pytest.mark.xfail(raises=StreamResetError, strict=False, reason=(
-    "known bug in geventp2p/net/mplex.py MplexConn._read_loop: with reads misaligned to mplex "
-    "messages the reader never yields, so a fast js sender fills one stream's 4 MiB buffer "
-    "while our reader waits (3-5 of 20 downloads of 8 MiB, both builds); deterministic "
-    "twin: test_wire_interop_mplex_reader.py::test_misaligned_reads_do_not_starve_a_waiting_reader"))
 def test_js_mplex_fast_download_is_not_reset(dialed):
     """Wire level (no host): /perf/1.0.0 downloads of 8 MiB over Noise + mplex from js,
     read as fast as we can, must all arrive; the mplex shell resets the stream ("receive

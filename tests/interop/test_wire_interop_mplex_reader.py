@@ -21,7 +21,6 @@ import gevent
 import pytest
 
 from geventp2p._speedups import varint
-from geventp2p.exceptions import StreamResetError
 from geventp2p.net.mplex import MplexMuxer
 
 KiB, MiB = 1024, 1024 * 1024
@@ -109,10 +108,6 @@ class _MisalignedReads(_AlwaysReadable):
         return super().read(min(n, next(self._sizes)), timeout)
 
 
-@pytest.mark.xfail(strict=True, raises=StreamResetError, reason=(
-    "geventp2p/net/mplex.py MplexConn._read_loop yields only when the SAME read was >= 16 KiB "
-    "and produced events; a byte count since the last yield, kept across reads, fixes it "
-    "(remove this marker with the fix)"))
 def test_misaligned_reads_do_not_starve_a_waiting_reader():
     """The remaining case after 1345f96, seen as intermittent resets of 8 MiB perf downloads
     from js over Noise + mplex (test_wire_interop.py::test_js_mplex_fast_download_is_not_reset)."""
