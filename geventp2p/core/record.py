@@ -29,6 +29,7 @@ from typing import Any
 
 from geventp2p._speedups import varint
 from geventp2p.core import addr as _addr
+from geventp2p.core import protowire
 from geventp2p.core.addr import Multiaddr
 from geventp2p.core.peer import PeerId
 from geventp2p.crypto.keys import PrivateKey, PublicKey, unmarshal_public_key
@@ -79,53 +80,8 @@ def signing_bytes(domain: str | bytes, payload_type: bytes, payload: bytes) -> b
 
 
 def _fields(buf: bytes, what: str) -> list[tuple[int, int, Any]]:
-    """Decode top-level protobuf fields as ``(number, wire_type, value)``.
-
-    Length-delimited values are bytes, varints ints; fixed32/64 are skipped
-    (returned as raw bytes).  Raises RemoteProtocolError on malformed input.
-    """
-    out: list[tuple[int, int, Any]] = []
-    pos = 0
-    n = len(buf)
-    try:
-        while pos < n:
-            dec = varint.decode_uvarint(buf, pos)
-            if dec is None:
-                raise RemoteProtocolError(f"{what}: truncated field tag")
-            tag, pos = dec
-            num, wt = tag >> 3, tag & 7
-            if num == 0:
-                raise RemoteProtocolError(f"{what}: field number 0")
-            if wt == 0:
-                dec = varint.decode_uvarint(buf, pos)
-                if dec is None:
-                    raise RemoteProtocolError(f"{what}: truncated varint field {num}")
-                val, pos = dec
-                out.append((num, wt, val))
-            elif wt == 2:
-                dec = varint.decode_uvarint(buf, pos)
-                if dec is None:
-                    raise RemoteProtocolError(f"{what}: truncated length of field {num}")
-                ln, pos = dec
-                if pos + ln > n:
-                    raise RemoteProtocolError(f"{what}: field {num} needs {ln} bytes, {n - pos} left")
-                out.append((num, wt, bytes(buf[pos:pos + ln])))
-                pos += ln
-            elif wt == 1:
-                if pos + 8 > n:
-                    raise RemoteProtocolError(f"{what}: truncated fixed64 field {num}")
-                out.append((num, wt, bytes(buf[pos:pos + 8])))
-                pos += 8
-            elif wt == 5:
-                if pos + 4 > n:
-                    raise RemoteProtocolError(f"{what}: truncated fixed32 field {num}")
-                out.append((num, wt, bytes(buf[pos:pos + 4])))
-                pos += 4
-            else:
-                raise RemoteProtocolError(f"{what}: unsupported wire type {wt} for field {num}")
-    except VarintError as exc:
-        raise RemoteProtocolError(f"{what}: {exc}") from None
-    return out
+    """Top-level protobuf fields; RemoteProtocolError on malformed input."""
+    return protowire.fields(buf, what, RemoteProtocolError)
 
 
 def _bytes_field(num: int, wt: int, val: Any, what: str) -> bytes:

@@ -30,8 +30,9 @@ import secrets
 from typing import Union
 
 from geventp2p._speedups import varint
+from geventp2p.core import protowire
 from geventp2p.crypto.backend import SECP256K1_N, Backend, get_backend
-from geventp2p.exceptions import InvalidKeyError, VarintError
+from geventp2p.exceptions import InvalidKeyError
 
 __all__ = [
     "KeyType",
@@ -121,44 +122,11 @@ def _unmarshal(buf: bytes, what: str) -> tuple[KeyType, bytes]:
         raise InvalidKeyError(f"{what} protobuf of {len(buf)} bytes exceeds {MAX_KEY_PROTOBUF_SIZE}")
     key_type = None
     data = None
-    pos = 0
-    n = len(buf)
-    try:
-        while pos < n:
-            res = varint.decode_uvarint(buf, pos)
-            if res is None:
-                raise InvalidKeyError(f"{what} protobuf truncated inside a field tag")
-            tag, pos = res
-            field, wire = tag >> 3, tag & 7
-            if field == 0:
-                raise InvalidKeyError(f"{what} protobuf has field number 0")
-            if wire == 0:
-                res = varint.decode_uvarint(buf, pos)
-                if res is None:
-                    raise InvalidKeyError(f"{what} protobuf truncated inside a varint")
-                value, pos = res
-                if field == 1:
-                    key_type = value
-            elif wire == 2:
-                res = varint.decode_uvarint(buf, pos)
-                if res is None:
-                    raise InvalidKeyError(f"{what} protobuf truncated inside a length")
-                length, pos = res
-                if pos + length > n:
-                    raise InvalidKeyError(f"{what} protobuf field {field} runs past the end ({length} bytes)")
-                if field == 2:
-                    data = buf[pos:pos + length]
-                pos += length
-            elif wire == 1:
-                pos += 8
-            elif wire == 5:
-                pos += 4
-            else:
-                raise InvalidKeyError(f"{what} protobuf uses unsupported wire type {wire}")
-            if pos > n:
-                raise InvalidKeyError(f"{what} protobuf truncated")
-    except VarintError as exc:
-        raise InvalidKeyError(f"{what} protobuf has a bad varint: {exc}") from None
+    for field, wire, value in protowire.fields(buf, f"{what} protobuf", InvalidKeyError):
+        if field == 1 and wire == 0:
+            key_type = value
+        elif field == 2 and wire == 2:
+            data = value
     if key_type is None:
         raise InvalidKeyError(f"{what} protobuf lacks the required Type field")
     if data is None:
