@@ -58,6 +58,18 @@ cdef class YamuxWriteBuffer:
     cpdef list drain(self)
 
 
+@cython.final
+cdef class YamuxStreamSender:
+    cdef readonly object window
+    cdef readonly YamuxWriteBuffer buffer
+    cdef readonly object stream_id
+    cdef public bint open
+
+    @cython.locals(buf=YamuxWriteBuffer, room=Py_ssize_t, size=Py_ssize_t, n=Py_ssize_t)
+    cpdef Py_ssize_t send(self, object data, Py_ssize_t max_buffered) except -1
+    cpdef bint blocked_on_buffer(self, Py_ssize_t max_buffered)
+
+
 @cython.locals(
     stp=Py_ssize_t, seg=Py_ssize_t, total=Py_ssize_t, frames=Py_ssize_t, need=Py_ssize_t,
     pos=Py_ssize_t, size=Py_ssize_t, off=Py_ssize_t, take=Py_ssize_t,

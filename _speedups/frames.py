@@ -16,6 +16,9 @@ unknown type.
 (``frame()``, ``data()``, ``drain()``, ``nbytes``); consecutive Data of one stream is
 coalesced into one frame while queued; immutable input is never copied.
 
+``YamuxStreamSender(window, buffer, stream_id)``: one stream's send path (credit +
+buffer) in one call, ``send(data, max_buffered) -> n``.
+
 ``YamuxFrameReader(max_data_length=16 MiB + 64 KiB)``:
     ``feed(data) -> list of (ftype, flags, stream_id, length, payload)``; ``payload`` is
     the body (``bytes``) of a Data frame, ``b""`` for the other types.
@@ -47,7 +50,13 @@ Reader rules (both readers):
 from struct import Struct
 from struct import error as StructError
 
-from geventp2p.exceptions import FrameError, LocalProtocolError, MessageTooLargeError, SecurityError
+from geventp2p.exceptions import (
+    FrameError,
+    LocalProtocolError,
+    MessageTooLargeError,
+    SecurityError,
+    StreamClosedError,
+)
 
 # --------------------------------------------------------------------------- yamux
 
@@ -370,6 +379,51 @@ class YamuxWriteBuffer:
         self.nbytes = 0
         self._tail_hdr = None
         return out
+
+
+class YamuxStreamSender:
+    """The sending half of one yamux stream in one call: flow-control credit plus the
+    session's write buffer, so a stream write costs a single (compiled) call.
+
+    ``YamuxStreamSender(window, buffer, stream_id)``; ``window`` has
+    ``consume_send(n) -> k`` (``window.StreamWindow``), ``buffer`` is the session's
+    ``YamuxWriteBuffer``.  ``send(data, max_buffered) -> n`` queues the first ``n`` bytes
+    of ``data`` (``bytes`` or a byte memoryview; mutable input is copied by the buffer)
+    as Data frames, where ``n`` is bounded by the send credit and by the room left below
+    ``max_buffered`` queued wire bytes (body bytes; the frame headers may go past it); 0 means no credit or no room (``blocked_on_buffer``
+    tells which).  ``open`` turns False once the stream is closed for writing or forgotten
+    by the session; ``send`` then raises ``StreamClosedError``.
+    """
+
+    __slots__ = ("window", "buffer", "stream_id", "open")
+
+    def __init__(self, window, buffer, stream_id):
+        self.window = window
+        self.buffer = buffer
+        self.stream_id = stream_id
+        self.open = True
+
+    def send(self, data, max_buffered):
+        if not self.open:
+            raise StreamClosedError("yamux stream %d is closed or reset" % (self.stream_id,))
+        buf = self.buffer
+        room = max_buffered - buf.nbytes
+        if room <= 0:
+            return 0
+        if type(data) is bytes:
+            size = len(data)
+        else:
+            size = memoryview(data).nbytes
+        if size > room:
+            size = room
+        n = self.window.consume_send(size)
+        if n:
+            buf.data(self.stream_id, data, n)
+        return n
+
+    def blocked_on_buffer(self, max_buffered):
+        """True if the write buffer (not the send window) is what stops sending."""
+        return self.buffer.nbytes >= max_buffered
 
 
 # --------------------------------------------------------------------------- sealed frames

@@ -303,11 +303,14 @@ class LazyConn:
     half-closing writer share one echo read.
     """
 
-    __slots__ = ("_rw", "_dialer", "_pending", "_negotiated", "_error", "_timeout", "_confirm", "_lock")
+    __slots__ = ("_rw", "_write", "_dialer", "_pending", "_negotiated", "_error", "_timeout", "_confirm", "_lock")
 
     def __init__(self, rw, protocol: str, timeout: Optional[float] = DEFAULT_NEGOTIATION_TIMEOUT,
                  *, confirm_before_fin: bool = False) -> None:
         object.__setattr__(self, "_rw", rw)
+        # writes after the prefix skip wrapper layers the channel says are pass-through
+        # (a SwarmStream hands out its muxer stream's write)
+        object.__setattr__(self, "_write", getattr(rw, "direct_write", None) or rw.write)
         dialer = Dialer([protocol], lazy=True)
         object.__setattr__(self, "_dialer", dialer)
         object.__setattr__(self, "_pending", dialer.data_to_send())
@@ -351,7 +354,7 @@ class LazyConn:
         if pending:
             object.__setattr__(self, "_pending", b"")
             data = pending + bytes(data)
-        return self._rw.write(data, *args, **kwargs)
+        return self._write(data, *args, **kwargs)
 
     def writev(self, buffers):
         buffers = list(buffers)

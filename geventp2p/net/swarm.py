@@ -253,6 +253,12 @@ class SwarmStream:
         """Blocks the calling greenlet while the muxer applies back-pressure."""
         self._s.write(data, timeout)
 
+    @property
+    def direct_write(self) -> Any:
+        """A callable equal to :meth:`write` minus this wrapper's frame (the muxer
+        stream's own ``write``), for wrappers that write often (``LazyConn``)."""
+        return self._s.write
+
     def unread(self, data: bytes) -> None:
         self._s.unread(data)
 
@@ -303,30 +309,48 @@ class SwarmStream:
 class _MeteredStream(SwarmStream):
     """A SwarmStream that reports bytes to the bandwidth reporter (used only when one is set)."""
 
-    __slots__ = ("_rep", "_peer")
+    __slots__ = ("_rep", "_peer", "_pushed_back")
 
     def __init__(self, inner: Any, conn: SwarmConn, reporter: Any) -> None:
         super().__init__(inner, conn)
         self._rep = reporter
         self._peer = conn.remote_peer
+        self._pushed_back = 0  # bytes given back with unread(): counted once already
+
+    def _log_recv(self, n: int) -> None:
+        pushed = self._pushed_back
+        if pushed:
+            skip = pushed if pushed < n else n
+            self._pushed_back = pushed - skip
+            n -= skip
+        if n:
+            self._rep.log_recv(n, self._peer, self._s.protocol)
 
     def read(self, n: int = -1, timeout: float | None = None) -> bytes:
         data = self._s.read(n, timeout)
         if data:
-            self._rep.log_recv(len(data), self._peer, self._s.protocol)
+            self._log_recv(len(data))
         return data
 
     def read_exactly(self, n: int, timeout: float | None = None) -> bytes:
         data = self._s.read_exactly(n, timeout)
         if data:
-            self._rep.log_recv(len(data), self._peer, self._s.protocol)
+            self._log_recv(len(data))
         return data
+
+    def unread(self, data: bytes) -> None:
+        self._s.unread(data)
+        self._pushed_back += len(data)
 
     def write(self, data: Any, timeout: float | None = None) -> None:
         self._s.write(data, timeout)
         n = data.nbytes if isinstance(data, memoryview) else len(data)
         if n:
             self._rep.log_sent(n, self._peer, self._s.protocol)
+
+    @property
+    def direct_write(self) -> Any:
+        return self.write  # every write must be metered
 
 
 class _DialJob:

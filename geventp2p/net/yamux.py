@@ -90,24 +90,50 @@ class YamuxMuxer:
 class YamuxStream(Stream):
     """One yamux stream; the blocking API lives in :class:`geventp2p.net.stream.Stream`."""
 
-    __slots__ = ("_mux",)
+    __slots__ = ("_mux", "_sender")
 
     def __init__(self, mux: "YamuxConn", stream_id: int, direction: str) -> None:
         super().__init__(mux, stream_id, direction)
         self._mux = mux
+        self._sender = None  # the session's YamuxStreamSender, made on the first write
+
+    def write(self, data, timeout: float | None = None) -> None:
+        """Blocks the calling greenlet while yamux applies back-pressure; see
+        :meth:`geventp2p.net.stream.Stream.write` (same contract)."""
+        # Fast path, one frame and one compiled call: ``bytes`` that the send window and
+        # the write queue take whole, on a healthy stream no other greenlet is writing.
+        # Everything else (memoryviews, partial sends, blocking, errors) is the base path.
+        sender = self._sender
+        if sender is not None and type(data) is bytes and self._reset_error is None \
+                and self._write_error is None and not self._write_closed:
+            lock = self._write_lock
+            mux = self._mux
+            if (lock is None or not lock.locked()) and not mux._terminated and mux._write_failure is None:
+                size = len(data)
+                n = sender.send(data, mux._max_send_buffer)
+                if n:
+                    mux._wake_writer.set()
+                    if n == size:
+                        return
+                    data = memoryview(data)[n:]
+                elif not size:
+                    return
+        Stream.write(self, data, timeout)
 
     def _try_write(self, view: memoryview) -> int:
-        # runs once per application write: kept flat (no further Python calls but send_data)
+        # runs once per application write: one compiled call (credit + queue) in the
+        # common case
         mux = self._mux
         if mux._terminated or mux._write_failure is not None:
             mux._check_alive(write=True)
-        room = mux._max_send_buffer - mux._wbuf.nbytes
-        if room <= 0:
-            mux._blocked_writers.append(self)
-            mux._wake_writer.set()
-            return 0
-        n = mux._session.send_data(self.id, view if len(view) <= room else memoryview(view)[:room])
+        sender = self._sender
+        if sender is None:
+            sender = self._sender = mux._session.sender(self.id)
+        n = sender.send(view, mux._max_send_buffer)
         if n:
+            mux._wake_writer.set()
+        elif sender.blocked_on_buffer(mux._max_send_buffer):
+            mux._blocked_writers.append(self)
             mux._wake_writer.set()
         return n
 

@@ -335,6 +335,7 @@ Event = Union[
 class _Stream:
     __slots__ = (
         "stream_id", "outbound", "window", "acked", "accepted", "local_fin", "remote_fin", "read_closed", "reserved",
+        "sender",
     )
 
     def __init__(self, stream_id: int, outbound: bool, max_window: int) -> None:
@@ -347,6 +348,7 @@ class _Stream:
         self.remote_fin = False
         self.read_closed = False  # the application discards further data (close_read)
         self.reserved = 0  # memory reserved in the scope for window growth
+        self.sender = None  # frames.YamuxStreamSender, made on demand
 
 
 _PING_USER = 0
@@ -500,6 +502,21 @@ class Session:
             self._out.data(stream_id, data, n)
         return n
 
+    def sender(self, stream_id: int):
+        """The stream's send path as one object, for shells that write often:
+        ``sender(sid).send(data, max_buffered) -> n`` does what :meth:`send_data` does
+        (credit, then queue), bounded by ``max_buffered`` queued wire bytes.  It is
+        valid while the stream is open for writing here: after ``send_fin`` / ``send_reset``
+        / the stream being forgotten / session close, ``send`` raises."""
+        self._check_open()
+        st = self._streams.get(stream_id)
+        if st is None or st.local_fin:
+            raise StreamClosedError(f"yamux stream {stream_id} is closed for writing")
+        snd = st.sender
+        if snd is None:
+            snd = st.sender = frames.YamuxStreamSender(st.window, self._out, stream_id)
+        return snd
+
     def send_fin(self, stream_id: int) -> None:
         """Half-close our side (WindowUpdate|FIN).  Ignored for unknown streams."""
         self._check_open()
@@ -507,6 +524,8 @@ class Session:
         if st is None or st.local_fin:
             return
         st.local_fin = True
+        if st.sender is not None:
+            st.sender.open = False
         self._queue(_WU, _FIN, stream_id, 0)
         if st.remote_fin or st.read_closed:
             self._forget(st)
@@ -619,6 +638,8 @@ class Session:
 
     def _release_all(self) -> None:
         for st in self._streams.values():
+            if st.sender is not None:
+                st.sender.open = False
             if st.reserved:
                 self.scope.release_memory(st.reserved)
                 st.reserved = 0
@@ -627,6 +648,8 @@ class Session:
 
     def _forget(self, st: _Stream) -> None:
         del self._streams[st.stream_id]
+        if st.sender is not None:
+            st.sender.open = False
         if st.reserved:
             self.scope.release_memory(st.reserved)
             st.reserved = 0

@@ -144,3 +144,50 @@ def test_swarm_without_reporter_uses_plain_stream_class():
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize("metered", [True, False])
+def test_lazy_select_over_swarm_stream_writes_through_and_meters(metered):
+    """LazyConn writes skip the SwarmStream frame only when that skips nothing: a
+    metered stream still counts every byte written through the lazy wrapper."""
+    from geventp2p.net import multistream
+
+    net = MemoryNetwork()
+    ca, cb = (BandwidthCounter(), BandwidthCounter()) if metered else (None, None)
+    a, b = _swarm(net, ca), _swarm(net, cb)
+    got = []
+    try:
+        with gevent.Timeout(10):
+            def handler(s):
+                multistream.handle(s, ["/sink/1"], timeout=5)
+                while True:
+                    chunk = s.read(timeout=5)
+                    if not chunk:
+                        break
+                    got.append(chunk)
+                s.close()
+
+            b.set_stream_handler(handler)
+            a.peerstore.add_addrs(b.local_peer, b.listen_addresses(), 3600)
+            s = a.new_stream(b.local_peer, timeout=5)
+            lazy = multistream.LazyConn(s, "/sink/1")
+            inner = s.inner
+            if metered:
+                assert lazy._write == s.write
+            else:
+                assert lazy._write == inner.write
+            for i in range(50):
+                lazy.write(bytes([i]) * 100)
+            lazy.close_write()
+            assert lazy.read(timeout=5) == b""
+            lazy.close()
+        assert b"".join(got) == b"".join(bytes([i]) * 100 for i in range(50))
+        if metered:
+            # multistream header + proposal + 5,000 bytes out, the echo back; bytes the
+            # listener read ahead and pushed back (unread) are counted once
+            proposal = len(b"\x13/multistream/1.0.0\n\x08/sink/1\n")
+            assert ca.totals().total_out == cb.totals().total_in == proposal + 5000
+            assert ca.totals().total_in == cb.totals().total_out == proposal
+    finally:
+        a.close()
+        b.close()

@@ -438,6 +438,42 @@ def test_slow_reader_window_bounds_sender(leakcheck):
         peer.close()
 
 
+def test_fast_write_path_partial_send_and_contiguous_writers(leakcheck):
+    """Writes after the first take the one-call path: a write the window takes only in
+    part continues on the blocking path, and a second writer queues behind it."""
+    conn, peer = raw_pair(quiet_config(), is_initiator=True)
+    try:
+        s = conn.open_stream()
+        s.write(b"h" * 1000)  # first write: the stream's sender now exists
+        big = bytes(range(256)) * 1024  # 256 KiB: 1000 bytes more than the credit left
+        writer_a = gevent.spawn(s.write, big)
+        peer.recv_frames(lambda fr: sum(len(f[4]) for f in fr) >= 256 * 1024)
+        peer.sync()
+        assert not writer_a.ready()
+        # credit appears without waking writer A (white-box): writer B still waits its turn
+        conn._session._streams[s.id].window.add_send_credit(10)
+        writer_b = gevent.spawn(s.write, b"B" * 10)
+        gevent.sleep(0.02)
+        assert not writer_a.ready() and not writer_b.ready()
+        peer.send(pack(1, 0, s.id, 64 * 1024))
+        writer_a.get(timeout=5)
+        writer_b.get(timeout=5)
+        s.write(b"tail")  # fast path again once nobody holds the stream
+        peer.recv_frames(lambda fr: sum(len(f[4]) for f in fr) >= 1000 + len(big) + 14)
+        body = b"".join(f[4] for f in peer.frames if f[0] == 0 and f[2] == s.id)
+        assert body == b"h" * 1000 + big + b"B" * 10 + b"tail"
+        # a remote reset: the next write raises instead of queueing
+        peer.send(pack(1, 8, s.id, 7))
+        with gevent.Timeout(5):
+            while not s.is_reset:
+                gevent.sleep(0.005)
+        with pytest.raises(StreamResetError):
+            s.write(b"after reset")
+    finally:
+        conn.close()
+        peer.close()
+
+
 def test_window_update_after_reads(leakcheck):
     conn, peer = raw_pair(quiet_config())
     try:

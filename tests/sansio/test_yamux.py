@@ -296,6 +296,42 @@ def test_send_after_fin_and_unknown_stream():
     assert c.stream_read(99, 5, now=0.0) == 0
 
 
+def test_sender_matches_send_data_and_closes_with_the_stream():
+    cfg = YamuxConfig(max_frame_body=1000)
+    p = SessionPair(client_cfg=cfg)
+    sid = p.client.open_stream()
+    snd = p.client.sender(sid)
+    assert p.client.sender(sid) is snd  # one per stream
+    data = bytes(range(256)) * 1200
+    n = snd.send(data, 1 << 30)
+    assert n == y.INITIAL_WINDOW and p.client.send_window(sid) == 0
+    assert snd.send(data[n:], 1 << 30) == 0 and not snd.blocked_on_buffer(1 << 30)
+    ev = p.to_server()
+    assert b"".join(e.data for e in ev if isinstance(e, DataReceived)) == data[:n]
+    # a bound on queued bytes: at most (bound - queued) body bytes are taken
+    p.server.stream_read(sid, n, now=1.0)
+    p.to_client()
+    assert snd.send(data[n:], 100) == 100 and snd.blocked_on_buffer(100)
+    assert snd.send(data[n:], 100) == 0
+    p.client.send_fin(sid)
+    assert not snd.open
+    with pytest.raises(StreamClosedError):
+        snd.send(b"x", 1 << 30)
+    with pytest.raises(StreamClosedError):
+        p.client.sender(sid)
+    # reset and session close end a sender too
+    sid2 = p.client.open_stream()
+    snd2 = p.client.sender(sid2)
+    p.client.send_reset(sid2)
+    assert not snd2.open
+    sid3 = p.client.open_stream()
+    snd3 = p.client.sender(sid3)
+    p.client.close()
+    assert not snd3.open
+    with pytest.raises(ConnectionClosedError):
+        p.client.sender(sid3)
+
+
 def test_rst_on_data_frame_has_code_zero():
     c = client()
     sid = c.open_stream()

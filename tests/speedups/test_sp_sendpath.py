@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from geventp2p.exceptions import LocalProtocolError, SecurityError
+from geventp2p.exceptions import LocalProtocolError, SecurityError, StreamClosedError
 
 HYP = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KEY = bytes(range(32))
@@ -138,6 +138,48 @@ def test_write_buffer_parity_and_stream_content(both_impls, body, ops):
         got = [f for f in frames_ if f[0] == 0 and f[2] == sid]
         assert b"".join(f[4] for f in got) == sent
         assert all(0 < f[3] <= body for f in got)
+
+
+# --------------------------------------------------------------------------- YamuxStreamSender
+
+
+def test_stream_sender_takes_credit_and_queues(impl):
+    win = impl.window.StreamWindow(10, 100)
+    wb = impl.frames.YamuxWriteBuffer(65524)
+    snd = impl.frames.YamuxStreamSender(win, wb, 5)
+    assert snd.open and snd.stream_id == 5 and snd.window is win and snd.buffer is wb
+    assert snd.send(b"abcd", 1000) == 4
+    assert snd.send(memoryview(bytearray(b"efghijkl")), 1000) == 6  # credit: 10
+    assert win.send_window == 0
+    assert snd.send(b"zz", 1000) == 0 and not snd.blocked_on_buffer(1000)
+    assert parse_yamux(b"".join(wb.drain())) == [(0, 0, 5, 10, b"abcdefghij")]
+
+
+def test_stream_sender_bounded_by_queued_bytes(impl):
+    win = impl.window.StreamWindow(1000, 1000)
+    wb = impl.frames.YamuxWriteBuffer(65524)
+    snd = impl.frames.YamuxStreamSender(win, wb, 1)
+    wb.frame(1, 0, 1, 0)  # 12 bytes queued: room for 8 body bytes below 20
+    assert snd.send(b"x" * 100, 20) == 8
+    assert wb.nbytes == 32 and snd.blocked_on_buffer(20)
+    assert snd.send(b"y", 20) == 0
+    assert win.send_window == 992  # no credit taken for what did not fit
+    wb.drain()
+    assert not snd.blocked_on_buffer(20) and snd.send(b"y", 20) == 1
+
+
+def test_stream_sender_mutable_input_is_copied_and_closed_sender_raises(impl):
+    win = impl.window.StreamWindow(100, 100)
+    wb = impl.frames.YamuxWriteBuffer(65524)
+    snd = impl.frames.YamuxStreamSender(win, wb, 3)
+    buf = bytearray(b"abc")
+    assert snd.send(buf, 1000) == 3
+    buf[:] = b"XYZ"
+    assert parse_yamux(b"".join(wb.drain()))[0][4] == b"abc"
+    snd.open = False
+    with pytest.raises(StreamClosedError):
+        snd.send(b"a", 1000)
+    assert win.send_window == 97
 
 
 # --------------------------------------------------------------------------- seal_frames
