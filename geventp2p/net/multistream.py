@@ -143,6 +143,21 @@ def _try_read(rw, n: int = _READ_SIZE):
         return None
 
 
+def _readinto(rw, buf, timeout: Optional[float]) -> int:
+    """``rw.readinto(buf, timeout)`` when the channel has it, else a read and a copy."""
+    readinto = getattr(rw, "readinto", None)
+    if readinto is not None:
+        return readinto(buf, timeout=timeout)
+    return _copy_into(buf, rw.read(len(memoryview(buf)), timeout=timeout))
+
+
+def _copy_into(buf, data: bytes) -> int:
+    k = len(data)
+    if k:
+        memoryview(buf).cast("B")[:k] = data
+    return k
+
+
 def handle_deferred(rw, protocols_or_predicate, timeout: Optional[float] = DEFAULT_NEGOTIATION_TIMEOUT,
                     *, ls_protocols=None) -> tuple:
     """:func:`handle` for an initiator that may pipeline; returns ``(protocol, pending)``.
@@ -229,6 +244,12 @@ class PrefixedConn:
                 return data
             self.flush()
         return self._rw.read(n, timeout=timeout)
+
+    def readinto(self, buf, timeout: Optional[float] = None) -> int:
+        """Like ``read`` into ``buf`` (no copy when the channel receives in place)."""
+        if self._pending:
+            return _copy_into(buf, self.read(len(memoryview(buf)), timeout=timeout))
+        return _readinto(self._rw, buf, timeout)
 
     def unread(self, data) -> None:
         self._rw.unread(data)
@@ -415,6 +436,12 @@ class LazyConn:
         if not self._negotiated:
             self._negotiate(timeout)
         return self._rw.read_exactly(n, timeout=timeout)
+
+    def readinto(self, buf, timeout: Optional[float] = None) -> int:
+        """Like ``read`` into ``buf`` (the echoes are checked first)."""
+        if not self._negotiated:
+            self._negotiate(timeout)
+        return _readinto(self._rw, buf, timeout)
 
     def unread(self, data) -> None:
         self._rw.unread(data)

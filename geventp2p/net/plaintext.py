@@ -187,6 +187,15 @@ class PlaintextConn(RawConn):
             return b""
         return self._raw.read(n, timeout=timeout)
 
+    def readinto(self, buf, timeout: Optional[float] = None) -> int:
+        """Like ``read`` into ``buf``: straight from the transport (no copy here)."""
+        if self._closed:
+            return 0
+        readinto = getattr(self._raw, "readinto", None)
+        if readinto is None:
+            return super().readinto(buf, timeout)
+        return readinto(buf, timeout=timeout)
+
     def unread(self, data) -> None:
         self._raw.unread(data)
 

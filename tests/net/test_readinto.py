@@ -157,3 +157,81 @@ def test_noise_idle_connection_holds_no_send_buffer(raw_pair):
     assert read_all_into(cr, 2, 10) == b"ab"
     ci.close()
     cr.close()
+
+
+class _InPlaceOnly(SocketConn):
+    """A SocketConn whose read() must not be used (readinto only)."""
+
+    def read(self, n=65536, timeout=None):  # pragma: no cover - the test fails if called
+        raise AssertionError("read() used where readinto() should be")
+
+
+def test_plaintext_readinto_receives_in_place():
+    """PlaintextConn hands readinto to the transport: no fresh bytes per receive (a
+    fresh 256 KiB+ object per recv cost page faults and a copy on every read)."""
+    from geventp2p.net.plaintext import PlaintextConn
+
+    a, b = gsocket.socketpair()
+    ra, rb = SocketConn(a, is_initiator=True), _InPlaceOnly(b)
+    pc = PlaintextConn(rb, None, None, None)
+    try:
+        with gevent.Timeout(T):
+            ra.write(b"hello world")
+            buf = bytearray(64)
+            k = pc.readinto(memoryview(buf))
+            got = bytes(buf[:k])
+            assert got == b"hello world"[:k] and k >= 1
+            pc.unread(b"xy")
+            assert pc.readinto(memoryview(buf)) == 2 and bytes(buf[:2]) == b"xy"
+            ra.close()
+            while True:
+                n = pc.readinto(memoryview(buf))
+                if not n:
+                    break
+                got += bytes(buf[:n])
+            assert got == b"hello world"
+    finally:
+        pc.close()
+        ra.close()
+
+
+def test_multistream_wrappers_readinto():
+    """LazyConn.readinto checks the echo first (``na`` raises); PrefixedConn.readinto
+    sends its pending reply before it would wait, then receives in place."""
+    from geventp2p.exceptions import NegotiationError
+    from geventp2p.net import multistream
+
+    for accept in (True, False):
+        a, b = gsocket.socketpair()
+        ra, rb = SocketConn(a, is_initiator=True), SocketConn(b)
+        try:
+            with gevent.Timeout(T):
+                lazy = multistream.LazyConn(ra, "/x/1")
+
+                def responder():
+                    proto, pending = multistream.handle_deferred(rb, ["/x/1"] if accept else ["/y/1"], timeout=T)
+                    return proto, pending
+
+                g = gevent.spawn(responder) if accept else None
+                if accept:
+                    lazy.write(b"ping")
+                    proto, pending = g.get()
+                    assert proto == "/x/1"
+                    pref = multistream.PrefixedConn(rb, pending)
+                    buf = bytearray(16)
+                    k = pref.readinto(memoryview(buf))  # pending reply flushed, then "ping"
+                    assert bytes(buf[:k]) == b"ping"[:k]
+                    pref.write(b"pong")
+                    k = lazy.readinto(memoryview(buf))
+                    assert bytes(buf[:k]) == b"pong"[:k]
+                else:
+                    lazy.flush()
+                    g = gevent.spawn(multistream.handle, rb, ["/y/1"], timeout=T)
+                    with pytest.raises(NegotiationError):
+                        lazy.readinto(memoryview(bytearray(16)))
+                    ra.close()
+                    with pytest.raises(Exception):
+                        g.get()
+        finally:
+            ra.close()
+            rb.close()
