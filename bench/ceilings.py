@@ -50,14 +50,23 @@ def _sink() -> int:
     return 0
 
 
-def raw_socket_mib_s(total: int = 256 * MiB, write_size: int = 64 * 1024, env: dict | None = None) -> float:
-    """MiB/s of ``total`` bytes sent over a gevent socket to a sink in another process."""
+def raw_socket_mib_s(total: int = 256 * MiB, write_size: int = 64 * 1024, env: dict | None = None,
+                     pin: tuple | None = None) -> float:
+    """MiB/s of ``total`` bytes sent over a gevent socket to a sink in another process.
+
+    ``pin=(sender_cpus, sink_cpus)`` runs the sender (this thread, for the measurement)
+    and the sink on those CPU sets, as ``bench.compare`` does with clients and servers.
+    """
     from gevent import socket
 
+    before = os.sched_getaffinity(0) if pin else None
     proc = subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), "sink"],
         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
+        preexec_fn=(lambda: os.sched_setaffinity(0, pin[1])) if pin else None,
     )
+    if pin:
+        os.sched_setaffinity(0, pin[0])
     try:
         port = int(proc.stdout.readline())
         s = socket.create_connection(("127.0.0.1", port), timeout=30)
@@ -82,6 +91,8 @@ def raw_socket_mib_s(total: int = 256 * MiB, write_size: int = 64 * 1024, env: d
             raise RuntimeError(f"sink counted {got!r}, expected {total}")
         return total / MiB / dt
     finally:
+        if before is not None:
+            os.sched_setaffinity(0, before)
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -114,13 +125,14 @@ def chacha_mib_s(messages: int = 2000, size: int = NOISE_MAX_PLAINTEXT, via_back
     return messages * size / MiB / dt
 
 
-def measure(quick: bool = False, repeats: int = 3) -> dict:
-    """Best of ``repeats`` for each ceiling (a ceiling is a maximum, noise only lowers it)."""
+def measure(quick: bool = False, repeats: int = 3, pin: tuple | None = None) -> dict:
+    """Best of ``repeats`` for each ceiling (a ceiling is a maximum, noise only lowers it).
+    ``pin``: see :func:`raw_socket_mib_s`."""
     total = 32 * MiB if quick else 512 * MiB
     msgs = 200 if quick else 3000
     reps = 1 if quick else repeats
-    raw64 = [raw_socket_mib_s(total, 64 * 1024) for _ in range(reps)]
-    raw1m = [raw_socket_mib_s(total, MiB) for _ in range(reps)]
+    raw64 = [raw_socket_mib_s(total, 64 * 1024, pin=pin) for _ in range(reps)]
+    raw1m = [raw_socket_mib_s(total, MiB, pin=pin) for _ in range(reps)]
     cha = [chacha_mib_s(msgs) for _ in range(reps)]
     chb = [chacha_mib_s(msgs, via_backend=True) for _ in range(reps)]
     return {
@@ -135,6 +147,7 @@ def measure(quick: bool = False, repeats: int = 3) -> dict:
         "chacha_backend_mib_s": max(chb),
         "chacha_backend_runs": chb,
         "chacha_message_size": NOISE_MAX_PLAINTEXT,
+        "pinned": [sorted(pin[0]), sorted(pin[1])] if pin else None,
     }
 
 

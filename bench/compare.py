@@ -2,6 +2,7 @@
 
     python -m bench.compare [--quick] [--reps N] [--impls geventp2p,geventp2p-pure,js,py]
                             [--cases a,b,...] [--out bench/results] [--no-charts] [--ref-dialers]
+                            [--pin auto|off]
 
 Every run starts a fresh server process of one implementation (geventp2p via
 ``geventp2p serve`` when the CLI has it, else ``bench/driver.py serve``; js/py via the
@@ -11,7 +12,9 @@ implementations (``for rep: for case: for impl``, impl order rotated each rep) s
 hits all alike; each figure is the median of ``--reps`` runs with min and max.
 ``geventp2p`` = compiled build for client and server; ``geventp2p-pure`` =
 ``GEVENTP2P_PURE_PYTHON=1`` for both.  Server RSS is sampled (psutil, 10 ms) while the
-client runs; the client reports its own lifetime peak RSS.
+client runs; the client reports its own lifetime peak RSS.  With ``--pin auto`` (the
+default, 2+ CPUs) clients run on the first CPU and servers on the last, for every
+implementation and for the raw-socket ceiling alike (see ``pin_sets``).
 
 Writes ``<out>/compare-<UTC date-time>.json`` (every run + summary + ceilings),
 ``.md`` (the table) and, with matplotlib (the ``bench`` extra), one PNG per case.
@@ -86,9 +89,42 @@ RSS_SERVER = Metric("server_peak_rss", "server peak RSS", "MiB", False, MiB)
 RSS_CLIENT = Metric("peak_rss", "client peak RSS", "MiB", False, MiB)
 
 
+#: (client CPUs, server CPUs) when --pin is on, else None; set by main().
+PIN: tuple[frozenset, frozenset] | None = None
+
+
+def pin_sets(mode: str) -> tuple[frozenset, frozenset] | None:
+    """Client and server CPU sets: the lowest and the highest CPU this process may use.
+
+    On a 2-core machine the kernel's wake-up placement sometimes runs both ends of a
+    loopback benchmark on one core, which halves throughput for that run (every
+    implementation and the raw socket alike).  Pinning them apart removes that mode.
+    A server's helper threads (Node's GC and libuv pool) share the server's core."""
+    if mode == "off" or not hasattr(os, "sched_getaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return frozenset({cpus[0]}), frozenset({cpus[-1]})
+
+
+@contextlib.contextmanager
+def _spawning_on(cpus):
+    """Processes started inside run on ``cpus`` (affinity is inherited at fork)."""
+    if cpus is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 def build_cases(quick: bool) -> list[Case]:
     perf_bytes = 2 * MiB if quick else 64 * MiB  # quick stays under the 4 MiB mplex stream buffer cap
-    frames_bytes = 1 * MiB if quick else 16 * MiB
+    frames_bytes = 1 * MiB if quick else 64 * MiB
     rounds = 20 if quick else 500
     conns = 5 if quick else 50
     ns = (50, 200) if quick else (1000, 5000, 10000)
@@ -204,12 +240,14 @@ def gp_server_argv(case: Case, mode: str) -> list[str]:
 
 def start_server(impl: str, case: Case, gp_mode: str):
     ih = _harness()
-    if impl in (GP, GP_PURE):
-        peer = ih.PeerProcess(impl, gp_server_argv(case, gp_mode), _impl_env(impl))
-        peer.wait_ready(60)
-        return peer
-    extra = ["--max-streams", str(case.max_streams)] if case.max_streams else []
-    return ih.start_peer(impl, muxer=case.muxer, extra_args=extra, timeout=60)
+    with _spawning_on(PIN[1] if PIN else None):
+        if impl in (GP, GP_PURE):
+            peer = ih.PeerProcess(impl, gp_server_argv(case, gp_mode), _impl_env(impl))
+        else:
+            extra = ["--max-streams", str(case.max_streams)] if case.max_streams else []
+            return ih.start_peer(impl, muxer=case.muxer, extra_args=extra, timeout=60)
+    peer.wait_ready(60)
+    return peer
 
 
 class RssSampler(threading.Thread):
@@ -248,8 +286,10 @@ def run_client(impl: str, case: Case, target: str) -> dict[str, Any]:
     for k, v in case.args.items():
         argv += [f"--{k}", str(v)]
     try:
+        cpus = PIN[0] if PIN else None
         p = subprocess.run(argv, capture_output=True, timeout=case.timeout * 3 + 60, env=_impl_env(impl),
-                           stdin=subprocess.DEVNULL)
+                           stdin=subprocess.DEVNULL,
+                           preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     except subprocess.TimeoutExpired as exc:
         return {"ok": False, "error": f"client hung past {exc.timeout:.0f}s"}
     for line in reversed(p.stdout.decode("utf-8", "replace").splitlines()):
@@ -429,7 +469,10 @@ def markdown(result: dict, cases: list[Case]) -> str:
         + f". geventp2p server: {meta.get('gp_server')}"
         + (f" (`bench/driver.py serve` for {', '.join(meta['gp_server_driver_cases'])}: it raises the "
            f"muxer's inbound stream limit)" if meta.get("gp_server_driver_cases") and
-           meta.get("gp_server") != "bench/driver.py serve" else "") + ".",
+           meta.get("gp_server") != "bench/driver.py serve" else "") + ". "
+        + (f"CPU pinning: clients (and the raw-socket sender) on CPU {meta['pinned']['client_cpus']}, servers "
+           f"(with all their threads) on CPU {meta['pinned']['server_cpus']}."
+           if meta.get("pinned") else "CPU pinning: off (placement left to the kernel)."),
         "",
         "| case | metric | target | geventp2p | js | py | gp/js | gp/py | geventp2p-pure | speed-up |"
         + "".join(f" {k} |" for k in refs),
@@ -578,6 +621,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--budget", type=float, default=19 * 60,
                    help="after 3 reps, start no further rep once another would end past this many seconds (default 1140)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a geventp2p run failed")
+    p.add_argument("--pin", choices=("auto", "off"), default="auto",
+                   help="auto: clients on the first CPU, servers (and their threads) on the last, when "
+                        "there are 2 or more; off: leave placement to the kernel")
     p.add_argument("--gp-server", choices=("auto", "cli", "driver"), default="auto",
                    help="geventp2p server: `geventp2p serve` (cli), bench/driver.py serve, or cli if present")
     args = p.parse_args(argv)
@@ -617,11 +663,14 @@ def main(argv=None) -> int:
         gp_server = "geventp2p serve" if args.gp_server != "driver" and cli_serve_flags() else "bench/driver.py serve"
     log(f"impls {impls}, {len(cases)} cases, {args.reps} rep(s); geventp2p server: {gp_server}")
 
+    global PIN
+    PIN = pin_sets(args.pin)
+    log(f"CPU pinning: clients on {sorted(PIN[0])}, servers on {sorted(PIN[1])}" if PIN else "CPU pinning: off")
     ceilings: dict[str, Any] = {}
     if not args.no_ceilings:
         from bench import ceilings as _ceil
 
-        ceilings = _ceil.measure(quick=args.quick)
+        ceilings = _ceil.measure(quick=args.quick, pin=PIN)
         log(f"ceilings: raw socket {ceilings['raw_socket_mib_s']:.0f} MiB/s, "
             f"chacha {ceilings['chacha_mib_s']:.0f} MiB/s")
 
@@ -688,6 +737,7 @@ def assemble(args, cases, runs, ceilings, impls, now, t_start, load_start, gp_se
             "budget_seconds": args.budget,
             "impls": impls,
             "gp_server": gp_server,
+            "pinned": {"client_cpus": sorted(PIN[0]), "server_cpus": sorted(PIN[1])} if PIN else None,
             "versions": _versions(),
             "host": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
             "load_start": load_start,
