@@ -11,7 +11,7 @@ Commands::
 
     geventp2p keygen -o FILE [--type ed25519|secp256k1|ecdsa|rsa]
     geventp2p id --key FILE
-    geventp2p serve [--listen MA]... [--key FILE] [--security LIST] [--muxer LIST]
+    geventp2p serve [--listen MA]... [--max-streams N] [--key FILE] [--security LIST] [--muxer LIST]
         first stdout line: {"peer_id": ..., "addrs": [".../p2p/<id>", ...]};
         serves echo, perf, ping, identify until SIGINT/SIGTERM, then exit 0
     geventp2p ping MA [--count N] [--interval S] [--timeout S]
@@ -219,6 +219,13 @@ def _nonneg_int(text: str) -> int:
     return n
 
 
+def _pos_int(text: str) -> int:
+    n = _nonneg_int(text)
+    if not n:
+        raise argparse.ArgumentTypeError("must be > 0, got 0")
+    return n
+
+
 def _pos_float(text: str) -> float:
     try:
         v = float(text)
@@ -356,8 +363,28 @@ def _register_serve(sub) -> None:
     )
     p.add_argument("--listen", "-l", action="append", metavar="MA",
                    help="listen address (repeatable; default: /ip4/127.0.0.1/tcp/0)")
+    p.add_argument("--max-streams", type=_pos_int, default=None, metavar="N",
+                   help="inbound streams one connection may hold open (and wait to be accepted); "
+                        "more are refused with a reset (default: the muxer's, yamux 16384, mplex 1024)")
     _add_stack_options(p)
     p.set_defaults(func=cmd_serve)
+
+
+def _limited_muxers(names: Sequence[str] | None, limit: int) -> list:
+    """Muxer instances (by name) whose inbound stream limit and accept backlog are ``limit``."""
+    from geventp2p.defaults import DEFAULT_MUXERS
+
+    out = []
+    for name in names or DEFAULT_MUXERS:
+        if name == "yamux":
+            from geventp2p.net.yamux import YamuxConfig, YamuxMuxer
+
+            out.append(YamuxMuxer(YamuxConfig(max_inbound_streams=limit, accept_backlog=limit)))
+        else:
+            from geventp2p.net.mplex import MplexConfig, MplexMuxer
+
+            out.append(MplexMuxer(MplexConfig(max_inbound_streams=limit, accept_backlog=limit)))
+    return out
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -381,6 +408,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return handler
 
     watchers = _SignalWatchers({s: on_signal(s) for s in (signal.SIGINT, signal.SIGTERM)})
+    if args.max_streams is not None:
+        args.muxer = _limited_muxers(args.muxer, args.max_streams)
     try:
         host = _make_host(args, listen=args.listen or DEFAULT_LISTEN,
                           enable_identify=True, enable_ping=True, enable_echo=True, enable_perf=True)

@@ -170,3 +170,40 @@ def test_serve_with_key_file_and_plaintext(tmp_path):
     finally:
         rc, _out, err = stop_server(proc)
     assert rc == 0, err
+
+
+def test_serve_max_streams_limits_inbound_streams():
+    """--max-streams N: the (N+1)th concurrent stream on one connection is refused
+    (reset), the first N echo; --max-streams 0 is a usage error."""
+    import gevent
+
+    from geventp2p import new_host
+    from geventp2p.exceptions import StreamError
+
+    bad = run_cli("serve", "--max-streams", "0")
+    assert bad.returncode == 2 and b"max-streams" in bad.stderr
+
+    proc, info = start_server("--max-streams", "3", "--muxer", "yamux")
+    host = new_host(muxers=["yamux"])
+    try:
+        with gevent.Timeout(TIMEOUT):
+            host.connect(info["addrs"][0], timeout=TIMEOUT)
+            pid = info["peer_id"]
+            held = []
+            for i in range(3):
+                s = host.new_stream(pid, ["/echo/1.0.0"], timeout=TIMEOUT)
+                s.write(b"x%d" % i)
+                assert s.read_exactly(2, timeout=TIMEOUT) == b"x%d" % i
+                held.append(s)
+            extra = host.new_stream(pid, ["/echo/1.0.0"], timeout=TIMEOUT)
+            with pytest.raises(StreamError):
+                extra.write(b"y")
+                extra.read_exactly(1, timeout=TIMEOUT)
+            for s in held:  # the first three still work
+                s.write(b"z")
+                assert s.read_exactly(1, timeout=TIMEOUT) == b"z"
+                s.close()
+    finally:
+        host.close()
+        rc, _out, err = stop_server(proc)
+        assert rc == 0, err
