@@ -26,6 +26,9 @@ cdef class YamuxFrameReader:
     cdef Py_ssize_t _end
     cdef object _error
     cdef readonly Py_ssize_t max_data_length
+    cdef readonly long long partial_stream
+    cdef readonly Py_ssize_t partial_flags
+    cdef readonly Py_ssize_t partial_length
 
     @cython.locals(buf=bytearray, end=Py_ssize_t, pos=Py_ssize_t)
     cpdef list feed(self, object data)

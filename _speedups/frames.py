@@ -44,6 +44,10 @@ Reader rules (both readers):
   sticky: every later ``feed()`` raises it again, and the offending bytes stay at the
   head of the buffer.  Callers end the session on these errors.
 * Payloads are copied out as ``bytes``; the reader never exports its buffer.
+* yamux: after a call that stopped inside a Data frame's body, ``partial_stream``,
+  ``partial_flags`` and ``partial_length`` give that frame's header (``partial_stream``
+  is -1 otherwise), so a caller can reject a body the window does not allow before
+  it is buffered.
 * ``buffered``: bytes held that do not yet form a complete frame.
 """
 
@@ -151,7 +155,8 @@ class YamuxFrameReader:
     Both return the complete frames.  The buffer keeps its capacity between calls.
     """
 
-    __slots__ = ("_buf", "_pos", "_end", "_error", "max_data_length")
+    __slots__ = ("_buf", "_pos", "_end", "_error", "max_data_length", "partial_stream", "partial_flags",
+                 "partial_length")
 
     def __init__(self, max_data_length=DEFAULT_MAX_DATA_LENGTH):
         if max_data_length < 0 or max_data_length > U32_MAX:
@@ -161,6 +166,11 @@ class YamuxFrameReader:
         self._pos = 0
         self._end = 0
         self._error = None
+        # header of a Data frame whose body is still incomplete (-1: none), so the caller
+        # can check it against the stream's window before the body is buffered
+        self.partial_stream = -1
+        self.partial_flags = 0
+        self.partial_length = 0
 
     @property
     def buffered(self):
@@ -235,6 +245,7 @@ class YamuxFrameReader:
         frames = []
         p = buf  # the compiled build reads through a C pointer; buf does not resize below
         limit = self.max_data_length
+        self.partial_stream = -1
         while n - pos >= _HEADER_SIZE:
             if p[pos] != _VERSION:
                 self._error = FrameError("yamux: unsupported version %d" % p[pos])
@@ -262,6 +273,9 @@ class YamuxFrameReader:
                 start = pos + _HEADER_SIZE
                 end = start + length
                 if end > n:
+                    self.partial_stream = stream_id
+                    self.partial_flags = flags
+                    self.partial_length = length
                     break
                 payload = bytes(p[start:end])
                 pos = end

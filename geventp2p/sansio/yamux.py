@@ -37,7 +37,8 @@ Policies (decisions, with the implementation they follow):
   session is over: bad version/type, oversized body, Data/WindowUpdate on stream
   0, Ping/GoAway on a stream other than 0, SYN with the wrong parity (like
   rust; js sends 2), SYN for a stream id in use, data beyond the
-  receive window, a WindowUpdate overflowing 2**32-1.
+  receive window (judged from the Data header, before the body is buffered), a
+  WindowUpdate overflowing 2**32-1.
 * Frames other than SYN for unknown or forgotten streams are ignored (§20 item 17).
   Data after the remote's FIN is dropped (the window is still accounted).
 * Ping (§8.6): every SYN ping is answered with an ACK carrying the same value
@@ -833,7 +834,27 @@ class Session:
                 self._reader.feed(b"")
             except ProtocolError as exc:
                 self._fail(_remote(exc), events)
+        if self._reader.partial_stream >= 0 and not self.closed:
+            self._check_partial(events)
         return events
+
+    def _check_partial(self, events: list) -> None:
+        """A Data frame's header arrived but not all of its body: reject a body larger
+        than the stream's receive window now, before up to ``max_window_size`` bytes of
+        it are buffered (a hostile peer could otherwise make us hold that much)."""
+        r = self._reader
+        sid = r.partial_stream
+        st = self._streams.get(sid)
+        if st is not None:
+            allowed = st.window.recv_window
+        elif r.partial_flags & _SYN and sid:
+            allowed = INITIAL_WINDOW  # opens a stream: the initial window applies
+        else:
+            return  # unknown or forgotten stream: the body is dropped (bounded by the reader)
+        if r.partial_length > allowed:
+            self._fail(WindowError(
+                f"received {r.partial_length} bytes, window {allowed} (stream {sid}, seen in the header)"
+            ), events)
 
     def _on_syn(self, sid: int, events: list) -> _Stream | None:
         if (sid & 1) != self._remote_parity:

@@ -394,6 +394,9 @@ VIOLATIONS = {
     "syn data beyond window": h("00 00 0001 00000001 00040001") + b"\0" * 0x40001,
     "window overflow": OPEN + h("00 01 0000 00000001 ffffffff"),
     "data frame over max": h("00 00 0001 00000001 7fffffff"),
+    # the header alone is enough: the body is not waited for (nor buffered)
+    "data header beyond window": OPEN + h("00 00 0000 00000001 00040001") + b"\0" * 100,
+    "syn data header beyond window": h("00 00 0001 00000001 00040001"),
 }
 
 
@@ -418,6 +421,25 @@ def test_violation_after_good_frames_keeps_earlier_events():
     assert ev[:2] == [StreamOpened(stream_id=1), DataReceived(stream_id=1, data=b"hello")]
     assert isinstance(ev[2], SessionError)
     assert s.data_to_send() == ACCEPT + GOAWAY[1]
+
+
+def test_partial_data_frame_within_window_waits_for_its_body():
+    s = server()
+    body = bytes(range(256)) * 1024  # exactly the 256 KiB initial window
+    wire = OPEN + h("00 00 0000 00000001 00040000") + body
+    assert s.receive_data(wire[:5000]) == [StreamOpened(stream_id=1)]
+    assert not s.closed
+    ev = s.receive_data(wire[5000:])
+    assert ev == [DataReceived(stream_id=1, data=body)]
+    # one byte past the window, seen in the header of the next frame
+    ev = s.receive_data(h("00 00 0000 00000001 00000001"))
+    assert isinstance(ev[-1], SessionError) and "window 0" in str(ev[-1].error)
+
+
+def test_partial_data_for_unknown_stream_is_not_a_violation():
+    s = server()
+    assert s.receive_data(h("00 00 0000 00000003 00100000") + b"\0" * 10) == []
+    assert not s.closed
 
 
 def test_client_rejects_odd_syn():
