@@ -2,7 +2,7 @@
 
     python -m bench.compare [--quick] [--reps N] [--impls geventp2p,geventp2p-pure,js,py]
                             [--cases a,b,...] [--out bench/results] [--no-charts] [--ref-dialers]
-                            [--pin auto|off]
+                            [--pin off|split]
 
 Every run starts a fresh server process of one implementation (geventp2p via
 ``geventp2p serve`` when the CLI has it, else ``bench/driver.py serve``; js/py via the
@@ -12,9 +12,10 @@ implementations (``for rep: for case: for impl``, impl order rotated each rep) s
 hits all alike; each figure is the median of ``--reps`` runs with min and max.
 ``geventp2p`` = compiled build for client and server; ``geventp2p-pure`` =
 ``GEVENTP2P_PURE_PYTHON=1`` for both.  Server RSS is sampled (psutil, 10 ms) while the
-client runs; the client reports its own lifetime peak RSS.  With ``--pin auto`` (the
-default, 2+ CPUs) clients run on the first CPU and servers on the last, for every
-implementation and for the raw-socket ceiling alike (see ``pin_sets``).
+client runs; the client reports its own lifetime peak RSS.  With ``--pin split`` (2+
+CPUs) clients run on the first CPU and servers on the last, for every implementation
+and for the raw-socket ceiling alike (see ``pin_sets``); the default leaves placement
+to the kernel.
 
 Writes ``<out>/compare-<UTC date-time>.json`` (every run + summary + ceilings),
 ``.md`` (the table) and, with matplotlib (the ``bench`` extra), one PNG per case.
@@ -89,12 +90,13 @@ RSS_SERVER = Metric("server_peak_rss", "server peak RSS", "MiB", False, MiB)
 RSS_CLIENT = Metric("peak_rss", "client peak RSS", "MiB", False, MiB)
 
 
-#: (client CPUs, server CPUs) when --pin is on, else None; set by main().
+#: (client CPUs, server CPUs) with --pin split, else None; set by main().
 PIN: tuple[frozenset, frozenset] | None = None
 
 
 def pin_sets(mode: str) -> tuple[frozenset, frozenset] | None:
-    """Client and server CPU sets: the lowest and the highest CPU this process may use.
+    """``split``: client and server CPU sets, the lowest and the highest CPU this process
+    may use (None for ``off`` or a single CPU).
 
     On a 2-core machine the kernel's wake-up placement sometimes runs both ends of a
     loopback benchmark on one core, which halves throughput for that run (every
@@ -621,9 +623,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--budget", type=float, default=19 * 60,
                    help="after 3 reps, start no further rep once another would end past this many seconds (default 1140)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a geventp2p run failed")
-    p.add_argument("--pin", choices=("auto", "off"), default="auto",
-                   help="auto: clients on the first CPU, servers (and their threads) on the last, when "
-                        "there are 2 or more; off: leave placement to the kernel")
+    p.add_argument("--pin", choices=("off", "split"), default="off",
+                   help="off (default): leave placement to the kernel; split: clients on the first CPU, "
+                        "servers (and all their threads) on the last, when there are 2 or more (steadier "
+                        "figures, but it slows js-libp2p, whose helper threads then share one core)")
     p.add_argument("--gp-server", choices=("auto", "cli", "driver"), default="auto",
                    help="geventp2p server: `geventp2p serve` (cli), bench/driver.py serve, or cli if present")
     args = p.parse_args(argv)

@@ -220,12 +220,15 @@ class PrefixedConn:
             object.__setattr__(self, "_pending", b"")
             self._rw.write(pending)
 
-    def write(self, data, *args, **kwargs):
+    def write(self, data, timeout=None):
+        # ``timeout`` is passed on only when given: raw connections' write takes none
         pending = self._pending
         if pending:
             object.__setattr__(self, "_pending", b"")
             data = pending + bytes(data)
-        return self._rw.write(data, *args, **kwargs)
+        if timeout is None:
+            return self._rw.write(data)
+        return self._rw.write(data, timeout)
 
     def writev(self, buffers):
         pending = self._pending
@@ -370,12 +373,15 @@ class LazyConn:
             object.__setattr__(self, "_pending", b"")
             self._rw.write(pending)
 
-    def write(self, data, *args, **kwargs):
+    def write(self, data, timeout=None):
+        # ``timeout`` is passed on only when given: raw connections' write takes none
         pending = self._pending
         if pending:
             object.__setattr__(self, "_pending", b"")
             data = pending + bytes(data)
-        return self._write(data, *args, **kwargs)
+        if timeout is None:
+            return self._write(data)
+        return self._write(data, timeout)
 
     def writev(self, buffers):
         buffers = list(buffers)

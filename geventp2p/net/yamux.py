@@ -112,7 +112,9 @@ class YamuxStream(Stream):
                 size = len(data)
                 n = sender.send(data, mux._max_send_buffer)
                 if n:
-                    mux._wake_writer.set()
+                    if not mux._wake_pending:  # the writer has not been woken since it last ran
+                        mux._wake_pending = True
+                        mux._wake_writer.set()
                     if n == size:
                         return
                     data = memoryview(data)[n:]
@@ -170,6 +172,9 @@ class YamuxConn:
         self._ack_waiters: deque = deque()  # Events of open_stream calls blocked on the ACK backlog
         self._ack_grants = 0  # slots granted to woken open_stream calls that did not run yet
         self._wake_writer = Event()
+        # True from a fast-path write's wake-up until the writer clears the event (the
+        # event is set meanwhile): later writes skip the redundant set()
+        self._wake_pending = False
         self._closed_event = Event()
         self._blocked_writers: list = []
         self._pings: dict[int, list] = {}
@@ -511,6 +516,7 @@ class YamuxConn:
                     continue
                 deadline = session.next_deadline()
                 wake.clear()
+                self._wake_pending = False
                 if deadline is None:
                     wake.wait()
                 else:
