@@ -134,3 +134,23 @@ def test_window_cycle(benchmark, build):
         return d
 
     benchmark(run)
+
+
+@pytest.mark.benchmark(group="yamux-send-1KiB")
+def test_yamux_sender_1k_writes(benchmark, build):
+    """1,000 writes of 1 KiB through YamuxStreamSender (credit + coalescing queue), as
+    a stream's write fast path makes them, then one drain."""
+    _tag(benchmark, build)
+    w = build.window.StreamWindow(1 << 30, 1 << 30)
+    wb = build.frames.YamuxWriteBuffer()
+    snd = build.frames.YamuxStreamSender(w, wb, 1)
+    block = bytes(1024)
+
+    def run():
+        send = snd.send
+        for _ in range(1000):
+            send(block, 1 << 30)
+        w.add_send_credit(1024 * 1000)
+        return len(wb.drain())
+
+    assert benchmark(run) > 0
