@@ -103,6 +103,8 @@ class YamuxStream(Stream):
         # Fast path, one frame and one compiled call: ``bytes`` that the send window and
         # the write queue take whole, on a healthy stream no other greenlet is writing.
         # Everything else (memoryviews, partial sends, blocking, errors) is the base path.
+        # Keep the guards below in step with Stream.write: a state check added there must
+        # be added here too, or whole-bytes writes would skip it.
         sender = self._sender
         if sender is not None and type(data) is bytes and self._reset_error is None \
                 and self._write_error is None and not self._write_closed:
