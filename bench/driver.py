@@ -367,6 +367,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from geventp2p.tuning import tune_malloc
+
+    tune_malloc()  # as the geventp2p CLI does (geventp2p.tuning)
     if args.mode == "serve":
         return serve(args)
     return client(args)

@@ -726,6 +726,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return 2
+    # an application's choice, made here for the console script: see geventp2p.tuning
+    from geventp2p.tuning import tune_malloc
+
+    tune_malloc()
     watcher = _sigint_watcher() if getattr(args, "gevent_sigint", False) else None
     try:
         return int(func(args) or 0)
