@@ -20,23 +20,35 @@ from __future__ import annotations
 import ctypes
 import sys
 
-__all__ = ["tune_malloc", "DEFAULT_TRIM_THRESHOLD"]
+__all__ = ["tune_malloc", "DEFAULT_TRIM_THRESHOLD", "DEFAULT_MMAP_THRESHOLD"]
 
 #: Freed heap memory glibc keeps for reuse before it gives any back.
 DEFAULT_TRIM_THRESHOLD = 8 * 1024 * 1024
+#: Blocks at least this large get their own mmap (and lose their pages on free).
+DEFAULT_MMAP_THRESHOLD = 1024 * 1024
 
 _M_TRIM_THRESHOLD = -1  # glibc <malloc.h>
+_M_MMAP_THRESHOLD = -3
 
 
-def tune_malloc(trim_threshold: int = DEFAULT_TRIM_THRESHOLD) -> bool:
-    """Keep up to ``trim_threshold`` bytes of freed heap for reuse (glibc ``mallopt``).
+def _check(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**31:
+        raise ValueError(f"{name} must be an int in 0..2**31-1, got {value!r}")
 
-    Returns True if applied, False where it does not apply (not Linux, not glibc).
-    Note that setting it also turns off glibc's dynamic adjustment of the mmap
-    threshold (it stays at 128 KiB).  Safe to call more than once.
+
+def tune_malloc(trim_threshold: int = DEFAULT_TRIM_THRESHOLD,
+                mmap_threshold: int = DEFAULT_MMAP_THRESHOLD) -> bool:
+    """Keep up to ``trim_threshold`` bytes of freed heap for reuse, and serve blocks
+    below ``mmap_threshold`` from the heap (glibc ``mallopt``).
+
+    Both are set because setting either one turns off glibc's own adjustment of both:
+    with the trim threshold alone, the mmap threshold would stay at 128 KiB, and every
+    128 KiB+ receive buffer would be mapped and faulted in afresh (mplex, which reads
+    256 KiB at a time, ran at half speed that way).  Returns True if applied, False
+    where it does not apply (not Linux, not glibc).  Safe to call more than once.
     """
-    if not isinstance(trim_threshold, int) or isinstance(trim_threshold, bool) or not 0 <= trim_threshold < 2**31:
-        raise ValueError(f"trim_threshold must be an int in 0..2**31-1, got {trim_threshold!r}")
+    _check("trim_threshold", trim_threshold)
+    _check("mmap_threshold", mmap_threshold)
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -47,4 +59,5 @@ def tune_malloc(trim_threshold: int = DEFAULT_TRIM_THRESHOLD) -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    return mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1
+    ok = mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1
+    return mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1 and ok

@@ -52,5 +52,7 @@ def test_tune_malloc_validates_and_is_repeatable():
     for bad in (-1, 2**31, 1.5, True, "8M"):
         with pytest.raises(ValueError):
             tune_malloc(bad)
+        with pytest.raises(ValueError):
+            tune_malloc(mmap_threshold=bad)
     assert tune_malloc() == tune_malloc()
     assert tune_malloc() is _glibc()

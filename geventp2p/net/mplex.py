@@ -397,12 +397,17 @@ class MplexConn:
             conn = self._conn
             session = self._session
             ev = self._write_event
+            writev = getattr(conn, "writev", None)
             while True:
                 ev.wait()
                 ev.clear()
-                data = session.data_to_send()
-                if data:
-                    conn.write(data)
+                bufs = session.buffers_to_send()
+                if bufs:
+                    # one gather write: no join into a fresh (often 1 MiB+) bytes object
+                    if writev is not None:
+                        writev(bufs)
+                    else:
+                        conn.write(bufs[0] if len(bufs) == 1 else b"".join(bufs))
                 self._gen += 1
                 waiters = self._waiters
                 if waiters:

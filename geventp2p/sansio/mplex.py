@@ -320,6 +320,14 @@ class Session:
         self._out_size = 0
         return data
 
+    def buffers_to_send(self) -> list:
+        """Drain every queued buffer as a list, in order (for ``writev``: no join)."""
+        out = self._out
+        if out:
+            self._out = []
+            self._out_size = 0
+        return out
+
     def _queue(self, stream_id: int, flag: int, body: bytes = b"") -> None:
         header = frames.pack_mplex_header(stream_id, flag, len(body))
         self._out.append(header)

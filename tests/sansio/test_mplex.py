@@ -450,3 +450,15 @@ def test_local_close_ends_the_session():
 def test_config_validation(kwargs):
     with pytest.raises(ConfigError):
         MplexConfig(**kwargs)
+
+
+def test_buffers_to_send_drains_the_same_bytes_as_data_to_send():
+    a, b = Session(), Session()
+    for s in (a, b):
+        sid = s.open_stream()
+        s.send_data(sid, True, b"hello")
+        s.send_data(sid, True, b"world" * 1000)
+    bufs = a.buffers_to_send()
+    assert isinstance(bufs, list) and len(bufs) > 1
+    assert b"".join(bytes(x) for x in bufs) == b.data_to_send()
+    assert a.bytes_to_send == 0 and a.buffers_to_send() == [] and a.data_to_send() == b""
