@@ -1,6 +1,6 @@
 """``/plaintext/2.0.0``: identity exchange without encryption (tests and interop debugging).
 
-Reference §7.  After multistream picked this protocol, both sides send
+Spec: https://github.com/libp2p/specs/blob/master/plaintext/README.md.  After multistream picked this protocol, both sides send
 ``LP(Exchange{id, pubkey})`` at once (not lock-step) and read the peer's.  Each
 side checks that ``id`` is the peer ID of ``pubkey``; the dialer also checks it is
 the peer it meant to reach (PeerIdMismatchError).  Afterwards bytes flow unframed.

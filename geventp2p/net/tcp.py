@@ -30,7 +30,7 @@ __all__ = ["TcpConfig", "TcpTransport", "TcpListener", "sockaddr_to_multiaddr"]
 
 log = logging.getLogger(__name__)
 
-#: go-libp2p's TCP connect timeout (reference §19).
+#: go-libp2p's TCP connect timeout (``DialTimeout`` in p2p/transport/tcp).
 DEFAULT_CONNECT_TIMEOUT = 5.0
 
 

@@ -1,6 +1,7 @@
 """Connection upgrader: raw byte pipe -> secured -> muxed ``Connection``.
 
-The order is fixed (reference §3.1): multistream-select picks a security
+The order is fixed (https://github.com/libp2p/specs/blob/master/connections/README.md#upgrading-connections):
+multistream-select picks a security
 protocol on the raw connection, the security handshake authenticates both
 peers, then a muxer is chosen, either early (inside the Noise handshake
 payload) or by a second multistream-select round inside the secured channel.

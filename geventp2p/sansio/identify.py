@@ -1,4 +1,6 @@
-"""Identify / identify-push codec and validation (LIBP2P-WIRE §10), sans-I/O.
+"""Identify / identify-push codec and validation, sans-I/O.
+
+Spec: https://github.com/libp2p/specs/blob/master/identify/README.md
 
 * :class:`IdentifyMessage` - the message as plain data (raw bytes for keys and
   addresses), with :meth:`IdentifyMessage.encode` (one ``LP(protobuf)`` frame,

@@ -1,17 +1,20 @@
 """multistream-select ``/multistream/1.0.0`` as a sans-I/O codec and negotiators.
 
-Wire format (reference §4.1): every message is ``uvarint(len(text) + 1) || text || "\\n"``.
-Limits (§4.4, §19): a message may be at most 1024 bytes including the newline (go and
+Spec: https://github.com/multiformats/multistream-select and
+https://github.com/libp2p/specs/blob/master/connections/README.md#protocol-negotiation.
+
+Wire format: every message is ``uvarint(len(text) + 1) || text || "\\n"``.
+Limits: a message may be at most 1024 bytes including the newline (go and
 js reject larger ones); it must end with ``\\n`` and must not be empty; protocol IDs
 must start with ``/`` (rust rejects others), the only other tokens are ``na`` and ``ls``.
 
 Pieces:
 
 * ``encode_message(token)`` / ``decode_message(buf, offset)`` - one message.
-* ``encode_ls_response(protocols)`` / ``decode_ls_response(body)`` - §4.5.
+* ``encode_ls_response(protocols)`` / ``decode_ls_response(body)`` - the ``ls`` answer.
 * ``MessageReader`` - incremental parser that stops where you tell it to, so bytes
   after the last negotiation message stay available (``unconsumed()``).
-* ``Dialer`` / ``Listener`` - the two state machines of §4.2 / §4.3.  Feed bytes with
+* ``Dialer`` / ``Listener`` - the initiator and responder state machines.  Feed bytes with
   ``receive_data``, send whatever ``data_to_send()`` returns; once ``done`` the chosen
   protocol is ``protocol`` and ``unconsumed()`` holds the bytes that followed the final
   message (they belong to the next layer).
@@ -55,7 +58,7 @@ __all__ = [
 PROTOCOL_ID = "/multistream/1.0.0"
 NA = "na"
 LS = "ls"
-#: Deprecated simultaneous-open extension; always answered with ``na`` (§3.3).
+#: Deprecated simultaneous-open extension; always answered with ``na``.
 SIMULTANEOUS_CONNECT = "/libp2p/simultaneous-connect"
 #: Largest accepted message, newline included (go / js limit).
 MAX_MESSAGE_SIZE = 1024
@@ -142,7 +145,7 @@ def decode_message(buf, offset: int = 0) -> Optional[Tuple[str, int]]:
 
 
 def encode_ls_response(protocols: Iterable[str]) -> bytes:
-    """The answer to ``ls``: ``LP( LP(p1 "\\n") ... LP(pn "\\n") "\\n" )`` (§4.5)."""
+    """The answer to ``ls``: ``LP( LP(p1 "\\n") ... LP(pn "\\n") "\\n" )``."""
     body = b"".join(encode_message(p) for p in protocols) + b"\n"
     if len(body) > MAX_MESSAGE_SIZE:
         raise LocalProtocolError("ls response exceeds the multistream message limit")
@@ -251,7 +254,7 @@ class _Negotiator:
 
 
 class Dialer(_Negotiator):
-    """Initiator side (§4.2): propose ``protocols`` in order until one is echoed.
+    """Initiator side: propose ``protocols`` in order until one is echoed.
 
     The header and the first proposal are queued together.  After an ``na`` the next
     proposal is queued alone.  ``receive_data`` returns True once a protocol was
@@ -311,7 +314,7 @@ class Dialer(_Negotiator):
 
 
 class Listener(_Negotiator):
-    """Responder side (§4.3): echo the first supported proposal, ``na`` the others.
+    """Responder side: echo the first supported proposal, ``na`` the others.
 
     ``supports`` is either a callable ``protocol -> bool`` or an iterable of protocol
     IDs.  ``ls`` is answered with ``ls_protocols`` (defaults to the iterable's items;
