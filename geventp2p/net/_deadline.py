@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from types import TracebackType
-from typing import Optional
+from typing import Literal, Optional
 
 import gevent
 
@@ -89,7 +89,7 @@ class timeout_scope:
         exc_type: Optional[type[BaseException]],
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
-    ) -> bool:
+    ) -> Literal[False]:
         timer = self._timer
         if timer is None:
             return False

@@ -383,6 +383,7 @@ class MemoryNetwork:
             mem_id = self._alloc()
         elif mem_id in self._listeners:
             raise TransportError(errno.EADDRINUSE, f"/memory/{mem_id} is in use")
+        assert mem_id is not None  # _resolve gives an id whenever it gives no name
         lst = MemoryListener(self, mem_id, handler, names=[name] if name else [])
         self._listeners[mem_id] = lst
         if name:

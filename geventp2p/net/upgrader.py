@@ -191,7 +191,7 @@ class Upgrader:
                     mux_id = multistream.select_one_of(secured, self._muxer_order, timeout=deadline.left("muxer negotiation"))
                 else:
                     mux_id = multistream.handle(secured, self._muxer_order, timeout=deadline.left("muxer negotiation"))
-            if mux_id not in self.muxers:  # a misbehaving negotiator; never trust it blindly
+            if mux_id is None or mux_id not in self.muxers:  # a misbehaving negotiator; never trust it blindly
                 raise NegotiationError(f"negotiated unknown muxer {mux_id!r}")
             muxed = self.muxers[mux_id].create(secured, is_initiator=outbound, scope=self.scope)
         except BaseException:
