@@ -177,6 +177,15 @@ def parse_ls_body(body: bytes) -> List[str]:
     return protocols
 
 
+#: Parsed bytes kept at the head of a ``MessageReader`` buffer before it is compacted.
+_COMPACT_AT = 4096
+
+#: Refused proposals remembered by a negotiator, for log lines.  The count is unbounded
+#: (``rejected_count``); the names are not, so a peer proposing protocol after
+#: protocol costs CPU until the negotiation timeout, but no memory.
+MAX_REMEMBERED_REJECTIONS = 16
+
+
 class MessageReader:
     """Incremental message parser.
 
@@ -192,9 +201,18 @@ class MessageReader:
         self._pos = 0
 
     def feed(self, data) -> None:
-        if self._pos and self._pos == len(self._buf):
-            self._buf.clear()
-            self._pos = 0
+        pos = self._pos
+        if pos:
+            if pos == len(self._buf):
+                self._buf.clear()
+            elif pos >= _COMPACT_AT:
+                # A peer streaming message after message never lets the buffer run
+                # empty; drop what was parsed so it cannot grow without bound.
+                del self._buf[:pos]
+            else:
+                pos = -1
+            if pos >= 0:
+                self._pos = 0
         self._buf += data
 
     def next_message(self) -> Optional[str]:
@@ -230,6 +248,14 @@ class _Negotiator:
         self._header_received = False
         self.done = False
         self.protocol: Optional[str] = None
+        #: The first refused protocols (at most ``MAX_REMEMBERED_REJECTIONS``).
+        self.rejected: List[str] = []
+        self.rejected_count = 0
+
+    def _reject(self, protocol: str) -> None:
+        self.rejected_count += 1
+        if len(self.rejected) < MAX_REMEMBERED_REJECTIONS:
+            self.rejected.append(protocol[:128])
 
     def data_to_send(self) -> bytes:
         """Drain the bytes queued for the peer."""
@@ -277,7 +303,6 @@ class Dialer(_Negotiator):
         self.protocols = tuple(protocols)
         self.lazy = lazy
         self._index = 0
-        self.rejected: List[str] = []
         self._out.append(encode_message(PROTOCOL_ID) + encode_message(protocols[0]))
 
     @property
@@ -302,7 +327,7 @@ class Dialer(_Negotiator):
                 self.protocol = current
                 return True
             if token == NA:
-                self.rejected.append(current)
+                self._reject(current)
                 self._index += 1
                 if self._index >= len(self.protocols):
                     raise NegotiationError(
@@ -331,7 +356,6 @@ class Listener(_Negotiator):
             table = frozenset(supports)
             self._supports = table.__contains__
             self._ls = ls_protocols if ls_protocols is not None else list(supports)
-        self.rejected: List[str] = []
         self._out.append(encode_message(PROTOCOL_ID))
 
     def receive_data(self, data) -> bool:
@@ -356,5 +380,5 @@ class Listener(_Negotiator):
                 self.done = True
                 self.protocol = token
                 return True
-            self.rejected.append(token)
+            self._reject(token)
             self._out.append(encode_message(NA))

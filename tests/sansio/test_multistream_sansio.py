@@ -407,3 +407,24 @@ def test_dialer_split_invariance(protocols, answer, tail, cuts):
         assert run([reply]) == ("ok", protocols[nas], tail)
     else:
         assert run([reply]) == ("err", NegotiationError)
+
+
+def test_refused_proposal_flood_keeps_memory_bounded():
+    """A peer proposing protocol after protocol (never accepted) costs no memory:
+    the reader compacts what it parsed and only the first refusals are remembered."""
+    lst = ms.Listener(["/echo/1.0.0"])
+    lst.receive_data(ms.encode_message(ms.PROTOCOL_ID))
+    proposal = ms.encode_message("/x/" + "a" * 1000)
+    flood = memoryview(proposal * 8000)  # ~8 MiB of refused proposals
+    step = 4500  # never lines up with message boundaries
+    for off in range(0, len(flood), step):
+        assert lst.receive_data(flood[off:off + step]) is False
+        lst.data_to_send()
+        assert lst._reader.buffered() < len(proposal)
+        assert len(lst._reader._buf) < 16 * 1024
+    assert lst.data_to_send() == b""
+    assert len(lst.rejected) == ms.MAX_REMEMBERED_REJECTIONS
+    assert lst.rejected_count == 8000
+    # still a working negotiator afterwards
+    lst.receive_data(ms.encode_message("/echo/1.0.0"))
+    assert lst.done and lst.protocol == "/echo/1.0.0"
