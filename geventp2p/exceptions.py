@@ -36,6 +36,7 @@ __all__ = [
     "StreamClosedError",
     "ConnectionClosedError",
     "ResourceLimitExceeded",
+    "ResourceScopeClosed",
     "P2PTimeoutError",
     "IncompleteReadError",
     "SubscriptionClosedError",
@@ -189,15 +190,41 @@ class ConnectionClosedError(StreamResetError):
 
 
 class ResourceLimitExceeded(P2PError):
-    """A resource scope refused a reservation."""
+    """A resource scope refused a reservation.
+
+    ``scope`` names the scope (go's names: ``system``, ``transient``, ``peer:<id>``,
+    ``protocol-peer:/echo/1.0.0``, ...), ``resource`` what was asked for (``memory``,
+    ``streams (inbound)``, ``conns (outbound)``, ``fd``), and ``used``, ``requested``
+    and ``limit`` the figures, when known.  The wire code is go's
+    ``StreamResourceLimitExceeded`` (a stream reset with it tells the peer why).
+    """
 
     error_code = 0x1002
 
-    def __init__(self, scope: str = "", resource: str = "", stat=None) -> None:
-        super().__init__(f"resource limit exceeded: {resource} in scope {scope}")
+    def __init__(
+        self,
+        scope: str = "",
+        resource: str = "",
+        stat=None,
+        *,
+        used: int | None = None,
+        requested: int | None = None,
+        limit: int | None = None,
+    ) -> None:
+        figures = ""
+        if limit is not None:
+            figures = f" (used {used}, requested {requested}, limit {limit})"
+        super().__init__(f"resource limit exceeded: {resource} in scope {scope}{figures}")
         self.scope = scope
         self.resource = resource
         self.stat = stat
+        self.used = used
+        self.requested = requested
+        self.limit = limit
+
+
+class ResourceScopeClosed(P2PError):
+    """A reservation was asked of a resource scope that is already done."""
 
 
 class P2PTimeoutError(P2PError, TimeoutError):
