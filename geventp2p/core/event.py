@@ -31,6 +31,7 @@ __all__ = [
     "EvtPeerIdentificationCompleted",
     "EvtPeerIdentificationFailed",
     "EvtPeerProtocolsUpdated",
+    "EvtConnsTrimmed",
     "EVENT_TYPES",
 ]
 
@@ -214,6 +215,18 @@ class EvtPeerProtocolsUpdated:
         _tuple(self, "removed")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvtConnsTrimmed:
+    """The connection manager closed connections to get back to its low watermark."""
+
+    peers: tuple[Any, ...] = ()  # PeerIds whose connections were closed
+    conns: int = 0  # connections closed
+    remaining: int = 0  # connections open afterwards
+
+    def __post_init__(self) -> None:
+        _tuple(self, "peers")
+
+
 #: Every bus event type defined here.
 EVENT_TYPES = (
     EvtLocalAddressesUpdated,
@@ -224,4 +237,5 @@ EVENT_TYPES = (
     EvtPeerIdentificationCompleted,
     EvtPeerIdentificationFailed,
     EvtPeerProtocolsUpdated,
+    EvtConnsTrimmed,
 )
