@@ -48,8 +48,8 @@ KNOWN_GAPS: dict[str, str] = {
     "check__YamuxStream__MuxedStream": "direction is str (inherited from net.stream.Stream)",
     "check__MplexStream__MuxedStream": "direction is str (inherited from net.stream.Stream)",
     "check__SwarmStream__Stream": (
-        "direction is str; no __enter__/__exit__ (context manager); conn is SwarmConn, "
-        "which is not a Conn yet"
+        "direction is str; conn is SwarmConn and __enter__ returns SwarmStream, which "
+        "are not a Conn / a Stream yet"
     ),
     "check__SwarmConn__Conn": (
         "direction is str; new_stream/streams return SwarmStream, not a Stream yet"
