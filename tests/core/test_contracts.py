@@ -164,7 +164,8 @@ def test_direction_is_a_str_enum_equal_to_the_old_strings() -> None:
     assert Direction.INBOUND == "inbound" and Direction.OUTBOUND == "outbound"
     assert Direction.INBOUND != "outbound"
     assert {"inbound": 1}[Direction.INBOUND] == 1  # hashes like the string
-    assert {Direction.OUTBOUND: 2}["outbound"] == 2
+    by_direction: dict[str, int] = {Direction.OUTBOUND: 2}
+    assert by_direction["outbound"] == 2
     assert str(Direction.OUTBOUND) == "outbound" and f"{Direction.INBOUND:>8}" == " inbound"
     assert Direction("inbound") is Direction.INBOUND
     # the former core.event.Direction names are aliases of the same members
