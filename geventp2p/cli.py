@@ -178,41 +178,25 @@ def parse_size(text: str) -> int:
     return n
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
-    return n
+def _bounded(convert: Callable[[str], Any], what: str, *, positive: bool) -> Callable[[str], Any]:
+    """argparse type: ``convert(text)``, which must be > 0 (``positive``) or >= 0."""
+
+    def parse(text: str) -> Any:
+        try:
+            v = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {what} {text!r}") from None
+        if not (v > 0 if positive else v >= 0):
+            raise argparse.ArgumentTypeError(f"must be {'>' if positive else '>='} 0, got {text.strip()}")
+        return v
+
+    return parse
 
 
-def _pos_int(text: str) -> int:
-    n = _nonneg_int(text)
-    if not n:
-        raise argparse.ArgumentTypeError("must be > 0, got 0")
-    return n
-
-
-def _pos_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
-
-
-def _nonneg_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
+_nonneg_int = _bounded(int, "integer", positive=False)
+_pos_int = _bounded(int, "integer", positive=True)
+_pos_float = _bounded(float, "number", positive=True)
+_nonneg_float = _bounded(float, "number", positive=False)
 
 
 def _name_list(known: Sequence[str]) -> Callable[[str], list]:

@@ -149,13 +149,16 @@ class Progress:
         return f"{text}  {note}" if note else text
 
     def _draw(self, now: float, *, final: bool, note: str = "") -> None:
+        out = self.out
+        if out is None:
+            return
         text = self.render(now, note)
         try:
             if self.tty:
-                self.out.write("\r\x1b[K" + text + ("\n" if final else ""))
+                out.write("\r\x1b[K" + text + ("\n" if final else ""))
             else:
-                self.out.write(text + "\n")
-            self.out.flush()
+                out.write(text + "\n")
+            out.flush()
         except (OSError, ValueError):  # stderr gone: keep running, stop drawing
             self.out = None
 
@@ -451,13 +454,16 @@ def run_demo(
             lat: list = []
             done = [0]
 
-            def one(i: int) -> None:
+            def echo_into(i: int, out: list) -> None:
                 try:
-                    lat.append(_echo_once(client, server.id, _payload(base, i, stream_bytes)))
+                    out.append(_echo_once(client, server.id, _payload(base, i, stream_bytes)))
                 except Exception as exc:
                     result.failures += 1
                     if len(result.errors) < _MAX_ERROR_SAMPLES:
                         result.errors.append(f"stream {i}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+
+            def one(i: int) -> None:
+                echo_into(i, lat)
                 done[0] += 1
                 bar.update(done[0])
 
@@ -480,13 +486,7 @@ def run_demo(
             # ---- phase 3: per-stream latency, one stream at a time (new stream indices)
             seq: list = []
             for j in range(min(latency_samples, streams)):
-                i = streams + j
-                try:
-                    seq.append(_echo_once(client, server.id, _payload(base, i, stream_bytes)))
-                except Exception as exc:
-                    result.failures += 1
-                    if len(result.errors) < _MAX_ERROR_SAMPLES:
-                        result.errors.append(f"stream {i}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+                echo_into(streams + j, seq)
             seq.sort()
             result.seq_latencies = seq
             result.latency_samples = len(seq)

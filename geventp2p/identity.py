@@ -23,14 +23,8 @@ import stat
 import tempfile
 from typing import Union
 
-from geventp2p.crypto.keys import (
-    KeyType,
-    PrivateKey,
-    PublicKey,
-    generate_key,
-    unmarshal_private_key,
-    unmarshal_public_key,
-)
+from geventp2p.crypto import keys as _keys
+from geventp2p.crypto.keys import KeyType, PrivateKey, PublicKey
 from geventp2p.exceptions import InvalidKeyError, P2PError
 
 __all__ = [
@@ -74,11 +68,11 @@ def read_key_file(path: PathLike) -> Union[PrivateKey, PublicKey]:
     """
     data = _read(path)
     try:
-        return unmarshal_private_key(data)
+        return _keys.unmarshal_private_key(data)
     except P2PError as exc:
         private_error = exc
     try:
-        return unmarshal_public_key(data)
+        return _keys.unmarshal_public_key(data)
     except P2PError:
         pass
     raise InvalidKeyError(f"{os.fspath(path)} does not hold a marshalled libp2p key: {private_error}")
@@ -88,7 +82,7 @@ def load_identity(path: PathLike) -> PrivateKey:
     """The private key in ``path``; OSError if unreadable, InvalidKeyError if it is not one."""
     data = _read(path)
     try:
-        return unmarshal_private_key(data)
+        return _keys.unmarshal_private_key(data)
     except P2PError as exc:
         raise InvalidKeyError(
             f"{os.fspath(path)} does not hold a marshalled libp2p private key: {exc}") from exc
@@ -161,7 +155,7 @@ def load_or_create(path: PathLike, *, key_type: Union[KeyType, str] = KeyType.Ed
         return load_identity(path), False
     except FileNotFoundError:
         pass
-    key = generate_key(key_type)
+    key = _keys.generate_key(key_type)
     if write_key_file(path, key.marshal()):
         log.info("created identity key file %s", os.fspath(path))
         return key, True

@@ -326,13 +326,13 @@ def test_creation_race_loses_to_the_existing_file(tmp_path, monkeypatch):
 
     path = tmp_path / "node.key"
     theirs = generate_key("ed25519")
-    real_generate = identity.generate_key
+    real_generate = identity._keys.generate_key
 
     def generate_and_lose(key_type):
         path.write_bytes(theirs.marshal())  # the other process got there first
         return real_generate(key_type)
 
-    monkeypatch.setattr(identity, "generate_key", generate_and_lose)
+    monkeypatch.setattr(identity._keys, "generate_key", generate_and_lose)
     key, created = identity.load_or_create(path)
     assert not created and key.marshal() == theirs.marshal()
     assert [p.name for p in tmp_path.iterdir()] == ["node.key"]

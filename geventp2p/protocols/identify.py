@@ -265,7 +265,7 @@ class IdentifyService:
         stream = conn.new_stream(timeout=timeout)
         try:
             stream.set_deadline(deadline.at)
-            multistream.select_one_of(stream, [ID], timeout=max(0.001, deadline.left(timeout)))
+            multistream.select_one_of(stream, [ID], timeout=max(0.001, deadline.left(timeout) or 0.0))
             stream.protocol = ID
             msg = _read_all(stream)
         except BaseException:
@@ -426,7 +426,7 @@ class IdentifyService:
             return False
         try:
             stream.set_deadline(deadline.at)
-            multistream.select_one_of(stream, [ID_PUSH], timeout=max(0.001, deadline.left(timeout)))
+            multistream.select_one_of(stream, [ID_PUSH], timeout=max(0.001, deadline.left(timeout) or 0.0))
             stream.protocol = ID_PUSH
             stream.write(self.build_message(conn.remote_addr).encode(MAX_OWN_MESSAGE_SIZE))
             stream.close()
