@@ -1,15 +1,21 @@
-"""geventp2p.config: the one table of GEVENTP2P_* environment variables."""
+"""geventp2p.config: the GEVENTP2P_* table, the config dataclasses, new_host's assembly and identity files."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
+import stat
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 
 from geventp2p import config
+from geventp2p.config import HostConfig, IdentifyConfig, NoiseConfig
+from geventp2p.exceptions import ConfigError, InvalidKeyError
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = re.compile(r"GEVENTP2P_[A-Z0-9_]+")
@@ -85,15 +91,6 @@ def test_python_m_geventp2p_config():
 
 
 # --------------------------------------------------------------------------- config dataclasses
-
-
-import dataclasses  # noqa: E402
-import os  # noqa: E402
-import stat  # noqa: E402
-import warnings  # noqa: E402
-
-from geventp2p.config import HostConfig, IdentifyConfig, NoiseConfig  # noqa: E402
-from geventp2p.exceptions import ConfigError, InvalidKeyError  # noqa: E402
 
 
 @pytest.mark.parametrize("kwargs", [
