@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from typing import Any, Callable, Optional, Sequence
 
 from geventp2p.exceptions import InvalidKeyError, P2PError

@@ -347,3 +347,26 @@ def test_save_identity_refuses_to_clobber(tmp_path):
     save_identity(path, k2, overwrite=True)
     assert load_identity(path).marshal() == k2.marshal()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_package_exports_are_visible_to_type_checkers():
+    """Every lazily exported name is also imported under TYPE_CHECKING (mypy sees real types, not Any)."""
+    import ast
+
+    import geventp2p
+
+    tree = ast.parse((ROOT / "geventp2p" / "__init__.py").read_text(encoding="utf-8"))
+    block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
+    typed = {a.asname or a.name for n in ast.walk(block) if isinstance(n, (ast.Import, ast.ImportFrom))
+             for a in n.names}
+    assert typed == set(geventp2p.__all__) - {"__version__"}
+    for name in geventp2p.__all__:
+        assert getattr(geventp2p, name) is not None
+
+
+@pytest.mark.parametrize("module", ["cli.py", "demo.py"])
+def test_cli_and_demo_build_components_through_the_factory_table(module):
+    source = (ROOT / "geventp2p" / module).read_text(encoding="utf-8")
+    for cls in ("YamuxMuxer(", "MplexMuxer(", "NoiseTransport(", "PlaintextTransport(", "TcpTransport(",
+                "YamuxConfig(", "MplexConfig("):
+        assert cls not in source, f"{module} builds {cls[:-1]} itself; use geventp2p.defaults"
