@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0.dev0"
 
@@ -12,6 +13,10 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 # light and subpackages such as ``geventp2p._speedups`` never pull in gevent.
 _EXPORTS = {
     "new_host": "geventp2p.defaults",
+    "load_or_create_identity": "geventp2p.identity",
+    "HostConfig": "geventp2p.config",
+    "NoiseConfig": "geventp2p.config",
+    "IdentifyConfig": "geventp2p.config",
     "BasicHost": "geventp2p.host.basic",
     "PeerId": "geventp2p.core.peer",
     "PeerInfo": "geventp2p.core.peer",
@@ -31,8 +36,37 @@ _ERRORS = (
 
 __all__ = ["__version__", *_EXPORTS, *_ERRORS]
 
+if TYPE_CHECKING:  # what the lazy loader below returns, for type checkers
+    from geventp2p import exceptions
+    from geventp2p.config import HostConfig, IdentifyConfig, NoiseConfig
+    from geventp2p.core.peer import PeerId, PeerInfo
+    from geventp2p.crypto.keys import (
+        KeyType,
+        PrivateKey,
+        PublicKey,
+        generate_key,
+        unmarshal_private_key,
+        unmarshal_public_key,
+    )
+    from geventp2p.defaults import new_host
+    from geventp2p.exceptions import (
+        ConfigError,
+        DialError,
+        NegotiationError,
+        P2PError,
+        P2PTimeoutError,
+        ProtocolError,
+        SecurityError,
+        StreamClosedError,
+        StreamError,
+        StreamResetError,
+        TransportError,
+    )
+    from geventp2p.host.basic import BasicHost
+    from geventp2p.identity import load_or_create_identity
 
-def __getattr__(name: str):
+
+def __getattr__(name: str) -> Any:
     import importlib
 
     if name in _ERRORS:

@@ -9,17 +9,21 @@ errors exit 2; Ctrl-C exits 130 (``ping --count 0`` prints its summary, exit 0).
 
 Commands::
 
+    geventp2p --version                   "geventp2p <version>"
     geventp2p keygen -o FILE [--type ed25519|secp256k1|ecdsa|rsa]
     geventp2p id --key FILE
     geventp2p serve [--listen MA]... [--max-streams N] [--key FILE] [--security LIST] [--muxer LIST]
         first stdout line: {"peer_id": ..., "addrs": [".../p2p/<id>", ...]};
-        serves echo, perf, ping, identify until SIGINT/SIGTERM, then exit 0
-    geventp2p ping MA [--count N] [--interval S] [--timeout S]
-        one "<rtt> ms" line per round trip (float milliseconds, 3 decimals)
+        serves echo, perf, ping, identify until SIGINT/SIGTERM, then exit 0.
+        Without --key, $GEVENTP2P_KEY_FILE names a key file (created if missing).
+    geventp2p ping MA [--count N] [--interval S] [--timeout S] [--json]
+        one "<rtt> ms" line per round trip (float milliseconds, 3 decimals);
+        --json: one object {"peer_id", "count", "rtts_ms", "min_ms", "avg_ms", "max_ms"}
     geventp2p perf MA [--upload BYTES] [--download BYTES] [--json]
         --json: libp2p perf records, the last {"type":"final",...}
     geventp2p stream MA --protocol P      stdin -> stream -> stdout, half-close at EOF
-    geventp2p demo [--streams N] [--bytes B] [--muxer yamux|mplex]
+    geventp2p demo [--streams N] [--bytes B] [--muxer yamux|mplex] [--json]
+        --json: one object, keys documented in geventp2p.demo.DemoResult.to_json
 
 MA must end in ``/p2p/<peer id>`` unless ``--peer-id`` is given.  Network
 commands share ``--key``, ``--security``, ``--muxer`` and ``-v/--verbose``
@@ -31,10 +35,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
-from geventp2p.exceptions import P2PError
+from geventp2p.exceptions import InvalidKeyError, P2PError
 
 __all__ = [
     "main",
@@ -49,7 +52,8 @@ __all__ = [
 
 PROG = "geventp2p"
 KEY_TYPES = ("ed25519", "secp256k1", "ecdsa", "rsa")
-MAX_KEY_FILE_SIZE = 64 * 1024
+#: Key file used by ``serve`` when ``--key`` is not given (loaded, or created when missing).
+KEY_FILE_ENV = "GEVENTP2P_KEY_FILE"
 
 
 class CLIError(Exception):
@@ -60,70 +64,34 @@ class CLIError(Exception):
 
 
 def write_key_file(path: str, data: bytes, *, force: bool = False) -> None:
-    """Write ``data`` to ``path`` with mode 0600 from the moment the file exists.
+    """Write ``data`` to ``path`` with mode 0600 from the moment the file exists, atomically.
 
-    Without ``force`` an existing file is an error; with it the file is replaced
-    atomically (a fresh 0600 temporary file renamed over it).
+    Without ``force`` an existing file is an error; with it the file is replaced.
+    See :func:`geventp2p.identity.write_key_file`.
     """
-    if not force:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise CLIError(f"{path} already exists (use --force to overwrite)") from None
-        except OSError as exc:
-            raise CLIError(f"cannot create {path}: {exc.strerror or exc}") from None
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-        except OSError as exc:
-            raise CLIError(f"cannot write {path}: {exc.strerror or exc}") from None
-        return
-    if os.path.isdir(path):
-        raise CLIError(f"{path} is a directory")
-    directory = os.path.dirname(os.path.abspath(path))
+    from geventp2p import identity
+
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".geventp2p-key-", dir=directory)  # mkstemp creates with 0600
+        written = identity.write_key_file(path, data, overwrite=force)
     except OSError as exc:
-        raise CLIError(f"cannot create a file in {directory}: {exc.strerror or exc}") from None
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise CLIError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if not written:
+        raise CLIError(f"{path} already exists (use --force to overwrite)")
 
 
-def load_key_file(path: str):
+def load_key_file(path: str) -> Any:
     """Read a marshalled libp2p private key (or, failing that, public key) from ``path``.
 
     Returns a PrivateKey or PublicKey; raises CLIError with a one-line reason.
     """
-    from geventp2p.crypto.keys import unmarshal_private_key, unmarshal_public_key
+    from geventp2p import identity
 
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_KEY_FILE_SIZE + 1)
+        return identity.read_key_file(path)
     except OSError as exc:
         raise CLIError(f"cannot read key file {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_KEY_FILE_SIZE:
-        raise CLIError(f"{path} is too large to be a key file")
-    if not data:
-        raise CLIError(f"{path} is empty")
-    try:
-        return unmarshal_private_key(data)
-    except P2PError as exc:
-        private_error = exc
-    try:
-        return unmarshal_public_key(data)
-    except P2PError:
-        pass
-    raise CLIError(f"{path} does not hold a marshalled libp2p key: {private_error}")
+    except InvalidKeyError as exc:
+        raise CLIError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- keygen
@@ -209,41 +177,25 @@ def parse_size(text: str) -> int:
     return n
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
-    return n
+def _bounded(convert: Callable[[str], Any], what: str, *, positive: bool) -> Callable[[str], Any]:
+    """argparse type: ``convert(text)``, which must be > 0 (``positive``) or >= 0."""
+
+    def parse(text: str) -> Any:
+        try:
+            v = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {what} {text!r}") from None
+        if not (v > 0 if positive else v >= 0):
+            raise argparse.ArgumentTypeError(f"must be {'>' if positive else '>='} 0, got {text.strip()}")
+        return v
+
+    return parse
 
 
-def _pos_int(text: str) -> int:
-    n = _nonneg_int(text)
-    if not n:
-        raise argparse.ArgumentTypeError("must be > 0, got 0")
-    return n
-
-
-def _pos_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
-
-
-def _nonneg_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
+_nonneg_int = _bounded(int, "integer", positive=False)
+_pos_int = _bounded(int, "integer", positive=True)
+_pos_float = _bounded(float, "number", positive=True)
+_nonneg_float = _bounded(float, "number", positive=False)
 
 
 def _name_list(known: Sequence[str]) -> Callable[[str], list]:
@@ -266,11 +218,11 @@ def _add_verbose(p: argparse.ArgumentParser) -> None:
                    help="log to stderr (-v: INFO, -vv: DEBUG)")
 
 
-def _add_stack_options(p: argparse.ArgumentParser) -> None:
+def _add_stack_options(p: argparse.ArgumentParser, key_help: str = "a fresh Ed25519 key") -> None:
     """``--key``, ``--security``, ``--muxer``, ``-v``: shared by serve, ping, perf and stream."""
     from geventp2p.defaults import MUXER_NAMES, SECURITY_NAMES
 
-    p.add_argument("--key", "-k", metavar="FILE", help="identity key file (default: a fresh Ed25519 key)")
+    p.add_argument("--key", "-k", metavar="FILE", help=f"identity key file (default: {key_help})")
     p.add_argument("--security", type=_name_list(SECURITY_NAMES), default=None, metavar="LIST",
                    help=f"security protocols in preference order, comma-separated ({','.join(SECURITY_NAMES)}; "
                         "default: noise)")
@@ -302,7 +254,7 @@ def _setup_logging(verbose: int) -> None:
     logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
 
 
-def _load_private_key(path: str):
+def _load_private_key(path: str) -> Any:
     from geventp2p.crypto.keys import PrivateKey
 
     key = load_key_file(path)
@@ -311,13 +263,14 @@ def _load_private_key(path: str):
     return key
 
 
-def _make_host(args: argparse.Namespace, *, listen: Sequence[str] = (), **services):
-    """A host from the shared options (no listener unless ``listen``)."""
+def _make_host(args: argparse.Namespace, *, listen: Sequence[str] = (), services: Sequence[str] = (),
+               key_file: Optional[str] = None) -> Any:
+    """A host from the shared options (no listener unless ``listen``; only ``services``)."""
     import geventp2p
 
     key = _load_private_key(args.key) if args.key else None
-    return geventp2p.new_host(key=key, listen=list(listen), security=args.security,
-                              muxers=args.muxer, **services)
+    return geventp2p.new_host(key=key, key_file=key_file if key is None else None, listen=list(listen),
+                              security=args.security, muxers=args.muxer, services=list(services))
 
 
 def _target(args: argparse.Namespace):
@@ -366,25 +319,15 @@ def _register_serve(sub) -> None:
     p.add_argument("--max-streams", type=_pos_int, default=None, metavar="N",
                    help="inbound streams one connection may hold open (and wait to be accepted); "
                         "more are refused with a reset (default: the muxer's, yamux 16384, mplex 1024)")
-    _add_stack_options(p)
+    _add_stack_options(p, key_help=f"${KEY_FILE_ENV} if set (created if missing), else a fresh Ed25519 key")
     p.set_defaults(func=cmd_serve)
 
 
-def _limited_muxers(names: Sequence[str] | None, limit: int) -> list:
+def _limited_muxers(names: Sequence[str] | None, limit: int) -> list[Any]:
     """Muxer instances (by name) whose inbound stream limit and accept backlog are ``limit``."""
-    from geventp2p.defaults import DEFAULT_MUXERS
+    from geventp2p.defaults import DEFAULT_MUXERS, make_muxer
 
-    out = []
-    for name in names or DEFAULT_MUXERS:
-        if name == "yamux":
-            from geventp2p.net.yamux import YamuxConfig, YamuxMuxer
-
-            out.append(YamuxMuxer(YamuxConfig(max_inbound_streams=limit, accept_backlog=limit)))
-        else:
-            from geventp2p.net.mplex import MplexConfig, MplexMuxer
-
-            out.append(MplexMuxer(MplexConfig(max_inbound_streams=limit, accept_backlog=limit)))
-    return out
+    return [make_muxer(name, max_inbound_streams=limit, accept_backlog=limit) for name in names or DEFAULT_MUXERS]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -411,8 +354,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.max_streams is not None:
         args.muxer = _limited_muxers(args.muxer, args.max_streams)
     try:
-        host = _make_host(args, listen=args.listen or DEFAULT_LISTEN,
-                          enable_identify=True, enable_ping=True, enable_echo=True, enable_perf=True)
+        host = _make_host(args, listen=args.listen or DEFAULT_LISTEN, services=("identify", "ping", "echo", "perf"),
+                          key_file=os.environ.get(KEY_FILE_ENV) or None)
         try:
             line = json.dumps({"peer_id": str(host.id), "addrs": [str(a) for a in host.p2p_addrs()]})
             sys.stdout.write(line + "\n")
@@ -444,30 +387,40 @@ def _register_ping(sub) -> None:
                    help="number of pings, 0 = until interrupted (default: 5)")
     p.add_argument("--interval", "-i", type=_nonneg_float, default=1.0, metavar="S",
                    help="pause between pings (default: 1 s)")
+    p.add_argument("--json", action="store_true",
+                   help='print one JSON object at the end instead: {"peer_id", "count", "rtts_ms", '
+                        '"min_ms", "avg_ms", "max_ms"} (the last three null when no ping came back)')
     _add_stack_options(p)
     p.set_defaults(func=cmd_ping, gevent_sigint=True)
 
 
 def cmd_ping(args: argparse.Namespace) -> int:
+    import json
+
     from geventp2p.protocols.ping import ping
 
     _setup_logging(args.verbose)
-    rtts: list = []
-    host = _make_host(args, enable_ping=False)
+    rtts: list[float] = []
+    host = _make_host(args, services=("identify",))
     try:
         pid = _connect(host, args)
         try:
             for rtt in ping(host, pid, count=args.count or None, interval=args.interval, timeout=args.timeout):
                 rtts.append(rtt)
-                sys.stdout.write(f"{rtt * 1000:.3f} ms\n")
-                sys.stdout.flush()
+                if not args.json:
+                    sys.stdout.write(f"{rtt * 1000:.3f} ms\n")
+                    sys.stdout.flush()
         except KeyboardInterrupt:
             if args.count:
                 raise
     finally:
         host.close()
-    if rtts:
-        ms = [r * 1000 for r in rtts]
+    ms = [r * 1000 for r in rtts]
+    if args.json:
+        print(json.dumps({"peer_id": str(pid), "count": len(ms), "rtts_ms": ms,
+                          "min_ms": min(ms) if ms else None, "avg_ms": sum(ms) / len(ms) if ms else None,
+                          "max_ms": max(ms) if ms else None}), flush=True)
+    elif ms:
         print(f"--- {pid}: {len(ms)} pings, rtt min/avg/max = "
               f"{min(ms):.3f}/{sum(ms) / len(ms):.3f}/{max(ms):.3f} ms", file=sys.stderr)
     return 0
@@ -511,7 +464,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
     _setup_logging(args.verbose)
     if args.download >= 1 << 64:
         raise CLIError("--download must be below 2^64")
-    host = _make_host(args, enable_ping=False)
+    host = _make_host(args, services=("identify",))
     try:
         t0 = time.monotonic()
         pid = _connect(host, args)
@@ -564,7 +517,7 @@ def _register_stream(sub) -> None:
 
 def cmd_stream(args: argparse.Namespace) -> int:
     _setup_logging(args.verbose)
-    host = _make_host(args, enable_ping=False)
+    host = _make_host(args, services=("identify",))
     try:
         pid = _connect(host, args)
         stream = host.new_stream(pid, [args.protocol], timeout=args.timeout)
@@ -650,16 +603,18 @@ def pipe_stream(stream, in_fd: int, out_fd: int) -> None:
 
 
 def _register_demo(sub) -> None:
-    from geventp2p.demo import DEFAULT_BULK_BYTES, DEFAULT_STREAM_BYTES, DEFAULT_STREAMS
+    from geventp2p.defaults import MUXER_NAMES, SECURITY_NAMES
+    from geventp2p.demo import DEFAULT_BULK_BYTES, DEFAULT_LATENCY_SAMPLES, DEFAULT_STREAM_BYTES, DEFAULT_STREAMS
 
     p = sub.add_parser(
         "demo",
         help="two hosts in this process: bulk transfer + many echo streams, then a summary",
         description=(
             "Start two hosts in this process over loopback TCP (Noise + yamux by default), push a "
-            "bulk transfer through /perf/1.0.0, run N concurrent /echo/1.0.0 request/response "
-            "streams checked byte for byte, then print a summary table on stdout (progress on "
-            "stderr).  Exits 1 if anything failed."
+            "bulk transfer through /perf/1.0.0, launch N /echo/1.0.0 request/response streams at "
+            "once (their completion times), then run some one at a time (per-stream latency), "
+            "each checked byte for byte; print a summary table on stdout (progress on stderr).  "
+            "Both hosts share this process and one core.  Exits 1 if anything failed."
         ),
     )
     p.add_argument("--streams", "-n", type=_nonneg_int, default=DEFAULT_STREAMS, metavar="N",
@@ -670,10 +625,15 @@ def _register_demo(sub) -> None:
                    help=f"bytes echoed per stream (default: {DEFAULT_STREAM_BYTES >> 10}KiB)")
     p.add_argument("--concurrency", "-c", type=_nonneg_int, default=0, metavar="C",
                    help="echo streams in flight at once (default 0: all of them)")
-    p.add_argument("--muxer", choices=("yamux", "mplex"), default="yamux", help="stream muxer (default: yamux)")
-    p.add_argument("--security", choices=("noise", "plaintext"), default="noise",
+    p.add_argument("--latency-samples", type=_nonneg_int, default=DEFAULT_LATENCY_SAMPLES, metavar="K",
+                   help=f"echo streams run one at a time for the per-stream latency, at most N "
+                        f"(default: {DEFAULT_LATENCY_SAMPLES})")
+    p.add_argument("--muxer", choices=MUXER_NAMES, default="yamux", help="stream muxer (default: yamux)")
+    p.add_argument("--security", choices=SECURITY_NAMES, default="noise",
                    help="security protocol (default: noise)")
     p.add_argument("--no-progress", action="store_true", help="no progress output on stderr")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object instead of the table (keys: see geventp2p.demo.DemoResult.to_json)")
     _add_verbose(p)
     p.set_defaults(func=cmd_demo, gevent_sigint=True)
 
@@ -686,8 +646,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise CLIError("--stream-bytes must be >= 1")
     result = run_demo(streams=args.streams, bulk_bytes=args.bulk_bytes, stream_bytes=args.stream_bytes,
                       muxer=args.muxer, security=args.security, concurrency=args.concurrency or None,
-                      progress_out=None if args.no_progress else sys.stderr)
-    print(format_table(result), flush=True)
+                      latency_samples=args.latency_samples, progress_out=None if args.no_progress else sys.stderr)
+    if args.json:
+        import json
+
+        print(json.dumps(result.to_json()), flush=True)
+    else:
+        print(format_table(result), flush=True)
     for line in result.errors:
         print(f"{PROG}: demo: {line}", file=sys.stderr)
     if not result.ok:
@@ -712,7 +677,10 @@ REGISTRARS: list[Callable] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from geventp2p import __version__
+
     parser = argparse.ArgumentParser(prog=PROG, description="geventp2p: libp2p for gevent")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for register in REGISTRARS:
         register(sub)

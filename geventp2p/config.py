@@ -1,4 +1,13 @@
-"""Every ``GEVENTP2P_*`` environment variable, in one table.
+"""Host-level config dataclasses and every ``GEVENTP2P_*`` environment variable, in one table.
+
+Config dataclasses (frozen, validated in ``__post_init__`` with :class:`ConfigError`):
+
+* :class:`HostConfig` -- what :func:`geventp2p.new_host` built (``host.config``);
+* :class:`NoiseConfig` -- knobs of the Noise security transport;
+* :class:`IdentifyConfig` -- knobs of the identify service.
+
+The other components keep their config next to their code (``SwarmConfig`` in
+``net/swarm.py``, ``YamuxConfig`` in ``sansio/yamux.py``, ``TcpConfig``...).
 
 Environment variables are for process-level switches and debugging only; components
 are configured with their config dataclasses (``YamuxConfig``, ``TcpConfig``...).
@@ -18,9 +27,142 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
 
-__all__ = ["EnvVar", "ENV_VARS", "lookup", "current", "describe", "main"]
+from geventp2p.exceptions import ConfigError
+
+__all__ = [
+    "HostConfig",
+    "NoiseConfig",
+    "IdentifyConfig",
+    "EnvVar",
+    "ENV_VARS",
+    "lookup",
+    "current",
+    "describe",
+    "main",
+]
+
+#: Names of the crypto backends (``GEVENTP2P_CRYPTO`` takes the same).
+CRYPTO_BACKENDS = ("cryptography", "pycryptodome")
+
+
+def _check_timeout(owner: str, name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"{owner}.{name} must be a number > 0, got {value!r}")
+
+
+def _check_bool(owner: str, name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{owner}.{name} must be a bool, got {value!r}")
+
+
+def _check_names(owner: str, name: str, value: object, *, allow_empty: bool = False) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{owner}.{name} must be a tuple of non-empty strings, got {value!r}")
+    if not value and not allow_empty:
+        raise ConfigError(f"{owner}.{name} must not be empty")
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Noise security transport (``/noise``) knobs.
+
+    See https://github.com/libp2p/specs/blob/master/noise/README.md.
+    """
+
+    #: Advertise our muxers in the handshake payload so both sides can skip the
+    #: multistream muxer negotiation (the spec's "early muxer negotiation").
+    early_muxer_negotiation: bool = True
+    #: Crypto backend for the handshake and the transport ciphers: ``"cryptography"``,
+    #: ``"pycryptodome"``, or None for the process default (``GEVENTP2P_CRYPTO``, else
+    #: cryptography when installed).
+    crypto_backend: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        _check_bool("NoiseConfig", "early_muxer_negotiation", self.early_muxer_negotiation)
+        if self.crypto_backend is not None and self.crypto_backend not in CRYPTO_BACKENDS:
+            raise ConfigError(f"NoiseConfig.crypto_backend must be one of {CRYPTO_BACKENDS} or None, "
+                              f"got {self.crypto_backend!r}")
+
+
+@dataclass(frozen=True)
+class IdentifyConfig:
+    """Identify service (``/ipfs/id/1.0.0``, ``/ipfs/id/push/1.0.0``) knobs.
+
+    See https://github.com/libp2p/specs/blob/master/identify/README.md.
+    """
+
+    #: ``AgentVersion`` we announce; None: ``geventp2p/<version>``.
+    agent_version: Optional[str] = None
+    #: ``ProtocolVersion`` we announce (every libp2p implementation sends ``ipfs/0.1.0``).
+    protocol_version: str = "ipfs/0.1.0"
+    #: Seconds one identify or push exchange may take (go, js: 5 s).
+    timeout: float = 5.0
+    #: Push our changed protocols/addresses to connected peers.
+    push: bool = True
+    #: Seconds over which bursts of local changes merge into one push round.
+    debounce: float = 0.05
+    #: Send (and prefer) signed peer records.
+    signed_record: bool = True
+
+    def __post_init__(self) -> None:
+        if self.agent_version is not None and not isinstance(self.agent_version, str):
+            raise ConfigError(f"IdentifyConfig.agent_version must be a str or None, got {self.agent_version!r}")
+        if not isinstance(self.protocol_version, str):
+            raise ConfigError(f"IdentifyConfig.protocol_version must be a str, got {self.protocol_version!r}")
+        _check_timeout("IdentifyConfig", "timeout", self.timeout)
+        if isinstance(self.debounce, bool) or not isinstance(self.debounce, (int, float)) or self.debounce < 0:
+            raise ConfigError(f"IdentifyConfig.debounce must be a number >= 0, got {self.debounce!r}")
+        _check_bool("IdentifyConfig", "push", self.push)
+        _check_bool("IdentifyConfig", "signed_record", self.signed_record)
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """What :func:`geventp2p.new_host` built; read it as ``host.config``.
+
+    Names are protocol ids where the component has one (``/noise``,
+    ``/yamux/1.0.0``), registry names otherwise (``tcp``, ``identify``), and the
+    class name for objects passed in that have neither.  ``dataclasses.replace``
+    derives variants for display or comparison; the host does not re-read it.
+    """
+
+    #: The host's peer id (base58).
+    peer_id: str
+    #: Where the identity came from: ``generated``, ``given``, ``file:<path>`` (loaded)
+    #: or ``file:<path> (created)``.
+    key_source: str
+    #: ``Ed25519``, ``Secp256k1``, ``ECDSA`` or ``RSA``.
+    key_type: str
+    #: Listen addresses asked for (``host.addrs()`` has the bound ones).
+    listen: tuple[str, ...]
+    #: Transports, security protocols and muxers, in preference order.
+    transports: tuple[str, ...]
+    security: tuple[str, ...]
+    muxers: tuple[str, ...]
+    #: Services started on the host, in start order.
+    services: tuple[str, ...]
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    #: None when identify is not among the services.
+    identify: Optional[IdentifyConfig] = None
+    #: The swarm's ``SwarmConfig`` (typed loosely: this module does not import net/).
+    swarm: Any = None
+
+    def __post_init__(self) -> None:
+        for name in ("peer_id", "key_source", "key_type"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(f"HostConfig.{name} must be a non-empty str")
+        _check_names("HostConfig", "listen", self.listen, allow_empty=True)
+        _check_names("HostConfig", "transports", self.transports)
+        _check_names("HostConfig", "security", self.security)
+        _check_names("HostConfig", "muxers", self.muxers)
+        _check_names("HostConfig", "services", self.services, allow_empty=True)
+        if not isinstance(self.noise, NoiseConfig):
+            raise ConfigError("HostConfig.noise must be a NoiseConfig")
+        if self.identify is not None and not isinstance(self.identify, IdentifyConfig):
+            raise ConfigError("HostConfig.identify must be an IdentifyConfig or None")
 
 
 @dataclass(frozen=True)
@@ -46,6 +188,9 @@ ENV_VARS: tuple[EnvVar, ...] = (
            "was forced pure). Read once, at import."),
     EnvVar("GEVENTP2P_CRYPTO", "runtime", "geventp2p.crypto.backend", "cryptography if installed",
            "cryptography or pycryptodome: the crypto backend (ChaCha20-Poly1305, X25519, SHA-256)."),
+    EnvVar("GEVENTP2P_KEY_FILE", "runtime", "geventp2p.cli", "a fresh Ed25519 key per run",
+           "identity key file for `geventp2p serve` when --key is not given: loaded, or created "
+           "(Ed25519, mode 0600) when missing."),
     EnvVar("GEVENTP2P_NO_EXTENSIONS", "build", "setup.py", "compile when Cython and a C compiler exist",
            "1 skips compiling the Cython extensions; the install runs pure."),
     EnvVar("GEVENTP2P_CYTHON_ANNOTATE", "build", "setup.py", "no reports",
@@ -70,13 +215,13 @@ def lookup(name: str) -> EnvVar:
     return _BY_NAME[name]
 
 
-def current(environ=None) -> dict[str, str | None]:
+def current(environ: Optional[Mapping[str, str]] = None) -> dict[str, str | None]:
     """Each registered name mapped to its value in ``environ`` (default ``os.environ``), or None."""
     env = os.environ if environ is None else environ
     return {v.name: env.get(v.name) for v in ENV_VARS}
 
 
-def describe(environ=None) -> str:
+def describe(environ: Optional[Mapping[str, str]] = None) -> str:
     """The table as text: one block per variable, with its value when set."""
     values = current(environ)
     lines = []
@@ -89,10 +234,10 @@ def describe(environ=None) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] in ("-h", "--help"):
-        print("usage: python -m geventp2p.config\n\n" + __doc__.strip().splitlines()[0])
+        print("usage: python -m geventp2p.config\n\n" + (__doc__ or "").strip().splitlines()[0])
         return 0
     if args:
         print(f"python -m geventp2p.config: unexpected argument {args[0]!r}", file=sys.stderr)

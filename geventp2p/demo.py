@@ -5,13 +5,24 @@
 
 1. pushes ``bulk_bytes`` through one ``/perf/1.0.0`` stream (upload phase:
    the server drains until our FIN and answers with 0 bytes), and
-2. runs ``streams`` request/response streams on ``/echo/1.0.0`` (all at once
-   unless ``concurrency`` caps them): each writes ``stream_bytes`` distinct
-   bytes, half-closes, reads the echo to EOF and compares it byte for byte.
+2. runs ``streams`` request/response streams on ``/echo/1.0.0`` (all launched
+   at once unless ``concurrency`` caps them): each writes ``stream_bytes``
+   distinct bytes, half-closes, reads the echo to EOF and compares it byte for
+   byte.  Their *completion times* (from a stream's start to its verified echo,
+   while all the others are in flight) measure the load, not one stream, and
+3. runs up to ``latency_samples`` more echo streams one at a time: their
+   *per-stream latency* (open, write, half-close, read the echo to EOF) is what
+   one request costs on an idle connection.
+
+Both hosts share this process, so one gevent hub and one core do the work of
+both ends.  The spawn loop launches greenlets in batches of :data:`SPAWN_BATCH`
+with ``gevent.sleep(0)`` between them, so the hub is never held for long.
 
 A :class:`Progress` bar on stderr follows each phase; :func:`format_table`
-renders the :class:`DemoResult` (throughput, latency percentiles, failures,
-peak RSS, active build, crypto backend, versions).
+renders the :class:`DemoResult` (throughput, completion times, per-stream
+latency, failures, peak RSS, active build, crypto backend, versions) and
+:meth:`DemoResult.to_json` gives the same as one JSON object (keys documented
+there).
 """
 
 from __future__ import annotations
@@ -31,6 +42,8 @@ __all__ = [
     "DEFAULT_STREAMS",
     "DEFAULT_STREAM_BYTES",
     "DEFAULT_BULK_BYTES",
+    "DEFAULT_LATENCY_SAMPLES",
+    "SPAWN_BATCH",
     "DemoResult",
     "Progress",
     "run_demo",
@@ -46,6 +59,10 @@ MiB = 1024 * KiB
 DEFAULT_STREAMS = 5000
 DEFAULT_STREAM_BYTES = 16 * KiB
 DEFAULT_BULK_BYTES = 256 * MiB
+#: Sequential echo streams measured for the per-stream latency (at most ``streams``).
+DEFAULT_LATENCY_SAMPLES = 100
+#: Greenlets spawned between two yields to the hub in the launch loop.
+SPAWN_BATCH = 100
 
 ECHO_PROTOCOL = "/echo/1.0.0"
 PERF_PROTOCOL = "/perf/1.0.0"
@@ -132,13 +149,16 @@ class Progress:
         return f"{text}  {note}" if note else text
 
     def _draw(self, now: float, *, final: bool, note: str = "") -> None:
+        out = self.out
+        if out is None:
+            return
         text = self.render(now, note)
         try:
             if self.tty:
-                self.out.write("\r\x1b[K" + text + ("\n" if final else ""))
+                out.write("\r\x1b[K" + text + ("\n" if final else ""))
             else:
-                self.out.write(text + "\n")
-            self.out.flush()
+                out.write(text + "\n")
+            out.flush()
         except (OSError, ValueError):  # stderr gone: keep running, stop drawing
             self.out = None
 
@@ -159,7 +179,11 @@ class DemoResult:
     concurrency: int
     streams_ok: int
     streams_seconds: float
-    latencies: list = field(default_factory=list)  # seconds, successful streams only
+    #: completion times of the concurrent echo streams (seconds, ascending, successful ones only)
+    latencies: list = field(default_factory=list)
+    #: per-stream latency of the sequential echo streams (seconds, ascending)
+    seq_latencies: list = field(default_factory=list)
+    latency_samples: int = 0
     failures: int = 0
     bulk_error: Optional[str] = None
     errors: list = field(default_factory=list)  # up to a few "stream i: message" samples
@@ -181,6 +205,58 @@ class DemoResult:
     @property
     def streams_per_s(self) -> float:
         return self.streams_ok / self.streams_seconds if self.streams_seconds > 0 else 0.0
+
+    @property
+    def all_failures(self) -> int:
+        """Failed echo streams plus a failed bulk transfer."""
+        return self.failures + (1 if self.bulk_error is not None else 0)
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as one JSON-ready object (``geventp2p demo --json``).
+
+        Keys: ``ok`` (bool); ``hosts`` ("2 hosts, 1 process, 1 core": both ends
+        share one gevent hub); ``security``, ``muxer`` (protocol ids);
+        ``bulk_bytes``, ``bulk_seconds``, ``bulk_mib_per_s``, ``bulk_error`` (str
+        or null); ``streams`` (asked), ``streams_ok``, ``stream_bytes``,
+        ``concurrency`` (streams in flight at once), ``streams_seconds``,
+        ``streams_per_s``; ``completion_p50_ms``, ``completion_p99_ms``
+        (completion time of one stream while ``concurrency`` streams run at
+        once); ``latency_samples``, ``latency_p50_ms``, ``latency_p99_ms``
+        (per-stream latency, streams run one at a time: open to EOF);
+        ``failures`` (failed streams plus a failed bulk transfer);
+        ``errors`` (a few samples); ``peak_rss_bytes``, ``build``, ``crypto``,
+        ``python``, ``gevent``, ``wall_seconds``.
+        """
+        ms = 1000.0
+        return {
+            "ok": self.ok,
+            "hosts": "2 hosts, 1 process, 1 core",
+            "security": self.security,
+            "muxer": self.muxer,
+            "bulk_bytes": self.bulk_bytes,
+            "bulk_seconds": self.bulk_seconds,
+            "bulk_mib_per_s": self.bulk_mib_s,
+            "bulk_error": self.bulk_error,
+            "streams": self.streams,
+            "streams_ok": self.streams_ok,
+            "stream_bytes": self.stream_bytes,
+            "concurrency": self.concurrency,
+            "streams_seconds": self.streams_seconds,
+            "streams_per_s": self.streams_per_s,
+            "completion_p50_ms": percentile(self.latencies, 50) * ms,
+            "completion_p99_ms": percentile(self.latencies, 99) * ms,
+            "latency_samples": self.latency_samples,
+            "latency_p50_ms": percentile(self.seq_latencies, 50) * ms,
+            "latency_p99_ms": percentile(self.seq_latencies, 99) * ms,
+            "failures": self.all_failures,
+            "errors": list(self.errors),
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "build": self.build,
+            "crypto": self.crypto,
+            "python": self.python,
+            "gevent": self.gevent,
+            "wall_seconds": self.wall_seconds,
+        }
 
 
 def percentile(sorted_values: list, p: float) -> float:
@@ -236,26 +312,18 @@ def _peak_rss_bytes() -> int:
 
 def _muxer_instance(name: str, concurrency: int) -> Any:
     """A muxer whose inbound-stream limits admit ``concurrency`` streams at once."""
+    from geventp2p.defaults import make_muxer, muxer_config
+
     slack = concurrency + 64
-    if name == "yamux":
-        from geventp2p.net.yamux import YamuxMuxer
-        from geventp2p.sansio.yamux import YamuxConfig
-
-        base = YamuxConfig()
-        return YamuxMuxer(YamuxConfig(max_inbound_streams=max(base.max_inbound_streams, slack),
-                                      accept_backlog=max(base.accept_backlog, slack)))
-    if name == "mplex":
-        from geventp2p.net.mplex import MplexMuxer
-        from geventp2p.sansio.mplex import MplexConfig
-
-        base = MplexConfig()
-        return MplexMuxer(MplexConfig(max_inbound_streams=max(base.max_inbound_streams, slack),
-                                      accept_backlog=max(base.accept_backlog, slack),
-                                      # mplex has no flow control: give one fast bulk stream room
-                                      # to outrun its reader for a while instead of being reset
-                                      max_stream_buffer_size=max(base.max_stream_buffer_size, 32 * MiB),
-                                      max_session_buffer_size=max(base.max_session_buffer_size, 256 * MiB)))
-    raise ConfigError(f"unknown muxer {name!r} (known: yamux, mplex)")
+    base = muxer_config(name)
+    limits = dict(max_inbound_streams=max(base.max_inbound_streams, slack),
+                  accept_backlog=max(base.accept_backlog, slack))
+    if hasattr(base, "max_stream_buffer_size"):
+        # mplex has no flow control: give one fast bulk stream room to outrun
+        # its reader for a while instead of being reset
+        limits.update(max_stream_buffer_size=max(base.max_stream_buffer_size, 32 * MiB),
+                      max_session_buffer_size=max(base.max_session_buffer_size, 256 * MiB))
+    return make_muxer(name, **limits)
 
 
 # --------------------------------------------------------------------------- phases
@@ -327,17 +395,25 @@ def run_demo(
     muxer: str = "yamux",
     security: str = "noise",
     concurrency: Optional[int] = None,
+    latency_samples: int = DEFAULT_LATENCY_SAMPLES,
     progress_out: Optional[TextIO] = None,
     tty: Optional[bool] = None,
 ) -> DemoResult:
-    """Blocks the calling greenlet: run both phases and return the measurements.
+    """Blocks the calling greenlet: run the three phases and return the measurements.
 
     ``concurrency`` caps the echo streams in flight (default: all ``streams`` at
-    once).  Progress goes to ``progress_out`` (None: no progress output).
-    Setup failures (hosts, connect) raise; per-stream failures are counted.
+    once); ``latency_samples`` sequential streams (at most ``streams``) measure
+    the per-stream latency.  Progress goes to ``progress_out`` (None: no
+    progress output).  Setup failures (hosts, connect) raise; per-stream
+    failures are counted.
     """
-    if streams < 0 or bulk_bytes < 0 or stream_bytes < 1:
-        raise ConfigError("streams and bytes must be >= 0, stream size >= 1")
+    if streams < 0 or bulk_bytes < 0 or stream_bytes < 1 or latency_samples < 0:
+        raise ConfigError("streams, bytes and latency samples must be >= 0, stream size >= 1")
+    from geventp2p.defaults import MUXER_NAMES, SECURITY_NAMES
+
+    if muxer not in MUXER_NAMES or security not in SECURITY_NAMES:
+        raise ConfigError(f"unknown muxer {muxer!r} or security {security!r} "
+                          f"(known: {', '.join(MUXER_NAMES)}; {', '.join(SECURITY_NAMES)})")
     if concurrency is not None and concurrency < 1:
         raise ConfigError("concurrency must be >= 1")
     conc = max(1, min(streams, concurrency) if concurrency else streams)
@@ -352,7 +428,8 @@ def run_demo(
                         streams=streams, stream_bytes=stream_bytes, concurrency=conc,
                         streams_ok=0, streams_seconds=0.0)
     server = geventp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0"], security=[security],
-                                muxers=[_muxer_instance(muxer, conc)], enable_echo=True, enable_perf=True)
+                                muxers=[_muxer_instance(muxer, conc)],
+                                services=["identify", "ping", "echo", "perf"])
     try:
         client = geventp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0"], security=[security],
                                     muxers=[_muxer_instance(muxer, conc)])
@@ -377,13 +454,16 @@ def run_demo(
             lat: list = []
             done = [0]
 
-            def one(i: int) -> None:
+            def echo_into(i: int, out: list) -> None:
                 try:
-                    lat.append(_echo_once(client, server.id, _payload(base, i, stream_bytes)))
+                    out.append(_echo_once(client, server.id, _payload(base, i, stream_bytes)))
                 except Exception as exc:
                     result.failures += 1
                     if len(result.errors) < _MAX_ERROR_SAMPLES:
                         result.errors.append(f"stream {i}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+
+            def one(i: int) -> None:
+                echo_into(i, lat)
                 done[0] += 1
                 bar.update(done[0])
 
@@ -392,6 +472,8 @@ def run_demo(
             try:
                 for i in range(streams):
                     pool.spawn(one, i)
+                    if i % SPAWN_BATCH == SPAWN_BATCH - 1:
+                        gevent.sleep(0)  # let the launched streams and the hub run
                 pool.join()
             finally:
                 pool.kill()
@@ -400,6 +482,14 @@ def run_demo(
             lat.sort()
             result.latencies = lat
             bar.finish(f"{result.failures} failed" if result.failures else "")
+
+            # ---- phase 3: per-stream latency, one stream at a time (new stream indices)
+            seq: list = []
+            for j in range(min(latency_samples, streams)):
+                echo_into(streams + j, seq)
+            seq.sort()
+            result.seq_latencies = seq
+            result.latency_samples = len(seq)
         finally:
             client.close()
     finally:
@@ -433,9 +523,14 @@ def format_table(r: DemoResult) -> str:
         rows.append(("bulk transfer", f"{r.bulk_mib_s:.1f} MiB/s  ({_fmt_bytes(r.bulk_bytes)} in {r.bulk_seconds:.2f} s)"))
     rows.append(("echo streams", f"{r.streams_per_s:.0f} streams/s  ({r.streams_ok}/{r.streams} x "
                                  f"{_fmt_bytes(r.stream_bytes)}, {r.concurrency} concurrent, {r.streams_seconds:.2f} s)"))
-    rows.append(("latency p50", f"{percentile(r.latencies, 50) * 1000:.2f} ms"))
-    rows.append(("latency p99", f"{percentile(r.latencies, 99) * 1000:.2f} ms"))
-    rows.append(("failures", str(r.failures + (1 if r.bulk_error is not None else 0))))
+    launched = (f"{r.streams} streams launched at once" if r.concurrency >= r.streams
+                else f"{r.streams} streams, {r.concurrency} at a time")
+    rows.append((f"completion time of {launched}",
+                 f"p50 {percentile(r.latencies, 50) * 1000:.2f} ms, p99 {percentile(r.latencies, 99) * 1000:.2f} ms"))
+    rows.append((f"per-stream latency, {r.latency_samples} streams one at a time",
+                 f"p50 {percentile(r.seq_latencies, 50) * 1000:.2f} ms, "
+                 f"p99 {percentile(r.seq_latencies, 99) * 1000:.2f} ms  (open, write, read echo to EOF)"))
+    rows.append(("failures", str(r.all_failures)))
     rows.append(("peak RSS", f"{r.peak_rss_bytes / MiB:.1f} MiB"))
     rows.append(("build", r.build))
     rows.append(("crypto backend", r.crypto))
@@ -443,7 +538,8 @@ def format_table(r: DemoResult) -> str:
     rows.append(("gevent", r.gevent))
     rows.append(("wall time", f"{r.wall_seconds:.2f} s"))
     title = f"geventp2p demo: 2 hosts, loopback TCP, {r.security} + {r.muxer}"
+    note = "both hosts share this process and one core: every figure includes both ends' work"
     width = max(len(k) for k, _ in rows)
-    lines = [title, "-" * max(len(title), 40)]
+    lines = [title, note, "-" * max(len(title), len(note))]
     lines += [f"{k:<{width}}  {v}" for k, v in rows]
     return "\n".join(lines)

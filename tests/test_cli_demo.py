@@ -31,9 +31,14 @@ def test_demo_subprocess_prints_table():
     assert table.splitlines()[0] == "geventp2p demo: 2 hosts, loopback TCP, /noise + /yamux/1.0.0"
     assert re.fullmatch(r"[\d.]+ MiB/s  \(1\.0 MiB in [\d.]+ s\)", _row(table, "bulk transfer"))
     assert re.match(r"\d+ streams/s  \(200/200 x 16\.0 KiB, 200 concurrent", _row(table, "echo streams"))
-    p50 = float(_row(table, "latency p50").removesuffix(" ms"))
-    p99 = float(_row(table, "latency p99").removesuffix(" ms"))
-    assert 0 < p50 <= p99
+    assert table.splitlines()[1] == ("both hosts share this process and one core: "
+                                     "every figure includes both ends' work")
+    m = re.fullmatch(r"p50 ([\d.]+) ms, p99 ([\d.]+) ms",
+                     _row(table, "completion time of 200 streams launched at once"))
+    assert m and 0 < float(m.group(1)) <= float(m.group(2))
+    m = re.fullmatch(r"p50 ([\d.]+) ms, p99 ([\d.]+) ms  \(open, write, read echo to EOF\)",
+                     _row(table, "per-stream latency, 100 streams one at a time"))
+    assert m and 0 < float(m.group(1)) <= float(m.group(2))
     assert _row(table, "failures") == "0"
     assert float(_row(table, "peak RSS").removesuffix(" MiB")) > 10
     # the subprocess inherits our environment, so it runs the same build as this test process
@@ -59,6 +64,9 @@ def test_demo_in_process_mplex_no_leaks():
     assert r.muxer == "/mplex/6.7.0" and r.security == "/noise"
     assert r.streams_ok == 300 and len(r.latencies) == 300 and r.concurrency == 50
     assert r.latencies == sorted(r.latencies)
+    assert r.latency_samples == 100 and len(r.seq_latencies) == 100
+    assert r.seq_latencies == sorted(r.seq_latencies)
+    assert "completion time of 300 streams, 50 at a time" in format_table(r)
     assert r.bulk_bytes == 3 << 20 and r.bulk_seconds > 0
     assert "streams  [" in progress.getvalue()
     gevent.sleep(0.05)
@@ -106,9 +114,63 @@ def test_format_table_reports_bulk_failure():
     assert not r.ok
 
 
-@pytest.mark.parametrize("kwargs", [dict(streams=-1), dict(stream_bytes=0), dict(concurrency=0), dict(muxer="spdy")])
+@pytest.mark.parametrize("kwargs", [dict(streams=-1), dict(stream_bytes=0), dict(concurrency=0), dict(muxer="spdy"),
+                                    dict(security="tls"), dict(latency_samples=-1)])
 def test_run_demo_rejects_bad_arguments(kwargs):
     from geventp2p.exceptions import ConfigError
 
     with pytest.raises(ConfigError):
         run_demo(**{"streams": 1, "bulk_bytes": 0, **kwargs})
+
+
+def test_demo_json_is_one_object_with_the_documented_keys():
+    import json
+
+    r = subprocess.run([*CLI, "demo", "--streams", "50", "--bytes", "256KiB", "--latency-samples", "10",
+                        "--json", "--no-progress"], capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == b""
+    (line,) = r.stdout.decode().splitlines()
+    doc = json.loads(line)
+    documented = set(re.findall(r"``(\w+)``", DemoResult.to_json.__doc__ or ""))
+    assert set(doc) == documented
+    assert doc["ok"] is True and doc["failures"] == 0 and doc["errors"] == []
+    assert doc["streams"] == doc["streams_ok"] == 50 and doc["concurrency"] == 50
+    assert doc["latency_samples"] == 10
+    assert 0 < doc["completion_p50_ms"] <= doc["completion_p99_ms"]
+    assert 0 < doc["latency_p50_ms"] <= doc["latency_p99_ms"]
+    assert doc["bulk_bytes"] == 256 * 1024 and doc["bulk_error"] is None
+    assert doc["muxer"] == "/yamux/1.0.0" and doc["security"] == "/noise"
+    assert doc["hosts"] == "2 hosts, 1 process, 1 core"
+
+
+_MONITOR_SCRIPT = r"""
+import json, sys
+import gevent
+gevent.config.monitor_thread = True
+gevent.config.max_blocking_time = 0.05
+import gevent.events
+blocked = []
+def on_event(event):
+    if isinstance(event, gevent.events.EventLoopBlocked):
+        blocked.append({"seconds": event.blocking_time, "stack": "\n".join(event.info[:40])})
+gevent.events.subscribers.append(on_event)
+from geventp2p.demo import run_demo
+with gevent.Timeout(240):
+    r = run_demo(streams=int(sys.argv[1]), bulk_bytes=0, stream_bytes=64, latency_samples=0)
+assert gevent.get_hub().periodic_monitoring_thread is not None  # the hub started the monitor
+print(json.dumps({"ok": r.ok, "streams_ok": r.streams_ok, "blocked": blocked}))
+"""
+
+
+@pytest.mark.slow
+def test_demo_spawn_loop_does_not_block_the_hub():
+    """gevent's monitor thread sees no greenlet hold the hub above 50 ms while 3,000 streams launch."""
+    import json
+
+    r = subprocess.run([sys.executable, "-c", _MONITOR_SCRIPT, "3000"], capture_output=True, timeout=300,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    doc = json.loads(r.stdout.decode().splitlines()[-1])
+    assert doc["ok"] and doc["streams_ok"] == 3000
+    assert not doc["blocked"], "\n\n".join(f"{b['seconds'] * 1000:.0f} ms:\n{b['stack']}" for b in doc["blocked"])

@@ -20,9 +20,9 @@ def run_cli(*args, input=None, timeout=TIMEOUT):
     return subprocess.run([*CLI, *args], input=input, capture_output=True, timeout=timeout)
 
 
-def start_server(*args):
+def start_server(*args, env=None):
     """Start `geventp2p serve`; return (Popen, parsed first stdout line)."""
-    proc = subprocess.Popen([*CLI, "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([*CLI, "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
         line = _readline(proc, TIMEOUT)
         info = json.loads(line)
@@ -88,6 +88,51 @@ def test_ping(server):
         assert m, line
         assert 0 < float(m.group(1)) < 10_000
     assert b"3 pings" in r.stderr
+
+
+def test_ping_json(server):
+    r = run_cli("ping", server["addrs"][0], "--count", "3", "--interval", "0", "--json")
+    assert r.returncode == 0, r.stderr
+    (line,) = r.stdout.decode().splitlines()  # one object, no per-ping lines
+    doc = json.loads(line)
+    assert set(doc) == {"peer_id", "count", "rtts_ms", "min_ms", "avg_ms", "max_ms"}
+    assert doc["peer_id"] == server["peer_id"] and doc["count"] == 3 and len(doc["rtts_ms"]) == 3
+    assert 0 < doc["min_ms"] <= doc["avg_ms"] <= doc["max_ms"] < 10_000
+    assert doc["min_ms"] == min(doc["rtts_ms"]) and doc["max_ms"] == max(doc["rtts_ms"])
+    assert r.stderr == b""
+
+
+def test_version():
+    from geventp2p import __version__
+
+    r = run_cli("--version")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode() == f"geventp2p {__version__}\n"
+
+
+def test_serve_key_file_from_environment(tmp_path):
+    """Without --key, serve uses $GEVENTP2P_KEY_FILE: created (0600) on the first run, reused after."""
+    import stat
+
+    key = tmp_path / "node.key"
+    env = {**os.environ, "GEVENTP2P_KEY_FILE": str(key)}
+    ids = []
+    for _ in range(2):
+        proc, info = start_server(env=env)
+        rc, _out, err = stop_server(proc)
+        assert rc == 0, err
+        ids.append(info["peer_id"])
+    assert ids[0] == ids[1]
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    r = run_cli("id", "--key", str(key))
+    assert r.stdout.decode().strip() == ids[0]
+    # --key wins over the environment
+    other = tmp_path / "other.key"
+    assert run_cli("keygen", "-o", str(other)).returncode == 0
+    proc, info = start_server("--key", str(other), env=env)
+    rc, _out, err = stop_server(proc)
+    assert rc == 0, err
+    assert info["peer_id"] == run_cli("id", "--key", str(other)).stdout.decode().strip() != ids[0]
 
 
 def test_perf_json(server):

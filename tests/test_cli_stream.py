@@ -24,7 +24,7 @@ CLI = [sys.executable, "-m", "geventp2p.cli"]
 
 @pytest.fixture
 def host_pair():
-    server = geventp2p.new_host(enable_echo=True)
+    server = geventp2p.new_host(services=["identify", "ping", "echo"])
     client = geventp2p.new_host(listen=[])
     try:
         client.connect(server.p2p_addrs()[0], timeout=10)

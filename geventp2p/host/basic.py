@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable
 
 import gevent
 
+from geventp2p.config import HostConfig
 from geventp2p.core import addr as _addr
 from geventp2p.core.event import (
     AddrAction,
@@ -119,6 +120,9 @@ class BasicHost:
     (saves a round trip); every other peer (unknown agent included) gets the FIN
     only after the echo.
     """
+
+    #: What :func:`geventp2p.new_host` built; None for a host assembled by hand.
+    config: HostConfig | None = None
 
     def __init__(
         self,

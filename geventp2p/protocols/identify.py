@@ -1,4 +1,6 @@
-"""Identify (``/ipfs/id/1.0.0``) and identify push (``/ipfs/id/push/1.0.0``), LIBP2P-WIRE §10.
+"""Identify (``/ipfs/id/1.0.0``) and identify push (``/ipfs/id/push/1.0.0``).
+
+Spec: https://github.com/libp2p/specs/blob/master/identify/README.md
 
 :class:`IdentifyService` is a host service (``start(host)`` / ``close()``):
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any
 
 import gevent
@@ -40,6 +43,7 @@ from gevent.event import AsyncResult
 from gevent.pool import Group, Pool
 
 import geventp2p
+from geventp2p.config import IdentifyConfig
 from geventp2p.core import addr as _addr
 from geventp2p.core.event import (
     EvtLocalAddressesUpdated,
@@ -59,6 +63,7 @@ from geventp2p.host.peerstore import (
     TEMP_ADDR_TTL,
 )
 from geventp2p.net import multistream
+from geventp2p.net._deadline import Deadline
 from geventp2p.sansio.identify import (
     ID,
     ID_PUSH,
@@ -77,6 +82,7 @@ __all__ = [
     "ID",
     "ID_PUSH",
     "PROTOCOL_VERSION",
+    "IdentifyConfig",
     "IdentifyService",
     "default_agent_version",
 ]
@@ -84,7 +90,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Timeout of one identify or push exchange (go, js: 5 s).
-DEFAULT_TIMEOUT = 5.0
+DEFAULT_TIMEOUT = IdentifyConfig.timeout
 #: Pushes sent in parallel (go: 32).
 MAX_PARALLEL_PUSHES = 32
 #: Signed records remembered (one per peer, oldest dropped first).
@@ -104,33 +110,31 @@ class _ConnState:
 
 
 class IdentifyService:
-    """Identify + identify push for one host.
+    """Identify + identify push for one host, configured by an :class:`IdentifyConfig`.
 
-    ``agent_version`` defaults to ``geventp2p/<version>``; ``timeout`` bounds
-    each exchange; ``push`` enables sending pushes; ``debounce`` merges bursts
-    of local changes into one push round.
+    ``IdentifyService(IdentifyConfig(timeout=2.0))``; keyword overrides are applied
+    on top of ``config`` (``IdentifyService(push=False)``).  ``agent_version``
+    defaults to ``geventp2p/<version>``; ``timeout`` bounds each exchange; ``push``
+    enables sending pushes; ``debounce`` merges bursts of local changes into one
+    push round.  Invalid values raise ConfigError.
     """
 
-    def __init__(
-        self,
-        *,
-        agent_version: str | None = None,
-        protocol_version: str = PROTOCOL_VERSION,
-        timeout: float = DEFAULT_TIMEOUT,
-        push: bool = True,
-        debounce: float = 0.05,
-        signed_record: bool = True,
-    ) -> None:
-        if not timeout > 0:
-            raise ConfigError("identify timeout must be > 0")
-        if debounce < 0:
-            raise ConfigError("identify debounce must be >= 0")
-        self.agent_version = agent_version if agent_version is not None else default_agent_version()
-        self.protocol_version = protocol_version
-        self.timeout = float(timeout)
-        self.push_enabled = push
-        self.debounce = float(debounce)
-        self.signed_record_enabled = signed_record
+    def __init__(self, config: IdentifyConfig | None = None, **overrides: Any) -> None:
+        cfg = config if config is not None else IdentifyConfig()
+        if not isinstance(cfg, IdentifyConfig):
+            raise ConfigError(f"IdentifyService config must be an IdentifyConfig, got {type(cfg).__name__}")
+        if overrides:
+            try:
+                cfg = replace(cfg, **overrides)
+            except TypeError as exc:  # an unknown keyword
+                raise ConfigError(f"IdentifyService: {exc}") from None
+        self.config = cfg
+        self.agent_version = cfg.agent_version if cfg.agent_version is not None else default_agent_version()
+        self.protocol_version = cfg.protocol_version
+        self.timeout = float(cfg.timeout)
+        self.push_enabled = cfg.push
+        self.debounce = float(cfg.debounce)
+        self.signed_record_enabled = cfg.signed_record
         self.host: Any = None
         self.group = Group()
         self._conns: dict[Any, _ConnState] = {}
@@ -220,10 +224,8 @@ class IdentifyService:
         Starts identify if it has not started.  Returns False on timeout too.
         """
         st = self._ensure(conn)
-        try:
-            return bool(st.result.get(timeout=timeout))
-        except gevent.Timeout:
-            return False
+        st.result.wait(timeout)
+        return bool(st.result.ready() and st.result.value)
 
     def identify_conn(self, conn: Any, timeout: float | None = None) -> IdentifyInfo:
         """Blocks the calling greenlet: run one identify exchange on ``conn`` now and apply it."""
@@ -259,11 +261,11 @@ class IdentifyService:
         ))
 
     def _request(self, conn: Any, timeout: float) -> IdentifyInfo:
-        deadline = time.monotonic() + timeout
+        deadline = Deadline(timeout)
         stream = conn.new_stream(timeout=timeout)
         try:
-            stream.set_deadline(deadline)
-            multistream.select_one_of(stream, [ID], timeout=max(0.001, deadline - time.monotonic()))
+            stream.set_deadline(deadline.at)
+            multistream.select_one_of(stream, [ID], timeout=max(0.001, deadline.left(timeout) or 0.0))
             stream.protocol = ID
             msg = _read_all(stream)
         except BaseException:
@@ -416,15 +418,15 @@ class IdentifyService:
         return sum(1 for g in results if g.value)
 
     def _push_one(self, conn: Any, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
+        deadline = Deadline(timeout)
         try:
             stream = conn.new_stream(timeout=timeout)
         except P2PError as exc:
             log.debug("identify push to %s: no stream: %s", conn.remote_peer, exc)
             return False
         try:
-            stream.set_deadline(deadline)
-            multistream.select_one_of(stream, [ID_PUSH], timeout=max(0.001, deadline - time.monotonic()))
+            stream.set_deadline(deadline.at)
+            multistream.select_one_of(stream, [ID_PUSH], timeout=max(0.001, deadline.left(timeout) or 0.0))
             stream.protocol = ID_PUSH
             stream.write(self.build_message(conn.remote_addr).encode(MAX_OWN_MESSAGE_SIZE))
             stream.close()

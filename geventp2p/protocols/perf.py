@@ -1,10 +1,10 @@
-"""Perf - ``/perf/1.0.0`` (LIBP2P-WIRE §13).
+"""Perf - ``/perf/1.0.0`` (https://github.com/libp2p/specs/blob/master/perf/perf.md).
 
 Client: write ``u64be(N)`` (bytes to download), upload any number of bytes,
 close the write side, read until EOF expecting exactly N bytes.  Server: read
 the 8-byte number, drain the upload until EOF, only then send N bytes and
 close.  Never enable the server on public nodes (amplification); it is off in
-``new_host`` unless ``enable_perf=True``.
+``new_host`` unless asked for (``services=[..., "perf"]``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Ping - ``/ipfs/ping/1.0.0`` (LIBP2P-WIRE §12).
+"""Ping - ``/ipfs/ping/1.0.0`` (https://github.com/libp2p/specs/blob/master/ping/ping.md).
 
 * :class:`PingService` (host service) answers pings: it echoes 32-byte blocks
   until EOF.  The stream is dropped after ``idle_timeout`` seconds without a

@@ -26,7 +26,7 @@ def make_host():
 @pytest.fixture
 def pair(make_host):
     """Two hosts (echo and perf on), ``b`` connected to ``a``."""
-    a = make_host(enable_echo=True, enable_perf=True)
-    b = make_host(enable_echo=True, enable_perf=True)
+    a = make_host(services=["identify", "ping", "echo", "perf"])
+    b = make_host(services=["identify", "ping", "echo", "perf"])
     b.connect(a.p2p_addrs()[0], timeout=10)
     return a, b

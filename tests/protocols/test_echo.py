@@ -31,7 +31,7 @@ def test_echo_interactive(pair):
 
 
 def test_idle_stream_is_reset(make_host):
-    a = make_host(enable_echo=False)
+    a = make_host(services=["identify", "ping"])
     a.add_service(EchoService(idle_timeout=0.2))
     b = make_host()
     b.connect(a.p2p_addrs()[0], timeout=10)

@@ -37,7 +37,7 @@ def wait_for(cond, timeout=5.0):
 
 
 def test_identify_fills_peerstore_both_ways(make_host):
-    a = make_host(enable_echo=True)
+    a = make_host(services=["identify", "ping", "echo"])
     b = make_host()
     sub_a = a.event_bus.subscribe(EvtPeerIdentificationCompleted)
     sub_b = b.event_bus.subscribe([EvtPeerIdentificationCompleted, EvtPeerProtocolsUpdated])
@@ -111,7 +111,7 @@ def test_push_on_handler_change(pair):
 @pytest.fixture
 def quiet_pair(make_host):
     """Like ``pair`` but ``a`` never pushes on its own, so raw pushes in a test do not race."""
-    a = make_host(enable_identify=False, enable_echo=True)
+    a = make_host(services=["ping", "echo"])
     a.add_service(IdentifyService(push=False))
     b = make_host()
     b.connect(a.p2p_addrs()[0], timeout=10)
@@ -179,7 +179,7 @@ def test_push_record_validation(quiet_pair):
 
 
 def test_identify_failure_event_when_peer_lacks_identify(make_host):
-    a = make_host(enable_identify=False, enable_echo=True)
+    a = make_host(services=["ping", "echo"])
     b = make_host()
     with b.event_bus.subscribe(EvtPeerIdentificationFailed) as sub:
         t0 = time.monotonic()

@@ -65,7 +65,7 @@ def test_eof_ends_ping(make_host):
 
 
 def test_server_limits_streams_per_peer_and_idles_out(make_host):
-    a = make_host(enable_ping=False)
+    a = make_host(services=["identify"])
     a.add_service(PingService(idle_timeout=0.3, max_inbound_streams_per_peer=2))
     b = make_host()
     b.connect(a.p2p_addrs()[0], timeout=10)
