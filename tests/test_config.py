@@ -57,15 +57,9 @@ def test_registry_entries_are_well_formed_and_unique():
         config.lookup("GEVENTP2P_NOPE")
 
 
-# Registered, and waiting for their README row (the README has one owner who adds it at
-# merge time; drop the name from here in the same commit).
-README_PENDING = {"GEVENTP2P_KEY_FILE"}
-
-
 def test_readme_lists_the_runtime_and_build_variables():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    missing = [v.name for v in config.ENV_VARS if v.when != "tests" and f"`{v.name}`" not in readme
-               and v.name not in README_PENDING]
+    missing = [v.name for v in config.ENV_VARS if v.when != "tests" and f"`{v.name}`" not in readme]
     assert not missing, f"README's environment table lacks {missing}"
 
 
