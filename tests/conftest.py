@@ -16,11 +16,10 @@ import pytest
 import geventp2p._speedups as speedups
 from geventp2p.testing.leakcheck import live_greenlets, open_sockets  # noqa: F401  (re-exported for tests)
 
-# An installed geventp2p registers the plugin through its ``pytest11`` entry point
-# (pytest loads those before any conftest).  Naming the module again here would
-# register it twice ("Plugin already registered under a different name"), so load
-# it only when the entry point did not (a checkout without it, or
-# PYTEST_DISABLE_PLUGIN_AUTOLOAD, or ``-p no:geventp2p``).
+# An installed geventp2p registers the plugin through its ``pytest11`` entry point,
+# which pytest loads before any conftest.  If that entry point is named other than
+# the module, naming the module again here would register it twice ("Plugin already
+# registered under a different name"), so load it only when nothing has yet.
 pytest_plugins = ["pytester"]
 if "geventp2p.testing.pytest_plugin" not in sys.modules:
     pytest_plugins.append("geventp2p.testing.pytest_plugin")

@@ -1,11 +1,14 @@
 """pytest fixtures for testing libp2p protocols built on geventp2p.
 
-Load the plugin from your ``conftest.py``::
+An installed geventp2p registers this plugin with pytest (``pytest11`` entry
+point named after this module), so the fixtures below are simply there.  To be
+explicit, or where the entry point is not loaded (``PYTEST_DISABLE_PLUGIN_AUTOLOAD``),
+name it in your top-level ``conftest.py`` (harmless when the entry point loaded it too)::
 
     pytest_plugins = ["geventp2p.testing.pytest_plugin"]
 
-(an installed geventp2p also registers it under the ``pytest11`` entry point
-``geventp2p``, so it may already be active; ``-p no:geventp2p`` turns that off).
+``-p no:geventp2p.testing.pytest_plugin`` turns it off.  Only this module of
+geventp2p imports pytest.
 
 Fixtures:
 
