@@ -20,7 +20,8 @@ Fixtures:
     The same over TCP on 127.0.0.1 (port 0).
 ``host_pair_options``
     Extra :func:`geventp2p.new_host` keywords for both hosts of a pair (default
-    ``{}``).  Parametrize it to run a test over several stacks::
+    ``{}``); ``services`` there lists service *classes* (or factories), made
+    once per host.  Parametrize it to run a test over several stacks::
 
         @pytest.mark.parametrize("host_pair_options", [
             {"security": "noise", "muxers": "yamux"},
@@ -142,12 +143,24 @@ def host_pair_options() -> dict[str, Any]:
     return {}
 
 
+def _services(factories: Any) -> list[Any]:
+    """One fresh service per factory: a service instance can serve only one host."""
+    out = []
+    for factory in factories:
+        if hasattr(factory, "start") and not isinstance(factory, type):
+            raise ValueError(f"host pair services must be classes or factories, not the instance {factory!r} "
+                             "(one instance cannot serve two hosts)")
+        out.append(factory())
+    return out
+
+
 def connect_pair(make: Callable[..., Any], transport: str, **kwargs: Any) -> HostPair:
     """Blocks the calling greenlet: two hosts from ``make`` over ``transport``; ``b`` dials ``a``.
 
     ``transport`` is ``"memory"`` or ``"tcp"`` (127.0.0.1, port 0); ``kwargs``
     go to both ``make`` calls and may replace the transport and listen
-    addresses.  Both hosts run the echo service unless ``services`` is given.
+    addresses.  ``services`` lists service classes (or factories), each called
+    once per host; without it both hosts run the echo service.
     """
     if transport == "memory":
         kwargs.setdefault("transports", ["memory"])
@@ -157,14 +170,14 @@ def connect_pair(make: Callable[..., Any], transport: str, **kwargs: Any) -> Hos
         kwargs.setdefault("listen", ["/ip4/127.0.0.1/tcp/0"])
     else:
         raise ValueError(f"transport must be 'memory' or 'tcp', not {transport!r}")
-    if "services" not in kwargs:
+    if "services" in kwargs:
+        factories = list(kwargs.pop("services"))
+    else:
         from geventp2p.protocols.echo import EchoService
 
-        a = make(services=[EchoService()], **kwargs)
-        b = make(services=[EchoService()], **kwargs)
-    else:
-        a = make(**kwargs)
-        b = make(**kwargs)
+        factories = [EchoService]
+    a = make(services=_services(factories), **kwargs)
+    b = make(services=_services(factories), **kwargs)
     b.connect(a.p2p_addrs()[0], timeout=CONNECT_TIMEOUT)
     return HostPair(a, b)
 

@@ -10,7 +10,10 @@ import pytest
 
 from geventp2p.net.rawconn import SocketConn
 from geventp2p.testing.clock import VirtualClock
-from geventp2p.testing.pytest_plugin import HostPair
+from geventp2p.protocols.echo import EchoService
+from geventp2p.protocols.perf import PROTOCOL_ID as PERF_ID
+from geventp2p.protocols.perf import PerfService
+from geventp2p.testing.pytest_plugin import HostPair, connect_pair
 
 T = 10
 MY_PROTO = "/test/upper/1.0.0"
@@ -85,6 +88,21 @@ def test_host_pair_options_pick_the_stack(host_pair, host_pair_options):
 def test_host_pair_services_replace_echo(host_pair):
     a, b = host_pair
     assert "/echo/1.0.0" not in a.get_protocols()
+
+
+@pytest.mark.parametrize("host_pair_options", [{"services": [EchoService, PerfService]}])
+def test_host_pair_makes_each_service_once_per_host(host_pair):
+    a, b = host_pair
+    for h in host_pair:
+        assert {"/echo/1.0.0", PERF_ID} <= set(h.get_protocols())
+    assert round_trip(b, a, "/echo/1.0.0", b"back") == b"back"  # a's echo serves b's stream
+
+
+def test_host_pair_refuses_a_shared_service_instance(make_host):
+    with pytest.raises(ValueError, match="one instance cannot serve two hosts"):
+        connect_pair(make_host, "memory", services=[EchoService()])
+    with pytest.raises(ValueError, match="transport"):
+        connect_pair(make_host, "quic")
 
 
 def test_make_host_closes_its_hosts(make_host):
