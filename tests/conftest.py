@@ -1,15 +1,28 @@
-"""Shared fixtures: build reporting, both-implementation fixture, leak checks."""
+"""Shared fixtures: build reporting, both-implementation fixture, leak checks.
+
+The host-pair, socketpair, virtual-clock and leak-check fixtures come from the
+plugin that geventp2p ships for its users (``geventp2p.testing.pytest_plugin``).
+"""
 
 from __future__ import annotations
 
 import importlib
 import os
+import sys
 import types
 
 import pytest
 
 import geventp2p._speedups as speedups
 from geventp2p.testing.leakcheck import live_greenlets, open_sockets  # noqa: F401  (re-exported for tests)
+
+# An installed geventp2p registers the plugin through its ``pytest11`` entry point,
+# which pytest loads before any conftest.  If that entry point is named other than
+# the module, naming the module again here would register it twice ("Plugin already
+# registered under a different name"), so load it only when nothing has yet.
+pytest_plugins = ["pytester"]
+if "geventp2p.testing.pytest_plugin" not in sys.modules:
+    pytest_plugins.append("geventp2p.testing.pytest_plugin")
 
 
 def pytest_report_header(config):

@@ -12,6 +12,7 @@ import gc
 import os
 import time
 import weakref
+from typing import Any, Iterator, Literal
 
 import gevent
 import gevent.hub
@@ -20,24 +21,15 @@ import greenlet
 __all__ = ["live_greenlets", "open_sockets", "no_leaks"]
 
 
-def live_greenlets() -> list:
+def live_greenlets() -> list[greenlet.greenlet]:
     """Greenlets that are alive, other than the current one, the hub and resolver workers."""
     current = greenlet.getcurrent()
-    return [
-        o
-        for o in gc.get_objects()
-        if isinstance(o, greenlet.greenlet)
-        and not o.dead
-        and o is not current
-        and o.parent is not None
-        and not isinstance(o, gevent.hub.Hub)
-        and type(o).__name__ != "_WorkerGreenlet"
-    ]
+    return [o for o in gc.get_objects() if isinstance(o, greenlet.greenlet) and _counts(o, current)]
 
 
-def open_sockets() -> set:
+def open_sockets() -> set[tuple[str, str]]:
     """``{(fd, "socket:[inode]")}`` for this process's open sockets (empty off Linux)."""
-    out = set()
+    out: set[tuple[str, str]] = set()
     try:
         names = os.listdir("/proc/self/fd")
     except OSError:  # pragma: no cover - not Linux
@@ -52,7 +44,8 @@ def open_sockets() -> set:
     return out
 
 
-def _counts(g, current) -> bool:
+def _counts(g: greenlet.greenlet, current: greenlet.greenlet) -> bool:
+    """Alive, not ``current``, not the hub, not one of the resolver's worker greenlets."""
     return (
         not g.dead
         and g is not current
@@ -63,17 +56,17 @@ def _counts(g, current) -> bool:
 
 
 @contextlib.contextmanager
-def no_leaks(*, timeout: float | None = None, settle: float = 2.0):
+def no_leaks(*, timeout: float | None = None, settle: float = 2.0) -> Iterator[None]:
     """Fail (AssertionError) if the block leaves greenlets alive or sockets open.
 
     Greenlets are tracked with ``greenlet.settrace`` (only those that ran inside the
     block), which is far cheaper than scanning the heap.  Closing greenlets get up to
     ``settle`` seconds to finish.  ``timeout`` bounds the block with a ``gevent.Timeout``.
     """
-    seen: "weakref.WeakSet" = weakref.WeakSet()
+    seen: weakref.WeakSet[greenlet.greenlet] = weakref.WeakSet()
     previous = greenlet.gettrace()
 
-    def trace(event, args):
+    def trace(event: Literal["switch", "throw"], args: Any) -> None:
         if event in ("switch", "throw"):
             for g in args:
                 try:
@@ -95,7 +88,7 @@ def no_leaks(*, timeout: float | None = None, settle: float = 2.0):
         if timer is not None:
             timer.close()
         try:
-            new: list = []
+            new: list[greenlet.greenlet] = []
             deadline = time.monotonic() + settle
             while True:
                 new = [g for g in list(seen) if _counts(g, current)]

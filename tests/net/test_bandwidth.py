@@ -16,18 +16,11 @@ from geventp2p.net.plaintext import PlaintextTransport
 from geventp2p.net.swarm import Swarm
 from geventp2p.net.upgrader import Upgrader
 from geventp2p.net.yamux import YamuxMuxer
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 50.0
-
-    def __call__(self) -> float:
-        return self.t
+from geventp2p.testing.clock import VirtualClock
 
 
 def test_totals_per_peer_and_protocol():
-    c = BandwidthCounter(Clock())
+    c = BandwidthCounter(VirtualClock(50.0))
     c.log_sent(100, "p1", "/a")
     c.log_sent(50, "p2", "/b")
     c.log_recv(30, "p1", "/a")
@@ -46,41 +39,41 @@ def test_totals_per_peer_and_protocol():
 
 
 def test_rate_is_ewma_over_one_second_windows():
-    clock = Clock()
+    clock = VirtualClock(50.0)
     c = BandwidthCounter(clock)
     assert c.totals().rate_out == 0.0
     c.log_sent(1000, "p")
     assert c.totals().rate_out == 0.0  # window still open
-    clock.t += 1.0
+    clock.advance(1.0)
     assert c.totals().rate_out == pytest.approx(1000 * ALPHA)
     # steady 1000 B/s converges to 1000
     for _ in range(30):
         c.log_sent(1000, "p")
-        clock.t += 1.0
+        clock.advance(1.0)
     assert c.totals().rate_out == pytest.approx(1000, rel=1e-3)
     assert c.stats_for_peer("p").rate_out == pytest.approx(1000, rel=1e-3)
     # idle windows decay the rate
-    clock.t += 3.0
+    clock.advance(3.0)
     assert c.totals().rate_out == pytest.approx(1000 * math.exp(-3), rel=1e-3)
-    clock.t += 1000.0
+    clock.advance(1000.0)
     assert c.totals().rate_out == 0.0
     assert c.totals().total_out == 31000
 
 
 def test_rate_in_and_out_are_separate():
-    clock = Clock()
+    clock = VirtualClock(50.0)
     c = BandwidthCounter(clock)
     c.log_recv(500, "p", "/x")
-    clock.t += 1.0
+    clock.advance(1.0)
     s = c.stats_for_protocol("/x")
     assert s.rate_in == pytest.approx(500 * ALPHA) and s.rate_out == 0.0
 
 
 def test_trim_idle_and_validation():
-    clock = Clock()
+    clock = VirtualClock(50.0)
     c = BandwidthCounter(clock)
     c.log_sent(1, "old", "/old")
-    clock.t += 100
+    clock.advance(100)
     c.log_sent(1, "new", "/new")
     assert c.trim_idle(idle_for=50) == 2
     assert set(c.stats_by_peer()) == {"new"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gevent
-import gevent.socket as gsocket
 import pytest
 
 from geventp2p._speedups import varint
@@ -12,7 +11,7 @@ from geventp2p.crypto.keys import KeyType, generate_key
 from geventp2p.exceptions import P2PTimeoutError, PeerIdMismatchError, SecurityError
 from geventp2p.net import multistream
 from geventp2p.net.plaintext import PROTOCOL_ID, PlaintextConn, PlaintextTransport, encode_exchange
-from geventp2p.net.rawconn import RawConn, SocketConn
+from geventp2p.net.rawconn import RawConn
 from geventp2p.net.tcp import TcpTransport
 from geventp2p.pb import plaintext_pb2
 from geventp2p.testing.memory import memory_pipe
@@ -22,16 +21,6 @@ from _scripts_transport.leakcheck import no_leaks  # noqa: F401  (autouse fixtur
 @pytest.fixture(scope="module")
 def keys():
     return generate_key(KeyType.Ed25519), generate_key(KeyType.Ed25519), generate_key(KeyType.Secp256k1)
-
-
-@pytest.fixture
-def pair():
-    a, b = gsocket.socketpair()
-    ca, cb = SocketConn(a, is_initiator=True), SocketConn(b)
-    with gevent.Timeout(10):
-        yield ca, cb
-    ca.close()
-    cb.close()
 
 
 def handshake(ta, tb, ca, cb, expected=None, timeout=2):
@@ -58,10 +47,10 @@ def test_exchange_encoding_matches_spec(keys):
     assert payload[2 + len(ex.id)] == 0x12
 
 
-def test_handshake_socketpair(pair, keys):
+def test_handshake_socketpair(socketpair, keys):
     ka, kb, _ = keys
     ta, tb = PlaintextTransport(ka), PlaintextTransport(kb)
-    sa, sb = handshake(ta, tb, *pair, expected=tb.local_peer)
+    sa, sb = handshake(ta, tb, *socketpair, expected=tb.local_peer)
     for conn in (sa, sb):
         assert isinstance(conn, PlaintextConn) and isinstance(conn, RawConn)
         assert conn.security_protocol == PROTOCOL_ID == PlaintextTransport.PROTOCOL_ID
@@ -79,16 +68,16 @@ def test_handshake_socketpair(pair, keys):
     assert got == b"world"
 
 
-def test_secp256k1_peer(pair, keys):
+def test_secp256k1_peer(socketpair, keys):
     ka, _, ks = keys
-    sa, sb = handshake(PlaintextTransport(ka), PlaintextTransport(ks), *pair)
+    sa, sb = handshake(PlaintextTransport(ka), PlaintextTransport(ks), *socketpair)
     assert sa.remote_peer == PeerId.from_public_key(ks.public_key())
 
 
-def test_peer_id_mismatch_closes_raw(pair, keys):
+def test_peer_id_mismatch_closes_raw(socketpair, keys):
     ka, kb, ks = keys
     wrong = PeerId.from_public_key(ks.public_key())
-    ca, cb = pair
+    ca, cb = socketpair
     inbound = gevent.spawn(PlaintextTransport(kb).secure_inbound, cb, timeout=2)
     with pytest.raises(PeerIdMismatchError) as info:
         PlaintextTransport(ka).secure_outbound(ca, wrong, timeout=2)
@@ -97,17 +86,17 @@ def test_peer_id_mismatch_closes_raw(pair, keys):
     inbound.join(2)
 
 
-def test_expected_peer_as_string(pair, keys):
+def test_expected_peer_as_string(socketpair, keys):
     ka, kb, _ = keys
     tb = PlaintextTransport(kb)
-    sa, _ = handshake(PlaintextTransport(ka), tb, *pair, expected=str(tb.local_peer))
+    sa, _ = handshake(PlaintextTransport(ka), tb, *socketpair, expected=str(tb.local_peer))
     assert sa.remote_peer == tb.local_peer
 
 
-def test_read_ahead_kept(pair, keys):
+def test_read_ahead_kept(socketpair, keys):
     """The peer pipelines application data right after its Exchange."""
     ka, kb, _ = keys
-    ca, cb = pair
+    ca, cb = socketpair
     cb.write(encode_exchange(kb.public_key()) + b"early-data")
     conn = PlaintextTransport(ka).secure_outbound(ca, None, timeout=2)
     assert conn.read(100, timeout=1) == b"early-data"
@@ -121,8 +110,8 @@ def test_exchange_split_into_bytes(keys):
     assert sb.read(10, timeout=1) == b"x"
 
 
-def test_eof_during_exchange(pair, keys):
-    ca, cb = pair
+def test_eof_during_exchange(socketpair, keys):
+    ca, cb = socketpair
     cb.close()
     with pytest.raises((SecurityError, OSError)):
         PlaintextTransport(keys[0]).secure_outbound(ca, None, timeout=2)
@@ -188,8 +177,8 @@ def test_bad_pubkey(keys):
         _send_exchange(ex, keys)
 
 
-def test_close_wakes_reader_and_closed_reflects_raw(pair, keys):
-    sa, sb = handshake(PlaintextTransport(keys[0]), PlaintextTransport(keys[1]), *pair)
+def test_close_wakes_reader_and_closed_reflects_raw(socketpair, keys):
+    sa, sb = handshake(PlaintextTransport(keys[0]), PlaintextTransport(keys[1]), *socketpair)
     r = gevent.spawn(sb.read, 10)
     gevent.sleep(0.01)
     sb.close()

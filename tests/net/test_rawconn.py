@@ -13,31 +13,21 @@ from geventp2p.net.rawconn import RawConn, SocketConn
 from _scripts_transport.leakcheck import no_leaks  # noqa: F401  (autouse fixture)
 
 
-@pytest.fixture
-def pair():
-    a, b = gsocket.socketpair()
-    ca = SocketConn(a, is_initiator=True)
-    cb = SocketConn(b)
-    yield ca, cb
-    ca.close()
-    cb.close()
-
-
-def test_is_rawconn(pair):
-    ca, cb = pair
+def test_is_rawconn(socketpair):
+    ca, cb = socketpair
     assert isinstance(ca, RawConn)
     assert ca.is_initiator and not cb.is_initiator
     assert not ca.closed
 
 
-def test_write_read_roundtrip(pair):
-    ca, cb = pair
+def test_write_read_roundtrip(socketpair):
+    ca, cb = socketpair
     ca.write(b"hello")
     assert cb.read(100, timeout=2) == b"hello"
 
 
-def test_read_returns_at_most_n(pair):
-    ca, cb = pair
+def test_read_returns_at_most_n(socketpair):
+    ca, cb = socketpair
     ca.write(b"abcdef")
     got = cb.read(2, timeout=2)
     assert got == b"ab"
@@ -47,8 +37,8 @@ def test_read_returns_at_most_n(pair):
     assert rest == b"cdef"
 
 
-def test_unread_is_returned_first_and_respects_n(pair):
-    ca, cb = pair
+def test_unread_is_returned_first_and_respects_n(socketpair):
+    ca, cb = socketpair
     cb.unread(b"xyz")
     cb.unread(b"12")
     assert cb.read(3, timeout=1) == b"12x"
@@ -57,45 +47,45 @@ def test_unread_is_returned_first_and_respects_n(pair):
     assert cb.read(100, timeout=2) == b"net"
 
 
-def test_unread_accepts_memoryview_and_bytearray(pair):
-    _, cb = pair
+def test_unread_accepts_memoryview_and_bytearray(socketpair):
+    _, cb = socketpair
     cb.unread(memoryview(b"ab"))
     cb.unread(bytearray(b"01"))
     out = cb.read(10, timeout=1)
     assert out == b"01ab" and type(out) is bytes
 
 
-def test_read_rejects_nonpositive(pair):
-    _, cb = pair
+def test_read_rejects_nonpositive(socketpair):
+    _, cb = socketpair
     with pytest.raises(ValueError):
         cb.read(0)
 
 
-def test_eof(pair):
-    ca, cb = pair
+def test_eof(socketpair):
+    ca, cb = socketpair
     ca.write(b"x")
     ca.close()
     assert cb.read(10, timeout=2) == b"x"
     assert cb.read(10, timeout=2) == b""
 
 
-def test_read_timeout(pair):
-    _, cb = pair
+def test_read_timeout(socketpair):
+    _, cb = socketpair
     with pytest.raises(P2PTimeoutError):
         cb.read(10, timeout=0.05)
     # connection still usable after a timeout
-    pair[0].write(b"ok")
+    socketpair[0].write(b"ok")
     assert cb.read(10, timeout=2) == b"ok"
 
 
-def test_timeout_is_also_builtin_timeouterror(pair):
-    _, cb = pair
+def test_timeout_is_also_builtin_timeouterror(socketpair):
+    _, cb = socketpair
     with pytest.raises(TimeoutError):
         cb.read(10, timeout=0.01)
 
 
-def test_outer_gevent_timeout_not_swallowed(pair):
-    _, cb = pair
+def test_outer_gevent_timeout_not_swallowed(socketpair):
+    _, cb = socketpair
     outer = gevent.Timeout(0.05)
     outer.start()
     try:
@@ -106,16 +96,16 @@ def test_outer_gevent_timeout_not_swallowed(pair):
         outer.close()
 
 
-def test_close_is_idempotent(pair):
-    ca, _ = pair
+def test_close_is_idempotent(socketpair):
+    ca, _ = socketpair
     ca.close()
     ca.close()
     assert ca.closed
     assert ca.read(10) == b""
 
 
-def test_close_wakes_blocked_reader(pair):
-    _, cb = pair
+def test_close_wakes_blocked_reader(socketpair):
+    _, cb = socketpair
     reader = gevent.spawn(cb.read, 100)
     gevent.sleep(0.01)
     assert not reader.ready()
@@ -126,8 +116,8 @@ def test_close_wakes_blocked_reader(pair):
     assert reader.value == b""
 
 
-def test_close_wakes_blocked_reader_with_timeout(pair):
-    _, cb = pair
+def test_close_wakes_blocked_reader_with_timeout(socketpair):
+    _, cb = socketpair
     reader = gevent.spawn(cb.read, 100, 30)
     gevent.sleep(0.01)
     cb.close()
@@ -136,8 +126,8 @@ def test_close_wakes_blocked_reader_with_timeout(pair):
     assert reader.value == b""
 
 
-def test_write_after_close_raises(pair):
-    ca, _ = pair
+def test_write_after_close_raises(socketpair):
+    ca, _ = socketpair
     ca.close()
     with pytest.raises(TransportError):
         ca.write(b"x")
@@ -145,8 +135,8 @@ def test_write_after_close_raises(pair):
         ca.writev([b"x", b"y"])
 
 
-def test_write_to_reset_peer_raises_transport_error(pair):
-    ca, cb = pair
+def test_write_to_reset_peer_raises_transport_error(socketpair):
+    ca, cb = socketpair
     cb.close()
     with pytest.raises(TransportError) as info:
         with gevent.Timeout(5):
@@ -167,8 +157,8 @@ def test_read_error_wrapped():
         s2.close()
 
 
-def test_writev(pair):
-    ca, cb = pair
+def test_writev(socketpair):
+    ca, cb = socketpair
     ca.writev([b"ab", b"", bytearray(b"cd"), memoryview(b"ef")])
     ca.writev([])
     got = b""
@@ -177,8 +167,8 @@ def test_writev(pair):
     assert got == b"abcdef"
 
 
-def test_writev_large_partial(pair):
-    ca, cb = pair
+def test_writev_large_partial(socketpair):
+    ca, cb = socketpair
     bufs = [bytes([i % 256]) * 70000 for i in range(20)]
     expected = b"".join(bufs)
     received = bytearray()
@@ -197,8 +187,8 @@ def test_writev_large_partial(pair):
     assert bytes(received) == expected
 
 
-def test_writev_many_buffers(pair):
-    ca, cb = pair
+def test_writev_many_buffers(socketpair):
+    ca, cb = socketpair
     bufs = [b"%d," % i for i in range(2000)]
     expected = b"".join(bufs)
     g = gevent.spawn(ca.writev, bufs)
@@ -210,8 +200,8 @@ def test_writev_many_buffers(pair):
     assert got == expected
 
 
-def test_concurrent_writers_do_not_interleave(pair):
-    ca, cb = pair
+def test_concurrent_writers_do_not_interleave(socketpair):
+    ca, cb = socketpair
     blocks = [bytes([65 + i]) * 300000 for i in range(4)]
     writers = [gevent.spawn(ca.write, blk) for blk in blocks]
     total = sum(map(len, blocks))
@@ -248,12 +238,12 @@ def test_rejects_non_socket():
         SocketConn(object())
 
 
-def test_set_nodelay_on_unix_socket_returns_false(pair):
-    assert pair[0].set_nodelay() is False
+def test_set_nodelay_on_unix_socket_returns_false(socketpair):
+    assert socketpair[0].set_nodelay() is False
 
 
-def test_close_write_half_close(pair):
-    ca, cb = pair
+def test_close_write_half_close(socketpair):
+    ca, cb = socketpair
     ca.write(b"bye")
     ca.close_write()
     got = b""
@@ -268,8 +258,8 @@ def test_close_write_half_close(pair):
     assert ca.read(10, timeout=2) == b"still"
 
 
-def test_context_manager_and_repr(pair):
-    ca, _ = pair
+def test_context_manager_and_repr(socketpair):
+    ca, _ = socketpair
     with ca as c:
         assert "open" in repr(c)
     assert ca.closed and "closed" in repr(ca)

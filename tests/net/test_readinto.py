@@ -25,17 +25,8 @@ def backend(request):
     return get_backend(request.param)
 
 
-@pytest.fixture
-def raw_pair():
-    a, b = gsocket.socketpair()
-    ca, cb = SocketConn(a, is_initiator=True), SocketConn(b)
-    yield ca, cb
-    ca.close()
-    cb.close()
-
-
-def secure(raw_pair, backend):
-    ra, rb = raw_pair
+def secure(socketpair, backend):
+    ra, rb = socketpair
     k1, k2 = generate_key(), generate_key()
     with gevent.Timeout(T):
         g = gevent.spawn(NoiseTransport(k2, backend=backend).secure_inbound, rb, timeout=T)
@@ -54,8 +45,8 @@ def read_all_into(conn, total, size):
     return bytes(out)
 
 
-def test_socketconn_readinto_pushback_eof_timeout(raw_pair):
-    a, b = raw_pair
+def test_socketconn_readinto_pushback_eof_timeout(socketpair):
+    a, b = socketpair
     a.write(b"hello world")
     buf = bytearray(5)
     assert b.readinto(buf, timeout=T) == 5 and buf == b"hello"
@@ -90,8 +81,8 @@ def test_generic_readinto_uses_read():
 
 
 @pytest.mark.parametrize("size", [1, 7, 1000, MAX_PLAINTEXT, 300_000])
-def test_noise_readinto_sizes(raw_pair, backend, size):
-    ci, cr = secure(raw_pair, backend)
+def test_noise_readinto_sizes(socketpair, backend, size):
+    ci, cr = secure(socketpair, backend)
     data = os.urandom(3 * MAX_PLAINTEXT + 4321)
     g = gevent.spawn(ci.writev, [b"head", data, b"", b"tail"])
     assert read_all_into(cr, len(data) + 8, size) == b"head" + data + b"tail"
@@ -105,8 +96,8 @@ def test_noise_readinto_sizes(raw_pair, backend, size):
     cr.close()
 
 
-def test_noise_readinto_empty_frames_and_bad_frame(raw_pair, backend):
-    ci, cr = secure(raw_pair, backend)
+def test_noise_readinto_empty_frames_and_bad_frame(socketpair, backend):
+    ci, cr = secure(socketpair, backend)
     enc = FrameEncryptor(ci._enc.cipher)
     empty = ci._enc.cipher.encrypt(b"")  # a frame with no plaintext (16-byte tag only)
     ci.raw.write(len(empty).to_bytes(2, "big") + empty)
@@ -121,8 +112,8 @@ def test_noise_readinto_empty_frames_and_bad_frame(raw_pair, backend):
     ci.close()
 
 
-def test_noise_readinto_eof_inside_frame(raw_pair, backend):
-    ci, cr = secure(raw_pair, backend)
+def test_noise_readinto_eof_inside_frame(socketpair, backend):
+    ci, cr = secure(socketpair, backend)
     frame = FrameEncryptor(ci._enc.cipher).encrypt_frames(b"cut short")
     ci.raw.write(frame[:-3])
     ci.raw.close()
@@ -131,8 +122,8 @@ def test_noise_readinto_eof_inside_frame(raw_pair, backend):
     cr.close()
 
 
-def test_noise_readinto_timeout_and_close_wakes(raw_pair, backend):
-    ci, cr = secure(raw_pair, backend)
+def test_noise_readinto_timeout_and_close_wakes(socketpair, backend):
+    ci, cr = secure(socketpair, backend)
     with pytest.raises(P2PTimeoutError):
         cr.readinto(bytearray(10), timeout=0.05)
     g = gevent.spawn(cr.readinto, bytearray(10))
@@ -142,10 +133,10 @@ def test_noise_readinto_timeout_and_close_wakes(raw_pair, backend):
     ci.close()
 
 
-def test_noise_idle_connection_holds_no_send_buffer(raw_pair):
+def test_noise_idle_connection_holds_no_send_buffer(socketpair):
     from geventp2p.sansio import noise as sn
 
-    ci, cr = secure(raw_pair, get_backend("cryptography"))
+    ci, cr = secure(socketpair, get_backend("cryptography"))
     assert cr._cbuf == bytearray()  # the ciphertext buffer comes with the first read
     data = os.urandom(200_000)
     g = gevent.spawn(read_all_into, cr, len(data), 65536)

@@ -1,4 +1,10 @@
-"""Signed envelopes and peer records (LIBP2P-WIRE §11, vector §21.3)."""
+"""geventp2p.core.record: signed envelopes and peer records.
+
+Specs: https://github.com/libp2p/specs/blob/master/RFC/0002-signed-envelopes.md and
+https://github.com/libp2p/specs/blob/master/RFC/0003-routing-records.md.  The fixed
+vector (one Ed25519 key, seq 1, /ip4/127.0.0.1/tcp/4001) is go-libp2p's encoding
+of that record, byte for byte.
+"""
 
 from __future__ import annotations
 
@@ -52,7 +58,7 @@ def spec_record(key) -> PeerRecord:
     return PeerRecord(PeerId.from_public_key(key.public_key()), 1, [Multiaddr("/ip4/127.0.0.1/tcp/4001")])
 
 
-def test_vector_21_3_byte_for_byte(spec_key):
+def test_go_vector_byte_for_byte(spec_key):
     rec = spec_record(spec_key)
     assert rec.marshal().hex() == V_RECORD
     assert signing_bytes(PEER_RECORD_DOMAIN, PEER_RECORD_PAYLOAD_TYPE, rec.marshal()).hex() == V_TO_SIGN
@@ -62,7 +68,7 @@ def test_vector_21_3_byte_for_byte(spec_key):
     assert len(env.marshal()) == 164
 
 
-def test_vector_21_3_parse(spec_key):
+def test_go_vector_parse(spec_key):
     env, rec = consume_peer_record(bytes.fromhex(V_ENVELOPE), PeerId.from_public_key(spec_key.public_key()))
     assert rec == spec_record(spec_key)
     assert env.payload_type == b"\x03\x01"
