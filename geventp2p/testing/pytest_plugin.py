@@ -178,7 +178,16 @@ def connect_pair(make: Callable[..., Any], transport: str, **kwargs: Any) -> Hos
         factories = [EchoService]
     a = make(services=_services(factories), **kwargs)
     b = make(services=_services(factories), **kwargs)
-    b.connect(a.p2p_addrs()[0], timeout=CONNECT_TIMEOUT)
+    from geventp2p.core.event import Connectedness, EvtPeerConnectednessChanged
+
+    # ``connect`` returns once the dialer's side is up; the listener may still be
+    # adding the connection to its table.  Wait for it, so either side can open streams.
+    with a.event_bus.subscribe(EvtPeerConnectednessChanged) as seen:
+        b.connect(a.p2p_addrs()[0], timeout=CONNECT_TIMEOUT)
+        while not a.network.conns_to_peer(b.id):
+            evt = seen.get(timeout=CONNECT_TIMEOUT)
+            if evt.peer == b.id and evt.connectedness == Connectedness.Connected:
+                break
     return HostPair(a, b)
 
 
