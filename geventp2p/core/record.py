@@ -48,7 +48,6 @@ from geventp2p.exceptions import (
     MultiaddrError,
     PeerIdMismatchError,
     RemoteProtocolError,
-    VarintError,
 )
 
 __all__ = [
