@@ -1,12 +1,13 @@
 """Multiaddr helpers on top of the ``multiaddr`` package.
 
-Everything here is a pure function on :class:`multiaddr.Multiaddr` values (no I/O
-except :func:`interface_addresses`, which reads ``/proc`` or the host name table).
+Everything here is a pure function on :class:`multiaddr.Multiaddr` values: no I/O.
+This host's interface addresses and name resolution live in
+:mod:`geventp2p.net.addrutil`.
 
 Why not use the package directly everywhere: ``multiaddr`` 0.2.0 accepts any
 bytes in ``Multiaddr(b"...")`` without validating them, iterates variable-size
 ``ip6zone`` values wrongly, stores ``/p2p/<CIDv1>`` as CID bytes instead of the
-multihash every other implementation puts on the wire (LIBP2P-WIRE §1.8), and
+multihash every other implementation puts on the wire, and
 does not know the legacy ``/ipfs/`` name.  :func:`parse` and :func:`from_bytes`
 walk the binary form themselves, reject malformed input with
 :class:`~geventp2p.exceptions.MultiaddrError`, and normalise ``/p2p/`` values
@@ -20,8 +21,7 @@ protocols.csv lists it as variable-size).
 from __future__ import annotations
 
 import ipaddress
-import os
-import socket
+import socket  # address-family constants only
 from typing import Any, Iterable, NamedTuple, Union
 
 from multiaddr import Multiaddr
@@ -64,7 +64,6 @@ __all__ = [
     "is_unspecified",
     "is_local",
     "expand_unspecified",
-    "interface_addresses",
 ]
 
 MultiaddrLike = Union[Multiaddr, str, bytes, bytearray, memoryview]
@@ -302,7 +301,9 @@ def parse(ma: MultiaddrLike) -> Multiaddr:
 
 
 def from_bytes(data: bytes | bytearray | memoryview) -> Multiaddr:
-    """Decode and validate the binary form (LIBP2P-WIRE §1.8)."""
+    """Decode and validate the binary form: ``uvarint(code) || value`` per component, with
+    ``uvarint(len) || bytes`` values for variable-size protocols
+    (https://github.com/multiformats/multiaddr#encoding)."""
     buf = bytes(data)
     try:
         comps, changed = _walk(buf)
@@ -599,8 +600,9 @@ def expand_unspecified(ma: MultiaddrLike, interfaces: Iterable[Any]) -> list[Mul
     """Replace an unspecified ``0.0.0.0`` / ``::`` host by each interface address of that family.
 
     ``interfaces`` holds IP strings, ``ipaddress`` objects or ``/ip4|/ip6``
-    multiaddrs.  Other addresses come back unchanged as a one-element list.
-    Order follows ``interfaces``; duplicates are dropped.
+    multiaddrs (this host's: :func:`geventp2p.net.addrutil.interface_addresses`).
+    Other addresses come back unchanged as a one-element list.  Order follows
+    ``interfaces``; duplicates are dropped.
     """
     comps = components(ma)
     if comps[0].code not in _IP_CODES:
@@ -621,77 +623,3 @@ def expand_unspecified(ma: MultiaddrLike, interfaces: Iterable[Any]) -> list[Mul
             seen.add(key)
             out.append(new)
     return out
-
-
-def _proc_ipv4_local() -> list[str]:
-    """Local IPv4 addresses from ``/proc/net/fib_trie`` ("/32 host LOCAL" entries)."""
-    found: list[str] = []
-    try:
-        with open("/proc/net/fib_trie", encoding="ascii", errors="replace") as fh:
-            last_ip = None
-            for line in fh:
-                s = line.strip()
-                if s.startswith("|--"):
-                    last_ip = s[3:].strip()
-                elif "/32 host LOCAL" in s and last_ip:
-                    if last_ip not in found:
-                        found.append(last_ip)
-    except OSError:
-        return []
-    return found
-
-
-def _proc_ipv6_local() -> list[str]:
-    """Global/ULA/loopback IPv6 addresses from ``/proc/net/if_inet6``."""
-    found: list[str] = []
-    try:
-        with open("/proc/net/if_inet6", encoding="ascii") as fh:
-            for line in fh:
-                fields = line.split()
-                if not fields or len(fields[0]) != 32:
-                    continue
-                try:
-                    ip = ipaddress.IPv6Address(bytes.fromhex(fields[0]))
-                except ValueError:
-                    continue
-                if not ip.is_link_local and str(ip) not in found:
-                    found.append(str(ip))
-    except OSError:
-        return []
-    return found
-
-
-def interface_addresses() -> tuple[str, ...]:
-    """IP addresses of this host, loopback first (IPv6 link-local ones left out).
-
-    Reads ``/proc`` on Linux; elsewhere falls back to resolving the host name
-    (which may block briefly on a resolver).  Always includes ``127.0.0.1`` and,
-    when the host supports IPv6, ``::1``.
-    """
-    addrs: list[str] = []
-    v4 = _proc_ipv4_local() if os.path.exists("/proc/net/fib_trie") else []
-    v6 = _proc_ipv6_local() if os.path.exists("/proc/net/if_inet6") else []
-    if not v4:
-        try:
-            for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_UNSPEC, socket.SOCK_STREAM):
-                host = str(info[4][0]).split("%", 1)[0]
-                target = v4 if info[0] == socket.AF_INET else v6
-                if host not in target:
-                    target.append(host)
-        except OSError:
-            pass
-    candidates = ["127.0.0.1"] + v4
-    if socket.has_ipv6:
-        candidates += ["::1"] + v6
-    for a in candidates:
-        try:
-            ip = ipaddress.ip_address(a)
-        except ValueError:
-            continue
-        if isinstance(ip, ipaddress.IPv6Address) and ip.is_link_local:
-            continue
-        s = str(ip)
-        if s not in addrs:
-            addrs.append(s)
-    addrs.sort(key=lambda s: (not ipaddress.ip_address(s).is_loopback, ":" in s))
-    return tuple(addrs)

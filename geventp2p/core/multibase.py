@@ -1,4 +1,8 @@
-"""Small multibase / multihash helpers (reference §1.4, §1.5, §1.7).
+"""Small multibase / multihash helpers.
+
+Specs: https://github.com/multiformats/multibase, https://github.com/multiformats/multihash
+and the CID form of peer IDs in
+https://github.com/libp2p/specs/blob/master/peer-ids/peer-ids.md#string-representation
 
 Only what peer IDs and CIDs need: base58btc, base32 (lower/upper, no padding),
 base36, base16 and base64/base64url (no padding), plus multihash framing.

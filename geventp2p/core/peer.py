@@ -1,21 +1,27 @@
-"""Peer IDs and peer info (reference §2.3, §2.4).
+"""Peer IDs and peer info.
 
 A peer ID is a multihash of the serialized public key: the identity multihash
 when the key protobuf is at most 42 bytes (Ed25519, secp256k1), else SHA-256.
 Text forms: bare base58btc (``12D3KooW…``, ``16Uiu2…``, ``Qm…``) and CIDv1
 with the ``libp2p-key`` codec in any supported multibase (``bafz…``).
+Spec: https://github.com/libp2p/specs/blob/master/peer-ids/peer-ids.md#peer-ids
+
+Keys are typed against the :mod:`geventp2p.core.crypto` protocols; this module
+never imports an implementation.  To get a key object back out of an inline
+peer ID use :func:`geventp2p.crypto.keys.extract_public_key`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Iterable
+from typing import Any, Iterable, Union, cast
 
 from geventp2p._speedups import varint
 from geventp2p.core import multibase
+from geventp2p.core.crypto import PrivateKey, PublicKey
 from geventp2p.exceptions import InvalidPeerIdError, VarintError
 
-__all__ = ["PeerId", "PeerInfo", "MAX_INLINE_KEY_LENGTH", "LIBP2P_KEY_CODEC"]
+__all__ = ["PeerId", "PeerInfo", "KeyLike", "MAX_INLINE_KEY_LENGTH", "LIBP2P_KEY_CODEC"]
 
 MAX_INLINE_KEY_LENGTH = 42
 LIBP2P_KEY_CODEC = 0x72
@@ -24,11 +30,45 @@ CIDV1 = 0x01
 _MAX_PEER_ID_BYTES = 256
 _MAX_PEER_ID_TEXT = 512
 
+#: What :meth:`PeerId.from_public_key` accepts.
+KeyLike = Union[PublicKey, PrivateKey, bytes, bytearray, memoryview]
+
+
+# Key classification by class: 2 = PrivateKey, 1 = PublicKey, 0 = neither.  A runtime
+# protocol isinstance() walks the protocol's members on every call (~6 us); key classes
+# are few and fixed, so the answer is kept per class (bounded, in case of odd callers).
+_KEY_KIND: dict[type, int] = {}
+_KEY_KIND_MAX = 64
+
+
+def _key_kind(key: object) -> int:
+    cls = type(key)
+    kind = _KEY_KIND.get(cls)
+    if kind is None:
+        kind = 2 if isinstance(key, PrivateKey) else 1 if isinstance(key, PublicKey) else 0
+        if len(_KEY_KIND) < _KEY_KIND_MAX:
+            _KEY_KIND[cls] = kind
+    return kind
+
+
+def _public_key_bytes(key: object) -> bytes:
+    """The serialized PublicKey protobuf of ``key`` (see :meth:`PeerId.from_public_key`)."""
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key)
+    kind = _key_kind(key)
+    # PrivateKey first: a private key also has marshal(), of its *private* protobuf.
+    if kind == 2:
+        return cast(PrivateKey, key).public_key().marshal()
+    if kind == 1:
+        return cast(PublicKey, key).marshal()
+    raise TypeError(f"expected a PublicKey or PrivateKey, got {type(key).__name__}")
+
 
 class PeerId:
     """An immutable peer ID; equal, hashable and ordered by its multihash bytes."""
 
     __slots__ = ("_b", "_code", "_digest", "_b58")
+    _b58: str | None
 
     def __init__(self, mh: bytes) -> None:
         mh = bytes(mh)
@@ -58,26 +98,16 @@ class PeerId:
         return cls(mh)
 
     @classmethod
-    def from_public_key(cls, key: Any) -> "PeerId":
+    def from_public_key(cls, key: KeyLike) -> "PeerId":
         """Derive the peer ID of a public key (a PublicKey, a serialized PublicKey protobuf, or a
-        PrivateKey, whose public half is used)."""
-        if isinstance(key, (bytes, bytearray, memoryview)):
-            pk = key
-        else:
-            from geventp2p.crypto.keys import PrivateKey, PublicKey
-
-            if isinstance(key, PrivateKey):
-                key = key.public_key()
-            elif not isinstance(key, PublicKey):
-                raise TypeError(f"expected a PublicKey or PrivateKey, got {type(key).__name__}")
-            pk = key.marshal()
-        pk = bytes(pk)
+        PrivateKey, whose public half is used).  Raises TypeError for anything else."""
+        pk = _public_key_bytes(key)
         if len(pk) <= MAX_INLINE_KEY_LENGTH:
             return cls(multibase.multihash_encode(multibase.IDENTITY, pk))
         return cls(multibase.multihash_encode(multibase.SHA2_256, hashlib.sha256(pk).digest()))
 
     @classmethod
-    def from_private_key(cls, key: Any) -> "PeerId":
+    def from_private_key(cls, key: PrivateKey) -> "PeerId":
         return cls.from_public_key(key.public_key())
 
     @classmethod
@@ -156,20 +186,21 @@ class PeerId:
         """True when the public key is inlined (identity multihash)."""
         return self._code == multibase.IDENTITY
 
-    def extract_public_key(self):
-        """The inlined public key, or None for a hashed peer ID.
+    def inline_public_key(self) -> bytes | None:
+        """The serialized ``PublicKey`` protobuf inlined in an identity peer ID, or None when hashed.
 
-        Raises InvalidKeyError if the inlined bytes are not a valid key.
+        The bytes are not validated here; :func:`geventp2p.crypto.keys.extract_public_key`
+        decodes them into a key object.
         """
         if self._code != multibase.IDENTITY:
             return None
-        from geventp2p.crypto.keys import unmarshal_public_key
+        return self._digest
 
-        return unmarshal_public_key(self._digest)
-
-    def matches_public_key(self, key: Any) -> bool:
+    def matches_public_key(self, key: object) -> bool:
+        """True if ``key`` (as accepted by :meth:`from_public_key`) is this peer's key; False for
+        anything else, including objects that are not keys."""
         try:
-            return PeerId.from_public_key(key)._b == self._b
+            return PeerId.from_public_key(_public_key_bytes(key))._b == self._b
         except (TypeError, InvalidPeerIdError):
             return False
 
@@ -207,13 +238,13 @@ class PeerId:
     def __hash__(self) -> int:
         return hash(self._b)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type["PeerId"], tuple[bytes]]:
         return (PeerId, (self._b,))
 
     def __copy__(self) -> "PeerId":
         return self
 
-    def __deepcopy__(self, memo) -> "PeerId":
+    def __deepcopy__(self, memo: object) -> "PeerId":
         return self
 
 
@@ -221,6 +252,8 @@ class PeerInfo:
     """A peer ID with its known addresses (multiaddrs, kept as given, in a tuple)."""
 
     __slots__ = ("peer_id", "addrs")
+    peer_id: PeerId
+    addrs: tuple[Any, ...]
 
     def __init__(self, peer_id: PeerId, addrs: Iterable[Any] = ()) -> None:
         if not isinstance(peer_id, PeerId):
@@ -231,7 +264,7 @@ class PeerInfo:
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("PeerInfo is immutable")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type["PeerInfo"], tuple[PeerId, tuple[Any, ...]]]:
         return (PeerInfo, (self.peer_id, self.addrs))
 
     def __eq__(self, other: object) -> bool:

@@ -1,4 +1,7 @@
-"""Signed envelopes and peer records (RFC 0002 / RFC 0003, LIBP2P-WIRE §11).
+"""Signed envelopes and peer records.
+
+Specs: https://github.com/libp2p/specs/blob/master/RFC/0002-signed-envelopes.md and
+https://github.com/libp2p/specs/blob/master/RFC/0003-routing-records.md
 
 An :class:`Envelope` carries a payload signed by a libp2p identity key.  The
 signature covers the *domain-separated* bytes::
@@ -11,9 +14,14 @@ lists the addresses of a peer with a sequence number that grows with every new
 record of the same signer.
 
 Values only: no I/O, no gevent, no clocks (``PeerRecord.new_seq`` takes the time).
-Marshalling is deterministic and matches go-libp2p byte for byte (§21.3): the
-envelope's ``public_key`` embeds the key's own proto2 encoding, so an RSA key
-(type 0) keeps its ``Type`` field.
+Marshalling is deterministic (fields in number order, empty proto3 fields left
+out, as go-libp2p writes them): the envelope's ``public_key`` embeds the key's own
+proto2 encoding, so an RSA key (type 0) keeps its ``Type`` field.
+
+Keys are typed against :mod:`geventp2p.core.crypto`; nothing here imports an
+implementation.  Parsing an envelope therefore takes ``decode_key``, the function
+that turns the embedded ``PublicKey`` protobuf into a key object (normally
+:func:`geventp2p.crypto.keys.unmarshal_public_key`).
 
 Errors: malformed bytes raise :class:`~geventp2p.exceptions.RemoteProtocolError`
 (or :class:`~geventp2p.exceptions.InvalidKeyError` for the key); a signature
@@ -31,8 +39,8 @@ from geventp2p._speedups import varint
 from geventp2p.core import addr as _addr
 from geventp2p.core import protowire
 from geventp2p.core.addr import Multiaddr
+from geventp2p.core.crypto import PrivateKey, PublicKey, PublicKeyDecoder
 from geventp2p.core.peer import PeerId
-from geventp2p.crypto.keys import PrivateKey, PublicKey, unmarshal_public_key
 from geventp2p.exceptions import (
     InvalidKeyError,
     InvalidPeerIdError,
@@ -40,7 +48,6 @@ from geventp2p.exceptions import (
     MultiaddrError,
     PeerIdMismatchError,
     RemoteProtocolError,
-    VarintError,
 )
 
 __all__ = [
@@ -115,12 +122,16 @@ class Envelope:
         return bytes(out)
 
     @classmethod
-    def unmarshal(cls, data: bytes) -> "Envelope":
-        """Parse (without verifying).  Raises RemoteProtocolError / InvalidKeyError."""
+    def unmarshal(cls, data: bytes, decode_key: PublicKeyDecoder) -> "Envelope":
+        """Parse (without verifying).  Raises RemoteProtocolError / InvalidKeyError.
+
+        ``decode_key`` turns the embedded ``PublicKey`` protobuf into a key
+        (:func:`geventp2p.crypto.keys.unmarshal_public_key`).
+        """
         data = bytes(data)
         if len(data) > MAX_ENVELOPE_SIZE:
             raise RemoteProtocolError(f"envelope is {len(data)} bytes, more than {MAX_ENVELOPE_SIZE}")
-        key_bytes = None
+        key_bytes: bytes | None = None
         payload_type = payload = signature = b""
         for num, wt, val in _fields(data, "envelope"):
             if num == 1:
@@ -133,7 +144,7 @@ class Envelope:
                 signature = _bytes_field(num, wt, val, "envelope")
         if key_bytes is None:
             raise RemoteProtocolError("envelope has no public key")
-        key = unmarshal_public_key(key_bytes)
+        key = decode_key(key_bytes)
         return cls(key, payload_type, payload, signature)
 
     def signer(self) -> PeerId:
@@ -161,9 +172,11 @@ def seal(private_key: PrivateKey, domain: str | bytes, payload_type: bytes, payl
     return Envelope(private_key.public_key(), bytes(payload_type), bytes(payload), sig)
 
 
-def open_envelope(data: bytes, domain: str | bytes, payload_type: bytes | None = None) -> Envelope:
-    """Parse and verify an envelope (and its payload type when given)."""
-    env = Envelope.unmarshal(data)
+def open_envelope(
+    data: bytes, domain: str | bytes, payload_type: bytes | None = None, *, decode_key: PublicKeyDecoder
+) -> Envelope:
+    """Parse and verify an envelope (and its payload type when given); see :meth:`Envelope.unmarshal`."""
+    env = Envelope.unmarshal(data, decode_key)
     if payload_type is not None and env.payload_type != payload_type:
         raise RemoteProtocolError(
             f"envelope payload type {env.payload_type.hex()} is not {bytes(payload_type).hex()}"
@@ -258,15 +271,20 @@ def seal_peer_record(private_key: PrivateKey, record: PeerRecord) -> Envelope:
     return seal(private_key, PEER_RECORD_DOMAIN, PEER_RECORD_PAYLOAD_TYPE, record.marshal())
 
 
-def consume_peer_record(data: bytes, expected_peer: PeerId | None = None) -> tuple[Envelope, PeerRecord]:
+def consume_peer_record(
+    data: bytes, expected_peer: PeerId | None = None, *, decode_key: PublicKeyDecoder
+) -> tuple[Envelope, PeerRecord]:
     """Parse and fully validate a signed peer record.
+
+    ``decode_key`` decodes the signer's key, normally
+    :func:`geventp2p.crypto.keys.unmarshal_public_key`.
 
     Checks: well-formed envelope and record, payload type ``03 01``, signature
     under ``libp2p-peer-record``, record peer ID == signer, and (when given)
     signer == ``expected_peer``.
     """
     try:
-        env = open_envelope(data, PEER_RECORD_DOMAIN, PEER_RECORD_PAYLOAD_TYPE)
+        env = open_envelope(data, PEER_RECORD_DOMAIN, PEER_RECORD_PAYLOAD_TYPE, decode_key=decode_key)
     except InvalidKeyError as exc:
         raise RemoteProtocolError(f"envelope key: {exc}") from None
     rec = PeerRecord.unmarshal(env.payload)

@@ -1,20 +1,28 @@
-"""Pure-Python ECDSA over secp256k1 with RFC 6979 nonces (fallback only).
+"""secp256k1 ECDSA *verification* in pure Python: the pycryptodome backend's fallback.
 
-Used by the pycryptodome backend when the installed pycryptodome lacks the
-secp256k1 curve.  Correct but not constant-time and slow (a few ms per
-operation): the ``cryptography`` backend, or a pycryptodome with the curve,
-is preferred whenever available.  Signatures are SHA-256 digests, DER-encoded
-with low S, byte-identical to what the other backends produce.
+The ``cryptography`` backend does secp256k1 with OpenSSL (``ec.SECP256K1``).  The
+pycryptodome backend uses pycryptodome's own curve when the installed version has
+secp256k1; older versions (up to at least 3.23) do not, and then this module
+verifies signatures so that secp256k1 *peers* still interoperate.
+
+Only public data goes through here (the point, the message, the signature), so
+the timing of this plain big-int arithmetic, which is not constant-time, leaks
+nothing secret.  Signing and public-key derivation handle the private scalar, and
+this module deliberately cannot do them: without a native curve the pycryptodome
+backend refuses secp256k1 private keys with ``InvalidKeyError``.
+
+Signatures are ECDSA over SHA-256(message), DER ``SEQUENCE{r, s}``; high-S
+signatures verify too, as in go-libp2p.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
+from typing import Tuple
 
 from geventp2p.crypto import _der
 
-__all__ = ["P", "N", "G", "decode_point", "encode_point", "public_point", "sign", "verify"]
+__all__ = ["P", "N", "G", "decode_point", "encode_point", "verify"]
 
 P = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2F
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -24,10 +32,11 @@ G = (
 )
 
 # Jacobian coordinates (X, Y, Z); Z == 0 is the point at infinity.
-_INF = (0, 1, 0)
+_Jacobian = Tuple[int, int, int]
+_INF: _Jacobian = (0, 1, 0)
 
 
-def _double(p1):
+def _double(p1: _Jacobian) -> _Jacobian:
     x, y, z = p1
     if z == 0 or y == 0:
         return _INF
@@ -40,7 +49,7 @@ def _double(p1):
     return x3, y3, z3
 
 
-def _add(p1, p2):
+def _add(p1: _Jacobian, p2: _Jacobian) -> _Jacobian:
     x1, y1, z1 = p1
     x2, y2, z2 = p2
     if z1 == 0:
@@ -68,9 +77,9 @@ def _add(p1, p2):
     return x3, y3, z3
 
 
-def _mul(k: int, point) -> tuple:
+def _mul(k: int, point: tuple[int, int]) -> _Jacobian:
     result = _INF
-    addend = (point[0], point[1], 1)
+    addend: _Jacobian = (point[0], point[1], 1)
     while k:
         if k & 1:
             result = _add(result, addend)
@@ -79,7 +88,7 @@ def _mul(k: int, point) -> tuple:
     return result
 
 
-def _affine(p1):
+def _affine(p1: _Jacobian) -> tuple[int, int] | None:
     x, y, z = p1
     if z == 0:
         return None
@@ -116,53 +125,8 @@ def encode_point(point: tuple[int, int]) -> bytes:
     return bytes([2 | (y & 1)]) + x.to_bytes(32, "big")
 
 
-def public_point(d: int) -> tuple[int, int]:
-    if not 0 < d < N:
-        raise ValueError("private scalar out of range")
-    pt = _affine(_mul(d, G))
-    assert pt is not None
-    return pt
-
-
-def _rfc6979_nonces(d: int, h1: bytes):
-    """Yield RFC 6979 candidate nonces for SHA-256 and a 256-bit group order."""
-    x = d.to_bytes(32, "big")
-    h = (int.from_bytes(h1, "big") % N).to_bytes(32, "big")
-    v = b"\x01" * 32
-    k = b"\x00" * 32
-    k = hmac.new(k, v + b"\x00" + x + h, hashlib.sha256).digest()
-    v = hmac.new(k, v, hashlib.sha256).digest()
-    k = hmac.new(k, v + b"\x01" + x + h, hashlib.sha256).digest()
-    v = hmac.new(k, v, hashlib.sha256).digest()
-    while True:
-        v = hmac.new(k, v, hashlib.sha256).digest()
-        cand = int.from_bytes(v, "big")
-        if 0 < cand < N:
-            yield cand
-        k = hmac.new(k, v + b"\x00", hashlib.sha256).digest()
-        v = hmac.new(k, v, hashlib.sha256).digest()
-
-
-def sign(d: int, data: bytes) -> bytes:
-    """DER ECDSA signature (low S) of SHA-256(data) with private scalar ``d``."""
-    h1 = hashlib.sha256(bytes(data)).digest()
-    e = int.from_bytes(h1, "big")
-    for k in _rfc6979_nonces(d, h1):
-        pt = _affine(_mul(k, G))
-        if pt is None:
-            continue
-        r = pt[0] % N
-        if r == 0:
-            continue
-        s = pow(k, -1, N) * (e + r * d) % N
-        if s == 0:
-            continue
-        r, s = _der.low_s(r, s, N)
-        return _der.encode_sig(r, s)
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 def verify(point: tuple[int, int], data: bytes, sig: bytes) -> bool:
+    """True if ``sig`` (DER) is a valid ECDSA signature of SHA-256(``data``) by ``point``."""
     try:
         r, s = _der.decode_sig(sig)
     except ValueError:

@@ -41,6 +41,10 @@ __all__ = [
     "AEAD",
     "Signer",
     "Verifier",
+    "KeySigner",
+    "EcdsaSigner",
+    "RsaSigner",
+    "RsaVerifier",
     "get_backend",
     "available_backends",
     "BACKEND_NAMES",
@@ -81,6 +85,7 @@ class Verifier(Protocol):
 
     def public_bytes(self) -> bytes:
         """The libp2p ``Data`` encoding of the public key."""
+        ...
 
 
 class Signer(Protocol):
@@ -88,17 +93,86 @@ class Signer(Protocol):
 
     def public_bytes(self) -> bytes:
         """The libp2p ``Data`` encoding of the public key."""
-
-    def private_bytes(self) -> bytes:
-        """The libp2p ``Data`` encoding of the private key (not for Ed25519/secp256k1)."""
+        ...
 
     def verifier(self) -> Verifier: ...
 
 
+class KeySigner(Signer, Protocol):
+    """A signer that also writes its private key's libp2p ``Data`` encoding (ECDSA, RSA).
+
+    Ed25519 and secp256k1 signers do not: :mod:`geventp2p.crypto.keys` keeps their seed/scalar.
+    """
+
+    def private_bytes(self) -> bytes: ...
+
+
+class EcdsaSigner(KeySigner, Protocol):
+    @property
+    def curve(self) -> str:
+        """``P-256``, ``P-384`` or ``P-521``."""
+        ...
+
+
+class RsaSigner(KeySigner, Protocol):
+    @property
+    def bits(self) -> int: ...
+
+
+class RsaVerifier(Verifier, Protocol):
+    @property
+    def bits(self) -> int: ...
+
+
 class Backend:
-    """Common part of the backends: hashing is stdlib (fast and identical)."""
+    """Common part of the backends (hashing is stdlib: fast and identical) and the interface
+    each backend implements; see the module docstring."""
 
     name = "abstract"
+
+    # -- Noise primitives
+    def x25519_generate(self) -> tuple[bytes, bytes]:
+        raise NotImplementedError
+
+    def x25519_public(self, priv: bytes) -> bytes:
+        raise NotImplementedError
+
+    def x25519(self, priv: bytes, pub: bytes) -> bytes:
+        raise NotImplementedError
+
+    def aead(self, key: bytes) -> AEAD:
+        raise NotImplementedError
+
+    # -- key types
+    def ed25519_signer(self, seed: bytes) -> Signer:
+        raise NotImplementedError
+
+    def ed25519_verifier(self, pub: bytes) -> Verifier:
+        raise NotImplementedError
+
+    def secp256k1_signer(self, d: bytes) -> Signer:
+        raise NotImplementedError
+
+    def secp256k1_verifier(self, point: bytes) -> Verifier:
+        raise NotImplementedError
+
+    def ecdsa_generate(self, curve: str = "P-256") -> EcdsaSigner:
+        raise NotImplementedError
+
+    def ecdsa_signer(self, der: bytes) -> EcdsaSigner:
+        raise NotImplementedError
+
+    def ecdsa_verifier(self, der: bytes) -> Verifier:
+        raise NotImplementedError
+
+    def rsa_generate(self, bits: int) -> RsaSigner:
+        raise NotImplementedError
+
+    def rsa_signer(self, der: bytes) -> RsaSigner:
+        raise NotImplementedError
+
+    def rsa_verifier(self, der: bytes) -> RsaVerifier:
+        raise NotImplementedError
 
     def sha256(self, data: bytes) -> bytes:
         return hashlib.sha256(data).digest()
@@ -119,12 +193,16 @@ def _load(name: str) -> Backend:
         return inst
     try:
         if name == "cryptography":
-            from geventp2p.crypto.backend_cryptography import CryptographyBackend as cls
+            from geventp2p.crypto.backend_cryptography import CryptographyBackend
+
+            inst = CryptographyBackend()
         else:
-            from geventp2p.crypto.backend_pycryptodome import PycryptodomeBackend as cls
+            from geventp2p.crypto.backend_pycryptodome import PycryptodomeBackend
+
+            inst = PycryptodomeBackend()
     except ImportError as exc:
         raise ConfigError(f"crypto backend {name!r} is not available: {exc}") from exc
-    inst = _instances[name] = cls()
+    _instances[name] = inst
     return inst
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable, Optional
+
 from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, x25519
@@ -19,7 +21,11 @@ _RAW = serialization.Encoding.Raw
 _SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
 _NOENC = serialization.NoEncryption()
 
-_CURVES = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
+_CURVES: dict[str, Callable[[], ec.EllipticCurve]] = {
+    "P-256": ec.SECP256R1,
+    "P-384": ec.SECP384R1,
+    "P-521": ec.SECP521R1,
+}
 _CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 
 try:  # cryptography >= 44: RFC 6979 nonces (same signatures as the pycryptodome backend)
@@ -70,6 +76,7 @@ class _Ed25519Verifier:
 
     def __init__(self, raw: bytes) -> None:
         self._raw = raw
+        self._k: Optional[ed25519.Ed25519PublicKey]
         try:
             self._k = ed25519.Ed25519PublicKey.from_public_bytes(raw)
         except ValueError:  # not a point: the key loads (as in go), verification fails

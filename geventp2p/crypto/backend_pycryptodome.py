@@ -4,14 +4,19 @@ pycryptodome's ChaCha20-Poly1305 binds the nonce when the cipher is created, so
 the AEAD object keeps the key and builds one cipher per message; everything else
 (key parsing, curve set-up) happens once per key.
 
-X25519 needs pycryptodome >= 3.21.  When the installed pycryptodome has no
-secp256k1 curve, secp256k1 keys use the small pure-Python implementation in
-``_secp256k1`` (same signatures, slower, not constant-time).
+X25519 needs pycryptodome >= 3.21.  secp256k1 uses pycryptodome's own curve when
+the installed version has it.  Older versions (up to at least 3.23) lack it; then
+this backend still *verifies* secp256k1 signatures through the pure-Python
+``_secp256k1`` module (public data only, so its non-constant-time arithmetic leaks
+nothing secret), but refuses secp256k1 *private* keys with ``InvalidKeyError``
+rather than sign with non-constant-time code.  The ``cryptography`` backend (the
+default) always has secp256k1 through OpenSSL.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 from Crypto.Cipher import ChaCha20_Poly1305
 from Crypto.Hash import SHA256
@@ -71,6 +76,7 @@ class _Ed25519Verifier:
 
     def __init__(self, raw: bytes) -> None:
         self._raw = raw
+        self._v: Optional[eddsa.EdDSASigScheme]
         try:
             self._v = eddsa.new(eddsa.import_public_key(raw), "rfc8032")
         except ValueError:  # not a point: the key loads (as in go), verification fails
@@ -179,24 +185,6 @@ class _PureSecpVerifier:
 
     def public_bytes(self) -> bytes:
         return self._pub
-
-
-class _PureSecpSigner:
-    __slots__ = ("_d", "_point", "curve")
-
-    def __init__(self, d: int) -> None:
-        self._d = d
-        self._point = _secp256k1.public_point(d)
-        self.curve = "secp256k1"
-
-    def sign(self, data: bytes) -> bytes:
-        return _secp256k1.sign(self._d, data)
-
-    def public_bytes(self) -> bytes:
-        return _secp256k1.encode_point(self._point)
-
-    def verifier(self) -> _PureSecpVerifier:
-        return _PureSecpVerifier(self._point)
 
 
 def _has_native_secp256k1() -> bool:
@@ -308,14 +296,17 @@ class PycryptodomeBackend(Backend):
         return _Ed25519Verifier(bytes(pub))
 
     # -- secp256k1
-    def secp256k1_signer(self, d: bytes):
+    def secp256k1_signer(self, d: bytes) -> _EcSigner:
         if not self.secp256k1_native:
-            return _PureSecpSigner(int.from_bytes(d, "big"))
+            raise InvalidKeyError(
+                "secp256k1 private keys need the 'cryptography' backend or a pycryptodome with the "
+                "secp256k1 curve; this pycryptodome lacks it (verification of secp256k1 peers still works)"
+            )
         key = ECC.construct(curve="secp256k1", d=int.from_bytes(d, "big"))
         pub = key.public_key().export_key(format="SEC1", compress=True)
         return _EcSigner(key, CURVE_ORDERS["secp256k1"], pub, None, "secp256k1")
 
-    def secp256k1_verifier(self, point: bytes):
+    def secp256k1_verifier(self, point: bytes) -> _EcVerifier | _PureSecpVerifier:
         point = bytes(point)
         if len(point) not in (33, 65) or point[0] not in ((2, 3) if len(point) == 33 else (4,)):
             raise InvalidKeyError(f"invalid secp256k1 public key encoding ({len(point)} bytes)")

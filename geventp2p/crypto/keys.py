@@ -1,6 +1,7 @@
 """libp2p identity keys: Ed25519, secp256k1, ECDSA (P-256/384/521) and RSA.
 
-Byte encodings follow go-libp2p (reference §2.1, §2.2):
+Byte encodings follow go-libp2p and
+https://github.com/libp2p/specs/blob/master/peer-ids/peer-ids.md#keys :
 
 ============  ====================================  ===========================================
 type          public ``Data``                       private ``Data``
@@ -23,14 +24,16 @@ pass ``backend=`` (a name or a backend object) to pick one explicitly.
 
 from __future__ import annotations
 
-import enum
 import hmac
 import os
 import secrets
-from typing import Union
+from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 from geventp2p._speedups import varint
+from geventp2p.core import crypto as _contract
 from geventp2p.core import protowire
+from geventp2p.core.crypto import KeyType
+from geventp2p.core.peer import PeerId
 from geventp2p.crypto.backend import SECP256K1_N, Backend, get_backend
 from geventp2p.exceptions import InvalidKeyError
 
@@ -49,6 +52,7 @@ __all__ = [
     "generate_key",
     "unmarshal_private_key",
     "unmarshal_public_key",
+    "extract_public_key",
     "private_key_from_raw",
     "public_key_from_raw",
     "parse_key_type",
@@ -63,15 +67,6 @@ RSA_MAX_BITS = 8192
 MAX_KEY_PROTOBUF_SIZE = 16 * 1024
 
 BackendLike = Union[str, Backend, None]
-
-
-class KeyType(enum.IntEnum):
-    """The ``KeyType`` enum of the libp2p key protobuf."""
-
-    RSA = 0
-    Ed25519 = 1
-    Secp256k1 = 2
-    ECDSA = 3
 
 
 _TYPE_NAMES = {
@@ -120,8 +115,8 @@ def _unmarshal(buf: bytes, what: str) -> tuple[KeyType, bytes]:
         raise InvalidKeyError(f"{what} protobuf must be bytes, got {type(buf).__name__}") from None
     if len(buf) > MAX_KEY_PROTOBUF_SIZE:
         raise InvalidKeyError(f"{what} protobuf of {len(buf)} bytes exceeds {MAX_KEY_PROTOBUF_SIZE}")
-    key_type = None
-    data = None
+    key_type: int | None = None
+    data: bytes | None = None
     for field, wire, value in protowire.fields(buf, f"{what} protobuf", InvalidKeyError):
         if field == 1 and wire == 0:
             key_type = value
@@ -138,12 +133,15 @@ def _unmarshal(buf: bytes, what: str) -> tuple[KeyType, bytes]:
 
 
 class PublicKey:
-    """A public key; equal and hashable by (type, Data)."""
+    """A public key; equal and hashable by (type, Data).
+
+    Implements the :class:`geventp2p.core.crypto.PublicKey` contract.
+    """
 
     __slots__ = ("_v", "_raw", "_backend")
-    key_type: KeyType
+    key_type: ClassVar[KeyType]
 
-    def __init__(self, verifier, backend: Backend) -> None:
+    def __init__(self, verifier: Any, backend: Backend) -> None:
         self._v = verifier
         self._raw = verifier.public_bytes()
         self._backend = backend
@@ -180,16 +178,19 @@ class PublicKey:
 
 
 class PrivateKey:
-    """A private key; ``repr`` never shows key material."""
+    """A private key; ``repr`` never shows key material.
+
+    Implements the :class:`geventp2p.core.crypto.PrivateKey` contract.
+    """
 
     __slots__ = ("_s", "_backend", "_pub")
-    key_type: KeyType
-    _public_cls: type
+    key_type: ClassVar[KeyType]
+    _public_cls: ClassVar[type[PublicKey]]
 
-    def __init__(self, signer, backend: Backend) -> None:
+    def __init__(self, signer: Any, backend: Backend) -> None:
         self._s = signer
         self._backend = backend
-        self._pub = None
+        self._pub: PublicKey | None = None
 
     @property
     def backend(self) -> Backend:
@@ -248,7 +249,7 @@ class _Ed25519Signer:
 
     __slots__ = ("_inner", "_seed", "_backend")
 
-    def __init__(self, inner, seed: bytes, backend: Backend) -> None:
+    def __init__(self, inner: Any, seed: bytes, backend: Backend) -> None:
         self._inner = inner
         self._seed = seed
         self._backend = backend
@@ -259,7 +260,7 @@ class _Ed25519Signer:
     def private_bytes(self) -> bytes:
         return self._seed + self._inner.public_bytes()
 
-    def verifier(self):
+    def verifier(self) -> Any:
         return self._inner.verifier()
 
 
@@ -295,7 +296,8 @@ class Ed25519PrivateKey(PrivateKey):
         return key
 
     def seed(self) -> bytes:
-        return self._s._seed
+        seed: bytes = self._s._seed
+        return seed
 
 
 # --------------------------------------------------------------------------- secp256k1
@@ -318,7 +320,7 @@ class Secp256k1PublicKey(PublicKey):
 class _ScalarSigner:
     __slots__ = ("_inner", "_d")
 
-    def __init__(self, inner, d: bytes) -> None:
+    def __init__(self, inner: Any, d: bytes) -> None:
         self._inner = inner
         self._d = d
 
@@ -328,7 +330,7 @@ class _ScalarSigner:
     def private_bytes(self) -> bytes:
         return self._d
 
-    def verifier(self):
+    def verifier(self) -> Any:
         return self._inner.verifier()
 
 
@@ -384,7 +386,8 @@ class EcdsaPrivateKey(PrivateKey):
 
     @property
     def curve(self) -> str:
-        return self._s.curve
+        curve: str = self._s.curve
+        return curve
 
 
 # --------------------------------------------------------------------------- RSA
@@ -438,13 +441,13 @@ class RsaPrivateKey(PrivateKey):
 
 # --------------------------------------------------------------------------- module API
 
-_PUBLIC = {
+_PUBLIC: dict[KeyType, type[Ed25519PublicKey | Secp256k1PublicKey | EcdsaPublicKey | RsaPublicKey]] = {
     KeyType.Ed25519: Ed25519PublicKey,
     KeyType.Secp256k1: Secp256k1PublicKey,
     KeyType.ECDSA: EcdsaPublicKey,
     KeyType.RSA: RsaPublicKey,
 }
-_PRIVATE = {
+_PRIVATE: dict[KeyType, type[Ed25519PrivateKey | Secp256k1PrivateKey | EcdsaPrivateKey | RsaPrivateKey]] = {
     KeyType.Ed25519: Ed25519PrivateKey,
     KeyType.Secp256k1: Secp256k1PrivateKey,
     KeyType.ECDSA: EcdsaPrivateKey,
@@ -485,6 +488,23 @@ def unmarshal_private_key(data: bytes, backend: BackendLike = None) -> PrivateKe
 
 
 def unmarshal_public_key(data: bytes, backend: BackendLike = None) -> PublicKey:
-    """Parse a serialized libp2p ``PublicKey`` protobuf."""
+    """Parse a serialized libp2p ``PublicKey`` protobuf.
+
+    This is the ``decode_key`` that :mod:`geventp2p.core.record` takes.
+    """
     kt, raw = _unmarshal(data, "PublicKey")
     return _PUBLIC[kt].from_raw(raw, backend)
+
+
+def extract_public_key(peer_id: PeerId, backend: BackendLike = None) -> PublicKey | None:
+    """The public key inlined in an identity peer ID (Ed25519, secp256k1), or None when the ID is
+    a SHA-256 hash of the key.  Raises InvalidKeyError if the inlined bytes are not a valid key."""
+    inline = peer_id.inline_public_key()
+    if inline is None:
+        return None
+    return unmarshal_public_key(inline, backend)
+
+
+if TYPE_CHECKING:  # the implementations satisfy the core contracts (checked by mypy)
+    _pub_contract: type[_contract.PublicKey] = PublicKey
+    _priv_contract: type[_contract.PrivateKey] = PrivateKey

@@ -32,6 +32,7 @@ from typing import Any, Callable, Hashable, Iterable
 from geventp2p.core import addr as _addr
 from geventp2p.core.addr import Multiaddr
 from geventp2p.core.peer import PeerId, PeerInfo
+from geventp2p.crypto.keys import extract_public_key
 from geventp2p.exceptions import (
     ConfigError,
     InvalidKeyError,
@@ -304,7 +305,7 @@ class Peerstore:
         if key is not None or not isinstance(peer, PeerId):
             return key
         try:
-            key = peer.extract_public_key()
+            key = extract_public_key(peer)
         except InvalidKeyError as exc:
             log.debug("peerstore: peer %s inlines an invalid key: %s", peer, exc)
             return None

@@ -60,6 +60,7 @@ from geventp2p.exceptions import (
     SwarmClosedError,
     TransportError,
 )
+from geventp2p.net.addrutil import interface_addresses
 from geventp2p.net.bandwidth import BandwidthCounter
 from geventp2p.net.notify import NOTIFICATIONS, Dispatcher, Notifiee, NotifyBundle, wants
 from geventp2p.net.swarm_dial import DialBackoff, addr_info, rank_addrs
@@ -652,7 +653,7 @@ class Swarm:
         for ma in self.listen_addresses():
             if _addr.is_unspecified(ma):
                 if ifaces is None:
-                    ifaces = _addr.interface_addresses()
+                    ifaces = interface_addresses()
                 expanded = _addr.expand_unspecified(ma, ifaces)
             else:
                 expanded = [ma]

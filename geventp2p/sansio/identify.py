@@ -295,7 +295,7 @@ def validate(msg: IdentifyMessage, peer: PeerId) -> IdentifyInfo:
     addrs: tuple[Multiaddr, ...] = tuple(listen)
     if msg.signed_peer_record is not None:
         try:
-            envelope, record = consume_peer_record(msg.signed_peer_record, peer)
+            envelope, record = consume_peer_record(msg.signed_peer_record, peer, decode_key=unmarshal_public_key)
         except (P2PError, ValueError) as exc:
             record_error = f"{type(exc).__name__}: {exc}"
         else:

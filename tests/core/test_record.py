@@ -8,6 +8,8 @@ of that record, byte for byte.
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from geventp2p.core.addr import Multiaddr
@@ -17,14 +19,16 @@ from geventp2p.core.record import (
     PEER_RECORD_PAYLOAD_TYPE,
     Envelope,
     PeerRecord,
-    consume_peer_record,
-    open_envelope,
     seal,
     seal_peer_record,
     signing_bytes,
 )
-from geventp2p.crypto.keys import KeyType, generate_key, unmarshal_private_key
+from geventp2p.core import record as _record
+from geventp2p.crypto.keys import KeyType, generate_key, unmarshal_private_key, unmarshal_public_key
 from geventp2p.exceptions import InvalidSignatureError, PeerIdMismatchError, RemoteProtocolError
+
+consume_peer_record = functools.partial(_record.consume_peer_record, decode_key=unmarshal_public_key)
+open_envelope = functools.partial(_record.open_envelope, decode_key=unmarshal_public_key)
 
 ED_PRIV = bytes.fromhex(
     "080112407e0830617c4a7de83925dfb2694556b12936c477a0e1feb2e148ec9da60fee7d"
@@ -165,7 +169,7 @@ def test_seq_rules():
 
 
 def test_envelope_repr_and_unmarshal_no_verify(spec_key):
-    env = Envelope.unmarshal(bytes.fromhex(V_ENVELOPE))
+    env = Envelope.unmarshal(bytes.fromhex(V_ENVELOPE), unmarshal_public_key)
     assert "0301" in repr(env)
     env.verify(PEER_RECORD_DOMAIN)
     with pytest.raises(InvalidSignatureError):

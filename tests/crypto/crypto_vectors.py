@@ -1,4 +1,7 @@
-"""Byte vectors from /work/shared/reference/LIBP2P-WIRE.md §2.5 and §21 (hex)."""
+"""Byte vectors (hex): the key test vectors of
+https://github.com/libp2p/specs/blob/master/peer-ids/peer-ids.md#test-vectors, and derived
+vectors (computed with those spec keys) for Noise identity signatures, a signed peer record
+and a signed pubsub message."""
 
 ED25519_PRIV = (
     "080112407e0830617c4a7de83925dfb2694556b12936c477a0e1feb2e148ec9da60fee7d"
@@ -51,7 +54,7 @@ PEER_IDS = {
 }
 ED25519_PEER_ID_BYTES = "0024080112201ed1e8fae2c4a144b8be8fd4b47bf3d3b34b871c3cacf6010f0e42d474fce27e"
 
-# §21.2: Noise identity signatures
+# derived: Noise identity signatures (noise-libp2p-static-key: prefix)
 NOISE_RESP_SIGNED = (
     "6e6f6973652d6c69627032702d7374617469632d6b65793a07a37cbc142093c8b755dc1b10e86cb426374ad16aa853ed0bdfc0b2b86d1c7c"
 )
@@ -75,7 +78,7 @@ NOISE_INIT_PAYLOAD = (
     "616d75782f312e302e30"
 )
 
-# §21.3: signed peer record envelope
+# derived: signed peer record envelope (RFC 0002 / RFC 0003)
 PEER_RECORD = (
     "0a260024080112201ed1e8fae2c4a144b8be8fd4b47bf3d3b34b871c3cacf6010f0e42d474fce27e10011a0a0a08047f000001060fa1"
 )
@@ -94,7 +97,7 @@ ENVELOPE = (
     "294ac60e"
 )
 
-# §21.4: signed pubsub message
+# derived: signed pubsub message (StrictSign)
 PUBSUB_MSG = (
     "0a260024080112201ed1e8fae2c4a144b8be8fd4b47bf3d3b34b871c3cacf6010f0e42d474fce27e120568656c6c6f1a0800000000"
     "00000001220474657374"

@@ -75,7 +75,7 @@ def test_x25519_rfc7748(backend):
 
 
 def test_x25519_noise_vector_static_key(backend):
-    # §21.2: responder X25519 static public key derived from resp_static
+    # derived vector: responder X25519 static public key from resp_static
     priv = H("0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20")
     assert backend.x25519_public(priv).hex() == "07a37cbc142093c8b755dc1b10e86cb426374ad16aa853ed0bdfc0b2b86d1c7c"
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import crypto_vectors as V
 from geventp2p.core import multibase
 from geventp2p.core.peer import PeerId, PeerInfo
-from geventp2p.crypto.keys import generate_key, unmarshal_public_key
+from geventp2p.crypto.keys import extract_public_key, generate_key, unmarshal_public_key
 from geventp2p.exceptions import InvalidKeyError, InvalidPeerIdError
 
 H = bytes.fromhex
@@ -63,14 +63,15 @@ def test_cid_any_multibase(base):
 def test_extract_public_key():
     ed = PeerId.from_string(V.PEER_IDS[V.ED25519_PUB][0])
     assert ed.is_inline
-    assert ed.extract_public_key().marshal().hex() == V.ED25519_PUB
+    assert extract_public_key(ed).marshal().hex() == V.ED25519_PUB
+    assert ed.inline_public_key().hex() == V.ED25519_PUB
     secp = PeerId.from_string(V.PEER_IDS[V.SECP256K1_PUB][0])
-    assert secp.extract_public_key().marshal().hex() == V.SECP256K1_PUB
+    assert extract_public_key(secp).marshal().hex() == V.SECP256K1_PUB
     hashed = PeerId.from_string(V.PEER_IDS[V.ECDSA_PUB][0])
-    assert not hashed.is_inline and hashed.extract_public_key() is None
+    assert not hashed.is_inline and extract_public_key(hashed) is None and hashed.inline_public_key() is None
     bogus = PeerId.from_bytes(b"\x00\x03abc")  # identity multihash of something that is not a key
     with pytest.raises(InvalidKeyError):
-        bogus.extract_public_key()
+        extract_public_key(bogus)
 
 
 def test_matches_public_key():
@@ -132,7 +133,7 @@ def test_empty_identity():
     pid = PeerId.from_bytes(b"\x00\x00")
     assert PeerId.from_string("f01720000") == pid
     with pytest.raises(InvalidKeyError):
-        pid.extract_public_key()
+        extract_public_key(pid)
 
 
 @pytest.mark.parametrize("data", [b"", b"\x12", b"\x12\x20" + bytes(31), b"\x12\x20" + bytes(33), b"\x12\x00",

@@ -11,7 +11,7 @@ from geventp2p.core.addr import Multiaddr
 from geventp2p.core.peer import PeerId
 from geventp2p.core.record import _fields
 from geventp2p.core.record import PEER_RECORD_PAYLOAD_TYPE, PeerRecord, seal, seal_peer_record
-from geventp2p.crypto.keys import KeyType, generate_key
+from geventp2p.crypto.keys import KeyType, generate_key, unmarshal_public_key
 from geventp2p.exceptions import MessageTooLargeError, PeerIdMismatchError, RemoteProtocolError
 from geventp2p.pb import identify_pb2
 from geventp2p.sansio.identify import (
@@ -233,7 +233,7 @@ def test_garbage_raises_only_typed_errors(blob):
     except P2PError:
         pass
     try:
-        Envelope.unmarshal(blob)
+        Envelope.unmarshal(blob, unmarshal_public_key)
     except P2PError:
         pass
     try:
