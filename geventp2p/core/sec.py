@@ -14,27 +14,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from geventp2p.core.crypto import PublicKey
 from geventp2p.core.transport import RawConn
 
 if TYPE_CHECKING:
     from geventp2p.core.peer import PeerId
 
 __all__ = ["PublicKey", "SecureConn", "SecureTransport"]
-
-
-# TODO: unify with the PublicKey protocol in geventp2p/core/crypto.py once that
-# module lands (it breaks the core <-> crypto import cycle); keep only one.
-class PublicKey(Protocol):
-    """The part of a libp2p public key the security layer and its callers use."""
-
-    def verify(self, data: bytes, sig: bytes) -> bool:
-        """True if ``sig`` signs ``data``; never raises for a bad signature."""
-
-    def raw(self) -> bytes:
-        """The key's ``Data`` field (type-specific raw encoding)."""
-
-    def marshal(self) -> bytes:
-        """The libp2p ``PublicKey`` protobuf (deterministic)."""
 
 
 class SecureConn(RawConn, Protocol):
