@@ -15,7 +15,7 @@ $(PYTHON):
 
 # Editable install with the test extras; the build also compiles the Cython hot paths.
 $(STAMP): pyproject.toml setup.py | $(PYTHON)
-	$(PYTHON) -m pip install -q 'Cython>=3.0' 'setuptools>=64' wheel
+	$(PYTHON) -m pip install -q 'Cython>=3.0' 'setuptools>=77' wheel
 	$(PYTHON) -m pip install -q --no-build-isolation -e '.[test]'
 	touch $(STAMP)
 
