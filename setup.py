@@ -24,6 +24,7 @@ import warnings
 
 from setuptools import find_packages, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SPEEDUPS_DIR = "_speedups"
@@ -126,10 +127,25 @@ class OptionalBuildExt(build_ext):
         print("WARNING: " + msg, file=sys.stderr)
 
 
+class CleanBuildPy(build_py):
+    """Start from an empty ``build/lib*/geventp2p``.
+
+    An in-tree ``pip install .`` reuses ``build/``; without this a module renamed or
+    deleted in the source (such as the old ``_speedups/frames.py``) would still be
+    copied into the wheel from an earlier build.
+    """
+
+    def run(self):
+        stale = os.path.join(self.build_lib, "geventp2p")
+        if os.path.isdir(stale):
+            shutil.rmtree(stale)
+        super().run()
+
+
 setup(
     # geventp2p/** plus the top-level _speedups/ folder, mapped by package-dir in
     # pyproject.toml; find_packages() cannot see the mapped package by itself.
     packages=[*find_packages(include=["geventp2p", "geventp2p.*"]), "geventp2p._speedups"],
     ext_modules=_extensions(),
-    cmdclass={"build_ext": OptionalBuildExt},
+    cmdclass={"build_ext": OptionalBuildExt, "build_py": CleanBuildPy},
 )
