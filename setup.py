@@ -135,7 +135,7 @@ class CleanBuildPy(build_py):
     copied into the wheel from an earlier build.
     """
 
-    def run(self):
+    def run(self) -> None:
         stale = os.path.join(self.build_lib, "geventp2p")
         if os.path.isdir(stale):
             shutil.rmtree(stale)

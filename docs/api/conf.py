@@ -6,14 +6,14 @@ installed in editable mode), so the docs see the same import paths as users.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib import metadata
 
 project = "geventp2p"
 author = "geventp2p developers"
 copyright = "geventp2p developers; dual-licensed MIT OR Apache-2.0"
 try:
-    release = version("geventp2p")
-except PackageNotFoundError:  # building from a tree that is not installed
+    release = metadata.version("geventp2p")
+except metadata.PackageNotFoundError:  # building from a tree that is not installed
     release = "unknown"
 version = release
 
