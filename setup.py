@@ -1,8 +1,11 @@
 """Build script: pure-Python package plus optional Cython builds of the hot paths.
 
-Each module ``_speedups/<name>.py`` is plain Python.  For the compiled build it is
-copied to ``build/cython_src/geventp2p/_speedups/_c_<name>.py`` next to ``_c_<name>.pxd`` and cythonized
-as ``geventp2p._speedups._c_<name>`` (the single-source scheme gevent uses).
+The hot-path modules are found from ``_speedups/_c_<name>.pxd``: each one pairs with the
+plain-Python source ``_speedups/_py_<name>.py`` (installed as
+``geventp2p._speedups._py_<name>``, the pure build).  For the compiled build that source
+is copied to ``build/cython_src/geventp2p/_speedups/_c_<name>.py`` next to the ``.pxd``
+and cythonized as ``geventp2p._speedups._c_<name>`` (the single-source scheme gevent
+uses).  The top-level ``_speedups/`` folder is the package ``geventp2p._speedups``.
 
 Environment:
   GEVENTP2P_NO_EXTENSIONS=1   skip compiling; the install runs in pure mode
@@ -13,17 +16,38 @@ If Cython or a C compiler is missing, the build warns and installs pure Python o
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import sys
 import warnings
 
-from setuptools import setup
+from setuptools import find_packages, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SPEEDUPS = ("varint", "frames", "window")
+SPEEDUPS_DIR = "_speedups"
 GEN_DIR = os.path.join("build", "cython_src")
+
+
+def speedup_modules() -> list[str]:
+    """Names of the hot-path modules: one per ``_speedups/_c_<name>.pxd``, sorted.
+
+    Each needs its pure source ``_speedups/_py_<name>.py``.  A source still named
+    ``<name>.py`` would be importable as ``geventp2p._speedups.<name>`` and shadow the
+    facade's choice, so it is an error, not a silent skip.
+    """
+    names = []
+    for pxd in sorted(glob.glob(os.path.join(HERE, SPEEDUPS_DIR, "_c_*.pxd"))):
+        name = os.path.basename(pxd)[len("_c_"):-len(".pxd")]
+        src = os.path.join(HERE, SPEEDUPS_DIR, f"_py_{name}.py")
+        if not os.path.exists(src):
+            old = os.path.join(SPEEDUPS_DIR, f"{name}.py")
+            hint = f" (rename {old} to _py_{name}.py)" if os.path.exists(os.path.join(HERE, old)) else ""
+            raise SystemExit(f"geventp2p setup: {pxd} has no pure source _speedups/_py_{name}.py{hint}")
+        names.append(name)
+    return names
 
 
 def _truthy(name: str) -> bool:
@@ -48,11 +72,9 @@ def _extensions():
         if not os.path.exists(init):
             open(init, "w").close()
     exts = []
-    for name in SPEEDUPS:
-        src = os.path.join(HERE, "_speedups", f"{name}.py")
-        pxd = os.path.join(HERE, "_speedups", f"_c_{name}.pxd")
-        if not (os.path.exists(src) and os.path.exists(pxd)):
-            continue
+    for name in speedup_modules():
+        src = os.path.join(HERE, SPEEDUPS_DIR, f"_py_{name}.py")
+        pxd = os.path.join(HERE, SPEEDUPS_DIR, f"_c_{name}.pxd")
         dst = os.path.join(pkg_dir, f"_c_{name}.py")
         # Copy only when changed, so cythonize's own timestamp check keeps working;
         # a changed .pxd also re-stamps the .py copy so it is recompiled.
@@ -105,7 +127,25 @@ class OptionalBuildExt(build_ext):
         print("WARNING: " + msg, file=sys.stderr)
 
 
+class CleanBuildPy(build_py):
+    """Start from an empty ``build/lib*/geventp2p``.
+
+    An in-tree ``pip install .`` reuses ``build/``; without this a module renamed or
+    deleted in the source (such as the old ``_speedups/frames.py``) would still be
+    copied into the wheel from an earlier build.
+    """
+
+    def run(self) -> None:
+        stale = os.path.join(self.build_lib, "geventp2p")
+        if os.path.isdir(stale):
+            shutil.rmtree(stale)
+        super().run()
+
+
 setup(
+    # geventp2p/** plus the top-level _speedups/ folder, mapped by package-dir in
+    # pyproject.toml; find_packages() cannot see the mapped package by itself.
+    packages=[*find_packages(include=["geventp2p", "geventp2p.*"]), "geventp2p._speedups"],
     ext_modules=_extensions(),
-    cmdclass={"build_ext": OptionalBuildExt},
+    cmdclass={"build_ext": OptionalBuildExt, "build_py": CleanBuildPy},
 )

@@ -1,10 +1,15 @@
 """Facade over the hot-path modules: compiled (Cython) when available, else pure Python.
 
-Each hot-path module exists twice with one source: ``varint.py`` is plain Python, and
-the build compiles that same file a second time as ``_c_varint`` with ``_c_varint.pxd``
-supplying the C types.  Code elsewhere imports only from this facade::
+Each hot-path module exists twice with one source: ``_py_varint.py`` is plain Python,
+and the build compiles that same file a second time as ``_c_varint`` with
+``_c_varint.pxd`` supplying the C types.  Code elsewhere imports only from this facade::
 
     from geventp2p._speedups import varint, frames, window
+
+``varint``, ``frames`` and ``window`` are attributes of this package, not submodules:
+``import geventp2p._speedups.frames`` fails loudly instead of quietly handing out the
+pure build.  Both builds stay importable by their private names (``_py_frames``,
+``_c_frames``), so one process can test both; :func:`module` returns either one.
 
 Environment (read once, at import):
 
@@ -26,10 +31,13 @@ from importlib import import_module
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-__all__ = ["MODULES", "IMPLEMENTATION", "info", "varint", "frames", "window"]
+__all__ = ["MODULES", "IMPLEMENTATION", "info", "module", "varint", "frames", "window"]
 
-#: Hot-path modules, in dependency order.
+#: Hot-path modules, in dependency order.  Each one is ``_py_<name>.py`` (pure source)
+#: plus ``_c_<name>.pxd`` (C declarations for the compiled build of that source).
 MODULES = ("varint", "frames", "window")
+
+_KINDS = {"python": "_py_", "cython": "_c_"}
 
 _TRUE = {"1", "true", "yes", "on", "all"}
 
@@ -56,8 +64,21 @@ _IS_CPYTHON = platform.python_implementation() == "CPython"
 _info: dict[str, tuple[str, str]] = {}
 
 
+def module(name: str, kind: str) -> ModuleType:
+    """Import one build of a hot-path module, whatever the facade picked.
+
+    ``kind`` is ``"python"`` (``_py_<name>``) or ``"cython"`` (``_c_<name>``; raises
+    ``ImportError`` if it is not built).  For tests and benchmarks that compare builds.
+    """
+    if name not in MODULES:
+        raise ValueError(f"unknown hot-path module {name!r}; known: {list(MODULES)}")
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be 'python' or 'cython', not {kind!r}")
+    return import_module(f"{__name__}.{_KINDS[kind]}{name}")
+
+
 def _load(name: str) -> ModuleType:
-    pure = import_module(f"{__name__}.{name}")
+    pure = module(name, "python")
     if name in _PURE_NAMES:
         _info[name] = ("python", "requested by GEVENTP2P_PURE_PYTHON")
         return pure
@@ -65,7 +86,7 @@ def _load(name: str) -> ModuleType:
         _info[name] = ("python", f"not CPython ({platform.python_implementation()})")
         return pure
     try:
-        mod = import_module(f"{__name__}._c_{name}")
+        mod = module(name, "cython")
     except ImportError as exc:
         if _REQUIRE:
             raise ImportError(
@@ -79,7 +100,9 @@ def _load(name: str) -> ModuleType:
 
 
 if TYPE_CHECKING:  # type checkers read the pure sources
-    from . import frames, varint, window
+    from . import _py_frames as frames
+    from . import _py_varint as varint
+    from . import _py_window as window
 else:
     varint = _load("varint")
     frames = _load("frames")

@@ -1,4 +1,4 @@
-# C declarations for the compiled build of frames.py (compiled as _c_frames).
+# C declarations for the compiled build of _py_frames.py (compiled as _c_frames).
 # Public constants stay Python globals; the underscore copies are C constants.
 cimport cython
 

@@ -1,4 +1,4 @@
-# C declarations for the compiled build of varint.py (compiled as _c_varint).
+# C declarations for the compiled build of _py_varint.py (compiled as _c_varint).
 # Public constants stay Python globals; the underscore copies are C constants.
 cimport cython
 

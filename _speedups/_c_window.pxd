@@ -1,4 +1,4 @@
-# C declarations for the compiled build of window.py (compiled as _c_window).
+# C declarations for the compiled build of _py_window.py (compiled as _c_window).
 # Arguments are Python objects, range-checked before they meet the C fields, so
 # the compiled build never raises OverflowError where the pure one would not.
 cimport cython

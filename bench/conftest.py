@@ -14,7 +14,7 @@ MODULES = ("varint", "frames", "window")
 def _load(kind: str) -> types.SimpleNamespace:
     ns = types.SimpleNamespace(kind=kind)
     for name in MODULES:
-        modname = f"geventp2p._speedups.{name}" if kind == "python" else f"geventp2p._speedups._c_{name}"
+        modname = f"geventp2p._speedups._py_{name}" if kind == "python" else f"geventp2p._speedups._c_{name}"
         setattr(ns, name, importlib.import_module(modname))
     return ns
 

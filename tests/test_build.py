@@ -26,7 +26,7 @@ def test_pure_build_is_live_when_forced():
 
         pytest.skip("only meaningful with GEVENTP2P_PURE_PYTHON=1")
     for name in speedups.MODULES:
-        assert getattr(speedups, name).__name__ == f"geventp2p._speedups.{name}"
+        assert getattr(speedups, name).__name__ == f"geventp2p._speedups._py_{name}"
     assert speedups.IMPLEMENTATION == "python"
 
 
@@ -59,3 +59,50 @@ def test_unknown_pure_name_is_an_error():
     out = _report({"GEVENTP2P_PURE_PYTHON": "nosuchmodule"})
     assert out.returncode != 0
     assert "nosuchmodule" in out.stderr
+
+
+# --------------------------------------------------------------------------- naming hazard
+# The pure sources are private modules (_py_<name>), so the one spelling of a hot-path
+# import is the facade's: ``from geventp2p._speedups import frames``.  A submodule
+# spelling (``geventp2p._speedups.frames``) would bypass the facade's choice.
+
+
+def _speedups_dir():
+    return os.path.dirname(speedups.__file__)
+
+
+def test_facade_names_are_not_submodules():
+    import importlib
+
+    import pytest
+
+    for name in speedups.MODULES:
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(f"geventp2p._speedups.{name}")
+        # ... while the facade attribute is the active build
+        kind = speedups.info()[name][0]
+        assert getattr(speedups, name) is speedups.module(name, kind)
+
+
+def test_every_pxd_pairs_with_a_private_pure_source():
+    import glob
+
+    folder = _speedups_dir()
+    pxd_names = sorted(os.path.basename(p)[3:-4] for p in glob.glob(os.path.join(folder, "_c_*.pxd")))
+    assert pxd_names, f"no _c_*.pxd in {folder}"
+    assert set(pxd_names) == set(speedups.MODULES)
+    for name in pxd_names:
+        assert os.path.exists(os.path.join(folder, f"_py_{name}.py")), name
+        assert not os.path.exists(os.path.join(folder, f"{name}.py")), (
+            f"_speedups/{name}.py would shadow the facade; name the pure source _py_{name}.py"
+        )
+
+
+def test_module_helper_rejects_unknown_names():
+    import pytest
+
+    with pytest.raises(ValueError):
+        speedups.module("nosuchmodule", "python")
+    with pytest.raises(ValueError):
+        speedups.module("frames", "rust")
+    assert speedups.module("frames", "python").__name__ == "geventp2p._speedups._py_frames"

@@ -462,7 +462,7 @@ def test_differential_pack(both_impls, args):
 def test_compiled_classes_are_compiled(both_impls):
     pure, comp = both_impls
     assert comp.frames.YamuxFrameReader.__module__ == "geventp2p._speedups._c_frames"
-    assert pure.frames.YamuxFrameReader.__module__ == "geventp2p._speedups.frames"
+    assert pure.frames.YamuxFrameReader.__module__ == "geventp2p._speedups._py_frames"
     assert comp.window.StreamWindow.__module__ == "geventp2p._speedups._c_window"
 
 

@@ -225,7 +225,7 @@ def test_differential_config(both_impls, initial, max_window):
 
 
 def _builds():
-    mods = [importlib.import_module("geventp2p._speedups.window")]
+    mods = [importlib.import_module("geventp2p._speedups._py_window")]
     try:
         mods.append(importlib.import_module("geventp2p._speedups._c_window"))
     except ImportError:
