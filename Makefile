@@ -96,7 +96,7 @@ dist: $(STAMP)
 # Regenerate the committed protobuf modules from geventp2p/pb/*.proto.
 proto: $(STAMP)
 	$(PYTHON) -m pip install -q 'grpcio-tools>=1.60'
-	$(PYTHON) -m grpc_tools.protoc -I geventp2p/pb --python_out=geventp2p/pb geventp2p/pb/*.proto
+	$(PYTHON) -m grpc_tools.protoc -I geventp2p/pb --python_out=geventp2p/pb --pyi_out=geventp2p/pb geventp2p/pb/*.proto
 
 clean:
 	rm -rf build dist *.egg-info _speedups/*.so _speedups/*.c
