@@ -11,6 +11,8 @@ compiled builds raise the very same classes.
 
 from __future__ import annotations
 
+from typing import Any, Optional
+
 __all__ = [
     "P2PError",
     "ConfigError",
@@ -112,7 +114,7 @@ class SecurityError(P2PError):
 class PeerIdMismatchError(SecurityError):
     """The remote authenticated as a different peer than the one we dialed."""
 
-    def __init__(self, expected, actual) -> None:
+    def __init__(self, expected: Any, actual: Any) -> None:
         super().__init__(f"remote peer is {actual}, expected {expected}")
         self.expected = expected
         self.actual = actual
@@ -149,7 +151,13 @@ class DialError(P2PError):
     address tried, and ``cause`` is the overall reason when there was one.
     """
 
-    def __init__(self, peer_id, message: str = "", attempts=None, cause=None) -> None:
+    def __init__(
+        self,
+        peer_id: Any,
+        message: str = "",
+        attempts: Optional[list[tuple[Any, BaseException]]] = None,
+        cause: Optional[BaseException] = None,
+    ) -> None:
         self.peer_id = peer_id
         self.attempts = list(attempts or [])
         self.cause = cause
@@ -205,7 +213,7 @@ class ResourceLimitExceeded(P2PError):
         self,
         scope: str = "",
         resource: str = "",
-        stat=None,
+        stat: Any = None,
         *,
         used: int | None = None,
         requested: int | None = None,

@@ -315,7 +315,7 @@ def from_bytes(data: bytes | bytearray | memoryview) -> Multiaddr:
 
 def to_bytes(ma: MultiaddrLike) -> bytes:
     """Binary form of ``ma``: ``uvarint(code) || value`` per component."""
-    return parse(ma).to_bytes()
+    return bytes(parse(ma).to_bytes())
 
 
 def components(ma: MultiaddrLike) -> tuple[Component, ...]:

@@ -348,7 +348,7 @@ class EventBus:
             raise ConfigError(f"subscription buffer must be an int >= 1, got {buffer!r}")
         wildcard = False
         types: list[type] = []
-        items = [event_types] if isinstance(event_types, (type, _Wildcard)) else list(event_types)  # type: ignore[arg-type]
+        items = [event_types] if isinstance(event_types, (type, _Wildcard)) else list(event_types)
         if not items:
             raise ValueError("subscribe() needs at least one event type or WILDCARD")
         for t in items:

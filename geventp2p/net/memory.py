@@ -326,7 +326,7 @@ class MemoryListener:
             self.network._unregister(self)
         if stop_handlers:
             current = gevent.getcurrent()
-            if current in self._handlers:  # a handler closing its own listener
+            if any(g is current for g in self._handlers):  # a handler closing its own listener
                 others = [g for g in list(self._handlers) if g is not current]
                 gevent.killall(others, block=True, timeout=timeout)
             else:

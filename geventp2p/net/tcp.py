@@ -336,7 +336,7 @@ class TcpListener:
                 self._loop.kill(block=True, timeout=timeout)
         if stop_handlers:
             current = gevent.getcurrent()
-            if current in self._handlers:  # a handler closing its own listener
+            if any(g is current for g in self._handlers):  # a handler closing its own listener
                 others = [g for g in list(self._handlers) if g is not current]
                 gevent.killall(others, block=True, timeout=timeout)
             else:

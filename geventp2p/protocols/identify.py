@@ -105,7 +105,7 @@ class _ConnState:
     __slots__ = ("result", "greenlet")
 
     def __init__(self) -> None:
-        self.result = AsyncResult()
+        self.result: AsyncResult[Any] = AsyncResult()
         self.greenlet: gevent.Greenlet | None = None
 
 
