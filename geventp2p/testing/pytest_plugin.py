@@ -1,14 +1,14 @@
 """pytest fixtures for testing libp2p protocols built on geventp2p.
 
-An installed geventp2p registers this plugin with pytest (``pytest11`` entry
-point named after this module), so the fixtures below are simply there.  To be
-explicit, or where the entry point is not loaded (``PYTEST_DISABLE_PLUGIN_AUTOLOAD``),
-name it in your top-level ``conftest.py`` (harmless when the entry point loaded it too)::
+The plugin is opt-in: name it in your top-level ``conftest.py``::
 
     pytest_plugins = ["geventp2p.testing.pytest_plugin"]
 
-``-p no:geventp2p.testing.pytest_plugin`` turns it off.  Only this module of
-geventp2p imports pytest.
+or pass ``-p geventp2p.testing.pytest_plugin`` on the command line.  (No ``pytest11``
+entry point on purpose: it would import gevent into every pytest run of every project
+that merely has geventp2p installed, and pytest would rewrite the asserts of the whole
+installed package, hot-path modules included.)  Only this module of geventp2p imports
+pytest.
 
 Fixtures:
 

@@ -183,8 +183,7 @@ def test_a_users_project_loads_the_plugin_from_conftest(pytester):
     pytester.makeconftest('pytest_plugins = ["geventp2p.testing.pytest_plugin"]\n')
     pytester.makeini("[pytest]\ngeventp2p_timeout = 30\n")
     pytester.makepyfile(test_user=textwrap.dedent(USER_TESTS))
-    # With geventp2p installed, its pytest11 entry point has loaded the plugin already:
-    # the conftest line must still work (the entry point must carry the module's name).
+    # The plugin is opt-in (no pytest11 entry point): the conftest line loads it.
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)
     result.assert_outcomes(passed=5, errors=2)  # the leakers pass, then error in teardown
     result.stdout.fnmatch_lines(["*leaked greenlets*", "*leaked sockets*"])
