@@ -22,7 +22,7 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SPEEDUPS = ("varint", "frames", "window")
+SPEEDUPS = ("varint", "frames", "window", "noiseframes")
 GEN_DIR = os.path.join("build", "cython_src")
 
 

@@ -26,10 +26,10 @@ from importlib import import_module
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-__all__ = ["MODULES", "IMPLEMENTATION", "info", "varint", "frames", "window"]
+__all__ = ["MODULES", "IMPLEMENTATION", "info", "varint", "frames", "window", "noiseframes"]
 
 #: Hot-path modules, in dependency order.
-MODULES = ("varint", "frames", "window")
+MODULES = ("varint", "frames", "window", "noiseframes")
 
 _TRUE = {"1", "true", "yes", "on", "all"}
 
@@ -79,11 +79,12 @@ def _load(name: str) -> ModuleType:
 
 
 if TYPE_CHECKING:  # type checkers read the pure sources
-    from . import frames, varint, window
+    from . import frames, noiseframes, varint, window
 else:
     varint = _load("varint")
     frames = _load("frames")
     window = _load("window")
+    noiseframes = _load("noiseframes")
 
 
 def info() -> dict[str, tuple[str, str]]:

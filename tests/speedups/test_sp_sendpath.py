@@ -203,7 +203,7 @@ def test_seal_frames_matches_one_frame_at_a_time(impl):
     aead = ChaCha20Poly1305(KEY)
     data = bytes(range(256)) * 600  # 153600 bytes: 3 frames of <= 65519
     out = bytearray()
-    size, n = impl.frames.seal_frames([data[:1000], memoryview(data)[1000:], b""], 65519, aead.encrypt_into, 5, 2**64 - 1, out)
+    size, n = impl.noiseframes.seal_frames([data[:1000], memoryview(data)[1000:], b""], 65519, aead.encrypt_into, 5, 2**64 - 1, out)
     expect = b""
     for i, off in enumerate(range(0, len(data), 65519)):
         ct = aead.encrypt(struct.pack("<4xQ", 5 + i), data[off:off + 65519], b"")
@@ -211,7 +211,7 @@ def test_seal_frames_matches_one_frame_at_a_time(impl):
     assert n == 8 and bytes(out[:size]) == expect
     # the buffer is reused (no growth) for a smaller batch
     cap = len(out)
-    size, n = impl.frames.seal_frames([b"abc"], 65519, aead.encrypt_into, n, 2**64 - 1, out)
+    size, n = impl.noiseframes.seal_frames([b"abc"], 65519, aead.encrypt_into, n, 2**64 - 1, out)
     assert len(out) == cap and open_frames(bytes(out[:size]), 8) == ([b"abc"], 9)
 
 
@@ -219,13 +219,13 @@ def test_seal_frames_nonce_limit_and_step(impl):
     aead = ChaCha20Poly1305(KEY)
     out = bytearray()
     with pytest.raises(SecurityError):
-        impl.frames.seal_frames([b"x" * 20], 10, aead.encrypt_into, 7, 8, out)  # nonces 7, 8 must be < limit
-    size, n = impl.frames.seal_frames([b"x" * 20], 10, aead.encrypt_into, 7, 9, out)
+        impl.noiseframes.seal_frames([b"x" * 20], 10, aead.encrypt_into, 7, 8, out)  # nonces 7, 8 must be < limit
+    size, n = impl.noiseframes.seal_frames([b"x" * 20], 10, aead.encrypt_into, 7, 9, out)
     assert n == 9 and size == 2 * (2 + 10 + 16)
     for step in (0, 65520, 2**70):
         with pytest.raises(LocalProtocolError):
-            impl.frames.seal_frames([b"x"], step, aead.encrypt_into, 0, 2**64 - 1, bytearray())
-    assert impl.frames.seal_frames([], 100, aead.encrypt_into, 3, 2**64 - 1, bytearray()) == (0, 3)
+            impl.noiseframes.seal_frames([b"x"], step, aead.encrypt_into, 0, 2**64 - 1, bytearray())
+    assert impl.noiseframes.seal_frames([], 100, aead.encrypt_into, 3, 2**64 - 1, bytearray()) == (0, 3)
 
 
 @HYP
@@ -239,7 +239,7 @@ def test_seal_frames_parity_and_roundtrip(both_impls, step, parts, n0):
     results = []
     for impl in both_impls:
         out = bytearray(7)  # too short: grown
-        size, n = impl.frames.seal_frames(parts, step, aead.encrypt_into, n0, 2**64 - 1, out)
+        size, n = impl.noiseframes.seal_frames(parts, step, aead.encrypt_into, n0, 2**64 - 1, out)
         results.append((bytes(out[:size]), n))
     assert results[0] == results[1]
     plain, n = open_frames(results[0][0], n0)
