@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import errno
 import logging
-from typing import Any, Iterable, NoReturn, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 from gevent.lock import Semaphore
 
@@ -49,11 +49,8 @@ class NoiseTransport:
         self.backend = get_backend(backend) if backend is None or isinstance(backend, str) else backend
 
     def secure_outbound(self, raw: RawConn, remote_peer: Optional[PeerId] = None, timeout: Optional[float] = None) -> "NoiseConn":
-        """Blocks the calling greenlet while running the handshake as initiator.
-
-        ``remote_peer`` is checked against the authenticated remote identity
-        (``PeerIdMismatchError``).  On any failure ``raw`` is closed.
-        """
+        """Blocks the calling greenlet while running the handshake as initiator; ``remote_peer``
+        is checked against the authenticated identity (``PeerIdMismatchError``).  Closes ``raw`` on failure."""
         return self._secure(raw, True, remote_peer, timeout)
 
     def secure_inbound(self, raw: RawConn, timeout: Optional[float] = None) -> "NoiseConn":
@@ -78,8 +75,7 @@ class NoiseTransport:
             _close_quietly(raw)
             raise
         conn = NoiseConn(raw, hs.result, self.local_peer, hs.unused_data)
-        log.debug("noise %s handshake done with %s (early muxer %s)",
-                  "outbound" if initiator else "inbound", conn.remote_peer, conn.early_muxer)
+        log.debug("noise handshake done with %s (initiator %s, early muxer %s)", conn.remote_peer, initiator, conn.early_muxer)
         return conn
 
 
@@ -96,7 +92,7 @@ class NoiseConn(RawConn):
     Beyond RawConn: ``local_peer``, ``remote_peer``, ``remote_public_key``,
     ``security_protocol`` (``"/noise"``), ``early_muxer`` (agreed in the handshake, or
     None) and ``handshake_hash``.  A frame that fails authentication ends the
-    connection: the read raises ``SecurityError`` and the raw connection is closed.
+    connection: the read raises ``SecurityError`` and closes it.
     """
 
     security_protocol = PROTOCOL_ID
@@ -121,35 +117,38 @@ class NoiseConn(RawConn):
 
     @property
     def raw(self) -> RawConn:
-        """The underlying (ciphertext) connection."""
-        return self._raw
+        return self._raw  # the ciphertext connection
 
     @property
     def closed(self) -> bool:
         return self._closed or self._raw.closed
 
+    # A frame that fails authentication (SecurityError) closes the connection.
+
     def _readinto_raw(self, mv: memoryview) -> int:
         dec = self._dec
-        while True:
-            try:
-                k = dec.readinto(mv)
-            except SecurityError as exc:
-                self._fail(exc)
-            if k or not self._fill():
-                return k
+        try:
+            while True:
+                k = dec.readinto(mv)  # decrypts straight into mv
+                if k or not self._fill():
+                    return k
+        except SecurityError:
+            self.close()
+            raise
 
     def _read_raw(self, n: int) -> bytes:
         dec = self._dec
-        while True:
-            try:
+        try:
+            while True:
                 data = dec.read(n)
-            except SecurityError as exc:
-                self._fail(exc)
-            if data or not self._fill():
-                return data
+                if data or not self._fill():
+                    return data
+        except SecurityError:
+            self.close()
+            raise
 
     def _fill(self) -> bool:
-        """Receive ciphertext into the decryptor's buffer; False at EOF or once closed."""
+        """Receive ciphertext into the decryptor's own buffer; False at EOF or once closed."""
         if self._closed:
             return False
         dec = self._dec
@@ -160,19 +159,11 @@ class NoiseConn(RawConn):
             view.release()
         if self._closed:
             return False
-        if k:
-            dec.receive_into(k)
-            return True
-        try:
-            dec.receive_eof()
-        except SecurityError as exc:
-            self._fail(exc)
-        return False
-
-    def _fail(self, exc: SecurityError) -> NoReturn:
-        log.debug("noise connection to %s failed: %s", self.remote_peer, exc)
-        self.close()
-        raise exc
+        if not k:
+            dec.receive_eof()  # raises if EOF cut a frame
+            return False
+        dec.receive_into(k)
+        return True
 
     def write(self, data: Any) -> None:
         """Blocks the calling greenlet until all of ``data`` is encrypted and handed to the transport."""

@@ -281,7 +281,8 @@ class FrameDecryptor:
         self._end = end + size
 
     def receive_eof(self) -> None:
-        """The transport reached EOF: a partial frame left over is a ``SecurityError``."""
+        """The transport reached EOF (call once ``readinto``/``read`` found no complete
+        frame): ciphertext left over is a partial frame, a ``SecurityError``."""
         if self._end > self._pos and self.error is None:
             self.error = err = SecurityError(
                 f"noise: EOF inside a transport frame ({self._end - self._pos} bytes buffered)"
@@ -402,7 +403,7 @@ class FrameDecryptor:
         returned and the next call raises."""
         self._check()
         self.receive_data(data)
-        out = []
+        out: list[bytes] = []
         while True:
             try:
                 chunk = self.read(MAX_PLAINTEXT)
