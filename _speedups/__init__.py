@@ -31,11 +31,11 @@ from importlib import import_module
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-__all__ = ["MODULES", "IMPLEMENTATION", "info", "module", "varint", "frames", "window"]
+__all__ = ["MODULES", "IMPLEMENTATION", "info", "module", "varint", "frames", "window", "noiseframes"]
 
 #: Hot-path modules, in dependency order.  Each one is ``_py_<name>.py`` (pure source)
 #: plus ``_c_<name>.pxd`` (C declarations for the compiled build of that source).
-MODULES = ("varint", "frames", "window")
+MODULES = ("varint", "frames", "window", "noiseframes")
 
 _KINDS = {"python": "_py_", "cython": "_c_"}
 
@@ -101,12 +101,14 @@ def _load(name: str) -> ModuleType:
 
 if TYPE_CHECKING:  # type checkers read the pure sources
     from . import _py_frames as frames
+    from . import _py_noiseframes as noiseframes
     from . import _py_varint as varint
     from . import _py_window as window
 else:
     varint = _load("varint")
     frames = _load("frames")
     window = _load("window")
+    noiseframes = _load("noiseframes")
 
 
 def info() -> dict[str, tuple[str, str]]:

@@ -5,7 +5,6 @@ cimport cython
 
 cdef object _YAMUX_HEADER
 cdef object _YAMUX_FIELDS
-cdef object _NONCE
 cdef int _VERSION
 cdef int _TYPE_DATA
 cdef int _TYPE_GO_AWAY
@@ -71,19 +70,6 @@ cdef class YamuxStreamSender:
     @cython.locals(buf=YamuxWriteBuffer, room=Py_ssize_t, size=Py_ssize_t, n=Py_ssize_t)
     cpdef Py_ssize_t send(self, object data, Py_ssize_t max_buffered) except -1
     cpdef bint blocked_on_buffer(self, Py_ssize_t max_buffered)
-
-
-@cython.locals(
-    stp=Py_ssize_t, seg=Py_ssize_t, total=Py_ssize_t, frames=Py_ssize_t, need=Py_ssize_t,
-    pos=Py_ssize_t, size=Py_ssize_t, off=Py_ssize_t, take=Py_ssize_t,
-    nonce=bytearray, scratch=bytearray, ov=memoryview, obj=memoryview,
-    mv="const unsigned char[:]", sv="unsigned char[:]",
-)
-cpdef tuple seal_frames(object buffers, object step, object seal, object n, object limit, bytearray out)
-
-@cython.locals(ln=Py_ssize_t)
-cdef Py_ssize_t _seal_one(object pt, Py_ssize_t seg, object seal, bytearray nonce,
-                          object n, memoryview ov, Py_ssize_t pos) except -1
 
 
 cdef object _encode_uvarint(unsigned long long value, bytearray out)

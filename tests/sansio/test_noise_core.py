@@ -279,6 +279,65 @@ def test_nonce_exhaustion(backend):
         rx.feed(b"\x00\x10" + bytes(16))
 
 
+# ----------------------------------------------------------------- byte-stream driving
+
+
+def pump(a: Handshake, b: Handshake, chunk: int = 1 << 20) -> None:
+    """Move bytes between two handshakes until neither has anything to send."""
+    while True:
+        moved = False
+        for src, dst in ((a, b), (b, a)):
+            out = src.data_to_send()
+            for k in range(0, len(out), chunk):
+                dst.receive_data(out[k : k + chunk])
+            moved = moved or bool(out)
+        if not moved:
+            return
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 20])
+def test_byte_stream_handshake(keys, backend, chunk):
+    i = Handshake(True, keys["rsa"], muxers=("/yamux/1.0.0",), expected_remote_peer=_peer(keys["secp256k1"]), backend=backend)
+    r = Handshake(False, keys["secp256k1"], muxers=("/mplex/6.7.0", "/yamux/1.0.0"), backend=backend)
+    pump(i, r, chunk)
+    assert i.complete and r.complete and i.step == r.step == 3
+    assert i.result.remote_peer == _peer(keys["secp256k1"]) and r.result.remote_peer == _peer(keys["rsa"])
+    assert i.result.early_muxer == r.result.early_muxer == "/yamux/1.0.0"
+    assert i.result.handshake_hash == r.result.handshake_hash
+    assert i.unused_data == r.unused_data == b""
+
+
+def test_byte_stream_wrong_peer_is_typed_and_final(keys, backend):
+    i = Handshake(True, keys["ed25519"], expected_remote_peer=_peer(keys["rsa"]), backend=backend)
+    r = Handshake(False, keys["ecdsa"], backend=backend)
+    r.receive_data(i.data_to_send())
+    with pytest.raises(PeerIdMismatchError):
+        i.receive_data(r.data_to_send())
+    assert i.failed and not i.finished
+    with pytest.raises(SecurityError):
+        i.data_to_send()
+    with pytest.raises(SecurityError):
+        i.receive_data(b"")
+
+
+@pytest.mark.parametrize("initiator, expected", [(True, 2), (False, 1)])
+def test_byte_stream_eof_names_the_message(keys, backend, initiator, expected):
+    hs = Handshake(initiator, keys["ed25519"], backend=backend)
+    hs.data_to_send()
+    hs.receive_data(b"\x00")  # a partial length prefix
+    with pytest.raises(SecurityError, match=f"EOF during handshake msg {expected}"):
+        hs.receive_eof()
+    assert hs.failed
+
+
+def test_byte_stream_garbage_message(keys, backend):
+    i = Handshake(True, keys["ed25519"], backend=backend)
+    i.data_to_send()
+    with pytest.raises(SecurityError):
+        i.receive_data(b"\x00\xd8" + bytes(216))
+    assert i.failed
+
+
 # ----------------------------------------------------------------- transport frames
 
 
@@ -352,13 +411,18 @@ def test_replayed_frame_fails(backend):
         rx.feed(f)
 
 
-def test_parts_v_merges_buffers(backend):
+def test_seal_merges_buffers_into_minimal_frames(backend):
     tx, rx = _pair(backend)
     bufs = [b"h" * 12, b"x" * (MAX_PLAINTEXT * 2), b"y" * 5, b"", b"z" * 7]
-    parts = tx.encrypt_frame_parts_v(bufs)
+    wire = tx.encrypt_frames(*bufs)
     total = sum(map(len, bufs))
-    assert len(parts) == 2 * (-(-total // MAX_PLAINTEXT))  # minimal number of frames
-    assert b"".join(rx.feed(b"".join(parts))) == b"".join(bufs)
+    frames = 0
+    pos = 0
+    while pos < len(wire):
+        _, pos = parse_frame(wire, pos)
+        frames += 1
+    assert frames == -(-total // MAX_PLAINTEXT)  # minimal number of frames
+    assert b"".join(rx.feed(wire)) == b"".join(bufs)
 
 
 @settings(max_examples=60, deadline=None)
@@ -372,7 +436,7 @@ def test_roundtrip_and_split_invariance(writes, max_pt, cuts, vector):
     backend = get_backend()
     tx = FrameEncryptor(CipherState(b"r" * 32, backend=backend), max_plaintext=max_pt)
     if vector:
-        wire = b"".join(tx.encrypt_frame_parts_v(writes))
+        wire = tx.encrypt_frames(*writes)
     else:
         wire = b"".join(tx.encrypt_frames(w) for w in writes)
     expected = b"".join(writes)

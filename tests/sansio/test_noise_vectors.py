@@ -1,4 +1,9 @@
-"""Byte vectors for the sans-I/O Noise core (LIBP2P-WIRE.md §21.1 and §21.2), both crypto backends."""
+"""Byte vectors for the sans-I/O Noise core, both crypto backends.
+
+The raw XX vectors are the Noise_XX_25519_ChaChaPoly_SHA256 case of flynn/noise's
+vectors.txt; the libp2p vectors put the handshake payloads of
+https://github.com/libp2p/specs/blob/master/noise/README.md on top of the same keys.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ RESP_STATIC = H("0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f2
 INIT_EPHEMERAL = H("202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f")
 RESP_EPHEMERAL = H("4142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f60")
 
-# §21.1 (flynn/noise vectors.txt)
+# flynn/noise vectors.txt, Noise_XX_25519_ChaChaPoly_SHA256
 MSG1 = H("358072d6365880d1aeea329adf9121383851ed21a28e3b75e965d0d2cd166254")
 MSG2 = H(
     "64b101b1d0be5a8704bd078f9895001fc03e8e9f9522f188dd128d9846d484663414af878d3e46a2f58911a816d6e834"
@@ -37,7 +42,7 @@ MSG3 = H(
 T_I2R = H("a52ef02ba60e12696d1d6b9ef4245c88fca757b6134ad6e76b56e310a6adf6")
 T_R2I = H("2445aa438ebd649281c636cc7269ca82f1d9023d72520943aeabf909cdf521")
 
-# §21.2 (libp2p payloads on top of the same keys)
+# libp2p payloads on top of the same keys
 RESP_IDENTITY = H(
     "080112407e0830617c4a7de83925dfb2694556b12936c477a0e1feb2e148ec9da60fee7d1ed1e8fae2c4a144b8be8fd4"
     "b47bf3d3b34b871c3cacf6010f0e42d474fce27e"
@@ -169,8 +174,39 @@ def test_libp2p_handshake_vectors(backend):
     assert FrameDecryptor(ri.recv_cipher).feed(world) == [b"world"]
 
 
+def test_libp2p_handshake_vectors_as_a_byte_stream(backend):
+    """receive_data/data_to_send give the same wire bytes; data pipelined behind msg 3
+    comes out as unused_data and decrypts as the first transport frame."""
+    from geventp2p.core.peer import PeerId
+
+    init_id, resp_id = _identities()
+    muxers = ("/yamux/1.0.0",)
+    i = Handshake(True, init_id, INIT_STATIC, INIT_EPHEMERAL, muxers, PeerId.from_string(RESP_PEER), backend=backend)
+    r = Handshake(False, resp_id, RESP_STATIC, RESP_EPHEMERAL, muxers, backend=backend)
+    assert r.data_to_send() == b""  # the responder speaks second
+    w1 = i.data_to_send()
+    assert w1 == WIRE_MSG1 and i.data_to_send() == b""
+    for k in range(len(w1)):  # one byte at a time
+        r.receive_data(w1[k : k + 1])
+    w2 = r.data_to_send()
+    assert w2 == WIRE_MSG2
+    i.receive_data(w2)
+    assert i.finished and not i.complete
+    w3 = i.data_to_send()
+    assert w3 == WIRE_MSG3 and i.complete and i.unused_data == b""
+    hello = FrameEncryptor(i.result.send_cipher).encrypt_frames(b"hello")
+    r.receive_data(w3[:100])
+    assert not r.finished
+    r.receive_data(w3[100:] + hello)
+    assert r.complete and r.data_to_send() == b""
+    assert r.unused_data == hello == FRAME_HELLO
+    assert i.result.handshake_hash == r.result.handshake_hash == FINAL_H
+    assert str(r.result.remote_peer) == INIT_PEER and r.result.early_muxer == "/yamux/1.0.0"
+    assert FrameDecryptor(r.result.recv_cipher).feed(r.unused_data) == [b"hello"]
+
+
 def test_payload_sizes_match_reference(backend):
-    """msg2 = 96 + len(payload2), msg3 = 64 + len(payload3) (§5.3)."""
+    """msg2 = e (32) + encrypted s (48) + payload tag (16) + payload; msg3 = 48 + 16 + payload."""
     init_id, resp_id = _identities()
     i = Handshake(True, init_id, muxers=("/yamux/1.0.0",), backend=backend)
     r = Handshake(False, resp_id, muxers=("/yamux/1.0.0",), backend=backend)
