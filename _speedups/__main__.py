@@ -8,9 +8,11 @@ from . import IMPLEMENTATION, info
 
 
 def main() -> int:
-    for name, (kind, reason) in info().items():
-        print(f"{name:<8} {kind:<7} {reason}")
-    print(f"build    {IMPLEMENTATION}")
+    rows = info()
+    width = max(len("build"), *(len(n) for n in rows))
+    for name, (kind, reason) in rows.items():
+        print(f"{name:<{width}} {kind:<7} {reason}")
+    print(f"{'build':<{width}} {IMPLEMENTATION}")
     return 0
 
 

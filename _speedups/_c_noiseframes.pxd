@@ -1,4 +1,4 @@
-# C declarations for the compiled build of noiseframes.py (compiled as _c_noiseframes).
+# C declarations for the compiled build of _py_noiseframes.py (compiled as _c_noiseframes).
 cimport cython
 
 
