@@ -218,9 +218,9 @@ class BasicHost:
         if new == old:
             return
         self._last_addrs = new
-        current = [UpdatedAddress(address=a, action=AddrAction.Maintained if a in old else AddrAction.Added)
-                   for a in new]
-        removed = [UpdatedAddress(address=a, action=AddrAction.Removed) for a in old if a not in new]
+        current = tuple(UpdatedAddress(address=a, action=AddrAction.Maintained if a in old else AddrAction.Added)
+                        for a in new)
+        removed = tuple(UpdatedAddress(address=a, action=AddrAction.Removed) for a in old if a not in new)
         self._emit(self._addr_emitter, EvtLocalAddressesUpdated(diffs=True, current=current, removed=removed))
 
     # ================================================================ handlers

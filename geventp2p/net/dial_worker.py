@@ -318,6 +318,7 @@ class DialSync:
                     raise
             finally:
                 self._limiter.release()
+            assert conn is not None
             if conn.remote_peer != peer:
                 conn.close()
                 raise PeerIdMismatchError(peer, conn.remote_peer)

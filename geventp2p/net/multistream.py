@@ -112,7 +112,8 @@ def handle(rw, protocols_or_predicate, timeout: Optional[float] = DEFAULT_NEGOTI
     if timeout is None:
         return _run(rw, listener, "handle")
     with timeout_scope(timeout, "multistream handle"):
-        return _run(rw, listener, "handle")
+        proto = _run(rw, listener, "handle")
+    return proto
 
 
 def _try_read(rw, n: int = _READ_SIZE):

@@ -338,7 +338,7 @@ class Stream:
 
     # ------------------------------------------------------------------ hooks (subclass)
 
-    def _try_write(self, view: memoryview) -> int:  # pragma: no cover - abstract
+    def _try_write(self, view: bytes | memoryview) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _send_close_write(self) -> None:  # pragma: no cover - abstract
@@ -460,7 +460,7 @@ class Stream:
         if n < 0:
             raise ValueError("n must be >= 0")
         deadline_t = None if timeout is None else _monotonic() + timeout
-        parts = []
+        parts: list[bytes] = []
         got = 0
         while got < n:
             remaining = None if deadline_t is None else max(0.0, deadline_t - _monotonic())
@@ -645,6 +645,7 @@ class Stream:
 
         Raises P2PTimeoutError if the earlier of both deadlines already passed.
         """
+        deadline: float | None
         if stream_deadline is not None and (call_deadline is None or stream_deadline < call_deadline):
             deadline = stream_deadline
         else:
@@ -660,7 +661,7 @@ class Stream:
 
     # ------------------------------------------------------------------ writing
 
-    def write(self, data, timeout: float | None = None) -> None:
+    def write(self, data: Buffer, timeout: float | None = None) -> None:
         """Blocks the calling greenlet until all of ``data`` is queued for sending.
 
         Honors back-pressure (flow-control window / connection write queue).
@@ -668,37 +669,17 @@ class Stream:
         if self._reset_error is not None or self._write_error is not None or self._write_closed:
             self._check_writable()
         if self._slow_write:  # a pending prefix or a bandwidth meter
-            self._write_slow(data, timeout)
-            return
-        self._write_data(data, timeout)
-
-    def _write_slow(self, data: Buffer, timeout: float | None) -> None:
-        prefix = self._prefix
-        if prefix:
-            self._prefix = b""
-            self._slow_write = self._meter is not None
-            data = prefix + bytes(data)  # one frame: proposal + first application bytes
-        self._write_data(data, timeout)
-        meter = self._meter
-        if meter is not None:
-            n = data.nbytes if isinstance(data, memoryview) else len(data)
-            if n:
-                meter.log_sent(n, self.conn.remote_peer, self.protocol)
-
-    def _flush_prefix(self) -> None:
-        """Send the pending prefix alone (before a FIN, or before waiting for an answer)."""
-        if self._prefix:
-            self.write(b"")
-
-    def _write_data(self, data: Buffer, timeout: float | None) -> None:
+            data = self._write_hooks(data)
+        view: bytes | memoryview
         if type(data) is bytes:
             view = data  # immutable: handed over as is (a memoryview only if split)
             size = len(data)
         else:
-            view = memoryview(data)
-            if view.ndim != 1 or view.itemsize != 1:
-                view = view.cast("B")
-            size = view.nbytes
+            mv = memoryview(data)
+            if mv.ndim != 1 or mv.itemsize != 1:
+                mv = mv.cast("B")
+            view = mv
+            size = mv.nbytes
         if not size:
             return
         lock = self._write_lock
@@ -732,6 +713,29 @@ class Stream:
                 self._wait(self._write_event, call_deadline, self._write_deadline, "write")
         finally:
             lock.release()
+
+    def _write_hooks(self, data: Buffer) -> Buffer:
+        """Slow path of ``write``: prepend the pending prefix, report to the meter.
+
+        Returns what to write.  The meter counts bytes as they are handed to the
+        muxer (the prefix included).
+        """
+        prefix = self._prefix
+        if prefix:
+            self._prefix = b""
+            self._slow_write = self._meter is not None
+            data = prefix + bytes(data)  # one frame: proposal + first application bytes
+        meter = self._meter
+        if meter is not None:
+            n = data.nbytes if isinstance(data, memoryview) else len(data)
+            if n:
+                meter.log_sent(n, self.conn.remote_peer, self.protocol)
+        return data
+
+    def _flush_prefix(self) -> None:
+        """Send the pending prefix alone (before a FIN, or before waiting for an answer)."""
+        if self._prefix:
+            self.write(b"")
 
     def _check_writable(self) -> None:
         if self._reset_error is not None:
