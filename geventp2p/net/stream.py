@@ -432,8 +432,11 @@ class Stream:
     def read(self, n: int = -1, timeout: float | None = None) -> bytes:
         """Blocks the calling greenlet until data, EOF, reset or timeout.
 
-        Returns up to ``n`` buffered bytes (all buffered bytes when ``n < 0``), at
-        least one unless EOF; ``b""`` at EOF.
+        Returns what is buffered, up to ``n`` bytes (all buffered bytes when
+        ``n < 0``), at least one unless EOF; ``b""`` at EOF.  Like a socket's
+        ``recv`` it does not wait for ``n`` bytes, nor for EOF: use
+        :meth:`read_exactly` or :meth:`read_all` for that.  On a lazily negotiated
+        stream the protocol echo is read and checked first (``NegotiationError``).
         """
         if self._echo is not None:  # lazily negotiated: check the protocol echo first
             self._echo.settle(self, timeout)

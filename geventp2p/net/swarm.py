@@ -138,8 +138,6 @@ class ConnMultiaddrs(NamedTuple):
 #: The streams a swarm hands out are muxer streams; the old name stays importable.
 SwarmStream = Stream
 
-_DialJob = DialJob  # old private name
-
 
 def _as_peer(peer: Any) -> PeerId:
     if isinstance(peer, PeerId):
