@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import gevent
 from gevent.event import AsyncResult
@@ -55,6 +55,19 @@ __all__ = ["DialSync", "DialJob"]
 log = logging.getLogger(__name__)
 
 _monotonic = time.monotonic
+
+
+def _memo(cache: dict[Any, Any], key: Any, compute: Callable[[Any], Any]) -> Any:
+    """``compute(key)``, remembered in ``cache`` (cleared when it reaches 4096 entries)."""
+    try:
+        return cache[key]
+    except KeyError:
+        pass
+    value = compute(key)
+    if len(cache) >= 4096:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 class DialJob:
@@ -191,29 +204,11 @@ class DialSync:
 
     def _transport_part(self, a: Any) -> Any:
         """``a`` without a trailing ``/p2p/<id>`` (None if nothing is left); cached."""
-        cache = self._split_cache
-        try:
-            return cache[a]
-        except KeyError:
-            pass
-        ma, _pid = _addr.split_p2p(a)
-        if len(cache) >= 4096:
-            cache.clear()
-        cache[a] = ma
-        return ma
+        return _memo(self._split_cache, a, lambda x: _addr.split_p2p(x)[0])
 
     def dial_transport(self, ma: Any) -> Any:
         """``swarm.transport_for_dial(ma)``, cached per address (cleared when a transport is added)."""
-        cache = self._transport_cache
-        try:
-            return cache[ma]
-        except KeyError:
-            pass
-        t = self.swarm.transport_for_dial(ma)
-        if len(cache) >= 4096:
-            cache.clear()
-        cache[ma] = t
-        return t
+        return _memo(self._transport_cache, ma, self.swarm.transport_for_dial)
 
     def _dial_addrs(self, job: DialJob, deadline: float) -> "SwarmConn":
         swarm = self.swarm

@@ -487,6 +487,15 @@ class Stream:
                 self._read_event = Event()
             self._wait(self._read_event, call_deadline, self._read_deadline, "read")
 
+    def _read_more(self, n: int, deadline_t: float | None, parts: list[bytes]) -> bytes:
+        """``read(n)`` for a helper that collected ``parts``: on timeout they are pushed back."""
+        try:
+            return self.read(n, timeout=_left(deadline_t))
+        except P2PTimeoutError:
+            if parts:
+                self.unread(b"".join(parts))
+            raise
+
     def read_all(self, limit: int | None = None, timeout: float | None = None) -> bytes:
         """Blocks the calling greenlet until EOF; returns every byte read.
 
@@ -500,12 +509,7 @@ class Stream:
         parts: list[bytes] = []
         got = 0
         while True:
-            try:
-                chunk = self.read(-1 if limit is None else limit - got + 1, timeout=_left(deadline_t))
-            except P2PTimeoutError:
-                if parts:
-                    self.unread(b"".join(parts))
-                raise
+            chunk = self._read_more(-1 if limit is None else limit - got + 1, deadline_t, parts)
             if not chunk:
                 break
             got += len(chunk)
@@ -528,12 +532,7 @@ class Stream:
         parts: list[bytes] = []
         got = 0
         while True:
-            try:
-                chunk = self.read(limit - got + 1, timeout=_left(deadline_t))
-            except P2PTimeoutError:
-                if parts:
-                    self.unread(b"".join(parts))
-                raise
+            chunk = self._read_more(limit - got + 1, deadline_t, parts)
             if not chunk:  # EOF: the rest (or b"")
                 break
             i = chunk.find(b"\n")

@@ -21,20 +21,6 @@ from tests.protocols._leaks import bounded_and_leak_free, open_sockets  # noqa: 
 
 
 @pytest.fixture
-def make_host():
-    hosts = []
-
-    def make(**kwargs):
-        h = geventp2p.new_host(**kwargs)
-        hosts.append(h)
-        return h
-
-    yield make
-    for h in hosts:
-        h.close()
-
-
-@pytest.fixture
 def pair(make_host):
     a = make_host(enable_echo=True)
     b = make_host(enable_echo=True)

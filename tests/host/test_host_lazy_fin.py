@@ -5,24 +5,9 @@ from __future__ import annotations
 import gevent
 import pytest
 
-import geventp2p
 from geventp2p.exceptions import NegotiationError, StreamResetError
 from geventp2p.host.basic import DEFAULT_PIPELINED_FIN_AGENTS
 from geventp2p.net.stream import Stream
-
-
-@pytest.fixture
-def make_host():
-    hosts = []
-
-    def make(**kwargs):
-        h = geventp2p.new_host(**kwargs)
-        hosts.append(h)
-        return h
-
-    yield make
-    for h in hosts:
-        h.close()
 
 
 def read_all(s, timeout=5):

@@ -7,7 +7,6 @@ import gevent
 import pytest
 from gevent.event import Event
 
-import geventp2p
 from geventp2p.exceptions import NegotiationError, StreamResetError
 from geventp2p.net.bandwidth import BandwidthCounter
 from geventp2p.net.mplex import MplexStream
@@ -17,20 +16,6 @@ from geventp2p.net.swarm import SwarmConn
 from geventp2p.net.yamux import YamuxStream
 
 STREAM_CLASS = {"yamux": YamuxStream, "mplex": MplexStream}
-
-
-@pytest.fixture
-def make_host():
-    hosts = []
-
-    def make(**kwargs):
-        h = geventp2p.new_host(**kwargs)
-        hosts.append(h)
-        return h
-
-    yield make
-    for h in hosts:
-        h.close()
 
 
 def _pair(make_host, muxer, identify=True):
