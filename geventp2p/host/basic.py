@@ -13,7 +13,10 @@ Modelled on go-libp2p ``p2p/host/basic``:
 * ``new_stream(peer, protocols)`` dials when needed, waits (bounded) for
   identify on the connection like go, then negotiates: a single protocol the
   peerstore says the peer supports is selected lazily (header + proposal ride
-  on the first write); otherwise the protocols are proposed in turn.
+  on the first write); otherwise the protocols are proposed in turn.  Either way
+  it returns the muxer's :class:`~geventp2p.net.stream.Stream` itself (public name
+  ``geventp2p.Stream``): the lazy proposal and its echo check are fields of the
+  stream, not a wrapper.  Inbound handlers get the same class.
 * ``close()`` closes services (identify, ping...), then the swarm (listeners,
   connections, greenlets).  Afterwards no greenlet of the host is alive and
   every socket is closed.
@@ -22,7 +25,6 @@ Modelled on go-libp2p ``p2p/host/basic``:
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Callable, Iterable
 
 import gevent
@@ -36,10 +38,12 @@ from geventp2p.core.event import (
     UpdatedAddress,
 )
 from geventp2p.core.peer import PeerId, PeerInfo
-from geventp2p.exceptions import ConfigError, ConnectionClosedError, NegotiationError, P2PError, P2PTimeoutError
+from geventp2p.exceptions import ConfigError, ConnectionClosedError, NegotiationError, P2PError
 from geventp2p.host.eventbus import EventBus
 from geventp2p.host.peerstore import AGENT_VERSION, TEMP_ADDR_TTL
 from geventp2p.net import multistream
+from geventp2p.net._deadline import Deadline
+from geventp2p.net.stream import Stream
 from geventp2p.sansio.multistream import validate_protocol_id
 
 __all__ = [
@@ -52,7 +56,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-StreamHandler = Callable[[Any], None]
+StreamHandler = Callable[[Stream], None]
 
 #: Inbound/outbound protocol negotiation per stream (go, js: 10 s).
 DEFAULT_NEGOTIATION_TIMEOUT = 10.0
@@ -74,24 +78,6 @@ def _as_peer(peer: Any) -> PeerId:
     if isinstance(peer, (bytes, bytearray)):
         return PeerId.from_bytes(bytes(peer))
     raise TypeError(f"expected a PeerId, got {type(peer).__name__}")
-
-
-class _Deadline:
-    __slots__ = ("at",)
-
-    def __init__(self, timeout: float | None) -> None:
-        self.at = None if timeout is None else time.monotonic() + timeout
-
-    def left(self, default: float | None = None) -> float | None:
-        """Seconds left (never below 0), capped by ``default``; ``default`` when unbounded."""
-        if self.at is None:
-            return default
-        left = max(0.0, self.at - time.monotonic())
-        return left if default is None else min(left, default)
-
-    def check(self, what: str) -> None:
-        if self.at is not None and time.monotonic() >= self.at:
-            raise P2PTimeoutError(f"{what} timed out")
 
 
 class _ListenWatch:
@@ -236,9 +222,9 @@ class BasicHost:
         if new == old:
             return
         self._last_addrs = new
-        current = [UpdatedAddress(address=a, action=AddrAction.Maintained if a in old else AddrAction.Added)
-                   for a in new]
-        removed = [UpdatedAddress(address=a, action=AddrAction.Removed) for a in old if a not in new]
+        current = tuple(UpdatedAddress(address=a, action=AddrAction.Maintained if a in old else AddrAction.Added)
+                        for a in new)
+        removed = tuple(UpdatedAddress(address=a, action=AddrAction.Removed) for a in old if a not in new)
         self._emit(self._addr_emitter, EvtLocalAddressesUpdated(diffs=True, current=current, removed=removed))
 
     # ================================================================ handlers
@@ -285,7 +271,7 @@ class BasicHost:
                 log.exception("protocol matcher for %s raised", _p)
         return None
 
-    def _handle_stream(self, stream: Any) -> None:
+    def _handle_stream(self, stream: Stream) -> None:
         """Swarm stream handler: runs on the stream's own greenlet."""
         try:
             proto = multistream.handle(stream, lambda p: self._lookup(p) is not None,
@@ -327,7 +313,7 @@ class BasicHost:
         pid, addrs = self._parse_target(peer)
         if addrs:
             self.peerstore.add_addrs(pid, addrs, TEMP_ADDR_TTL)
-        dl = _Deadline(timeout)
+        dl = Deadline(timeout)
         conn = self.network.dial_peer(pid, timeout=dl.left())
         self._wait_identify(conn, dl)
         return conn
@@ -345,20 +331,23 @@ class BasicHost:
             return PeerId.from_string(pid), ([transport] if transport is not None else [])
         return _as_peer(peer), []
 
-    def _wait_identify(self, conn: Any, dl: _Deadline) -> None:
+    def _wait_identify(self, conn: Any, dl: Deadline) -> None:
         ids = self._identify
         if ids is None or not self.identify_wait_timeout:
             return
         ids.identify_wait(conn, timeout=dl.left(self.identify_wait_timeout))
 
-    def new_stream(self, peer: Any, protocols: str | Iterable[str], timeout: float | None = None) -> Any:
+    def new_stream(self, peer: Any, protocols: str | Iterable[str], timeout: float | None = None) -> Stream:
         """Blocks the calling greenlet: open a stream to ``peer`` speaking one of ``protocols``.
 
         Dials when there is no connection.  A single protocol the peerstore lists
         for the peer is selected lazily (no round trip: a refusal surfaces as
-        NegotiationError on the first read); otherwise each protocol is proposed
-        in turn until one is accepted (NegotiationError when all are refused).
-        ``stream.protocol`` holds the result.  ``timeout`` bounds the whole call.
+        NegotiationError on the first read, and the stream is reset with code
+        0x1001); otherwise each protocol is proposed in turn until one is accepted
+        (NegotiationError when all are refused).  ``stream.protocol`` holds the
+        result.  ``timeout`` bounds the whole call.  The returned object is always a
+        :class:`~geventp2p.net.stream.Stream` (a context manager), whatever the
+        muxer and whatever identify knows about the peer.
         """
         pid = _as_peer(peer)
         protos = [protocols] if isinstance(protocols, str) else list(protocols)
@@ -366,7 +355,7 @@ class BasicHost:
             raise ValueError("new_stream needs at least one protocol")
         for p in protos:
             validate_protocol_id(p)
-        dl = _Deadline(timeout)
+        dl = Deadline(timeout)
         conn = self.network.dial_peer(pid, timeout=dl.left())
         self._wait_identify(conn, dl)
         dl.check(f"new_stream to {pid}")
@@ -376,10 +365,10 @@ class BasicHost:
             stream = self.network.new_stream(pid, timeout=dl.left())
         try:
             if len(protos) == 1 and self.peerstore.supports_protocols(pid, protos[0]):
-                lazy = multistream.LazyConn(stream, protos[0], dl.left(self.negotiation_timeout),
-                                            confirm_before_fin=self._confirm_before_fin(pid))
-                lazy.protocol = protos[0]
-                return lazy
+                multistream.select_lazy(stream, protos[0], dl.left(self.negotiation_timeout),
+                                        confirm_before_fin=self._confirm_before_fin(pid))
+                stream.protocol = protos[0]
+                return stream
             proto = multistream.select_one_of(stream, protos, timeout=dl.left(self.negotiation_timeout))
         except BaseException as exc:
             stream.reset(NegotiationError.error_code if isinstance(exc, NegotiationError) else 0)

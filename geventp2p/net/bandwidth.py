@@ -1,9 +1,10 @@
 """Bandwidth accounting: totals and smoothed rates per peer and per protocol.
 
 ``BandwidthCounter`` is what the swarm's ``bandwidth_reporter`` expects (go-libp2p
-``core/metrics.Reporter`` / ``BandwidthCounter``): the swarm calls
-``log_sent(n, peer, protocol)`` / ``log_recv(n, peer, protocol)`` at the stream
-level, once per ``read``/``write`` call, only when a reporter is configured.
+``core/metrics.Reporter`` / ``BandwidthCounter``): when a reporter is configured, the
+swarm sets it as each stream's meter and the stream's slow path calls
+``log_sent(n, peer, protocol)`` / ``log_recv(n, peer, protocol)`` once per
+``write`` / ``read`` (no wrapper object; unmetered streams keep the fast path).
 
 Rates are an exponentially weighted moving average over 1 s windows (the
 go-flow-metrics model): bytes are summed per window and, when a window closes,
@@ -171,7 +172,8 @@ class BandwidthCounter:
         """Drop per-peer/protocol meters with no traffic for ``idle_for`` seconds; returns how many."""
         now = self._clock()
         dropped = 0
-        for table in (self._peers, self._protocols):
+        tables: tuple[dict[Any, _Pair], ...] = (self._peers, self._protocols)
+        for table in tables:
             for key in [k for k, p in table.items() if now - p.last >= idle_for]:
                 del table[key]
                 dropped += 1

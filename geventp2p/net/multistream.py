@@ -4,10 +4,15 @@ Works on a RawConn (security negotiation on a raw socket, muxer negotiation insi
 secured conn) and on a muxed Stream (protocol negotiation per stream).  The protocol
 logic is ``geventp2p.sansio.multistream``; this module only moves bytes and keeps
 time.  Bytes that follow the final negotiation message in the same read are pushed
-back with ``rw.unread()`` so the next layer sees them (reference §4.6).
+back with ``rw.unread()`` so the next layer (or the stream handler) sees them.
+Spec: https://github.com/multiformats/multistream-select
 
 * ``select_one_of(rw, protocols, timeout=10.0) -> str`` - initiator, round-trip.
-* ``select_lazy(rw, protocol) -> LazyConn`` - initiator, pipelined (go ``NewMSSelect``).
+* ``select_lazy(rw, protocol)`` - initiator, pipelined (go ``NewMSSelect``).  On a
+  muxed :class:`~geventp2p.net.stream.Stream` it returns the stream itself: the
+  proposal becomes the stream's pending prefix and the echo its pending check (both
+  in the stream's slow path, no wrapper).  On a raw connection (security
+  negotiation in the upgrader) it returns a :class:`LazyConn`.
 * ``handle(rw, protocols_or_predicate, timeout=10.0) -> str`` - responder.
 
 Failures raise ``NegotiationError`` (no common protocol, wrong header, unexpected
@@ -20,13 +25,13 @@ code 0x1001, ``NegotiationError.error_code``).
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
-import gevent
 from gevent.lock import Semaphore
 
 from geventp2p.exceptions import NegotiationError, P2PTimeoutError
+from geventp2p.net._deadline import Deadline, timeout_scope
+from geventp2p.net.stream import Stream
 from geventp2p.sansio.multistream import (
     LS,
     PROTOCOL_ID,
@@ -51,28 +56,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: go-libp2p / js-libp2p stream negotiation timeout (reference §4.4, §19).
+#: go-libp2p / js-libp2p stream negotiation timeout.
 DEFAULT_NEGOTIATION_TIMEOUT = 10.0
 
 # Negotiation messages are small; read little so the rest stays in the lower layer.
 _READ_SIZE = 4096
-
-
-@contextmanager
-def _deadline(timeout: Optional[float], what: str):
-    if timeout is None:
-        yield
-        return
-    timer = gevent.Timeout(timeout)
-    timer.start()
-    try:
-        yield
-    except gevent.Timeout as exc:
-        if exc is not timer:
-            raise
-        raise P2PTimeoutError(f"{what} timed out after {timeout:g}s") from None
-    finally:
-        timer.close()
 
 
 def _flush(rw, negotiator) -> None:
@@ -104,7 +92,7 @@ def select_one_of(rw, protocols: Sequence[str], timeout: Optional[float] = DEFAU
     every proposal) when all are refused.
     """
     dialer = Dialer(protocols)
-    with _deadline(timeout, "multistream select"):
+    with timeout_scope(timeout, "multistream select"):
         proto = _run(rw, dialer, "select")
     log.debug("multistream: selected %s (refused: %s)", proto, dialer.rejected)
     return proto
@@ -123,16 +111,9 @@ def handle(rw, protocols_or_predicate, timeout: Optional[float] = DEFAULT_NEGOTI
     listener = Listener(protocols_or_predicate, ls_protocols=ls_protocols)
     if timeout is None:
         return _run(rw, listener, "handle")
-    timer = gevent.Timeout(timeout)  # inline (per stream): no context-manager generator
-    timer.start()
-    try:
-        return _run(rw, listener, "handle")
-    except gevent.Timeout as exc:
-        if exc is not timer:
-            raise
-        raise P2PTimeoutError(f"multistream handle timed out after {timeout:g}s") from None
-    finally:
-        timer.close()
+    with timeout_scope(timeout, "multistream handle"):
+        proto = _run(rw, listener, "handle")
+    return proto
 
 
 def _try_read(rw, n: int = _READ_SIZE):
@@ -171,7 +152,7 @@ def handle_deferred(rw, protocols_or_predicate, timeout: Optional[float] = DEFAU
     before we block, so nothing can deadlock.  ``rw.read`` must accept ``timeout=0``.
     """
     listener = Listener(protocols_or_predicate, ls_protocols=ls_protocols)
-    with _deadline(timeout, "multistream handle"):
+    with timeout_scope(timeout, "multistream handle"):
         while not listener.done:
             data = _try_read(rw)
             if data is None:
@@ -192,7 +173,10 @@ def handle_deferred(rw, protocols_or_predicate, timeout: Optional[float] = DEFAU
 
 
 class PrefixedConn:
-    """A channel whose first write is preceded by ``pending`` bytes (:func:`handle_deferred`).
+    """A raw channel whose first write is preceded by ``pending`` bytes (:func:`handle_deferred`).
+
+    Used by the upgrader on raw connections only; muxed streams keep a pending
+    prefix in the stream itself.
 
     ``pending`` is sent with the first write, or alone before a read that would
     wait, a half-close or a close.  Everything else is delegated.
@@ -281,7 +265,7 @@ def list_protocols(rw, timeout: Optional[float] = DEFAULT_NEGOTIATION_TIMEOUT) -
     proposals only through a fresh channel.
     """
     reader = MessageReader()
-    with _deadline(timeout, "multistream ls"):
+    with timeout_scope(timeout, "multistream ls"):
         rw.write(encode_message(PROTOCOL_ID) + encode_message(LS))
         header_seen = False
         while True:
@@ -310,7 +294,11 @@ def list_protocols(rw, timeout: Optional[float] = DEFAULT_NEGOTIATION_TIMEOUT) -
 
 
 class LazyConn:
-    """A channel whose protocol was proposed but not yet confirmed (``select_lazy``).
+    """A raw channel whose protocol was proposed but not yet confirmed (``select_lazy``).
+
+    Used on raw connections only (security negotiation in the upgrader); a muxed
+    :class:`~geventp2p.net.stream.Stream` is negotiated lazily by :func:`select_lazy`
+    without a wrapper.
 
     The header and proposal are sent with the first write (so they share one segment
     or frame with the first application bytes) or before the first read, close or
@@ -332,9 +320,7 @@ class LazyConn:
     def __init__(self, rw, protocol: str, timeout: Optional[float] = DEFAULT_NEGOTIATION_TIMEOUT,
                  *, confirm_before_fin: bool = False) -> None:
         object.__setattr__(self, "_rw", rw)
-        # writes after the prefix skip wrapper layers the channel says are pass-through
-        # (a SwarmStream hands out its muxer stream's write)
-        object.__setattr__(self, "_write", getattr(rw, "direct_write", None) or rw.write)
+        object.__setattr__(self, "_write", rw.write)
         dialer = Dialer([protocol], lazy=True)
         object.__setattr__(self, "_dialer", dialer)
         object.__setattr__(self, "_pending", dialer.data_to_send())
@@ -413,7 +399,7 @@ class LazyConn:
             timeout = self._timeout
         dialer = self._dialer
         try:
-            with _deadline(timeout, "lazy multistream select"):
+            with timeout_scope(timeout, "lazy multistream select"):
                 while not dialer.done:
                     data = self._rw.read(_READ_SIZE)
                     if not data:
@@ -473,15 +459,70 @@ class LazyConn:
         return f"<LazyConn {self.selected_protocol} {state} over {self._rw!r}>"
 
 
-def select_lazy(rw, protocol: str, timeout: Optional[float] = DEFAULT_NEGOTIATION_TIMEOUT,
-                *, confirm_before_fin: bool = False) -> LazyConn:
+class _StreamEcho:
+    """The pending echo check of a lazily negotiated stream (``Stream._echo``)."""
+
+    __slots__ = ("dialer", "timeout", "confirm_before_fin", "error", "lock")
+
+    def __init__(self, dialer: Dialer, timeout: Optional[float], confirm_before_fin: bool) -> None:
+        self.dialer = dialer
+        self.timeout = timeout
+        self.confirm_before_fin = confirm_before_fin
+        self.error: Optional[BaseException] = None
+        self.lock: Optional[Semaphore] = None
+
+    def settle(self, stream: Stream, timeout: Optional[float]) -> None:
+        """Blocks the calling greenlet until the echo was read and checked (see EchoCheck)."""
+        lock = self.lock
+        if lock is None:
+            lock = self.lock = Semaphore()  # a reader and a half-closing writer share one read
+        with lock:
+            if stream._echo is not self:
+                return  # settled while we waited
+            if self.error is not None:
+                raise self.error.with_traceback(None)
+            stream._flush_prefix()
+            dl = Deadline(self.timeout if timeout is None else timeout)
+            dialer = self.dialer
+            try:
+                while not dialer.done:
+                    data = stream._read_raw(dl.left())
+                    if not data:
+                        raise NegotiationError(
+                            f"lazy select of {dialer.protocols[0]}: unexpected EOF before the echo")
+                    dialer.receive_data(data)
+            except P2PTimeoutError:
+                raise
+            except Exception as exc:
+                self.error = exc
+                if not stream.is_reset:  # go resets with "protocol negotiation failed"
+                    stream.reset(NegotiationError.error_code)
+                raise
+            leftover = dialer.unconsumed()
+            if leftover:
+                stream.unread(leftover)
+            stream._echo = None
+
+
+def select_lazy(rw: Any, protocol: str, timeout: Optional[float] = DEFAULT_NEGOTIATION_TIMEOUT,
+                *, confirm_before_fin: bool = False) -> Any:
     """Propose ``protocol`` without waiting for the answer; return the channel to use.
 
-    Does not block.  Use the returned ``LazyConn`` instead of ``rw`` from now on: its
-    first write carries header + proposal + data in one write, and its first read
-    checks the echoes (raising NegotiationError on ``na``) before returning
+    Does not block.  The first write carries header + proposal + data in one write,
+    and the first read checks the echoes (raising NegotiationError on ``na``, and on
+    every later read; a stream is then reset with code 0x1001) before returning
     application bytes.  ``timeout`` bounds that echo wait when the read has none.
-    ``confirm_before_fin``: see :class:`LazyConn`.
-    """
-    return LazyConn(rw, protocol, timeout, confirm_before_fin=confirm_before_fin)
+    ``confirm_before_fin``: ``close_write`` reads the echo before sending the FIN
+    (see :class:`LazyConn`).
 
+    A :class:`~geventp2p.net.stream.Stream` is returned as is (the proposal and the
+    echo check become its slow-path fields); any other channel comes back wrapped in
+    a :class:`LazyConn`.
+    """
+    if isinstance(rw, Stream):
+        dialer = Dialer([protocol], lazy=True)
+        rw._prefix = dialer.data_to_send()
+        rw._slow_write = True
+        rw._echo = _StreamEcho(dialer, timeout, bool(confirm_before_fin))
+        return rw
+    return LazyConn(rw, protocol, timeout, confirm_before_fin=confirm_before_fin)

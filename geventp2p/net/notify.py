@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 class Notifiee:
     """Base class with no-op methods; override the ones you need.
 
-    ``net`` is the swarm, ``conn`` a swarm connection, ``stream`` a swarm stream,
+    ``net`` is the swarm, ``conn`` a swarm connection, ``stream`` a muxed
+    :class:`~geventp2p.net.stream.Stream` (``stream.conn`` is its swarm connection),
     ``addr`` a listen multiaddr.
     """
 

@@ -8,14 +8,26 @@ implements a handful of non-blocking hooks; the base class does all the blocking
 Application API (all blocking calls "block the calling greenlet")
 ------------------------------------------------------------------
 ``read(n=-1, timeout=None)``
-    Returns buffered bytes (at most ``n``; ``n=-1`` means everything buffered), at
-    least one byte unless EOF.  With ``n > 0`` a large received chunk (16 KiB or
+    Returns what is buffered, up to ``n`` bytes (socket ``recv`` style: it does
+    *not* wait for ``n`` bytes or for EOF; use ``read_exactly`` or ``read_all``),
+    at least one byte unless EOF; ``n=-1`` means everything buffered.  With ``n > 0`` a large received chunk (16 KiB or
     more) that is shorter than ``n`` comes back alone, without joining (no copy).  Returns ``b""`` once the remote half-closed (FIN)
     and the buffer is empty.  Raises ``StreamResetError`` after a reset (local or
     remote, buffered data is discarded as in go-yamux), ``StreamClosedError``
     after ``close_read()``/``close()``, ``P2PTimeoutError`` on timeout/deadline.
 ``read_exactly(n, timeout=None)``
     Exactly ``n`` bytes; ``IncompleteReadError`` (``.partial``) on early EOF.
+``read_all(limit=None, timeout=None)``
+    Everything up to EOF.  More than ``limit`` bytes raises ``MessageTooLargeError``
+    and resets the stream.  ``timeout`` bounds the whole call.
+``readline(limit=65536, timeout=None)``
+    Bytes up to and including the first ``b"\n"``, or the rest at EOF (``b""`` at
+    EOF).  A line longer than ``limit`` raises ``MessageTooLargeError`` and resets
+    the stream.  Bytes read past the newline stay buffered.
+``makefile("rb" | "wb")``
+    An ``io.BufferedReader`` / ``io.BufferedWriter`` over the stream.  Closing the
+    ``"wb"`` file flushes it and half-closes the stream (``close_write``); closing
+    the ``"rb"`` file leaves the stream as it is.
 ``write(data, timeout=None)``
     Queues all of ``data``, blocking while the muxer applies back-pressure (yamux:
     no send window; mplex: connection write queue above its high-water mark).
@@ -42,9 +54,44 @@ Application API (all blocking calls "block the calling greenlet")
     deadline is the earlier of the stream deadline and ``now + timeout``.
     Changing a deadline wakes blocked calls so they re-evaluate it.
 
+``with stream: ...`` closes the stream (``close()``) when the block ends.
+
 Attributes: ``id``, ``protocol`` (settable, ``None`` until negotiated),
-``direction`` (``"inbound"``/``"outbound"``), ``conn`` (the muxed conn; the host
-may replace it with its Connection object).
+``direction`` (``"inbound"``/``"outbound"``), ``conn`` (the muxed conn; the swarm
+replaces it with its connection object), ``remote_peer`` (``conn.remote_peer``).
+
+Streams opened and accepted by a host are instances of this class (the muxer's
+subclass), whatever the muxer and however the protocol was negotiated: no wrapper
+object sits between the application and the muxer.
+
+Negotiation and bookkeeping in the slow path
+--------------------------------------------
+A lazily negotiated outbound stream (multistream-select proposal pipelined with the
+first write, see :func:`geventp2p.net.multistream.select_lazy`) carries two fields:
+
+* a *pending prefix* (``_prefix``): header + proposal, sent in front of the first
+  write (one frame), or alone before a half-close or before waiting for the echo;
+* a *pending echo check* (``_echo``): an object whose ``settle(stream, timeout)``
+  reads and checks the listener's echo; ``read`` calls it before returning data.
+
+The swarm sets two more: ``_watch`` (called once when the stream is finished: both
+directions closed, or reset; the swarm's ``closed_stream`` notification) and
+``_meter`` (a bandwidth reporter: ``log_sent``/``log_recv`` per write/read).  The
+write fast path tests one flag (``_slow_write``: a prefix or a meter is set); the
+read path tests ``_echo`` and, when bytes leave the buffer, ``_meter``.
+
+Threads
+-------
+A stream belongs to the gevent hub of the OS thread that runs its connection.  Call
+its methods only from greenlets of that thread: calling ``read``/``write`` directly
+from another OS thread is unsafe (gevent objects are not thread-safe and the call
+would block or switch on the wrong hub).  To use blocking, CPU-heavy or foreign-thread
+code with a stream, keep the stream I/O on the hub thread and move the other work to
+a thread pool: ``gevent.get_hub().threadpool.spawn(fn, data).get()`` (or a
+``gevent.threadpool.ThreadPool``) blocks only the calling greenlet and is woken
+across threads by gevent.  A foreign thread that must hand data to a stream can post
+it with ``hub.loop.run_callback_threadsafe(callback)`` (the callback runs on the hub
+thread and may spawn a greenlet that writes).
 
 Greenlet safety: any number of greenlets may call these methods; concurrent
 writes are serialised (each ``write`` is contiguous on the wire), concurrent
@@ -105,25 +152,54 @@ sent or requested), ``read_closed`` (``close_read`` called), ``is_reset``,
 
 from __future__ import annotations
 
+import io
 import time
 from collections import deque
+from typing import Any, Callable, Optional, Protocol, Union
 
 from gevent.event import Event
 from gevent.lock import Semaphore
 
 from geventp2p.exceptions import (
     IncompleteReadError,
+    MessageTooLargeError,
     P2PTimeoutError,
     StreamClosedError,
     StreamResetError,
 )
 
-__all__ = ["Stream", "INBOUND", "OUTBOUND"]
+__all__ = ["Stream", "EchoCheck", "BandwidthReporter", "INBOUND", "OUTBOUND", "DEFAULT_LINE_LIMIT"]
 
 INBOUND = "inbound"
 OUTBOUND = "outbound"
 
 _monotonic = time.monotonic
+
+#: Default ``readline`` limit (bytes, the newline included).
+DEFAULT_LINE_LIMIT = 65536
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+
+class EchoCheck(Protocol):
+    """A pending negotiation answer to read and check before application data."""
+
+    #: Read the echo before ``close_write`` sends the FIN (else the FIN may ride
+    #: with the pipelined proposal).
+    confirm_before_fin: bool
+
+    def settle(self, stream: "Stream", timeout: Optional[float]) -> None:
+        """Blocks the calling greenlet until the answer was read and checked.
+
+        On success it clears ``stream._echo``; on failure it raises (and keeps raising).
+        """
+
+
+class BandwidthReporter(Protocol):
+    def log_sent(self, n: int, peer: Any = None, protocol: Optional[str] = None) -> None: ...
+
+    def log_recv(self, n: int, peer: Any = None, protocol: Optional[str] = None) -> None: ...
+
 
 #: ``read(n)`` returns a buffered chunk of at least this size alone instead of joining
 #: it with the following ones (it still returns at most ``n`` bytes).
@@ -137,6 +213,10 @@ def _effective_deadline(timeout: float | None, deadline: float | None) -> float 
     if deadline is None or t < deadline:
         return t
     return deadline
+
+
+def _left(deadline_t: float | None) -> float | None:
+    return None if deadline_t is None else max(0.0, deadline_t - _monotonic())
 
 
 class Stream:
@@ -161,10 +241,15 @@ class Stream:
         "_read_event",
         "_write_event",
         "_write_lock",
+        "_slow_write",
+        "_prefix",
+        "_echo",
+        "_meter",
+        "_watch",
         "__weakref__",
     )
 
-    def __init__(self, conn, stream_id: int, direction: str) -> None:
+    def __init__(self, conn: Any, stream_id: int, direction: str) -> None:
         self.id = stream_id
         self.protocol: str | None = None
         self.direction = direction
@@ -183,6 +268,24 @@ class Stream:
         self._read_event: Event | None = None  # created lazily: thousands of idle streams
         self._write_event: Event | None = None
         self._write_lock: Semaphore | None = None
+        # slow-path fields (see the module docstring); the write fast path tests only
+        # _slow_write (True while a prefix is pending or a meter is set)
+        self._slow_write = False
+        self._prefix = b""
+        self._echo: EchoCheck | None = None
+        self._meter: BandwidthReporter | None = None
+        self._watch: Callable[["Stream"], None] | None = None
+
+    def __enter__(self) -> "Stream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def remote_peer(self) -> Any:
+        """The peer at the other end (``conn.remote_peer``)."""
+        return self.conn.remote_peer
 
     def __repr__(self) -> str:
         state = []
@@ -228,9 +331,14 @@ class Stream:
     def buffered(self) -> int:
         return self._buffered
 
+    @property
+    def negotiated(self) -> bool:
+        """False while a lazily proposed protocol's echo is unread (or was refused)."""
+        return self._echo is None
+
     # ------------------------------------------------------------------ hooks (subclass)
 
-    def _try_write(self, view: memoryview) -> int:  # pragma: no cover - abstract
+    def _try_write(self, view: bytes | memoryview) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _send_close_write(self) -> None:  # pragma: no cover - abstract
@@ -247,6 +355,14 @@ class Stream:
 
     def _on_state_change(self) -> None:
         pass
+
+    def _state_changed(self) -> None:
+        """Runs the ``_on_state_change`` hook, then tells the owner (``_watch``) once finished."""
+        self._on_state_change()
+        watch = self._watch
+        if watch is not None and self.finished:
+            self._watch = None
+            watch(self)
 
     # ------------------------------------------------------------------ muxer side
 
@@ -269,7 +385,7 @@ class Stream:
         ev = self._read_event
         if ev is not None:
             ev.set()
-        self._on_state_change()
+        self._state_changed()
 
     def _feed_reset(self, error: StreamResetError, keep_read_if_eof: bool = False) -> None:
         if self._reset_error is not None:
@@ -282,12 +398,12 @@ class Stream:
                 ev = self._write_event
                 if ev is not None:
                     ev.set()
-                self._on_state_change()
+                self._state_changed()
             return
         self._reset_error = error
         self._drop_buffer()
         self._wake_all()
-        self._on_state_change()
+        self._state_changed()
 
     def _notify_writable(self) -> None:
         ev = self._write_event
@@ -316,9 +432,14 @@ class Stream:
     def read(self, n: int = -1, timeout: float | None = None) -> bytes:
         """Blocks the calling greenlet until data, EOF, reset or timeout.
 
-        Returns up to ``n`` buffered bytes (all buffered bytes when ``n < 0``), at
-        least one unless EOF; ``b""`` at EOF.
+        Returns what is buffered, up to ``n`` bytes (all buffered bytes when
+        ``n < 0``), at least one unless EOF; ``b""`` at EOF.  Like a socket's
+        ``recv`` it does not wait for ``n`` bytes, nor for EOF: use
+        :meth:`read_exactly` or :meth:`read_all` for that.  On a lazily negotiated
+        stream the protocol echo is read and checked first (``NegotiationError``).
         """
+        if self._echo is not None:  # lazily negotiated: check the protocol echo first
+            self._echo.settle(self, timeout)
         if n == 0:
             self._check_readable()
             return b""
@@ -342,7 +463,7 @@ class Stream:
         if n < 0:
             raise ValueError("n must be >= 0")
         deadline_t = None if timeout is None else _monotonic() + timeout
-        parts = []
+        parts: list[bytes] = []
         got = 0
         while got < n:
             remaining = None if deadline_t is None else max(0.0, deadline_t - _monotonic())
@@ -352,6 +473,99 @@ class Stream:
             parts.append(chunk)
             got += len(chunk)
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _read_raw(self, timeout: float | None) -> bytes:
+        """``read()`` without the echo check: for the negotiation code that does the check."""
+        call_deadline = None if timeout is None else _monotonic() + timeout
+        while True:
+            self._check_readable()
+            if self._buffered:
+                return self._take(-1)
+            if self._read_eof:
+                return b""
+            if self._read_event is None:
+                self._read_event = Event()
+            self._wait(self._read_event, call_deadline, self._read_deadline, "read")
+
+    def _read_more(self, n: int, deadline_t: float | None, parts: list[bytes]) -> bytes:
+        """``read(n)`` for a helper that collected ``parts``: on timeout they are pushed back."""
+        try:
+            return self.read(n, timeout=_left(deadline_t))
+        except P2PTimeoutError:
+            if parts:
+                self.unread(b"".join(parts))
+            raise
+
+    def read_all(self, limit: int | None = None, timeout: float | None = None) -> bytes:
+        """Blocks the calling greenlet until EOF; returns every byte read.
+
+        More than ``limit`` bytes: the stream is reset and ``MessageTooLargeError``
+        raised.  ``timeout`` bounds the whole call (``P2PTimeoutError``; the bytes
+        read so far are pushed back).
+        """
+        if limit is not None and limit < 0:
+            raise ValueError("limit must be >= 0")
+        deadline_t = None if timeout is None else _monotonic() + timeout
+        parts: list[bytes] = []
+        got = 0
+        while True:
+            chunk = self._read_more(-1 if limit is None else limit - got + 1, deadline_t, parts)
+            if not chunk:
+                break
+            got += len(chunk)
+            if limit is not None and got > limit:
+                self.reset(MessageTooLargeError.error_code)
+                raise MessageTooLargeError(f"stream {self.id}: more than {limit} bytes before EOF")
+            parts.append(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def readline(self, limit: int = DEFAULT_LINE_LIMIT, timeout: float | None = None) -> bytes:
+        """Blocks the calling greenlet until a whole line (or EOF) was read.
+
+        Returns the bytes up to and including the first ``b"\\n"``, or what is left
+        at EOF without a newline, or ``b""`` at EOF.  A line longer than ``limit``
+        (newline included) resets the stream and raises ``MessageTooLargeError``.
+        """
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        deadline_t = None if timeout is None else _monotonic() + timeout
+        parts: list[bytes] = []
+        got = 0
+        while True:
+            chunk = self._read_more(limit - got + 1, deadline_t, parts)
+            if not chunk:  # EOF: the rest (or b"")
+                break
+            i = chunk.find(b"\n")
+            if i >= 0:
+                if got + i + 1 > limit:
+                    got += i + 1
+                    break
+                if i + 1 < len(chunk):
+                    self.unread(chunk[i + 1:])
+                    chunk = chunk[:i + 1]
+                parts.append(chunk)
+                break
+            got += len(chunk)
+            if got > limit:
+                break
+            parts.append(chunk)
+        if got > limit:
+            self.reset(MessageTooLargeError.error_code)
+            raise MessageTooLargeError(f"stream {self.id}: line longer than {limit} bytes")
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def makefile(self, mode: str = "rb", buffering: int = io.DEFAULT_BUFFER_SIZE) -> "io.BufferedIOBase":
+        """A buffered binary file over the stream: ``"rb"`` (reader) or ``"wb"`` (writer).
+
+        Closing the ``"wb"`` file flushes it and half-closes the stream
+        (``close_write``); closing the ``"rb"`` file leaves the stream open.
+        """
+        if mode not in ("rb", "wb", "r", "w"):
+            raise ValueError(f"unsupported mode {mode!r} (use 'rb' or 'wb')")
+        raw = _StreamIO(self, "w" in mode)
+        if "w" in mode:
+            return io.BufferedWriter(raw, buffering)
+        return io.BufferedReader(raw, buffering)
 
     def unread(self, data: bytes) -> None:
         """Push ``data`` back in front of the receive buffer (not counted as new flow-control data)."""
@@ -424,6 +638,8 @@ class Stream:
             self._pushed_back = 0
             n_out -= pushed
         self._on_consumed(n_out)
+        if self._meter is not None:
+            self._meter.log_recv(n_out, self.conn.remote_peer, self.protocol)
         return out
 
     def _wait(self, ev: Event, call_deadline: float | None, stream_deadline: float | None, what: str) -> None:
@@ -431,6 +647,7 @@ class Stream:
 
         Raises P2PTimeoutError if the earlier of both deadlines already passed.
         """
+        deadline: float | None
         if stream_deadline is not None and (call_deadline is None or stream_deadline < call_deadline):
             deadline = stream_deadline
         else:
@@ -446,21 +663,25 @@ class Stream:
 
     # ------------------------------------------------------------------ writing
 
-    def write(self, data, timeout: float | None = None) -> None:
+    def write(self, data: Buffer, timeout: float | None = None) -> None:
         """Blocks the calling greenlet until all of ``data`` is queued for sending.
 
         Honors back-pressure (flow-control window / connection write queue).
         """
         if self._reset_error is not None or self._write_error is not None or self._write_closed:
             self._check_writable()
+        if self._slow_write:  # a pending prefix or a bandwidth meter
+            data = self._write_hooks(data)
+        view: bytes | memoryview
         if type(data) is bytes:
             view = data  # immutable: handed over as is (a memoryview only if split)
             size = len(data)
         else:
-            view = memoryview(data)
-            if view.ndim != 1 or view.itemsize != 1:
-                view = view.cast("B")
-            size = view.nbytes
+            mv = memoryview(data)
+            if mv.ndim != 1 or mv.itemsize != 1:
+                mv = mv.cast("B")
+            view = mv
+            size = mv.nbytes
         if not size:
             return
         lock = self._write_lock
@@ -495,6 +716,29 @@ class Stream:
         finally:
             lock.release()
 
+    def _write_hooks(self, data: Buffer) -> Buffer:
+        """Slow path of ``write``: prepend the pending prefix, report to the meter.
+
+        Returns what to write.  The meter counts bytes as they are handed to the
+        muxer (the prefix included).
+        """
+        prefix = self._prefix
+        if prefix:
+            self._prefix = b""
+            self._slow_write = self._meter is not None
+            data = prefix + bytes(data)  # one frame: proposal + first application bytes
+        meter = self._meter
+        if meter is not None:
+            n = data.nbytes if isinstance(data, memoryview) else len(data)
+            if n:
+                meter.log_sent(n, self.conn.remote_peer, self.protocol)
+        return data
+
+    def _flush_prefix(self) -> None:
+        """Send the pending prefix alone (before a FIN, or before waiting for an answer)."""
+        if self._prefix:
+            self.write(b"")
+
     def _check_writable(self) -> None:
         if self._reset_error is not None:
             raise self._reset_error.with_traceback(None)
@@ -506,7 +750,21 @@ class Stream:
     # ------------------------------------------------------------------ closing
 
     def close_write(self) -> None:
-        """Half-close our sending side (FIN).  Idempotent; raises StreamResetError if reset."""
+        """Half-close our sending side (FIN).  Idempotent; raises StreamResetError if reset.
+
+        On a lazily negotiated stream the pending proposal goes out first; toward a
+        peer that needs it (``confirm_before_fin``) the protocol echo is read and
+        checked before the FIN (one round trip; ``NegotiationError`` on refusal).
+        """
+        echo = self._echo
+        if echo is not None and echo.confirm_before_fin and not self._write_closed:
+            echo.settle(self, None)
+        self._close_write()
+
+    def _close_write(self) -> None:
+        if self._prefix and self._reset_error is None and self._write_error is None \
+                and not self._write_closed:
+            self._flush_prefix()
         if self._reset_error is not None:
             raise self._reset_error.with_traceback(None)
         if self._write_closed:
@@ -518,7 +776,7 @@ class Stream:
         ev = self._write_event
         if ev is not None:
             ev.set()
-        self._on_state_change()
+        self._state_changed()
 
     def close_read(self) -> None:
         """Stop reading: discard buffered and future data; later reads raise StreamClosedError."""
@@ -530,12 +788,17 @@ class Stream:
         if ev is not None:
             ev.set()
         self._on_close_read()
-        self._on_state_change()
+        self._state_changed()
 
     def close(self) -> None:
         """close_write() + close_read(); never raises on a reset stream."""
         if self._reset_error is None and self._write_error is None and not self._write_closed:
-            self.close_write()
+            try:
+                self._close_write()  # never waits for a pending echo
+            except StreamResetError:
+                pass
+            except (StreamClosedError, P2PTimeoutError):  # the pending prefix did not go out
+                pass
         self.close_read()
 
     def reset(self, code: int = 0) -> None:
@@ -544,11 +807,13 @@ class Stream:
             return
         if not 0 <= code <= 0xFFFFFFFF:
             raise ValueError("reset code must fit in u32")
+        self._prefix = b""
+        self._slow_write = self._meter is not None
         self._reset_error = StreamResetError(f"stream {self.id} reset", error_code=code, remote=False)
         self._drop_buffer()
         self._wake_all()
         self._send_reset(code)
-        self._on_state_change()
+        self._state_changed()
 
     # ------------------------------------------------------------------ deadlines
 
@@ -568,3 +833,44 @@ class Stream:
         ev = self._write_event
         if ev is not None:
             ev.set()
+
+
+class _StreamIO(io.RawIOBase):
+    """The raw file under :meth:`Stream.makefile` (one direction of the stream)."""
+
+    def __init__(self, stream: Stream, writing: bool) -> None:
+        super().__init__()
+        self._stream = stream
+        self._writing = writing
+
+    def readable(self) -> bool:
+        return not self._writing
+
+    def writable(self) -> bool:
+        return self._writing
+
+    def readinto(self, buf: Any) -> int:
+        if self._writing:
+            raise io.UnsupportedOperation("not readable")
+        view = memoryview(buf).cast("B")
+        data = self._stream.read(len(view))
+        k = len(data)
+        view[:k] = data
+        return k
+
+    def write(self, data: Any) -> int:
+        if not self._writing:
+            raise io.UnsupportedOperation("not writable")
+        view = memoryview(data).cast("B")
+        n = view.nbytes
+        self._stream.write(bytes(view))  # the buffered writer reuses its buffer
+        return n
+
+    def close(self) -> None:
+        if not self.closed and self._writing:
+            try:
+                super().close()
+            finally:
+                self._stream.close_write()
+            return
+        super().close()

@@ -1,69 +1,62 @@
-"""The swarm: connection table, ranked parallel dialing, listeners, notifications.
+"""The swarm: connection table, listeners, notifications, public API.
 
-Modelled on go-libp2p ``p2p/net/swarm`` (reference §16), in blocking style:
+Modelled on go-libp2p ``p2p/net/swarm``, in blocking style, over three modules:
 
-* ``dial_peer(peer)`` returns a live connection, reusing one if it exists.  At
-  most one dial per peer is in flight; concurrent callers join it and share its
-  result.  Addresses come from the peerstore, are filtered (a transport can
-  dial them, not our own listen addresses, not unspecified / IPv6 link-local,
-  the gater agrees), skip addresses in dial backoff, and are ranked and dialed
-  in parallel (8 per peer, 160 per swarm); the first upgraded connection wins
-  and the other attempts are cancelled (late winners are closed).  Every
-  failure cause has its own ``DialError`` subclass.
-* Inbound connections are upgraded on the listener's handler greenlet, then go
-  through the gater, then join the table.
-* One accept loop per connection (a greenlet of the swarm's ``Group``) hands
-  each inbound stream to the stream handler (``set_stream_handler``), each on
-  its own greenlet, and removes the connection once its session ends.
-* Notifiees and ``EvtPeerConnectednessChanged`` are delivered from one
-  dispatcher greenlet (see :mod:`geventp2p.net.notify`), never from a reader.
+* this one: the :class:`Swarm` (transports, listeners, the connection table, the
+  gater, notifications, ``dial_peer``/``new_stream``, lifecycle);
+* :mod:`geventp2p.net.swarm_conn`: :class:`SwarmConn` and the bookkeeping of its
+  streams (opening, the accept loop, ``closed_stream`` through each stream's
+  state-change hook);
+* :mod:`geventp2p.net.dial_worker` (with :mod:`geventp2p.net.swarm_dial`): one dial
+  job per peer, address filtering, ranked parallel dialing, backoff.
+
+``dial_peer(peer)`` returns a live connection, reusing one if it exists.
+Inbound connections are upgraded on the listener's handler greenlet, then go
+through the gater, then join the table.  Each inbound stream goes to the stream
+handler (``set_stream_handler``) on its own greenlet.  Notifiees and
+``EvtPeerConnectednessChanged`` are delivered from one dispatcher greenlet (see
+:mod:`geventp2p.net.notify`), never from a reader.
+
+Streams handed out (``new_stream``, the stream handler) are the muxer's own
+:class:`~geventp2p.net.stream.Stream` objects, with ``conn`` set to the
+:class:`SwarmConn`.
 
 Everything the swarm spawns lives in ``swarm.group``; ``close()`` kills it.
 """
 
 from __future__ import annotations
 
-import inspect
-import itertools
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import gevent
-from gevent.event import AsyncResult
 from gevent.lock import BoundedSemaphore
 from gevent.pool import Group
-from gevent.queue import Empty, Queue
 
 from geventp2p.core import addr as _addr
 from geventp2p.core.event import Connectedness, Direction, EvtPeerConnectednessChanged
 from geventp2p.core.peer import PeerId
 from geventp2p.exceptions import (
-    AllDialsFailedError,
     ConfigError,
     ConnectionClosedError,
-    DialBackoffError,
-    DialError,
     DialGatedError,
     DialSelfError,
-    DialTimeoutError,
     MultiaddrError,
-    NoAddressesError,
     NoConnError,
-    NoGoodAddressesError,
     P2PError,
     P2PTimeoutError,
-    PeerIdMismatchError,
-    StreamError,
     SwarmClosedError,
     TransportError,
 )
 from geventp2p.net.addrutil import interface_addresses
 from geventp2p.net.bandwidth import BandwidthCounter
+from geventp2p.net.dial_worker import DialJob, DialSync
 from geventp2p.net.notify import NOTIFICATIONS, Dispatcher, Notifiee, NotifyBundle, wants
-from geventp2p.net.swarm_dial import DialBackoff, addr_info, rank_addrs
+from geventp2p.net.stream import Stream
+from geventp2p.net.swarm_conn import SwarmConn, close_muxed
+from geventp2p.net.swarm_dial import DialBackoff
 from geventp2p.net.upgrader import Connection
 
 __all__ = [
@@ -71,6 +64,7 @@ __all__ = [
     "SwarmConfig",
     "SwarmConn",
     "SwarmStream",
+    "Stream",
     "ConnMultiaddrs",
     "Notifiee",
     "NotifyBundle",
@@ -89,7 +83,7 @@ _monotonic = time.monotonic
 
 @dataclass(frozen=True)
 class SwarmConfig:
-    """Swarm tuning (seconds / counts); defaults follow go-libp2p (reference §16, §19)."""
+    """Swarm tuning (seconds / counts); defaults follow go-libp2p's swarm."""
 
     #: Whole ``dial_peer`` when the caller gives no timeout.
     dial_timeout: float = 60.0
@@ -142,228 +136,8 @@ class ConnMultiaddrs(NamedTuple):
     remote_addr: Any
 
 
-_conn_ids = itertools.count(1)
-
-
-def _close_muxed(muxed: Any, code: int) -> None:
-    """Close a muxed session, with a close code if the muxer supports one (yamux GoAway)."""
-    if code:
-        try:
-            params = inspect.signature(muxed.close).parameters
-        except (TypeError, ValueError):  # pragma: no cover - builtins
-            params = {}
-        if "code" in params:
-            muxed.close(code=code)
-            return
-    muxed.close()
-
-
-class SwarmConn(Connection):
-    """A connection owned by a swarm: streams are tracked and notified, ``close`` unregisters.
-
-    Same attributes as :class:`~geventp2p.net.upgrader.Connection` plus ``id``,
-    ``swarm``, ``limited`` (False: relayed connections do not exist yet) and
-    ``streams()``.  Inbound streams are consumed by the swarm's accept loop
-    and go to the swarm's stream handler; do not call ``accept_stream``.
-    """
-
-    def __init__(self, swarm: "Swarm", conn: Connection) -> None:
-        super().__init__(conn.muxed, conn.secured, direction=conn.direction, security=conn.security,
-                         muxer=conn.muxer)
-        self.opened_at = conn.opened_at
-        self.swarm = swarm
-        self.id = next(_conn_ids)
-        self.limited = False
-        self._streams: dict[SwarmStream, None] = {}
-        self._removed = False
-
-    def new_stream(self, timeout: float | None = None) -> "SwarmStream":
-        """Blocks the calling greenlet until a new outbound stream is open."""
-        return self.swarm._open_stream(self, timeout)
-
-    def streams(self) -> list["SwarmStream"]:
-        """Streams opened or accepted on this connection and not closed/reset through the swarm."""
-        return list(self._streams)
-
-    def close(self) -> None:
-        """Close the connection (idempotent); notifiees see ``closed_stream``s then ``disconnected``."""
-        self.swarm._close_conn(self, 0)
-
-    def close_with_error(self, code: int) -> None:
-        """Close with a connection error code (yamux GoAway), e.g. ``0x1007`` gated."""
-        self.swarm._close_conn(self, code)
-
-    def __repr__(self) -> str:
-        return (
-            f"<SwarmConn #{self.id} {self.direction} {self.remote_peer} {self.remote_addr} "
-            f"{self.security}+{self.muxer}{' closed' if self.closed else ''}>"
-        )
-
-
-class SwarmStream:
-    """A muxed stream owned by a swarm connection (``conn`` is the :class:`SwarmConn`).
-
-    Delegates to the muxer's stream; ``close()`` and ``reset()`` also tell the
-    swarm (``closed_stream`` notification).  Other attributes of the muxer's
-    stream (``read_eof``, ``is_reset``, ``buffered``...) are reachable too.
-    """
-
-    __slots__ = ("_s", "conn", "_done", "__weakref__")
-
-    def __init__(self, inner: Any, conn: SwarmConn) -> None:
-        self._s = inner
-        self.conn = conn
-        self._done = False
-        inner.conn = conn
-
-    # -- identity
-    @property
-    def inner(self) -> Any:
-        return self._s
-
-    @property
-    def id(self) -> int:
-        return self._s.id
-
-    @property
-    def direction(self) -> str:
-        return self._s.direction
-
-    @property
-    def protocol(self) -> str | None:
-        return self._s.protocol
-
-    @protocol.setter
-    def protocol(self, value: str | None) -> None:
-        self._s.protocol = value
-
-    @property
-    def remote_peer(self) -> Any:
-        return self.conn.remote_peer
-
-    # -- I/O
-    def read(self, n: int = -1, timeout: float | None = None) -> bytes:
-        """Blocks the calling greenlet; see :meth:`geventp2p.net.stream.Stream.read`."""
-        return self._s.read(n, timeout)
-
-    def read_exactly(self, n: int, timeout: float | None = None) -> bytes:
-        """Blocks the calling greenlet until exactly ``n`` bytes arrived."""
-        return self._s.read_exactly(n, timeout)
-
-    def write(self, data: Any, timeout: float | None = None) -> None:
-        """Blocks the calling greenlet while the muxer applies back-pressure."""
-        self._s.write(data, timeout)
-
-    @property
-    def direct_write(self) -> Any:
-        """A callable equal to :meth:`write` minus this wrapper's frame (the muxer
-        stream's own ``write``), for wrappers that write often (``LazyConn``)."""
-        return self._s.write
-
-    def unread(self, data: bytes) -> None:
-        self._s.unread(data)
-
-    def close_write(self) -> None:
-        self._s.close_write()
-
-    def close_read(self) -> None:
-        self._s.close_read()
-
-    def close(self) -> None:
-        """Close both directions (never raises) and tell the swarm."""
-        try:
-            self._s.close()
-        finally:
-            self.conn.swarm._stream_done(self)
-
-    def reset(self, code: int = 0) -> None:
-        """Abort both directions with ``code`` and tell the swarm."""
-        try:
-            self._s.reset(code)
-        finally:
-            self.conn.swarm._stream_done(self)
-
-    def set_deadline(self, t: float | None) -> None:
-        self._s.set_deadline(t)
-
-    def set_read_deadline(self, t: float | None) -> None:
-        self._s.set_read_deadline(t)
-
-    def set_write_deadline(self, t: float | None) -> None:
-        self._s.set_write_deadline(t)
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "_s":
-            raise AttributeError(name)
-        return getattr(self._s, name)
-
-    def __enter__(self) -> "SwarmStream":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<SwarmStream {self._s!r} conn=#{self.conn.id}>"
-
-
-class _MeteredStream(SwarmStream):
-    """A SwarmStream that reports bytes to the bandwidth reporter (used only when one is set)."""
-
-    __slots__ = ("_rep", "_peer", "_pushed_back")
-
-    def __init__(self, inner: Any, conn: SwarmConn, reporter: Any) -> None:
-        super().__init__(inner, conn)
-        self._rep = reporter
-        self._peer = conn.remote_peer
-        self._pushed_back = 0  # bytes given back with unread(): counted once already
-
-    def _log_recv(self, n: int) -> None:
-        pushed = self._pushed_back
-        if pushed:
-            skip = pushed if pushed < n else n
-            self._pushed_back = pushed - skip
-            n -= skip
-        if n:
-            self._rep.log_recv(n, self._peer, self._s.protocol)
-
-    def read(self, n: int = -1, timeout: float | None = None) -> bytes:
-        data = self._s.read(n, timeout)
-        if data:
-            self._log_recv(len(data))
-        return data
-
-    def read_exactly(self, n: int, timeout: float | None = None) -> bytes:
-        data = self._s.read_exactly(n, timeout)
-        if data:
-            self._log_recv(len(data))
-        return data
-
-    def unread(self, data: bytes) -> None:
-        self._s.unread(data)
-        self._pushed_back += len(data)
-
-    def write(self, data: Any, timeout: float | None = None) -> None:
-        self._s.write(data, timeout)
-        n = data.nbytes if isinstance(data, memoryview) else len(data)
-        if n:
-            self._rep.log_sent(n, self._peer, self._s.protocol)
-
-    @property
-    def direct_write(self) -> Any:
-        return self.write  # every write must be metered
-
-
-class _DialJob:
-    __slots__ = ("peer", "result", "waiters", "greenlet", "attempts", "force")
-
-    def __init__(self, peer: PeerId, force: bool) -> None:
-        self.peer = peer
-        self.result = AsyncResult()
-        self.waiters = 0
-        self.greenlet: gevent.Greenlet | None = None
-        self.attempts: list = []
-        self.force = force
+#: The streams a swarm hands out are muxer streams; the old name stays importable.
+SwarmStream = Stream
 
 
 def _as_peer(peer: Any) -> PeerId:
@@ -429,7 +203,7 @@ class Swarm:
         self.bandwidth_reporter = bandwidth_reporter
         self._clock = clock
         self._transports: list[Any] = []
-        self._transport_cache: dict[Any, Any] = {}
+        self._dialer = DialSync(self)
         for t in transports:
             self.add_transport(t)
         self._backoff = DialBackoff(clock, base=config.backoff_base, coef=config.backoff_coef,
@@ -438,15 +212,12 @@ class Swarm:
         self._dispatcher = Dispatcher(self.group.spawn, name=f"swarm {self.local_peer.short()}",
                                       warn_backlog=config.notify_warn_backlog,
                                       slow_threshold=config.slow_notifiee_threshold)
-        self._dial_limiter = BoundedSemaphore(config.max_concurrent_dials)
         self._upgrade_limiter = BoundedSemaphore(config.max_inbound_upgrades)
         self._listeners: list[Any] = []
         self._conns: dict[PeerId, list[SwarmConn]] = {}
-        self._dials: dict[PeerId, _DialJob] = {}
         self._notifiees: list[Any] = []
-        self._split_cache: dict[Any, Any] = {}
         self._wanted: frozenset[str] = frozenset()
-        self._stream_handler: Callable[[SwarmStream], None] | None = None
+        self._stream_handler: Callable[[Stream], None] | None = None
         # clock times of the last failed dial / last disconnect, for connectedness()
         self._dial_failed: dict[PeerId, float] = {}
         self._disconnected_at: dict[PeerId, float] = {}
@@ -462,7 +233,7 @@ class Swarm:
             if not callable(getattr(transport, attr, None)):
                 raise ConfigError(f"transport {transport!r} has no {attr}()")
         self._transports.append(transport)
-        self._transport_cache.clear()
+        self._dialer.transports_changed()
 
     @property
     def transports(self) -> list[Any]:
@@ -487,7 +258,7 @@ class Swarm:
                 log.debug("can_listen(%s) failed on %r", addr, t, exc_info=True)
         return None
 
-    def set_stream_handler(self, handler: Callable[[SwarmStream], None] | None) -> None:
+    def set_stream_handler(self, handler: Callable[[Stream], None] | None) -> None:
         """``handler(stream)`` runs on its own greenlet for every inbound stream.
 
         Without a handler inbound streams are reset.  A handler that raises has
@@ -498,7 +269,7 @@ class Swarm:
         self._stream_handler = handler
 
     @property
-    def stream_handler(self) -> Callable[[SwarmStream], None] | None:
+    def stream_handler(self) -> Callable[[Stream], None] | None:
         return self._stream_handler
 
     def backoff(self) -> DialBackoff:
@@ -596,7 +367,7 @@ class Swarm:
         ok, reason = self._gate("intercept_upgraded", conn)
         if not ok:
             try:
-                _close_muxed(conn.muxed, reason or CONN_GATED)
+                close_muxed(conn.muxed, reason or CONN_GATED)
             finally:
                 conn.secured.close()
             raise DialGatedError(conn.remote_peer, "gater refused the upgraded connection",
@@ -715,7 +486,7 @@ class Swarm:
         self._notify("connected", sc)
         if first:
             self._connectedness_changed(peer, Connectedness.Connected)
-        self.group.spawn(self._accept_loop, sc)
+        self.group.spawn(sc._accept_loop)
         return sc
 
     def _remove_conn(self, sc: SwarmConn) -> None:
@@ -731,11 +502,7 @@ class Swarm:
                 pass
             if not lst:
                 del self._conns[peer]
-        streams = list(sc._streams)
-        sc._streams.clear()
-        for s in streams:
-            s._done = True
-            self._notify("closed_stream", s)
+        sc._forget_streams()
         log.debug("swarm %s: connection down %r", self.local_peer.short(), sc)
         self._notify("disconnected", sc)
         if not self._conns.get(peer):
@@ -745,75 +512,11 @@ class Swarm:
     def _close_conn(self, sc: SwarmConn, code: int) -> None:
         try:
             try:
-                _close_muxed(sc.muxed, code)
+                close_muxed(sc.muxed, code)
             finally:
                 sc.secured.close()
         finally:
             self._remove_conn(sc)
-
-    def _accept_loop(self, sc: SwarmConn) -> None:
-        """Accepts the next inbound stream, hands accepting on to a fresh greenlet and runs
-        the stream's handler on this one (one greenlet per stream, as before).
-
-        Running the handler at once, before the muxer's writer wakes, lets its first
-        reply leave in the same segment as the stream's ACK.  The greenlet that finds
-        the session over closes the connection.
-        """
-        stream = handler = None
-        try:
-            while True:
-                try:
-                    inner = sc.muxed.accept_stream()
-                except ConnectionClosedError:
-                    break
-                except P2PError as exc:
-                    log.debug("accept_stream on %r failed: %s", sc, exc)
-                    break
-                s = self._wrap_stream(inner, sc)
-                handler = self._stream_handler
-                if handler is None:
-                    log.debug("no stream handler; resetting inbound stream on %r", sc)
-                    s.reset()
-                    continue
-                stream = s
-                self.group.spawn(self._accept_loop, sc)
-                break
-        finally:
-            if stream is None:
-                self._close_conn(sc, 0)
-        if stream is not None:
-            self._run_handler(handler, stream)
-
-    def _run_handler(self, handler: Callable[[SwarmStream], None], s: SwarmStream) -> None:
-        try:
-            handler(s)
-        except StreamError as exc:  # the stream or its connection died under the handler
-            log.debug("stream handler on %r ended: %s", s, exc)
-            s.reset()
-        except Exception:
-            log.exception("stream handler failed on %r", s)
-            s.reset()
-
-    def _wrap_stream(self, inner: Any, sc: SwarmConn) -> SwarmStream:
-        rep = self.bandwidth_reporter
-        s = SwarmStream(inner, sc) if rep is None else _MeteredStream(inner, sc, rep)
-        sc._streams[s] = None
-        self._notify("opened_stream", s)
-        return s
-
-    def _open_stream(self, sc: SwarmConn, timeout: float | None) -> SwarmStream:
-        if sc._removed or sc.closed:
-            raise ConnectionClosedError("connection is closed", remote=False)
-        inner = sc.muxed.open_stream(timeout=timeout)
-        return self._wrap_stream(inner, sc)
-
-    def _stream_done(self, s: SwarmStream) -> None:
-        if s._done:
-            return
-        s._done = True
-        sc = s.conn
-        if sc._streams.pop(s, 0) is None:
-            self._notify("closed_stream", s)
 
     # ================================================================= queries
 
@@ -921,241 +624,16 @@ class Swarm:
             raise ConfigError("swarm has no upgrader (give a private key or an Upgrader)")
         if timeout is None:
             timeout = self.config.dial_timeout
-        job = self._dials.get(peer)
-        if job is None:
-            job = _DialJob(peer, force)
-            self._dials[peer] = job
-            job.greenlet = self.group.spawn(self._dial_worker, job, _monotonic() + timeout)
-        job.waiters += 1
-        timer = gevent.Timeout(timeout)
-        timer.start()
-        try:
-            return job.result.get()
-        except gevent.Timeout as t:
-            if t is not timer:  # someone else's timeout: not ours to translate
-                raise
-            raise DialTimeoutError(peer, f"no connection within {timeout:g}s", attempts=job.attempts,
-                                   cause=P2PTimeoutError(f"dial timed out after {timeout:g}s")) from None
-        finally:
-            timer.close()
-            job.waiters -= 1
-            if job.waiters == 0 and not job.result.ready():
-                # nobody waits any more: cancel the worker and its attempts
-                if self._dials.get(peer) is job:
-                    del self._dials[peer]
-                g = job.greenlet
-                if g is not None and g is not gevent.getcurrent():
-                    g.kill(block=True, timeout=self.config.close_timeout)
+        return self._dialer.dial(peer, force, timeout)
 
-    def _dial_worker(self, job: _DialJob, deadline: float) -> None:
-        peer = job.peer
-        try:
-            conn = self._dial_addrs(job, deadline)
-        except DialError as exc:
-            if isinstance(exc, (AllDialsFailedError, DialBackoffError, DialTimeoutError)):
-                self._remember(self._dial_failed, peer)
-            job.result.set_exception(exc)
-        except Exception as exc:  # a bug or an unexpected transport error: still fail every caller
-            log.exception("dial worker for %s failed", peer)
-            job.result.set_exception(AllDialsFailedError(peer, str(exc), attempts=job.attempts, cause=exc))
-        else:
-            job.result.set(conn)
-        finally:
-            if self._dials.get(peer) is job:
-                del self._dials[peer]
-            if not job.result.ready():  # killed
-                if self._closed:
-                    job.result.set_exception(SwarmClosedError(peer, cause=SwarmClosedError.reason))
-                else:
-                    job.result.set_exception(DialError(peer, "dial cancelled", attempts=job.attempts,
-                                                       cause="cancelled"))
-
-    def _filter_addrs(self, peer: PeerId, addrs: Iterable[Any]) -> tuple[list[Any], list[tuple[Any, Exception]]]:
-        good: list[Any] = []
-        rejected: list[tuple[Any, Exception]] = []
-        own = None
-        seen: set[Any] = set()
-        for a in addrs:
-            ma = self._transport_part(a)
-            if ma is None:
-                rejected.append((a, MultiaddrError(f"{a} has no transport part")))
-                continue
-            if ma in seen:
-                continue
-            seen.add(ma)
-            info = addr_info(ma)
-            if info.unspecified:
-                rejected.append((ma, MultiaddrError("unspecified address")))
-                continue
-            if info.ip6_link_local:
-                rejected.append((ma, MultiaddrError("IPv6 link-local address")))
-                continue
-            if own is None:
-                own = set(self.listen_addresses())
-                if any(_addr.is_unspecified(m) for m in own):
-                    own.update(self.interface_listen_addresses())
-            if ma in own:
-                rejected.append((ma, DialSelfError(peer, f"{ma} is one of our listen addresses",
-                                                   cause=DialSelfError.reason)))
-                continue
-            if self._dial_transport(ma) is None:
-                rejected.append((ma, MultiaddrError(f"no transport for {ma}")))
-                continue
-            ok, _ = self._gate("intercept_addr_dial", peer, ma)
-            if not ok:
-                rejected.append((ma, DialGatedError(peer, f"gater refused {ma}", cause=DialGatedError.reason)))
-                continue
-            good.append(ma)
-        return good, rejected
-
-    def _transport_part(self, a: Any) -> Any:
-        """``a`` without a trailing ``/p2p/<id>`` (None if nothing is left); cached."""
-        cache = self._split_cache
-        try:
-            return cache[a]
-        except KeyError:
-            pass
-        ma, _pid = _addr.split_p2p(a)
-        if len(cache) >= 4096:
-            cache.clear()
-        cache[a] = ma
-        return ma
-
-    def _dial_transport(self, ma: Any) -> Any:
-        """``transport_for_dial(ma)``, cached per address (cleared when a transport is added)."""
-        cache = self._transport_cache
-        try:
-            return cache[ma]
-        except KeyError:
-            pass
-        t = self.transport_for_dial(ma)
-        if len(cache) >= 4096:
-            cache.clear()
-        cache[ma] = t
-        return t
-
-    def _dial_addrs(self, job: _DialJob, deadline: float) -> SwarmConn:
-        peer = job.peer
-        if not job.force:
-            conn = self._best_conn(peer)
-            if conn is not None:  # e.g. an inbound connection arrived meanwhile
-                return conn
-        addrs = self.peerstore.addrs(peer) if self.peerstore is not None else []
-        if not addrs:
-            raise NoAddressesError(peer, "no addresses", cause=NoAddressesError.reason)
-        good, rejected = self._filter_addrs(peer, addrs)
-        if not good:
-            raise NoGoodAddressesError(peer, "no good addresses", attempts=rejected,
-                                       cause=NoGoodAddressesError.reason)
-        if job.force:
-            ready = good
-        else:
-            ready = [a for a in good if not self._backoff.backoff(peer, a)]
-            if not ready:
-                raise DialBackoffError(
-                    peer, "all addresses in dial backoff",
-                    attempts=[(a, DialBackoffError(peer, f"{a} in backoff", cause=DialBackoffError.reason))
-                              for a in good],
-                    cause=DialBackoffError.reason,
-                )
-        cfg = self.config
-        plan = deque(rank_addrs(ready, step_local=cfg.stagger_local, step_public=cfg.stagger_public))
-        results: Queue = Queue()
-        active: dict[gevent.Greenlet, Any] = {}
-        attempts = job.attempts
-        t0 = _monotonic()
-        try:
-            while plan or active:
-                now = _monotonic()
-                if now >= deadline:
-                    raise DialTimeoutError(peer, "dial timed out", attempts=attempts,
-                                           cause=P2PTimeoutError("dial deadline passed"))
-                while plan and len(active) < cfg.max_dials_per_peer and (
-                    t0 + plan[0][0] <= now or not active
-                ):
-                    _delay, a = plan.popleft()
-                    g = self.group.spawn(self._dial_one, peer, a, deadline, results)
-                    active[g] = a
-                wait = deadline - now
-                if plan and len(active) < cfg.max_dials_per_peer:
-                    wait = min(wait, max(0.0, t0 + plan[0][0] - now))
-                try:
-                    g, a, conn, exc, cut_short = results.get(timeout=wait)
-                except Empty:
-                    continue
-                active.pop(g, None)
-                if conn is not None:
-                    return self._add_conn(conn)
-                attempts.append((a, exc))
-                if not cut_short:
-                    self._backoff.add_backoff(peer, a)
-            raise AllDialsFailedError(peer, "all dials failed", attempts=attempts,
-                                      cause=attempts[-1][1] if attempts else None)
-        finally:
-            if active:
-                gevent.killall(list(active), block=True, timeout=self.config.close_timeout)
-            while True:  # late winners and results nobody read
-                try:
-                    _g, _a, conn, _e, _c = results.get_nowait()
-                except Empty:
-                    break
-                if conn is not None:
-                    conn.close()
-
-    def _dial_one(self, peer: PeerId, addr: Any, deadline: float, results: Queue) -> None:
-        """One address: transport dial + upgrade + checks; reports on ``results``."""
-        me = gevent.getcurrent()
-        cfg = self.config
-        per_addr = cfg.dial_timeout_local if addr_info(addr).local else cfg.dial_timeout_remote
-        raw = conn = None
-        cut_short = True  # a timeout caused by the overall deadline earns no backoff
-        try:
-            left = deadline - _monotonic()
-            if left <= 0:
-                raise P2PTimeoutError("dial deadline passed before the dial started")
-            if not self._dial_limiter.acquire(timeout=left):
-                raise P2PTimeoutError("no dial slot free before the deadline")
-            try:
-                now = _monotonic()
-                left = deadline - now
-                budget = min(per_addr, left)
-                cut_short = left < per_addr
-                timer = gevent.Timeout(budget)
-                timer.start()
-                try:
-                    transport = self._dial_transport(addr)
-                    if transport is None:
-                        raise MultiaddrError(f"no transport for {addr}")
-                    raw = transport.dial(addr, timeout=budget)
-                    conn = self.upgrader.upgrade_outbound(raw, peer, timeout=max(0.001, now + budget - _monotonic()))
-                except gevent.Timeout as t:
-                    if t is not timer:
-                        raise
-                    if raw is not None:
-                        raw.close()
-                    raise P2PTimeoutError(f"dial {addr} timed out after {budget:g}s") from None
-                finally:
-                    timer.close()
-            finally:
-                self._dial_limiter.release()
-            if conn.remote_peer != peer:
-                conn.close()
-                raise PeerIdMismatchError(peer, conn.remote_peer)
-            self._check_upgraded(conn, Direction.Outbound)
-            results.put((me, addr, conn, None, False))
-        except Exception as exc:
-            log.debug("dial %s at %s failed: %s", peer, addr, exc)
-            results.put((me, addr, None, exc, cut_short and isinstance(exc, P2PTimeoutError)))
-        except BaseException:  # killed (another address won, or the swarm closes)
-            if conn is not None:
-                conn.close()
-            elif raw is not None:
-                raw.close()
-            raise
+    @property
+    def _dials(self) -> dict[PeerId, DialJob]:
+        """Dial jobs in flight, by peer."""
+        return self._dialer.jobs
 
     # ================================================================= streams
 
-    def new_stream(self, peer_id: Any, timeout: float | None = None) -> SwarmStream:
+    def new_stream(self, peer_id: Any, timeout: float | None = None) -> Stream:
         """Blocks the calling greenlet: dial if needed, then open a stream on the best connection.
 
         ``timeout`` bounds the whole call; without it the dial uses
@@ -1198,14 +676,7 @@ class Swarm:
                 log.debug("error closing listener %r", lst, exc_info=True)
             self._notify("listen_close", lst.multiaddr)
         self._listeners = []
-        jobs = list(self._dials.values())
-        self._dials.clear()
-        for job in jobs:
-            if not job.result.ready():
-                job.result.set_exception(SwarmClosedError(job.peer, cause=SwarmClosedError.reason))
-        workers = [j.greenlet for j in jobs if j.greenlet is not None and j.greenlet is not cur]
-        if workers:
-            gevent.killall(workers, block=True, timeout=timeout)
+        self._dialer.close()
         for sc in self.conns():
             try:
                 sc.close()

@@ -3,7 +3,7 @@
 No gevent here: both are pure functions / plain objects with time passed in
 through an injectable clock, so they are tested without sleeping.
 
-Backoff (go-libp2p ``swarm.DialBackoff``, reference §16): the first failure of an
+Backoff (go-libp2p ``swarm.DialBackoff``): the first failure of an
 address blocks it for ``base`` (5 s); each later failure for
 ``min(base + coef * tries**2, max)`` where ``tries`` counts the earlier
 failures (6 s, 9 s, 14 s, 21 s, ... capped at 300 s).  Any successful

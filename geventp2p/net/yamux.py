@@ -107,7 +107,7 @@ class YamuxStream(Stream):
         # be added here too, or whole-bytes writes would skip it.
         sender = self._sender
         if sender is not None and type(data) is bytes and self._reset_error is None \
-                and self._write_error is None and not self._write_closed:
+                and self._write_error is None and not self._write_closed and not self._slow_write:
             lock = self._write_lock
             mux = self._mux
             if (lock is None or not lock.locked()) and not mux._terminated and mux._write_failure is None:

@@ -15,23 +15,9 @@ from geventp2p.core.peer import PeerInfo
 from geventp2p.exceptions import ConfigError, NegotiationError, StreamResetError
 from geventp2p.host.basic import BasicHost
 from geventp2p.host.peerstore import TEMP_ADDR_TTL
-from geventp2p.net.multistream import LazyConn
+from geventp2p.net.stream import Stream
 from geventp2p.protocols.echo import echo
 from tests.protocols._leaks import bounded_and_leak_free, open_sockets  # noqa: F401  (autouse)
-
-
-@pytest.fixture
-def make_host():
-    hosts = []
-
-    def make(**kwargs):
-        h = geventp2p.new_host(**kwargs)
-        hosts.append(h)
-        return h
-
-    yield make
-    for h in hosts:
-        h.close()
 
 
 @pytest.fixture
@@ -157,7 +143,7 @@ def test_bad_registrations(make_host):
 def test_new_stream_lazy_when_peer_known_to_support(pair):
     a, b = pair
     s = b.new_stream(a.id, "/echo/1.0.0", timeout=5)
-    assert isinstance(s, LazyConn) and not s.negotiated
+    assert isinstance(s, Stream) and not s.negotiated and s.protocol == "/echo/1.0.0"
     s.write(b"ping")
     assert s.read_exactly(4, timeout=5) == b"ping"
     assert s.negotiated
@@ -169,7 +155,7 @@ def test_new_stream_round_trip_when_unknown(pair):
     a.set_stream_handler("/late/1.0.0", lambda s: s.write(b"ok"))
     b.peerstore.remove_protocols(a.id, "/late/1.0.0")  # as if the push had not arrived
     s = b.new_stream(a.id, "/late/1.0.0", timeout=5)
-    assert not isinstance(s, LazyConn) and s.protocol == "/late/1.0.0"
+    assert isinstance(s, Stream) and s.negotiated and s.protocol == "/late/1.0.0"
     assert read_all(s) == b"ok"
     s.close()
 
@@ -190,7 +176,7 @@ def test_lazy_na_path_fails_on_first_read(pair):
     a, b = pair
     b.peerstore.add_protocols(a.id, "/ghost/1.0.0")  # stale knowledge
     s = b.new_stream(a.id, "/ghost/1.0.0", timeout=5)
-    assert isinstance(s, LazyConn)
+    assert isinstance(s, Stream) and not s.negotiated
     s.write(b"data for nobody")
     with pytest.raises((NegotiationError, StreamResetError)):
         s.read(timeout=5)

@@ -5,24 +5,9 @@ from __future__ import annotations
 import gevent
 import pytest
 
-import geventp2p
 from geventp2p.exceptions import NegotiationError, StreamResetError
 from geventp2p.host.basic import DEFAULT_PIPELINED_FIN_AGENTS
-from geventp2p.net.multistream import LazyConn
-
-
-@pytest.fixture
-def make_host():
-    hosts = []
-
-    def make(**kwargs):
-        h = geventp2p.new_host(**kwargs)
-        hosts.append(h)
-        return h
-
-    yield make
-    for h in hosts:
-        h.close()
+from geventp2p.net.stream import Stream
 
 
 def read_all(s, timeout=5):
@@ -47,7 +32,7 @@ def test_geventp2p_peer_gets_fin_with_the_proposal(pair):
     assert b.peerstore.get(a.id, "AgentVersion").startswith(DEFAULT_PIPELINED_FIN_AGENTS)
     for _ in range(20):
         s = b.new_stream(a.id, "/echo/1.0.0", timeout=5)
-        assert isinstance(s, LazyConn)
+        assert isinstance(s, Stream) and not s.negotiated
         s.write(b"hello")
         s.close_write()  # no round trip: the echo is still unread
         assert not s.negotiated

@@ -132,7 +132,8 @@ def test_swarm_without_reporter_uses_plain_stream_class():
         with gevent.Timeout(10):
             a.peerstore.add_addrs(b.local_peer, b.listen_addresses(), 3600)
             s = a.new_stream(b.local_peer, timeout=5)
-            assert type(s).__name__ == "SwarmStream"
+            assert type(s).__name__ == "YamuxStream" and s._meter is None
+            assert not s._slow_write  # the write fast path stays open
             s.close()
     finally:
         a.close()
@@ -141,8 +142,8 @@ def test_swarm_without_reporter_uses_plain_stream_class():
 
 @pytest.mark.parametrize("metered", [True, False])
 def test_lazy_select_over_swarm_stream_writes_through_and_meters(metered):
-    """LazyConn writes skip the SwarmStream frame only when that skips nothing: a
-    metered stream still counts every byte written through the lazy wrapper."""
+    """A lazily negotiated swarm stream (no wrapper) sends the proposal with the
+    first write; a metered one counts every byte, the proposal included."""
     from geventp2p.net import multistream
 
     net = MemoryNetwork()
@@ -163,17 +164,16 @@ def test_lazy_select_over_swarm_stream_writes_through_and_meters(metered):
             b.set_stream_handler(handler)
             a.peerstore.add_addrs(b.local_peer, b.listen_addresses(), 3600)
             s = a.new_stream(b.local_peer, timeout=5)
-            lazy = multistream.LazyConn(s, "/sink/1")
-            inner = s.inner
-            if metered:
-                assert lazy._write == s.write
-            else:
-                assert lazy._write == inner.write
+            lazy = multistream.select_lazy(s, "/sink/1")
+            assert lazy is s and not s.negotiated
             for i in range(50):
                 lazy.write(bytes([i]) * 100)
             lazy.close_write()
             assert lazy.read(timeout=5) == b""
+            assert s.negotiated
             lazy.close()
+            # the prefix went out: later writes take the fast path unless metered
+            assert s._slow_write is metered
         assert b"".join(got) == b"".join(bytes([i]) * 100 for i in range(50))
         if metered:
             # multistream header + proposal + 5,000 bytes out, the echo back; bytes the

@@ -1,0 +1,163 @@
+"""A swarm's connections and the bookkeeping of their streams (go ``swarm_conn.go``).
+
+:class:`SwarmConn` is an upgraded :class:`~geventp2p.net.upgrader.Connection` owned
+by a :class:`~geventp2p.net.swarm.Swarm`.  It opens outbound streams, runs the
+accept loop that hands inbound streams to the swarm's stream handler, and tracks
+the streams it gave out.
+
+Streams are the muxer's own :class:`~geventp2p.net.stream.Stream` objects: no
+wrapper.  The connection sets three fields on each one: ``conn`` (this
+connection), ``_watch`` (called by the stream once it is finished, through the
+stream's state-change hook: the ``closed_stream`` notification) and, only when
+the swarm has a bandwidth reporter, ``_meter``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import TYPE_CHECKING, Any, Callable
+
+from geventp2p.exceptions import ConnectionClosedError, P2PError, StreamError
+from geventp2p.net.stream import Stream
+from geventp2p.net.upgrader import Connection
+
+if TYPE_CHECKING:
+    from geventp2p.net.swarm import Swarm
+
+__all__ = ["SwarmConn", "close_muxed"]
+
+log = logging.getLogger(__name__)
+
+_conn_ids = itertools.count(1)
+
+StreamHandler = Callable[[Stream], None]
+
+
+def close_muxed(muxed: Any, code: int) -> None:
+    """Close a muxed session, with a close code if the muxer takes one (yamux GoAway)."""
+    if code:
+        try:
+            muxed.close(code=code)
+            return
+        except TypeError:  # this muxer's close() takes no code (mplex)
+            pass
+    muxed.close()
+
+
+class SwarmConn(Connection):
+    """A connection owned by a swarm: streams are tracked and notified, ``close`` unregisters.
+
+    Same attributes as :class:`~geventp2p.net.upgrader.Connection` plus ``id``,
+    ``swarm``, ``limited`` (False: relayed connections do not exist yet) and
+    ``streams()``.  Inbound streams are consumed by the accept loop and go to
+    the swarm's stream handler; do not call ``accept_stream``.
+    """
+
+    def __init__(self, swarm: "Swarm", conn: Connection) -> None:
+        super().__init__(conn.muxed, conn.secured, direction=conn.direction, security=conn.security,
+                         muxer=conn.muxer)
+        self.opened_at = conn.opened_at
+        self.swarm = swarm
+        self.id = next(_conn_ids)
+        self.limited = False
+        self._streams: dict[Stream, None] = {}
+        self._removed = False
+
+    # ------------------------------------------------------------------ streams
+
+    def new_stream(self, timeout: float | None = None) -> Stream:
+        """Blocks the calling greenlet until a new outbound stream is open."""
+        if self._removed or self.closed:
+            raise ConnectionClosedError("connection is closed", remote=False)
+        return self._adopt(self.muxed.open_stream(timeout=timeout))
+
+    def streams(self) -> list[Stream]:
+        """Streams opened or accepted on this connection and not yet finished."""
+        return list(self._streams)
+
+    def _adopt(self, s: Stream) -> Stream:
+        """Make a muxer stream ours: ``conn``, close/reset watch, metering; notify."""
+        s.conn = self
+        s._watch = self._stream_finished
+        rep = self.swarm.bandwidth_reporter
+        if rep is not None:
+            s._meter = rep
+            s._slow_write = True
+        self._streams[s] = None
+        self.swarm._notify("opened_stream", s)
+        return s
+
+    def _stream_finished(self, s: Stream) -> None:
+        """The stream's state-change hook saw it finished (closed both ways or reset)."""
+        if self._streams.pop(s, 0) is None:
+            self.swarm._notify("closed_stream", s)
+
+    def _forget_streams(self) -> None:
+        """The connection is gone: every stream still tracked is notified closed."""
+        streams = list(self._streams)
+        self._streams.clear()
+        for s in streams:
+            s._watch = None
+            self.swarm._notify("closed_stream", s)
+
+    def _accept_loop(self) -> None:
+        """Accepts the next inbound stream, hands accepting on to a fresh greenlet and runs
+        the stream's handler on this one (one greenlet per stream).
+
+        Running the handler at once, before the muxer's writer wakes, lets its first
+        reply leave in the same segment as the stream's ACK.  The greenlet that finds
+        the session over closes the connection.
+        """
+        swarm = self.swarm
+        stream = handler = None
+        try:
+            while True:
+                try:
+                    inner = self.muxed.accept_stream()
+                except ConnectionClosedError:
+                    break
+                except P2PError as exc:
+                    log.debug("accept_stream on %r failed: %s", self, exc)
+                    break
+                s = self._adopt(inner)
+                handler = swarm.stream_handler
+                if handler is None:
+                    log.debug("no stream handler; resetting inbound stream on %r", self)
+                    s.reset()
+                    continue
+                stream = s
+                swarm.group.spawn(self._accept_loop)
+                break
+        finally:
+            if stream is None:
+                swarm._close_conn(self, 0)
+        if stream is not None and handler is not None:
+            _run_handler(handler, stream)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Close the connection (idempotent); notifiees see ``closed_stream``s then ``disconnected``."""
+        self.swarm._close_conn(self, 0)
+
+    def close_with_error(self, code: int) -> None:
+        """Close with a connection error code (yamux GoAway), e.g. ``0x1007`` gated."""
+        self.swarm._close_conn(self, code)
+
+    def __repr__(self) -> str:
+        return (
+            f"<SwarmConn #{self.id} {self.direction} {self.remote_peer} {self.remote_addr} "
+            f"{self.security}+{self.muxer}{' closed' if self.closed else ''}>"
+        )
+
+
+def _run_handler(handler: StreamHandler, s: Stream) -> None:
+    try:
+        handler(s)
+    except StreamError as exc:  # the stream or its connection died under the handler
+        log.debug("stream handler on %r ended: %s", s, exc)
+        s.reset()
+    except Exception:
+        log.exception("stream handler failed on %r", s)
+        s.reset()
