@@ -18,6 +18,9 @@ _EXPORTS = {
     "NoiseConfig": "geventp2p.config",
     "IdentifyConfig": "geventp2p.config",
     "BasicHost": "geventp2p.host.basic",
+    "Host": "geventp2p.host.basic",
+    "Stream": "geventp2p.net.stream",
+    "Swarm": "geventp2p.net.swarm",
     "PeerId": "geventp2p.core.peer",
     "PeerInfo": "geventp2p.core.peer",
     "KeyType": "geventp2p.crypto.keys",
@@ -62,7 +65,9 @@ if TYPE_CHECKING:  # what the lazy loader below returns, for type checkers
         StreamResetError,
         TransportError,
     )
-    from geventp2p.host.basic import BasicHost
+    from geventp2p.host.basic import BasicHost, Host
+    from geventp2p.net.stream import Stream
+    from geventp2p.net.swarm import Swarm
     from geventp2p.identity import load_or_create_identity
 
 

@@ -48,6 +48,7 @@ from geventp2p.sansio.multistream import validate_protocol_id
 
 __all__ = [
     "BasicHost",
+    "Host",
     "StreamHandler",
     "DEFAULT_NEGOTIATION_TIMEOUT",
     "DEFAULT_IDENTIFY_WAIT",
@@ -421,3 +422,7 @@ class BasicHost:
 
     def __repr__(self) -> str:
         return f"<BasicHost {self.id} addrs={[str(a) for a in self.addrs()]}{' closed' if self._closed else ''}>"
+
+
+#: The public name of the host class (go's ``host.Host``; ``BasicHost`` is its one implementation).
+Host = BasicHost
