@@ -2,7 +2,7 @@
 incremental readers that return every complete frame of a receive buffer in one call.
 
 Pure Python source; the build compiles this same file as ``_c_frames`` with
-``_c_frames.pxd`` (reference §8.1, §8.3 for yamux, §9 for mplex).
+``_c_frames.pxd`` (yamux: https://github.com/libp2p/specs/blob/master/yamux/README.md; mplex: https://github.com/libp2p/specs/tree/master/mplex).
 
 Yamux constants: VERSION=0; TYPE_DATA=0, TYPE_WINDOW_UPDATE=1, TYPE_PING=2, TYPE_GO_AWAY=3;
 FLAG_SYN=1, FLAG_ACK=2, FLAG_FIN=4, FLAG_RST=8; HEADER_SIZE=12.

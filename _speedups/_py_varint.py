@@ -1,7 +1,7 @@
 """Unsigned varints (multiformats) and varint-length-prefixed messages.
 
 Pure Python source; the build compiles this same file as ``_c_varint`` with
-``_c_varint.pxd``.  Rules (reference §1.1, §1.2):
+``_c_varint.pxd``.  Rules (https://github.com/multiformats/unsigned-varint):
 
 * little-endian base-128, at most 9 bytes (values < 2**63);
 * minimal encoding only: no trailing ``0x00`` continuation byte except the value 0;

@@ -1,4 +1,4 @@
-"""Per-stream flow-control accounting for yamux (u32 arithmetic, reference §8.5).
+"""Per-stream flow-control accounting for yamux (u32 arithmetic; https://github.com/libp2p/specs/blob/master/yamux/README.md#flow-control).
 
 Pure Python source; the build compiles this same file as ``_c_window`` with
 ``_c_window.pxd``.  No clocks here: callers pass ``now`` (monotonic seconds) and the

@@ -1,4 +1,4 @@
-"""Sans-I/O identify codec: framing, limits, merging, validation (LIBP2P-WIRE §10)."""
+"""Sans-I/O identify codec: framing, limits, merging, validation (https://github.com/libp2p/specs/blob/master/identify/README.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Perf /perf/1.0.0 (LIBP2P-WIRE §13)."""
+"""Perf /perf/1.0.0 (https://github.com/libp2p/specs/blob/master/perf/perf.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Ping /ipfs/ping/1.0.0 (LIBP2P-WIRE §12)."""
+"""Ping /ipfs/ping/1.0.0 (https://github.com/libp2p/specs/blob/master/ping/ping.md)."""
 
 from __future__ import annotations
 

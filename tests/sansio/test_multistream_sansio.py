@@ -1,4 +1,4 @@
-"""sans-I/O multistream-select: byte vectors (reference §3.1/§4), limits, state machines."""
+"""sans-I/O multistream-select: byte vectors (go-libp2p's encoding), limits, state machines."""
 
 from __future__ import annotations
 
@@ -167,7 +167,7 @@ def test_dialer_first_write_is_header_plus_proposal():
 
 
 def test_dialer_go_exchange_from_reference():
-    """§3.1: go dialer proposes TLS, listener says na, then /noise is echoed."""
+    """A go dialer proposes TLS, listener says na, then /noise is echoed."""
     d = ms.Dialer(["/tls/1.0.0", "/noise"])
     d.data_to_send()
     assert d.receive_data(HEADER + NA_B) is False

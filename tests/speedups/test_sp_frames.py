@@ -1,4 +1,4 @@
-"""frames: yamux (§8.1, §8.3) and mplex (§9) headers and readers in both builds,
+"""frames: yamux and mplex headers and readers in both builds,
 split invariance, and pure/compiled parity."""
 
 import random
@@ -17,7 +17,7 @@ from geventp2p.exceptions import (
 
 HYP = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-# Reference §8.3 frame catalogue (stream 1): (hex header, (type, flags, stream, length)).
+# yamux frames for stream 1 (header layout of the yamux spec): (hex header, (type, flags, stream, length)).
 YAMUX_TABLE = [
     ("00 01 0001 00000001 00000000", (1, 1, 1, 0)),  # open (WindowUpdate + SYN)
     ("00 01 0002 00000001 00000000", (1, 2, 1, 0)),  # accept

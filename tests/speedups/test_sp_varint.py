@@ -1,4 +1,4 @@
-"""varint: reference vectors (§1.1, §1.2), bad inputs, and pure/compiled parity."""
+"""varint: the unsigned-varint spec's vectors, bad inputs, and pure/compiled parity."""
 
 import pytest
 from hypothesis import given, settings
@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from geventp2p.exceptions import LocalProtocolError, MessageTooLargeError, RemoteProtocolError, VarintError
 
-# Reference §1.1 examples.
+# Examples from https://github.com/multiformats/unsigned-varint.
 VECTORS = [
     (0, "00"),
     (1, "01"),

@@ -1,4 +1,4 @@
-"""window: StreamWindow accounting (§8.5) in both builds, parity, and a state machine
+"""window: StreamWindow accounting (yamux flow control) in both builds, parity, and a state machine
 that keeps every value inside its u32 bounds."""
 
 import importlib
