@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from geventp2p.exceptions import ConfigError
+
 __all__ = [
     "StreamOpened",
     "StreamRefused",
@@ -25,6 +27,8 @@ __all__ = [
     "GoAwayReceived",
     "SessionError",
     "MuxSession",
+    "StreamTable",
+    "check_positive_ints",
 ]
 
 
@@ -87,6 +91,36 @@ class SessionError:
 
     error: Exception
     go_away_code: int | None = None
+
+
+def check_positive_ints(config: object, names: tuple[str, ...]) -> None:
+    """Raise ``ConfigError`` unless each named field of ``config`` is an int > 0 (not a bool)."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{type(config).__name__}.{name} must be a positive int, got {value!r}")
+
+
+class StreamTable:
+    """The stream-table bookkeeping both cores share (a base class, no state of its own
+    beyond the two attributes each core sets in ``__init__``)."""
+
+    __slots__ = ()
+    _streams: dict[int, Any]
+    _num_inbound: int
+
+    @property
+    def num_streams(self) -> int:
+        """Streams in the table (not reset, not finished both ways)."""
+        return len(self._streams)
+
+    @property
+    def num_inbound_streams(self) -> int:
+        """Live streams the remote opened."""
+        return self._num_inbound
+
+    def has_stream(self, stream_id: int) -> bool:
+        return stream_id in self._streams
 
 
 class MuxSession(Protocol):

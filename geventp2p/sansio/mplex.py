@@ -92,6 +92,8 @@ from geventp2p.sansio._mux import (
     StreamOpened,
     StreamRefused,
     StreamReset,
+    StreamTable,
+    check_positive_ints,
 )
 
 __all__ = [
@@ -180,7 +182,7 @@ class MplexConfig:
     frames_per_yield: int = 64
 
     def __post_init__(self) -> None:
-        for name in (
+        check_positive_ints(self, (
             "max_message_size",
             "write_chunk_size",
             "max_stream_buffer_size",
@@ -189,10 +191,7 @@ class MplexConfig:
             "accept_backlog",
             "max_send_buffer_size",
             "frames_per_yield",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"MplexConfig.{name} must be a positive int, got {value!r}")
+        ))
         if self.write_chunk_size > SPEC_MAX_MESSAGE_SIZE:
             raise ConfigError(
                 f"MplexConfig.write_chunk_size must be <= {SPEC_MAX_MESSAGE_SIZE} "
@@ -237,7 +236,7 @@ class _Stream:
         self.buffered = 0  # bytes delivered but not yet consumed
 
 
-class Session:
+class Session(StreamTable):
     """One mplex session (one side of one connection)."""
 
     #: mplex has no GoAway: nothing is ever sent or received (see :meth:`go_away`).
@@ -277,21 +276,9 @@ class Session:
         return self._closed
 
     @property
-    def num_streams(self) -> int:
-        """Streams in the table (not reset, not closed both ways)."""
-        return len(self._streams)
-
-    @property
-    def num_inbound_streams(self) -> int:
-        return self._num_inbound
-
-    @property
     def bytes_to_send(self) -> int:
         """Bytes queued for :meth:`data_to_send`."""
         return self._out_size
-
-    def has_stream(self, stream_id: int) -> bool:
-        return stream_id in self._streams
 
     @property
     def total_buffered(self) -> int:
@@ -545,26 +532,19 @@ class Session:
             n = len(payload)
             if st.read_discard or n == 0:
                 return
-            if st.buffered + n > self.config.max_stream_buffer_size:
-                self._local_reset(
-                    st,
-                    RESET_CODE_RESOURCE_LIMIT,
-                    f"receive buffer over {self.config.max_stream_buffer_size} bytes (reader too slow)",
-                    events,
-                )
-                return
-            if self._total_buffered + n > self.config.max_session_buffer_size:
-                self._local_reset(
-                    st,
-                    RESET_CODE_RESOURCE_LIMIT,
-                    f"session receive buffers over {self.config.max_session_buffer_size} bytes",
-                    events,
-                )
-                return
-            try:
-                self.scope.reserve_memory(n)
-            except ResourceLimitExceeded as exc:
-                self._local_reset(st, exc.error_code, f"memory limit: {exc}", events)
+            cfg = self.config
+            why = None
+            if st.buffered + n > cfg.max_stream_buffer_size:
+                why = f"receive buffer over {cfg.max_stream_buffer_size} bytes (reader too slow)"
+            elif self._total_buffered + n > cfg.max_session_buffer_size:
+                why = f"session receive buffers over {cfg.max_session_buffer_size} bytes"
+            else:
+                try:
+                    self.scope.reserve_memory(n)
+                except ResourceLimitExceeded as exc:
+                    why = f"memory limit: {exc}"
+            if why is not None:
+                self._local_reset(st, RESET_CODE_RESOURCE_LIMIT, why, events)
                 return
             st.buffered += n
             self._total_buffered += n

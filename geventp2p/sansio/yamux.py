@@ -91,6 +91,8 @@ from geventp2p.sansio._mux import (
     StreamOpened,
     StreamRefused,
     StreamReset,
+    StreamTable,
+    check_positive_ints,
 )
 from geventp2p.exceptions import (
     ConfigError,
@@ -219,7 +221,7 @@ class YamuxConfig:
     write_batch_size: int = 1 * MiB
 
     def __post_init__(self) -> None:
-        for name in (
+        check_positive_ints(self, (
             "max_window_size",
             "max_frame_body",
             "accept_backlog",
@@ -229,10 +231,7 @@ class YamuxConfig:
             "max_send_buffer_size",
             "frames_per_yield",
             "write_batch_size",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"YamuxConfig.{name} must be a positive int, got {value!r}")
+        ))
         if not INITIAL_WINDOW <= self.max_window_size <= U32_MAX:
             raise ConfigError(
                 f"YamuxConfig.max_window_size must be in {INITIAL_WINDOW}..{U32_MAX}, "
@@ -328,7 +327,7 @@ _PING_KEEPALIVE = 1
 _PING_RTT = 2
 
 
-class Session:
+class Session(StreamTable):
     """One yamux session (one side of one connection)."""
 
     def __init__(
@@ -367,14 +366,6 @@ class Session:
     # ------------------------------------------------------------------ introspection
 
     @property
-    def num_streams(self) -> int:
-        return len(self._streams)
-
-    @property
-    def num_inbound_streams(self) -> int:
-        return self._num_inbound
-
-    @property
     def unacked_outbound(self) -> int:
         """Outbound streams still waiting for the remote's ACK (the ACK backlog)."""
         return self._unacked
@@ -391,9 +382,6 @@ class Session:
     @property
     def ping_outstanding(self) -> int | None:
         return self._ping_opaque
-
-    def has_stream(self, stream_id: int) -> bool:
-        return stream_id in self._streams
 
     def stream_ids(self) -> list[int]:
         return list(self._streams)
