@@ -171,13 +171,14 @@ class YamuxConn(MuxConn[_y.Session, YamuxStream]):
         """Blocks the calling greenlet until the remote answers a yamux ping; returns the RTT (s)."""
         self._check_alive()
         opaque = self._session.ping(_monotonic())
-        result = AsyncResult()
+        result: AsyncResult[float] = AsyncResult()
         self._pings.setdefault(opaque, []).append(result)
         self._wake_writer.set()
         try:
             if not result.wait(timeout) and not result.ready():
                 raise P2PTimeoutError("yamux: ping timed out")
-            rtt: float = result.get()
+            rtt = result.get()
+            assert rtt is not None
             return rtt
         finally:
             waiters = self._pings.get(opaque)
