@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, Callable, ClassVar, Generic, TypeVar
 
 import gevent
 from gevent.event import Event
@@ -122,8 +122,8 @@ class MuxStream(Stream):
 class MuxConn(Generic[S, T]):
     """A running muxed session over one secured connection (the MuxedConn API).
 
-    Subclasses set ``NAME`` and ``READ_SIZE``/``YIELD_BYTES``, create the core and pass
-    it to ``__init__``, and implement :meth:`_new_stream`; they may override
+    Subclasses set ``NAME``, ``STREAM_CLASS`` and ``READ_SIZE``/``YIELD_BYTES``, create
+    the core and pass it to ``__init__``; they may override
     :meth:`_open_session_stream` (yamux: the ACK backlog), :meth:`_on_event` (events only
     their core has), :meth:`_after_flush` (how blocked writers are woken) and
     :meth:`_on_terminate`.
@@ -132,10 +132,15 @@ class MuxConn(Generic[S, T]):
     NAME: ClassVar[str] = "mux"
     #: Bytes asked of the connection per read.
     READ_SIZE: ClassVar[int] = 256 * 1024
-    #: The reader yields to other greenlets after this many bytes read (counted across reads).
+    #: The reader yields to other greenlets after this many bytes read ...
     YIELD_BYTES: ClassVar[int] = 64 * 1024
+    #: ... counted across reads (True), or in one read (False: a flow-controlled
+    #: protocol, where each stream's unread bytes are bounded by its window anyway).
+    YIELD_ACROSS_READS: ClassVar[bool] = True
     #: The core receives straight into its frame buffer (``receive_buffer``/``receive_into``).
     RECEIVE_INTO: ClassVar[bool] = False
+    #: The stream class: ``STREAM_CLASS(conn, stream_id_in_the_core, direction)``.
+    STREAM_CLASS: ClassVar[Callable[..., Any]]
 
     def __init__(
         self,
@@ -164,6 +169,7 @@ class MuxConn(Generic[S, T]):
         self._wake_pending = False
         self._closed_event = Event()
         self._blocked: dict[MuxStream, None] = {}  # streams whose writes wait for the writer, FIFO
+        self._flushes = 0  # writer flushes so far
         self._error: Exception | None = None
         self._clean_close = False
         self._terminated = False
@@ -177,6 +183,8 @@ class MuxConn(Generic[S, T]):
         self._max_send_buffer: int = config.max_send_buffer_size
         self._frames_per_yield: int = config.frames_per_yield
         self._write_timeout = write_timeout
+        # one scope, reused by the one writer greenlet (no allocation per flush)
+        self._write_scope = timeout_scope(write_timeout or None, f"{self.NAME}: a connection write")
         self._write_batch_size = write_batch_size
         self._read_size = read_size if read_size is not None else self.READ_SIZE
         # queued bytes past which a peer that does not read what we send is dropped
@@ -212,8 +220,8 @@ class MuxConn(Generic[S, T]):
         """Blocks the calling greenlet while the protocol makes opening wait (yamux: the
         ACK backlog), then opens a stream (its SYN / NewStream is sent at once)."""
         self._check_alive(write=True)
-        key = self._open_session_stream(Deadline(timeout))
-        stream = self._new_stream(key, OUTBOUND)
+        key = self._open_session_stream(timeout)
+        stream = self.STREAM_CLASS(self, key, OUTBOUND)
         self._streams[key] = stream
         self._wake_writer.set()
         return stream
@@ -225,7 +233,7 @@ class MuxConn(Generic[S, T]):
         to accept (a stream that arrived complete, data + FIN, just before the session
         ended is still delivered: its data is readable), P2PTimeoutError on timeout.
         """
-        deadline = Deadline(timeout)
+        deadline: Deadline | None = None
         while True:
             queue = self._accept_queue
             while queue:
@@ -241,7 +249,10 @@ class MuxConn(Generic[S, T]):
                 return stream
             self._check_alive()
             self._accept_event.clear()
-            deadline.check(f"{self.NAME}: accept_stream")
+            if deadline is None:
+                deadline = Deadline(timeout)
+            elif deadline.expired():
+                raise P2PTimeoutError(f"{self.NAME}: accept_stream timed out")
             self._accept_event.wait(deadline.left())
 
     def close(self, code: int = 0, *, timeout: float | None = None) -> None:
@@ -287,20 +298,18 @@ class MuxConn(Generic[S, T]):
 
     # ------------------------------------------------------------------ subclass hooks
 
-    def _new_stream(self, key: int, direction: str) -> T:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _open_session_stream(self, deadline: Deadline) -> int:
-        """Open a stream in the core and return its id (may block, within ``deadline``)."""
+    def _open_session_stream(self, timeout: float | None) -> int:
+        """Open a stream in the core and return its id (may block, within ``timeout``)."""
         return self._session.open_stream()
 
     def _on_event(self, ev: object) -> None:
         """An event only this protocol's core has."""
 
     def _after_flush(self) -> None:
-        """The writer flushed the queue: wake writers blocked on a full queue."""
+        """The writer flushed the queue and some writers wait: wake the ones blocked on
+        a full queue."""
         blocked = self._blocked
-        if blocked and self._session.bytes_to_send < self._max_send_buffer:
+        if self._session.bytes_to_send < self._max_send_buffer:
             self._blocked = {}
             for stream in blocked:
                 stream._notify_writable()
@@ -323,7 +332,8 @@ class MuxConn(Generic[S, T]):
         key = stream._key
         if self._streams.get(key) is stream:
             del self._streams[key]
-        self._blocked.pop(stream, None)
+        if self._blocked:
+            self._blocked.pop(stream, None)
 
     # ------------------------------------------------------------------ reader
 
@@ -333,6 +343,7 @@ class MuxConn(Generic[S, T]):
         read_size = self._read_size
         per_yield = self._frames_per_yield
         yield_bytes = self.YIELD_BYTES
+        across = self.YIELD_ACROSS_READS
         max_pending = self._max_pending_send
         # receive straight into the core's frame buffer when both sides can (RawConn.readinto)
         readinto = getattr(conn, "readinto", None) if self.RECEIVE_INTO else None
@@ -380,7 +391,7 @@ class MuxConn(Generic[S, T]):
                         ))
                         return
                     self._wake_writer.set()
-                since_yield += got
+                since_yield = since_yield + got if across else got
                 if since_yield >= yield_bytes or len(events) >= per_yield:
                     # let the streams' readers consume before reading more: bounds the
                     # bytes buffered per burst (cache-warm, and freed memory is reused)
@@ -415,7 +426,7 @@ class MuxConn(Generic[S, T]):
                     self._session.consumed(ev.stream_id, len(ev.data), _monotonic())
             elif cls is StreamOpened:
                 key = ev.stream_id
-                stream = self._new_stream(key, INBOUND)
+                stream = self.STREAM_CLASS(self, key, INBOUND)
                 streams[key] = stream
                 queue = self._accept_queue
                 if len(queue) >= self.config.accept_backlog:
@@ -462,15 +473,25 @@ class MuxConn(Generic[S, T]):
         conn = self.conn
         session: Any = self._session
         wake = self._wake_writer
+        batch_limit = self._write_batch_size
+        timed = bool(self._write_timeout)
+        scope = self._write_scope
         try:
             while True:
                 if self._terminated:
                     break
-                bufs = session.buffers_to_send()
-                if bufs:
+                pending = session.bytes_to_send
+                if pending:
+                    bufs = session.buffers_to_send()
                     self._in_write = True
                     try:
-                        self._write_batches(bufs)
+                        if pending > batch_limit:
+                            self._write_batches(bufs)
+                        elif timed:
+                            with scope:
+                                conn.writev(bufs)
+                        else:
+                            conn.writev(bufs)
                     except (P2PError, OSError) as exc:
                         self._write_failed(ConnectionClosedError(
                             f"{self.NAME}: connection write failed: {exc}", remote=True
@@ -478,7 +499,9 @@ class MuxConn(Generic[S, T]):
                         break
                     finally:
                         self._in_write = False
-                    self._after_flush()
+                    self._flushes += 1
+                    if self._blocked:
+                        self._after_flush()
                     continue
                 deadline = session.next_deadline()
                 wake.clear()
@@ -530,7 +553,7 @@ class MuxConn(Generic[S, T]):
             if not timeout:
                 conn.writev(batch)
                 continue
-            with timeout_scope(timeout, f"{self.NAME}: a write of {size} bytes"):
+            with self._write_scope:
                 conn.writev(batch)
 
     def _write_failed(self, error: ConnectionClosedError, cause: BaseException) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 
 from geventp2p.core.rcmgr import NULL_SCOPE, ResourceScope
 from geventp2p.net._muxconn import MuxConn, MuxStream
+from geventp2p.net.stream import Stream
 from geventp2p.sansio import mplex as _core
 from geventp2p.sansio.mplex import PROTOCOL_ID, MplexConfig
 
@@ -72,8 +73,14 @@ class MplexStream(MuxStream):
     _mux: "MplexConn"
 
     def __init__(self, mconn: "MplexConn", key: int, direction: str) -> None:
-        super().__init__(mconn, key, _core.wire_id(key), direction)
+        Stream.__init__(self, mconn, key >> 1, direction)  # id: the wire id (sansio.mplex.wire_id)
+        self._mux = mconn
+        self._key = key
         self._gen = -1  # writer flush generation of our last queued message
+
+    def _on_consumed(self, n: int) -> None:
+        # no flow control: buffer accounting only (no clock, nothing to send)
+        self._mux._session.consumed(self._key, n)
 
     def write(self, data: Any, timeout: float | None = None) -> None:
         """Blocks the calling greenlet until all of ``data`` is queued for sending.
@@ -93,7 +100,7 @@ class MplexStream(MuxStream):
         session = mconn._session
         waiters = mconn._blocked
         if session.bytes_to_send >= mconn._max_send_buffer or (
-            self._gen == mconn._gen and len(waiters) > (self in waiters)
+            self._gen == mconn._flushes and len(waiters) > (self in waiters)
         ):
             # Full queue, or other streams are waiting and we already queued a
             # message since the last flush: take turns (one message each per flush).
@@ -101,7 +108,7 @@ class MplexStream(MuxStream):
             return 0
         n = min(len(view), mconn._chunk)
         session.send_data(self._key, view[:n])
-        self._gen = mconn._gen
+        self._gen = mconn._flushes
         waiters.pop(self, None)
         mconn._wake_writer.set()
         return n
@@ -112,6 +119,7 @@ class MplexConn(MuxConn[_core.Session, MplexStream]):
 
     NAME = "mplex"
     READ_SIZE = 65536
+    STREAM_CLASS = MplexStream
     #: mplex has no flow control: let the streams' readers run after every 16 KiB read
     #: (counted across reads: transport reads need not line up with messages).
     YIELD_BYTES = 16384
@@ -120,18 +128,13 @@ class MplexConn(MuxConn[_core.Session, MplexStream]):
         self, conn: Any, is_initiator: bool, config: MplexConfig | None = None, scope: ResourceScope = NULL_SCOPE
     ) -> None:
         config = config if config is not None else MplexConfig()
-        self._gen = 0  # bumped after every flush of the writer
         self._chunk = config.write_chunk_size
         super().__init__(
             conn, is_initiator, config, scope, _core.Session(config, is_initiator, scope),
             max_pending_send=config.max_send_buffer_size + config.write_chunk_size + CONTROL_SLACK,
         )
 
-    def _new_stream(self, key: int, direction: str) -> MplexStream:
-        return MplexStream(self, key, direction)
-
     def _after_flush(self) -> None:
         # every waiting stream gets another turn; they stay queued (FIFO) until they write
-        self._gen += 1
         for stream in list(self._blocked):
             stream._notify_writable()

@@ -65,7 +65,7 @@ __all__ = [
 
 #: Bytes asked of the connection per read (read when a connection is created).
 READ_SIZE = 256 * 1024
-#: The reader yields to other greenlets after this many bytes read.
+#: The reader yields to other greenlets after a read of at least this many bytes.
 YIELD_BYTES = 64 * 1024
 
 _monotonic = time.monotonic
@@ -94,7 +94,9 @@ class YamuxStream(MuxStream):
     _mux: "YamuxConn"
 
     def __init__(self, mux: "YamuxConn", stream_id: int, direction: str) -> None:
-        super().__init__(mux, stream_id, stream_id, direction)
+        Stream.__init__(self, mux, stream_id, direction)  # (MuxStream's two fields set here)
+        self._mux = mux
+        self._key = stream_id
         self._sender: Any = None  # the session's YamuxStreamSender, made on the first write
 
     def write(self, data: Any, timeout: float | None = None) -> None:
@@ -147,7 +149,9 @@ class YamuxConn(MuxConn[_y.Session, YamuxStream]):
 
     NAME = "yamux"
     YIELD_BYTES = YIELD_BYTES
+    YIELD_ACROSS_READS = False
     RECEIVE_INTO = True
+    STREAM_CLASS = YamuxStream
 
     def __init__(
         self, conn: Any, is_initiator: bool, config: YamuxConfig | None = None, scope: ResourceScope = NULL_SCOPE
@@ -189,13 +193,10 @@ class YamuxConn(MuxConn[_y.Session, YamuxStream]):
 
     # ------------------------------------------------------------------ MuxConn hooks
 
-    def _new_stream(self, key: int, direction: str) -> YamuxStream:
-        return YamuxStream(self, key, direction)
-
-    def _open_session_stream(self, deadline: Deadline) -> int:
+    def _open_session_stream(self, timeout: float | None) -> int:
         session = self._session
         if self._ack_waiters or not session.reserve_open():
-            self._wait_open_slot(deadline)
+            self._wait_open_slot(Deadline(timeout))
         return session.open_stream(reserved=True)
 
     def _wait_open_slot(self, deadline: Deadline) -> None:
