@@ -9,11 +9,11 @@ supply only what their protocol adds; this module owns the rest:
   streams.  It never writes to the connection: control frames go to the core's
   outbound queue and the writer flushes them (a reader stuck behind a write is the
   classic muxer deadlock, libp2p/go-yamux issue #7).  It lets other greenlets run
-  (``gevent.sleep(0)``) after every ``frames_per_yield`` events and after every
-  ``YIELD_BYTES`` bytes read, counted across reads, so one large read cannot
-  starve thousands of streams, and a stream's reader gets to consume before the
-  next burst (mplex has no flow control: a reader that never yields lets one fast
-  sender pass a stream's buffer cap);
+  (``gevent.sleep(0)``) after a burst (``frames_per_yield`` events or
+  ``YIELD_BYTES`` bytes; without flow control, as in mplex, also within a read and
+  counted across reads), so one large read cannot starve thousands of streams,
+  and a stream's reader gets to consume before the next burst (a reader that never
+  yields lets one fast mplex sender pass a stream's buffer cap);
 * one **writer** greenlet: drains everything the core queued (frames of all streams,
   window updates, pings) into few ``writev`` calls of at most ``write_batch_size``
   bytes, each bounded by ``write_timeout`` when the protocol has one, and runs the
@@ -132,11 +132,15 @@ class MuxConn(Generic[S, T]):
     NAME: ClassVar[str] = "mux"
     #: Bytes asked of the connection per read.
     READ_SIZE: ClassVar[int] = 256 * 1024
-    #: The reader yields to other greenlets after this many bytes read ...
+    #: The reader yields to other greenlets after this many bytes read.
     YIELD_BYTES: ClassVar[int] = 64 * 1024
-    #: ... counted across reads (True), or in one read (False: a flow-controlled
-    #: protocol, where each stream's unread bytes are bounded by its window anyway).
-    YIELD_ACROSS_READS: ClassVar[bool] = True
+    #: How often the reader yields.  With flow control (yamux: a window bounds each
+    #: stream's unread bytes) it yields after a read of ``YIELD_BYTES`` or one that
+    #: gave ``frames_per_yield`` events.  Without (mplex) it yields after every
+    #: ``YIELD_BYTES`` counted across reads and every ``frames_per_yield`` events
+    #: within a read, so a stream's reader consumes before a fast sender passes the
+    #: stream's buffer cap.
+    FLOW_CONTROLLED: ClassVar[bool] = False
     #: The core receives straight into its frame buffer (``receive_buffer``/``receive_into``).
     RECEIVE_INTO: ClassVar[bool] = False
     #: The stream class: ``STREAM_CLASS(conn, stream_id_in_the_core, direction)``.
@@ -343,7 +347,7 @@ class MuxConn(Generic[S, T]):
         read_size = self._read_size
         per_yield = self._frames_per_yield
         yield_bytes = self.YIELD_BYTES
-        across = self.YIELD_ACROSS_READS
+        often = not self.FLOW_CONTROLLED
         max_pending = self._max_pending_send
         # receive straight into the core's frame buffer when both sides can (RawConn.readinto)
         readinto = getattr(conn, "readinto", None) if self.RECEIVE_INTO else None
@@ -378,7 +382,7 @@ class MuxConn(Generic[S, T]):
                 else:
                     events = session.receive_data(data, _monotonic())
                 if events:
-                    if len(events) > per_yield:
+                    if often and len(events) > per_yield:
                         self._handle_events_yielding(events, per_yield)
                     else:
                         self._handle_events(events)
@@ -391,7 +395,7 @@ class MuxConn(Generic[S, T]):
                         ))
                         return
                     self._wake_writer.set()
-                since_yield = since_yield + got if across else got
+                since_yield = since_yield + got if often else got
                 if since_yield >= yield_bytes or len(events) >= per_yield:
                     # let the streams' readers consume before reading more: bounds the
                     # bytes buffered per burst (cache-warm, and freed memory is reused)

@@ -149,7 +149,7 @@ class YamuxConn(MuxConn[_y.Session, YamuxStream]):
 
     NAME = "yamux"
     YIELD_BYTES = YIELD_BYTES
-    YIELD_ACROSS_READS = False
+    FLOW_CONTROLLED = True
     RECEIVE_INTO = True
     STREAM_CLASS = YamuxStream
 
