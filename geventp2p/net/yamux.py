@@ -45,7 +45,6 @@ from gevent.event import AsyncResult, Event
 
 from geventp2p.core.rcmgr import NULL_SCOPE, ResourceScope
 from geventp2p.exceptions import ConnectionClosedError, P2PTimeoutError
-from geventp2p.net._deadline import Deadline
 from geventp2p.net._muxconn import (
     CLOSE_FLUSH_TIMEOUT,
     GOAWAY_FLUSH_TIMEOUT,
@@ -196,24 +195,19 @@ class YamuxConn(MuxConn[_y.Session, YamuxStream]):
     def _open_session_stream(self, timeout: float | None) -> int:
         session = self._session
         if self._ack_waiters or not session.reserve_open():
-            self._wait_open_slot(Deadline(timeout))
+            # queue (FIFO) until _wake_openers reserves an ACK-backlog slot for us
+            waiter = Event()
+            self._ack_waiters.append(waiter)
+            waiter.wait(timeout)
+            if not waiter.is_set():
+                try:
+                    self._ack_waiters.remove(waiter)
+                except ValueError:  # pragma: no cover - granted and timed out at once
+                    session.release_open()
+                    self._wake_openers()
+                raise P2PTimeoutError("yamux: open_stream timed out waiting for ACKs")
+            self._check_alive()  # granted by _wake_openers, or woken by the session end
         return session.open_stream(reserved=True)
-
-    def _wait_open_slot(self, deadline: Deadline) -> None:
-        """Queue (FIFO) until ``_wake_openers`` reserved an ACK-backlog slot for us."""
-        self._check_alive()
-        waiter = Event()
-        self._ack_waiters.append(waiter)
-        waiter.wait(deadline.left())
-        if waiter.is_set():  # granted by _wake_openers (or woken by the session end)
-            self._check_alive()
-            return
-        try:
-            self._ack_waiters.remove(waiter)
-        except ValueError:  # pragma: no cover - granted and timed out at once
-            self._session.release_open()
-            self._wake_openers()
-        raise P2PTimeoutError("yamux: open_stream timed out waiting for ACKs")
 
     def _wake_openers(self) -> None:
         """Give blocked ``open_stream`` calls the ACK-backlog slots that are free (FIFO)."""
