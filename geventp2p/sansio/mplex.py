@@ -4,7 +4,7 @@ Bytes go in through :meth:`Session.receive_data`, protocol facts come out as a
 list of events, and the bytes to put on the wire are drained with
 :meth:`Session.data_to_send`.  No sockets, no greenlets, no clocks, no logging.
 
-Wire format (reference §9)::
+Wire format (https://github.com/libp2p/specs/blob/master/mplex/README.md)::
 
     frame  = uvarint(stream_id << 3 | flag) || uvarint(len) || body
     flags  = 0 NewStream (body = stream name; we send the id in decimal)
@@ -13,11 +13,14 @@ Wire format (reference §9)::
              5 ResetReceiver     6 ResetInitiator    (abort both directions)
 
 Both peers number their own streams independently (from 0, as js and rust do),
-so a stream is identified by ``(stream_id, outbound)`` where ``outbound`` is
-True when *we* opened it.  The opener sends the ``*Initiator`` flags and the
-other side the ``*Receiver`` flags; hence an incoming frame with an Initiator
-flag (even) refers to a stream the *sender* opened (``outbound=False`` here),
-and one with a Receiver flag (odd) to a stream we opened (``outbound=True``).
+so a stream is identified by its wire id together with who opened it.  The
+opener sends the ``*Initiator`` flags and the other side the ``*Receiver``
+flags; hence an incoming frame with an Initiator flag (even) refers to a stream
+the *sender* opened, and one with a Receiver flag (odd) to a stream we opened.
+The session API names a stream by one int, as every muxer core does
+(:mod:`geventp2p.sansio._mux`): ``stream_id = wire_id * 2 + 1`` for a stream we
+opened, ``wire_id * 2`` for one the peer opened (:func:`stream_key`,
+:func:`wire_id`, :func:`is_outbound`).
 
 Limits and policies (decisions documented here; they follow js-libp2p and
 rust-libp2p where those agree):
@@ -30,7 +33,9 @@ rust-libp2p where those agree):
   GoAway: the shell just closes the connection).
 * mplex has no flow control.  Each stream has a receive-buffer cap
   (``max_stream_buffer_size``, 4 MiB as js).  The shell reports what the
-  application read with :meth:`Session.consumed`; a message that would take
+  application read with :meth:`Session.consumed`; received bytes are also
+  reserved in the resource ``scope`` until then (a refused reservation resets
+  that stream the same way).  A message that would take
   the unread bytes past the cap resets *that stream only* (we send a Reset and
   emit a local :class:`StreamReset` with code 0x1002 "resource limit
   exceeded"), which is what js does to slow consumers.  The session and every
@@ -42,12 +47,16 @@ rust-libp2p where those agree):
 * Data after the remote's Close on that stream is a protocol violation: the
   stream is reset (local :class:`StreamReset`, code 0x1004); the session goes on.
 * Frames for unknown streams (already reset / fully closed, or never opened)
-  are ignored: they are normal after races (reference §20 item 17).
+  are ignored: they are normal after races (the peer may send before it sees
+  our Reset).
 * A NewStream for a stream id the remote already has open with us is a
   **session error**: rust fails the connection ("Open frame for open
   substream") and js throws from its stream registry.
-* More than ``max_inbound_streams`` live inbound streams: the new one is
-  refused with ResetReceiver and a :class:`StreamRefused` event, as js does.
+* More than ``max_inbound_streams`` live inbound streams, more than
+  ``accept_backlog`` inbound streams the application has not taken yet
+  (:meth:`Session.mark_accepted`), or any after :meth:`Session.go_away`: the
+  new one is refused with ResetReceiver and a :class:`StreamRefused` event, as
+  js does.
 * Outgoing data is split into messages of at most ``write_chunk_size``
   (64 KiB by default, well below the 1 MiB peers accept) so that streams
   writing concurrently interleave fairly.
@@ -63,16 +72,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Union
+from typing import Any, Union
 
 from geventp2p._speedups import frames
+from geventp2p.core.rcmgr import NULL_SCOPE, ResourceScope
 from geventp2p.exceptions import (
     ConfigError,
     ConnectionClosedError,
     FrameError,
     LocalProtocolError,
     ProtocolError,
+    ResourceLimitExceeded,
     StreamClosedError,
+)
+from geventp2p.sansio._mux import (
+    DataReceived,
+    SessionError,
+    StreamHalfClosed,
+    StreamOpened,
+    StreamRefused,
+    StreamReset,
+    StreamTable,
+    check_positive_ints,
 )
 
 __all__ = [
@@ -90,6 +111,9 @@ __all__ = [
     "RESET_CODE_NONE",
     "RESET_CODE_RESOURCE_LIMIT",
     "RESET_CODE_PROTOCOL_VIOLATION",
+    "stream_key",
+    "wire_id",
+    "is_outbound",
 ]
 
 PROTOCOL_ID = "/mplex/6.7.0"
@@ -100,8 +124,8 @@ MiB = 1024 * KiB
 #: The largest body the mplex spec allows in one message; what js and rust accept.
 SPEC_MAX_MESSAGE_SIZE = 1 * MiB
 
-# Stream reset codes (reference §18).  mplex cannot carry a code on the wire;
-# these only label local resets for the application.
+# Stream reset codes (go-libp2p's stream error codes).  mplex cannot carry a code
+# on the wire; these only label local resets for the application.
 RESET_CODE_NONE = 0
 RESET_CODE_RESOURCE_LIMIT = 0x1002
 RESET_CODE_PROTOCOL_VIOLATION = 0x1004
@@ -141,7 +165,7 @@ class MplexConfig:
     ``max_inbound_streams``
         Live streams the remote may have open with us; further NewStreams are reset.
     ``accept_backlog``
-        (shell) Inbound streams waiting for ``accept_stream``; further ones are reset.
+        Inbound streams the application has not taken yet; further ones are reset.
     ``max_send_buffer_size``
         (shell) Queued outgoing bytes at which writers block until the writer drains.
     ``frames_per_yield``
@@ -158,7 +182,7 @@ class MplexConfig:
     frames_per_yield: int = 64
 
     def __post_init__(self) -> None:
-        for name in (
+        check_positive_ints(self, (
             "max_message_size",
             "write_chunk_size",
             "max_stream_buffer_size",
@@ -167,10 +191,7 @@ class MplexConfig:
             "accept_backlog",
             "max_send_buffer_size",
             "frames_per_yield",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"MplexConfig.{name} must be a positive int, got {value!r}")
+        ))
         if self.write_chunk_size > SPEC_MAX_MESSAGE_SIZE:
             raise ConfigError(
                 f"MplexConfig.write_chunk_size must be <= {SPEC_MAX_MESSAGE_SIZE} "
@@ -178,60 +199,19 @@ class MplexConfig:
             )
 
 
-# --------------------------------------------------------------------------- events
+def stream_key(wire_id: int, outbound: bool) -> int:
+    """The session's name for the stream ``wire_id`` opened by us (``outbound``) or the peer."""
+    return (wire_id << 1) | (1 if outbound else 0)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamOpened:
-    """The remote opened a stream (always ``outbound=False``)."""
-
-    stream_id: int
-    outbound: bool
-    name: str
+def wire_id(stream_id: int) -> int:
+    """The id the wire carries for the session's ``stream_id``."""
+    return stream_id >> 1
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamRefused:
-    """The remote tried to open a stream past ``max_inbound_streams``; we reset it."""
-
-    stream_id: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DataReceived:
-    """Bytes for one stream; report them with :meth:`Session.consumed` once read."""
-
-    stream_id: int
-    outbound: bool
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamHalfClosed:
-    """The remote closed its write side of the stream: EOF after buffered data."""
-
-    stream_id: int
-    outbound: bool
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamReset:
-    """The stream is gone.  ``remote`` is True when the peer sent a Reset; False
-    when this session reset it (buffer overflow, protocol violation)."""
-
-    stream_id: int
-    outbound: bool
-    remote: bool
-    error_code: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionError:
-    """The peer broke the protocol; the session is over: close the connection."""
-
-    error: ProtocolError
+def is_outbound(stream_id: int) -> bool:
+    """True when we opened the stream."""
+    return bool(stream_id & 1)
 
 
 Event = Union[StreamOpened, StreamRefused, DataReceived, StreamHalfClosed, StreamReset, SessionError]
@@ -241,35 +221,49 @@ Event = Union[StreamOpened, StreamRefused, DataReceived, StreamHalfClosed, Strea
 
 
 class _Stream:
-    __slots__ = ("stream_id", "outbound", "write_closed", "remote_closed", "read_discard", "buffered")
+    __slots__ = (
+        "stream_id", "wire_id", "outbound", "accepted", "write_closed", "remote_closed", "read_discard", "buffered",
+    )
 
-    def __init__(self, stream_id: int, outbound: bool) -> None:
-        self.stream_id = stream_id
+    def __init__(self, wire: int, outbound: bool) -> None:
+        self.stream_id = (wire << 1) | (1 if outbound else 0)
+        self.wire_id = wire
         self.outbound = outbound
+        self.accepted = outbound  # inbound: taken by the application
         self.write_closed = False  # we sent Close
         self.remote_closed = False  # we received Close
         self.read_discard = False  # the application closed its read side
         self.buffered = 0  # bytes delivered but not yet consumed
 
 
-class Session:
+class Session(StreamTable):
     """One mplex session (one side of one connection)."""
 
-    def __init__(self, config: MplexConfig | None = None, is_initiator: bool = True) -> None:
+    #: mplex has no GoAway: nothing is ever sent or received (see :meth:`go_away`).
+    go_away_sent: int | None = None
+    go_away_received: int | None = None
+
+    def __init__(
+        self, config: MplexConfig | None = None, is_initiator: bool = True, scope: ResourceScope = NULL_SCOPE
+    ) -> None:
         if config is None:
             config = MplexConfig()
         self.config = config
         #: Which side dialed the connection.  mplex does not use it on the wire
         #: (both sides number their streams from 0); kept for logging.
         self.is_initiator = bool(is_initiator)
+        self.scope = scope
         self._reader = frames.MplexFrameReader(config.max_message_size)
-        self._streams: dict[tuple[int, bool], _Stream] = {}
+        self._streams: dict[int, _Stream] = {}
         self._num_inbound = 0
+        self._unaccepted = 0
         self._total_buffered = 0
         self._next_id = 0
         self._out: list[bytes] = []
         self._out_size = 0
         self._closed = False
+        #: Set once :meth:`go_away` was called: inbound streams are refused.
+        self.going_away = False
         #: Set once the session ended because of a peer error.
         self.error: ProtocolError | None = None
         #: Frames that named a stream not in the table (ignored); for diagnostics.
@@ -282,30 +276,18 @@ class Session:
         return self._closed
 
     @property
-    def num_streams(self) -> int:
-        """Streams in the table (not reset, not closed both ways)."""
-        return len(self._streams)
-
-    @property
-    def num_inbound_streams(self) -> int:
-        return self._num_inbound
-
-    @property
     def bytes_to_send(self) -> int:
         """Bytes queued for :meth:`data_to_send`."""
         return self._out_size
-
-    def has_stream(self, stream_id: int, outbound: bool) -> bool:
-        return (stream_id, outbound) in self._streams
 
     @property
     def total_buffered(self) -> int:
         """Unread bytes of all streams in the table."""
         return self._total_buffered
 
-    def buffered(self, stream_id: int, outbound: bool) -> int:
+    def buffered(self, stream_id: int) -> int:
         """Unread bytes the session counts against the stream's cap."""
-        st = self._streams.get((stream_id, outbound))
+        st = self._streams.get(stream_id)
         return 0 if st is None else st.buffered
 
     # ------------------------------------------------------------------ output
@@ -320,7 +302,7 @@ class Session:
         self._out_size = 0
         return data
 
-    def buffers_to_send(self) -> list:
+    def buffers_to_send(self) -> list[Any]:
         """Drain every queued buffer as a list, in order (for ``writev``: no join)."""
         out = self._out
         if out:
@@ -328,126 +310,153 @@ class Session:
             self._out_size = 0
         return out
 
-    def _queue(self, stream_id: int, flag: int, body: bytes = b"") -> None:
-        header = frames.pack_mplex_header(stream_id, flag, len(body))
+    def _queue(self, wire: int, flag: int, body: bytes = b"") -> None:
+        header = frames.pack_mplex_header(wire, flag, len(body))
         self._out.append(header)
         if body:
             self._out.append(body)
         self._out_size += len(header) + len(body)
 
+    # ------------------------------------------------------------------ timers (mplex has none)
+
+    def next_deadline(self) -> float | None:
+        """Always None: mplex has no keepalive or other timers."""
+        return None
+
+    def handle_timer(self, now: float) -> list[Event]:
+        return []
+
     # ------------------------------------------------------------------ local actions
 
     def open_stream(self) -> int:
-        """Queue a NewStream (name = the id in decimal) and return the new id (outbound)."""
+        """Queue a NewStream (name = the wire id in decimal) and return the new stream's id."""
         if self._closed:
             raise ConnectionClosedError("mplex session is closed", remote=False)
-        stream_id = self._next_id
+        wire = self._next_id
         self._next_id += 1
-        self._streams[(stream_id, True)] = _Stream(stream_id, True)
-        self._queue(stream_id, _NEW, str(stream_id).encode("ascii"))
-        return stream_id
+        st = _Stream(wire, True)
+        self._streams[st.stream_id] = st
+        self._queue(wire, _NEW, str(wire).encode("ascii"))
+        return st.stream_id
 
-    def send_data(self, stream_id: int, outbound: bool, data: bytes) -> None:
-        """Queue ``data`` as Message frames of at most ``write_chunk_size`` bytes.
+    def send_data(self, stream_id: int, data: bytes | memoryview) -> int:
+        """Queue all of ``data`` as Message frames of at most ``write_chunk_size``
+        bytes; returns its length (mplex has no flow control).
 
         Raises ``StreamClosedError`` if our write side is closed or the stream is
         gone (reset or finished), ``ConnectionClosedError`` if the session is over.
         """
         if self._closed:
             raise ConnectionClosedError("mplex session is closed", remote=False)
-        st = self._streams.get((stream_id, outbound))
+        st = self._streams.get(stream_id)
         if st is None:
-            raise StreamClosedError(f"mplex stream {stream_id} is not open")
+            raise StreamClosedError(f"mplex stream {stream_id >> 1} is not open")
         if st.write_closed:
-            raise StreamClosedError(f"mplex stream {stream_id}: write after close")
-        flag = _MSG_I if outbound else _MSG_R
+            raise StreamClosedError(f"mplex stream {st.wire_id}: write after close")
         n = len(data)
         if n == 0:
-            return
+            return 0
+        flag = _MSG_I if st.outbound else _MSG_R
         chunk = self.config.write_chunk_size
         if n <= chunk:
-            self._queue(stream_id, flag, bytes(data))
-            return
+            self._queue(st.wire_id, flag, bytes(data))
+            return n
         view = memoryview(data)
         for start in range(0, n, chunk):
-            self._queue(stream_id, flag, bytes(view[start : start + chunk]))
+            self._queue(st.wire_id, flag, bytes(view[start : start + chunk]))
+        return n
 
-    def close_write(self, stream_id: int, outbound: bool) -> bool:
-        """Queue a Close (half close).  Idempotent; ignored for unknown streams.
-
-        Returns True when the stream has now left the table (both sides done).
-        """
-        st = self._streams.get((stream_id, outbound))
+    def close_write(self, stream_id: int) -> None:
+        """Queue a Close (half close).  Idempotent; ignored for unknown streams."""
+        st = self._streams.get(stream_id)
         if st is None or self._closed:
-            return True
+            return
         if not st.write_closed:
             st.write_closed = True
-            self._queue(stream_id, _CLOSE_I if outbound else _CLOSE_R)
-        return self._maybe_finish(st)
+            self._queue(st.wire_id, _CLOSE_I if st.outbound else _CLOSE_R)
+        self._maybe_finish(st)
 
-    def close_read(self, stream_id: int, outbound: bool) -> bool:
-        """Discard further data for the stream (mplex cannot tell the peer).
-
-        Returns True when the stream has now left the table.
-        """
-        st = self._streams.get((stream_id, outbound))
+    def close_read(self, stream_id: int) -> None:
+        """Discard further data for the stream (mplex cannot tell the peer)."""
+        st = self._streams.get(stream_id)
         if st is None:
-            return True
+            return
         st.read_discard = True
         self._total_buffered -= st.buffered
         st.buffered = 0
-        return self._maybe_finish(st)
+        self._maybe_finish(st)
 
-    def reset_stream(self, stream_id: int, outbound: bool) -> None:
-        """Queue a Reset and forget the stream.  Ignored for unknown streams."""
-        st = self._streams.get((stream_id, outbound))
+    def reset(self, stream_id: int, code: int = 0) -> None:
+        """Queue a Reset and forget the stream (mplex cannot carry ``code``).
+        Ignored for unknown streams."""
+        st = self._streams.get(stream_id)
         if st is None:
             return
         self._remove(st)
         if not self._closed:
-            self._queue(stream_id, _RESET_I if outbound else _RESET_R)
+            self._queue(st.wire_id, _RESET_I if st.outbound else _RESET_R)
 
-    def consumed(self, stream_id: int, outbound: bool, n: int) -> None:
-        """The application read ``n`` bytes of the stream: they no longer count
-        against its buffer cap.  Ignored for unknown streams."""
-        if n < 0:
-            raise LocalProtocolError("consumed() needs a non-negative byte count")
-        st = self._streams.get((stream_id, outbound))
+    def consumed(self, stream_id: int, n: int, now: float = 0.0) -> int:
+        """The application took (or dropped) ``n`` received bytes of the stream: they
+        no longer count against its buffer cap and their ``scope`` reservation is
+        released (also for a stream that already left the table, or after the
+        session closed: the bytes were reserved when they arrived).  Returns 0:
+        mplex grants no credit."""
+        if n <= 0:
+            if n < 0:
+                raise LocalProtocolError("consumed() needs a non-negative byte count")
+            return 0
+        self.scope.release_memory(n)
+        st = self._streams.get(stream_id)
         if st is not None:
             if n > st.buffered:
                 n = st.buffered
             st.buffered -= n
             self._total_buffered -= n
+        return 0
+
+    def mark_accepted(self, stream_id: int) -> None:
+        """The application took this inbound stream from the accept queue."""
+        st = self._streams.get(stream_id)
+        if st is not None and not st.accepted:
+            st.accepted = True
+            self._unaccepted -= 1
+
+    def go_away(self, code: int = 0) -> None:
+        """Refuse inbound streams from now on (mplex has no GoAway: nothing is sent)."""
+        self.going_away = True
 
     def close(self) -> None:
         """End the session locally (mplex has no GoAway; the shell closes the conn)."""
         self._closed = True
         self._streams.clear()
         self._num_inbound = 0
+        self._unaccepted = 0
         self._total_buffered = 0
 
     def _remove(self, st: _Stream) -> None:
-        if self._streams.pop((st.stream_id, st.outbound), None) is not None:
+        if self._streams.pop(st.stream_id, None) is not None:
             # Bytes of a stream that left the table can no longer grow; they are
             # the application's until it reads or drops the stream.
             self._total_buffered -= st.buffered
             st.buffered = 0
             if not st.outbound:
                 self._num_inbound -= 1
+                if not st.accepted:
+                    self._unaccepted -= 1
 
-    def _maybe_finish(self, st: _Stream) -> bool:
+    def _maybe_finish(self, st: _Stream) -> None:
         if st.write_closed and (st.remote_closed or st.read_discard):
             self._remove(st)
-            return True
-        return False
 
     # ------------------------------------------------------------------ input
 
-    def receive_data(self, data: bytes) -> list[Event]:
+    def receive_data(self, data: bytes, now: float | None = None) -> list[Event]:
         """Parse ``data`` and return the events it produces, in wire order.
 
         A peer error ends the list with :class:`SessionError`; after that (or
-        after :meth:`close`) the session ignores further input.
+        after :meth:`close`) the session ignores further input.  ``now`` is not used
+        (mplex has no timers).
         """
         if self._closed:
             return []
@@ -455,16 +464,16 @@ class Session:
         reader = self._reader
         try:
             parsed = reader.feed(data)
-            for stream_id, flag, payload in parsed:
-                self._on_frame(stream_id, flag, payload, events)
+            for wire, flag, payload in parsed:
+                self._on_frame(wire, flag, payload, events)
                 if self._closed:
                     return events
             if parsed and reader.buffered:
                 # The reader returns the frames before a malformed header and
                 # raises on the next call: surface such an error now rather
                 # than when (if ever) more bytes arrive.
-                for stream_id, flag, payload in reader.feed(b""):
-                    self._on_frame(stream_id, flag, payload, events)
+                for wire, flag, payload in reader.feed(b""):
+                    self._on_frame(wire, flag, payload, events)
                     if self._closed:
                         return events
         except ProtocolError as exc:
@@ -479,38 +488,40 @@ class Session:
         events.append(SessionError(error=exc))
 
     def _local_reset(self, st: _Stream, code: int, reason: str, events: list[Event]) -> None:
-        self.reset_stream(st.stream_id, st.outbound)
-        events.append(
-            StreamReset(stream_id=st.stream_id, outbound=st.outbound, remote=False, error_code=code, reason=reason)
-        )
+        self.reset(st.stream_id)
+        events.append(StreamReset(stream_id=st.stream_id, remote=False, error_code=code, reason=reason))
 
-    def _on_frame(self, stream_id: int, flag: int, payload: bytes, events: list[Event]) -> None:
+    def _refuse(self, wire: int, reason: str, events: list[Event]) -> None:
+        self._queue(wire, _RESET_R)
+        events.append(StreamRefused(stream_id=wire << 1, reason=reason))
+
+    def _on_frame(self, wire: int, flag: int, payload: bytes, events: list[Event]) -> None:
         if flag == _NEW:
-            key = (stream_id, False)
+            key = wire << 1
             if key in self._streams:
-                self._fail(FrameError(f"mplex NewStream for stream {stream_id}, which is already open"), events)
+                self._fail(FrameError(f"mplex NewStream for stream {wire}, which is already open"), events)
+                return
+            if self.going_away:
+                self._refuse(wire, "session is going away", events)
                 return
             if self._num_inbound >= self.config.max_inbound_streams:
-                self._queue(stream_id, _RESET_R)
-                events.append(
-                    StreamRefused(
-                        stream_id=stream_id,
-                        reason=f"too many inbound streams ({self.config.max_inbound_streams})",
-                    )
-                )
+                self._refuse(wire, f"too many inbound streams ({self.config.max_inbound_streams})", events)
                 return
-            self._streams[key] = _Stream(stream_id, False)
+            if self._unaccepted >= self.config.accept_backlog:
+                self._refuse(wire, f"accept backlog of {self.config.accept_backlog} is full", events)
+                return
+            self._streams[key] = _Stream(wire, False)
             self._num_inbound += 1
-            name = payload.decode("utf-8", "replace") if payload else ""
-            events.append(StreamOpened(stream_id=stream_id, outbound=False, name=name))
+            self._unaccepted += 1
+            events.append(StreamOpened(stream_id=key))
             return
         if flag > _RESET_I:
             self._fail(FrameError(f"mplex frame with unknown flag {flag}"), events)
             return
         # Receiver flags (odd) are sent by the side that did not open the stream,
-        # so they name a stream we opened.
-        outbound = bool(flag & 1)
-        st = self._streams.get((stream_id, outbound))
+        # so they name a stream we opened (odd key).
+        key = (wire << 1) | (flag & 1)
+        st = self._streams.get(key)
         if st is None:
             self.unknown_stream_frames += 1
             return
@@ -521,33 +532,29 @@ class Session:
             n = len(payload)
             if st.read_discard or n == 0:
                 return
-            if st.buffered + n > self.config.max_stream_buffer_size:
-                self._local_reset(
-                    st,
-                    RESET_CODE_RESOURCE_LIMIT,
-                    f"receive buffer over {self.config.max_stream_buffer_size} bytes (reader too slow)",
-                    events,
-                )
-                return
-            if self._total_buffered + n > self.config.max_session_buffer_size:
-                self._local_reset(
-                    st,
-                    RESET_CODE_RESOURCE_LIMIT,
-                    f"session receive buffers over {self.config.max_session_buffer_size} bytes",
-                    events,
-                )
+            cfg = self.config
+            why = None
+            if st.buffered + n > cfg.max_stream_buffer_size:
+                why = f"receive buffer over {cfg.max_stream_buffer_size} bytes (reader too slow)"
+            elif self._total_buffered + n > cfg.max_session_buffer_size:
+                why = f"session receive buffers over {cfg.max_session_buffer_size} bytes"
+            else:
+                try:
+                    self.scope.reserve_memory(n)
+                except ResourceLimitExceeded as exc:
+                    why = f"memory limit: {exc}"
+            if why is not None:
+                self._local_reset(st, RESET_CODE_RESOURCE_LIMIT, why, events)
                 return
             st.buffered += n
             self._total_buffered += n
-            events.append(DataReceived(stream_id=stream_id, outbound=outbound, data=payload))
+            events.append(DataReceived(stream_id=key, data=payload))
         elif flag <= _CLOSE_I:
             if st.remote_closed:
                 return
             st.remote_closed = True
-            events.append(StreamHalfClosed(stream_id=stream_id, outbound=outbound))
+            events.append(StreamHalfClosed(stream_id=key))
             self._maybe_finish(st)
         else:
             self._remove(st)
-            events.append(
-                StreamReset(stream_id=stream_id, outbound=outbound, remote=True, error_code=RESET_CODE_NONE, reason="reset by peer")
-            )
+            events.append(StreamReset(stream_id=key, error_code=RESET_CODE_NONE))

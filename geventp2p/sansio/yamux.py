@@ -1,4 +1,6 @@
-"""Sans-I/O yamux session — ``/yamux/1.0.0`` (reference §8).
+"""Sans-I/O yamux session — ``/yamux/1.0.0``
+(https://github.com/libp2p/specs/blob/master/yamux/README.md and
+https://github.com/hashicorp/yamux/blob/master/spec.md).
 
 Bytes go in through :meth:`Session.receive_data`, protocol facts come out as a
 list of events, and the bytes for the wire are drained with
@@ -6,7 +8,7 @@ list of events, and the bytes for the wire are drained with
 Time is always passed in (``now``, monotonic seconds); no sockets, greenlets,
 clocks or logging here.
 
-Wire summary (§8.1): 12-byte big-endian header ``version(0) type flags(u16)
+Wire summary: 12-byte big-endian header ``version(0) type flags(u16)
 stream_id(u32) length(u32)``; only Data frames carry a body of ``length`` bytes.
 Types: 0 Data, 1 WindowUpdate, 2 Ping, 3 GoAway.  Flags: SYN 1, ACK 2, FIN 4, RST 8.
 
@@ -16,14 +18,22 @@ Policies (decisions, with the implementation they follow):
   (go/js style).  Data may follow before the ACK.  The client (connection
   initiator) uses odd ids from 1, the server even ids from 2.
 * Accepting: an inbound SYN is ACKed at once with ``WindowUpdate|ACK`` delta 0
-  (go-libp2p accepts immediately; reference §20 item 15).  The session counts
+  (go-libp2p accepts immediately, so a stream opened by a peer that waits for the
+  ACK never stalls).  The session counts
   streams the application has not taken yet (``mark_accepted``); past
   ``accept_backlog`` such streams, or past ``max_inbound_streams`` live inbound
   streams, or after we sent GoAway, the SYN is refused with ``RST`` (code
-  0x1002 "resource limit exceeded"; §18) and a :class:`StreamRefused` event.
-* Flow control (§8.5): 256 KiB initial window each way (fixed, not
+  0x1002 "resource limit exceeded", a go-libp2p stream error code) and a
+  :class:`StreamRefused` event.
+* ACK backlog (outbound): at most ``max_ack_backlog`` (go: 256) streams we opened
+  may wait for the remote's ACK.  :meth:`Session.open_stream` past that raises
+  ``LocalProtocolError``; a shell that wants to wait claims a slot with
+  :meth:`Session.reserve_open` (False while the backlog is full; retry after a
+  :class:`StreamAcked` or :class:`StreamReset` event) and then calls
+  ``open_stream(reserved=True)``, or gives the slot back with :meth:`Session.release_open`.
+* Flow control: 256 KiB initial window each way (fixed, not
   configurable); updates follow the application's reads
-  (:meth:`stream_read`), sent once half the window is free; the window doubles
+  (:meth:`consumed`), sent once half the window is free; the window doubles
   (auto-tuning, up to ``max_window_size``) when updates come faster than 4 RTT.
   Each growth reserves memory in the ``scope`` first (refused -> no growth);
   a stream's reservations are released when it leaves the table.
@@ -39,22 +49,29 @@ Policies (decisions, with the implementation they follow):
   rust; js sends 2), SYN for a stream id in use, data beyond the
   receive window (judged from the Data header, before the body is buffered), a
   WindowUpdate overflowing 2**32-1.
-* Frames other than SYN for unknown or forgotten streams are ignored (§20 item 17).
+* Frames other than SYN for unknown or forgotten streams are ignored (normal after
+  races: the remote may send before it sees our RST).
   Data after the remote's FIN is dropped (the window is still accounted).
-* Ping (§8.6): every SYN ping is answered with an ACK carrying the same value
+* Ping: every SYN ping is answered with an ACK carrying the same value
   (at most ``max_ping_backlog`` answers queued at a time); we never send
   unsolicited ACKs; at most one ping of ours is outstanding; ACKs that do not
   match it are ignored.  Keepalive: a ping after ``keepalive_interval`` without
   any received frame; unanswered after ``ping_timeout`` -> :class:`SessionError`
   with a ``P2PTimeoutError`` and no GoAway (go).  An unanswered RTT/user ping is
   just dropped.  ``rtt_interval`` re-measures the RTT (go: 30 s).
-* GoAway (§8.7): a received GoAway (any code; codes > 2 are go-libp2p reasons)
+* GoAway: a received GoAway (any code; codes > 2 are go-libp2p reasons)
   ends the session: :class:`GoAwayReceived`, later frames are ignored.
   :meth:`go_away` queues ours once; afterwards inbound SYNs are refused.
 * A stream leaves the table when reset (either side), when both FINs were
   exchanged, or when our FIN was sent and :meth:`Session.close_read` was called
-  (go-yamux; later data for it is ignored, without credit).  Calls naming a stream no longer in the table are ignored, except
-  :meth:`send_data` (``StreamClosedError``).  Calls on a finished session raise
+  (go-yamux; later data for it is ignored, without credit).  Calls naming a
+  stream no longer in the table are ignored, except :meth:`send_data`
+  (``StreamClosedError``).
+
+The verbs and the shared events (:class:`StreamOpened`, :class:`DataReceived`,
+:class:`StreamHalfClosed`, :class:`StreamReset`, :class:`StreamRefused`,
+:class:`GoAwayReceived`, :class:`SessionError`) are those of every muxer core
+(:mod:`geventp2p.sansio._mux`); the yamux-only events are defined here.  Calls on a finished session raise
   ``ConnectionClosedError``.
 """
 
@@ -62,10 +79,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
-from typing import Union
+from typing import Any, Union
 
 from geventp2p._speedups import frames, window
-from geventp2p.core.rcmgr import NULL_SCOPE
+from geventp2p.core.rcmgr import NULL_SCOPE, ResourceScope
+from geventp2p.sansio._mux import (
+    DataReceived,
+    GoAwayReceived,
+    SessionError,
+    StreamHalfClosed,
+    StreamOpened,
+    StreamRefused,
+    StreamReset,
+    StreamTable,
+    check_positive_ints,
+)
 from geventp2p.exceptions import (
     ConfigError,
     ConnectionClosedError,
@@ -157,7 +185,7 @@ class YamuxConfig:
         manager this is the only cap, so the default is generous (16384: the demo's
         5,000 and the 10,000-stream acceptance test fit) while still bounding the table.
     ``max_ack_backlog``
-        (shell) Un-ACKed outbound streams before ``open_stream`` blocks (go 256).
+        Un-ACKed outbound streams before ``open_stream`` must wait (go 256).
     ``enable_keepalive`` / ``keepalive_interval`` / ``ping_timeout``
         Ping after this long without receiving anything; close if unanswered (go 30 s / 10 s).
     ``rtt_interval``
@@ -193,7 +221,7 @@ class YamuxConfig:
     write_batch_size: int = 1 * MiB
 
     def __post_init__(self) -> None:
-        for name in (
+        check_positive_ints(self, (
             "max_window_size",
             "max_frame_body",
             "accept_backlog",
@@ -203,10 +231,7 @@ class YamuxConfig:
             "max_send_buffer_size",
             "frames_per_yield",
             "write_batch_size",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"YamuxConfig.{name} must be a positive int, got {value!r}")
+        ))
         if not INITIAL_WINDOW <= self.max_window_size <= U32_MAX:
             raise ConfigError(
                 f"YamuxConfig.max_window_size must be in {INITIAL_WINDOW}..{U32_MAX}, "
@@ -230,48 +255,10 @@ class YamuxConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class StreamOpened:
-    """The remote opened a stream (we already queued the ACK)."""
-
-    stream_id: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamRefused:
-    """The remote tried to open a stream we could not take; we reset it."""
-
-    stream_id: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class StreamAcked:
     """The remote acknowledged a stream we opened."""
 
     stream_id: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DataReceived:
-    """Bytes for one stream; report them with :meth:`Session.stream_read` once consumed."""
-
-    stream_id: int
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamHalfClosed:
-    """The remote sent FIN: EOF after the buffered data."""
-
-    stream_id: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamReset:
-    """The remote reset the stream with ``error_code`` (libp2p stream code)."""
-
-    stream_id: int
-    error_code: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -296,23 +283,6 @@ class PongReceived:
     opaque: int
     sent_at: float
     rtt: float | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GoAwayReceived:
-    """The remote ends the session with ``error_code`` (0 normal, 1 protocol, 2 internal,
-    0x1000+ go-libp2p reasons).  The session is over."""
-
-    error_code: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionError:
-    """The session is over because of ``error``: a remote protocol violation (we queued
-    GoAway(``go_away_code``)) or an unanswered keepalive (``go_away_code`` None)."""
-
-    error: Exception
-    go_away_code: int | None
 
 
 Event = Union[
@@ -349,7 +319,7 @@ class _Stream:
         self.remote_fin = False
         self.read_closed = False  # the application discards further data (close_read)
         self.reserved = 0  # memory reserved in the scope for window growth
-        self.sender = None  # frames.YamuxStreamSender, made on demand
+        self.sender: Any = None  # frames.YamuxStreamSender, made on demand
 
 
 _PING_USER = 0
@@ -357,10 +327,12 @@ _PING_KEEPALIVE = 1
 _PING_RTT = 2
 
 
-class Session:
+class Session(StreamTable):
     """One yamux session (one side of one connection)."""
 
-    def __init__(self, config: YamuxConfig | None = None, is_initiator: bool = True, scope=NULL_SCOPE) -> None:
+    def __init__(
+        self, config: YamuxConfig | None = None, is_initiator: bool = True, scope: ResourceScope = NULL_SCOPE
+    ) -> None:
         self.config = config = config if config is not None else YamuxConfig()
         self.is_initiator = is_initiator
         self.scope = scope
@@ -370,6 +342,7 @@ class Session:
         self._num_inbound = 0
         self._unaccepted = 0
         self._unacked = 0
+        self._open_reserved = 0  # ACK-backlog slots claimed by reserve_open()
         self._out = frames.YamuxWriteBuffer(config.max_frame_body)
         self._reader = frames.YamuxFrameReader(config.max_window_size)
         self._frame_body = config.max_frame_body
@@ -388,17 +361,9 @@ class Session:
         self._started = False
         self._last_rx = 0.0
         self._rx_seen = False  # frames received since the last timer check (no `now` given)
-        self._next_rtt = None
+        self._next_rtt: float | None = None
 
     # ------------------------------------------------------------------ introspection
-
-    @property
-    def num_streams(self) -> int:
-        return len(self._streams)
-
-    @property
-    def num_inbound_streams(self) -> int:
-        return self._num_inbound
 
     @property
     def unacked_outbound(self) -> int:
@@ -410,16 +375,13 @@ class Session:
         return self._out.nbytes
 
     @property
-    def write_buffer(self):
+    def write_buffer(self) -> Any:
         """The outbound ``frames.YamuxWriteBuffer`` (shells may read its ``nbytes``)."""
         return self._out
 
     @property
     def ping_outstanding(self) -> int | None:
         return self._ping_opaque
-
-    def has_stream(self, stream_id: int) -> bool:
-        return stream_id in self._streams
 
     def stream_ids(self) -> list[int]:
         return list(self._streams)
@@ -452,7 +414,7 @@ class Session:
             return b""
         return bytes(out[0]) if len(out) == 1 else b"".join(out)
 
-    def buffers_to_send(self) -> list:
+    def buffers_to_send(self) -> list[Any]:
         """Drain everything queued for the wire as a list of buffers (for writev)."""
         self._ping_answers = 0
         return self._out.drain()
@@ -474,21 +436,56 @@ class Session:
         if self.config.initial_ping and not self.closed:
             self._ping(now, _PING_RTT)
 
-    def open_stream(self) -> int:
-        """Allocate the next stream id and queue its SYN (WindowUpdate|SYN, delta 0)."""
+    def reserve_open(self) -> bool:
+        """Claim one slot of the ACK backlog for a coming ``open_stream(reserved=True)``.
+
+        False while ``max_ack_backlog`` streams we opened (plus the slots already
+        claimed) wait for their ACK: retry after :class:`StreamAcked` or
+        :class:`StreamReset` (go-yamux's ``OpenStream`` waits the same way).
+        """
+        if self._unacked + self._open_reserved >= self.config.max_ack_backlog:
+            return False
+        self._open_reserved += 1
+        return True
+
+    def release_open(self) -> None:
+        """Give back a slot claimed with :meth:`reserve_open` without opening a stream."""
+        if self._open_reserved:
+            self._open_reserved -= 1
+
+    @property
+    def ack_backlog_full(self) -> bool:
+        """True while :meth:`open_stream` without a reserved slot would be refused."""
+        return self._unacked + self._open_reserved >= self.config.max_ack_backlog
+
+    def open_stream(self, reserved: bool = False) -> int:
+        """Allocate the next stream id and queue its SYN (WindowUpdate|SYN, delta 0).
+
+        ``reserved``: use a slot claimed with :meth:`reserve_open`.  Without one, a
+        full ACK backlog raises ``LocalProtocolError``.
+        """
         self._check_open()
         if self.go_away_sent is not None:
             raise LocalProtocolError("cannot open a stream after sending GoAway")
+        if reserved:
+            if not self._open_reserved:
+                raise LocalProtocolError("yamux: open_stream(reserved=True) without reserve_open()")
+        elif self._unacked + self._open_reserved >= self.config.max_ack_backlog:
+            raise LocalProtocolError(
+                f"yamux: {self.config.max_ack_backlog} opened streams wait for their ACK (ACK backlog full)"
+            )
         sid = self._next_id
         if sid > U32_MAX:
             raise LocalProtocolError("yamux stream ids exhausted")
+        if reserved:
+            self._open_reserved -= 1
         self._next_id = sid + 2
         self._streams[sid] = _Stream(sid, True, self._max_window)
         self._unacked += 1
         self._queue(_WU, _SYN, sid, 0)
         return sid
 
-    def send_data(self, stream_id: int, data) -> int:
+    def send_data(self, stream_id: int, data: bytes | memoryview) -> int:
         """Queue as much of ``data`` as the send window allows; return how many bytes."""
         if self.closed:
             self._check_open()
@@ -503,11 +500,11 @@ class Session:
             self._out.data(stream_id, data, n)
         return n
 
-    def sender(self, stream_id: int):
+    def sender(self, stream_id: int) -> Any:
         """The stream's send path as one object, for shells that write often:
         ``sender(sid).send(data, max_buffered) -> n`` does what :meth:`send_data` does
         (credit, then queue), bounded by ``max_buffered`` queued wire bytes.  It is
-        valid while the stream is open for writing here: after ``send_fin`` / ``send_reset``
+        valid while the stream is open for writing here: after ``close_write`` / ``reset``
         / the stream being forgotten / session close, ``send`` raises."""
         self._check_open()
         st = self._streams.get(stream_id)
@@ -518,7 +515,7 @@ class Session:
             snd = st.sender = frames.YamuxStreamSender(st.window, self._out, stream_id)
         return snd
 
-    def send_fin(self, stream_id: int) -> None:
+    def close_write(self, stream_id: int) -> None:
         """Half-close our side (WindowUpdate|FIN).  Ignored for unknown streams."""
         self._check_open()
         st = self._streams.get(stream_id)
@@ -537,7 +534,7 @@ class Session:
         Later data is credited back at once (the remote never stalls) and not
         reported.  Once our FIN is sent too, the stream is forgotten (go-yamux), and
         data arriving after that is ignored.  Report data the application had
-        buffered with :meth:`stream_read` as usual.  Ignored for unknown streams.
+        buffered with :meth:`consumed` as usual.  Ignored for unknown streams.
         """
         if self.closed:
             return
@@ -548,7 +545,7 @@ class Session:
         if st.local_fin:
             self._forget(st)
 
-    def send_reset(self, stream_id: int, code: int = 0) -> None:
+    def reset(self, stream_id: int, code: int = 0) -> None:
         """Reset the stream (WindowUpdate|RST, length = error code) and forget it."""
         if not 0 <= code <= U32_MAX:
             raise LocalProtocolError(f"reset code must fit in u32, got {code!r}")
@@ -567,7 +564,7 @@ class Session:
             st.accepted = True
             self._unaccepted -= 1
 
-    def stream_read(self, stream_id: int, n: int, now: float, rtt: float | None = None) -> int:
+    def consumed(self, stream_id: int, n: int, now: float = 0.0, rtt: float | None = None) -> int:
         """The application consumed ``n`` received bytes; maybe queue a WindowUpdate.
 
         Returns the credit granted (0 if no update was due).  ``rtt`` defaults to the
@@ -645,7 +642,7 @@ class Session:
                 self.scope.release_memory(st.reserved)
                 st.reserved = 0
         self._streams.clear()
-        self._num_inbound = self._unaccepted = self._unacked = 0
+        self._num_inbound = self._unaccepted = self._unacked = self._open_reserved = 0
 
     def _forget(self, st: _Stream) -> None:
         del self._streams[st.stream_id]
@@ -667,7 +664,7 @@ class Session:
         """The next time :meth:`handle_timer` has work, or None."""
         if self.closed or not self._started:
             return None
-        cands = []
+        cands: list[float] = []
         if self._ping_opaque is not None:
             cands.append(self._ping_sent_at + self.config.ping_timeout)
         else:
@@ -742,7 +739,7 @@ class Session:
             return events
         return self._on_frames(frame_list, now, events)
 
-    def _on_frames(self, frame_list: list, now: float | None, events: list) -> list[Event]:
+    def _on_frames(self, frame_list: list[Any], now: float | None, events: list[Event]) -> list[Event]:
         if frame_list:
             if now is not None:
                 self._last_rx = now
@@ -838,7 +835,7 @@ class Session:
             self._check_partial(events)
         return events
 
-    def _check_partial(self, events: list) -> None:
+    def _check_partial(self, events: list[Event]) -> None:
         """A Data frame's header arrived but not all of its body: reject a body larger
         than the stream's receive window now, before up to ``max_window_size`` bytes of
         it are buffered (a hostile peer could otherwise make us hold that much)."""
@@ -856,7 +853,7 @@ class Session:
                 f"received {r.partial_length} bytes, window {allowed} (stream {sid}, seen in the header)"
             ), events)
 
-    def _on_syn(self, sid: int, events: list) -> _Stream | None:
+    def _on_syn(self, sid: int, events: list[Event]) -> _Stream | None:
         if (sid & 1) != self._remote_parity:
             self._fail(RemoteProtocolError(
                 f"yamux: SYN for stream {sid} with our parity (both endpoints are "
@@ -886,7 +883,7 @@ class Session:
         events.append(StreamOpened(stream_id=sid))
         return st
 
-    def _fail(self, exc: Exception, events: list) -> None:
+    def _fail(self, exc: Exception, events: list[Event]) -> None:
         code = int(GoAwayCode.PROTOCOL_ERROR)
         sent = None
         if self.go_away_sent is None:

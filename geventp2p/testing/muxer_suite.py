@@ -455,6 +455,39 @@ def check_slow_reader_does_not_stall_others(
         group.kill()
 
 
+def check_close_codes_and_session_errors(client, server, **_):
+    """The shared shell: ``close(code)`` on every muxer (GoAway where the protocol has
+    one), ``error`` None after a clean local close and a typed ``ConnectionClosedError``
+    on the side that did not close, a stream that got data + FIN before the end still
+    readable, ``wait_closed``."""
+    s = client.open_stream()
+    s.write(b"last words")
+    s.close_write()
+    r = server.accept_stream(timeout=5)
+    assert _read_all(r, timeout=5) == b"last words"
+    keep = server.open_stream()
+    keep.write(b"bye")
+    keep.close_write()
+    t = client.accept_stream(timeout=5)
+    _deadline = time.monotonic() + 5
+    while not t.read_eof and time.monotonic() < _deadline:
+        gevent.sleep(0.005)
+    assert t.read_eof
+    client.close(0x1000)
+    assert client.closed and client.wait_closed(timeout=5)
+    assert client.error is not None and isinstance(client.error, ConnectionClosedError)
+    assert server.wait_closed(timeout=5) and server.closed
+    assert isinstance(server.error, ConnectionClosedError) and server.error.remote
+    assert _read_all(t, timeout=5) == b"bye"  # data + FIN arrived before the end
+    try:
+        server.accept_stream(timeout=1)
+    except ConnectionClosedError:
+        pass
+    else:
+        raise AssertionError("accept_stream on a closed session did not raise")
+    client.close()  # idempotent
+
+
 def check_close_resets_open_streams(client, server, **_):
     s = client.open_stream()
     s.write(b"x")
@@ -574,6 +607,9 @@ class MuxerConformance:
 
     def test_close_resets_open_streams(self):
         self._run(check_close_resets_open_streams)
+
+    def test_close_codes_and_session_errors(self):
+        self._run(check_close_codes_and_session_errors)
 
     def test_stream_left_open(self):
         self._run(check_stream_left_open)

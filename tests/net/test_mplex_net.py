@@ -257,7 +257,7 @@ def test_unread_is_not_double_counted(pair):
     t.unread(b"56789")
     assert t.read() == b"56789"
     assert pair.scope_b.memory == 0
-    assert pair.b._session.buffered(t.id, False) == 0
+    assert pair.b._session.buffered(t._key) == 0
     s.write(b"abc")
     assert t.read_exactly(3) == b"abc"
     assert pair.scope_b.memory == 0

@@ -13,6 +13,9 @@ from geventp2p.sansio.mplex import (
     StreamHalfClosed,
     StreamOpened,
     StreamReset,
+    is_outbound,
+    stream_key as k,
+    wire_id,
 )
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -35,7 +38,7 @@ def run_script(script, cfg):
     closed, reset = set(), set()
     for op in script:
         if op[0] == "open":
-            sent[a.open_stream()] = bytearray()
+            sent[wire_id(a.open_stream())] = bytearray()
             continue
         live = [i for i in sent if i not in reset]
         if not live:
@@ -44,13 +47,13 @@ def run_script(script, cfg):
         if op[0] == "send":
             if sid in closed:
                 continue
-            a.send_data(sid, True, op[2])
+            a.send_data(k(sid, True), op[2])
             sent[sid] += op[2]
         elif op[0] == "close":
-            a.close_write(sid, True)
+            a.close_write(k(sid, True))
             closed.add(sid)
         else:
-            a.reset_stream(sid, True)
+            a.reset(k(sid, True))
             reset.add(sid)
     return a.data_to_send(), sent, closed, reset
 
@@ -83,19 +86,19 @@ def test_round_trip_per_stream(script):
     got: dict[int, bytearray] = {}
     half, was_reset = set(), set()
     for ev in b.receive_data(wire):
-        assert ev.outbound is False
+        assert not is_outbound(ev.stream_id)
+        wid = wire_id(ev.stream_id)
         if isinstance(ev, StreamOpened):
-            assert ev.name == str(ev.stream_id)
-            got[ev.stream_id] = bytearray()
+            got[wid] = bytearray()
         elif isinstance(ev, DataReceived):
             assert 0 < len(ev.data) <= 50
-            got[ev.stream_id] += ev.data
-            b.consumed(ev.stream_id, False, len(ev.data))
+            got[wid] += ev.data
+            b.consumed(ev.stream_id, len(ev.data))
         elif isinstance(ev, StreamHalfClosed):
-            half.add(ev.stream_id)
+            half.add(wid)
         elif isinstance(ev, StreamReset):
             assert ev.remote
-            was_reset.add(ev.stream_id)
+            was_reset.add(wid)
         else:  # pragma: no cover - a failure
             raise AssertionError(ev)
     assert set(got) == set(sent)

@@ -1,4 +1,4 @@
-"""Sans-I/O yamux session: byte vectors (reference §8.3), state, violations, ping, limits."""
+"""Sans-I/O yamux session: byte vectors (the yamux spec's frames), state, violations, ping, limits."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def h(s: str) -> bytes:
     return bytes.fromhex(s.replace(" ", ""))
 
 
-# reference §8.3 frame catalogue (stream 1)
+# frame catalogue of the yamux spec (stream 1)
 OPEN = h("00 01 0001 00000001 00000000")
 ACCEPT = h("00 01 0002 00000001 00000000")
 DATA5 = h("00 00 0000 00000001 00000005")
@@ -80,9 +80,9 @@ def test_vector_open_data_fin_reset():
     assert c.data_to_send() == OPEN
     assert c.send_data(1, b"hello") == 5
     assert c.data_to_send() == DATA5 + b"hello"
-    c.send_fin(1)
+    c.close_write(1)
     assert c.data_to_send() == FIN
-    c.send_reset(1)
+    c.reset(1)
     assert c.data_to_send() == RST
     assert not c.has_stream(1)
 
@@ -91,7 +91,7 @@ def test_vector_reset_with_code():
     c = client()
     c.open_stream()
     c.data_to_send()
-    c.send_reset(1, 0x1001)
+    c.reset(1, 0x1001)
     assert c.data_to_send() == RST_1001
 
 
@@ -169,10 +169,10 @@ def test_pair_round_trip_and_half_close_both_ways():
     p.client.send_data(sid, b"ping")
     assert p.to_server() == [StreamOpened(stream_id=sid), DataReceived(stream_id=sid, data=b"ping")]
     assert p.to_client() == [StreamAcked(stream_id=sid)]
-    p.client.send_fin(sid)
+    p.client.close_write(sid)
     assert p.to_server() == [StreamHalfClosed(stream_id=sid)]
     p.server.send_data(sid, b"pong")
-    p.server.send_fin(sid)
+    p.server.close_write(sid)
     assert not p.server.has_stream(sid)  # both FINs: forgotten
     assert p.to_client() == [DataReceived(stream_id=sid, data=b"pong"), StreamHalfClosed(stream_id=sid)]
     assert not p.client.has_stream(sid)
@@ -204,8 +204,8 @@ def test_send_data_respects_window_and_splits_frames():
     assert got == data[:n]
     assert max(len(e.data) for e in ev if isinstance(e, DataReceived)) == 1000
     # no credit until the application reads half the window
-    assert p.server.stream_read(sid, 1000, now=1.0) == 0
-    delta = p.server.stream_read(sid, n - 1000, now=1.0)
+    assert p.server.consumed(sid, 1000, now=1.0) == 0
+    delta = p.server.consumed(sid, n - 1000, now=1.0)
     assert delta == n
     ev = p.to_client()
     assert WindowUpdated(stream_id=sid, delta=n) in ev
@@ -223,18 +223,18 @@ def test_window_autotune_grows_with_memory_reserved_and_released():
     # first update: never grows
     p.client.send_data(sid, b"x" * half)
     p.to_server()
-    assert p.server.stream_read(sid, half, now, rtt) == half
+    assert p.server.consumed(sid, half, now, rtt) == half
     assert p.server.window_target(sid) == y.INITIAL_WINDOW
     # second update within 4 rtt: doubles, memory reserved
     now += 0.5
     p.to_client()
     p.client.send_data(sid, b"x" * half)
     p.to_server()
-    delta = p.server.stream_read(sid, half, now, rtt)
+    delta = p.server.consumed(sid, half, now, rtt)
     assert p.server.window_target(sid) == 2 * y.INITIAL_WINDOW
     assert delta == half + y.INITIAL_WINDOW
     assert scope.memory == y.INITIAL_WINDOW
-    p.server.send_reset(sid)
+    p.server.reset(sid)
     assert scope.memory == 0
 
 
@@ -251,7 +251,7 @@ def test_window_growth_refused_by_scope():
         p.to_client()
         p.client.send_data(sid, b"x" * half)
         p.to_server()
-        assert p.server.stream_read(sid, half, now=i * 0.1, rtt=1.0) == half
+        assert p.server.consumed(sid, half, now=i * 0.1, rtt=1.0) == half
     assert p.server.window_target(sid) == y.INITIAL_WINDOW
     assert scope.memory == 0
 
@@ -265,7 +265,7 @@ def test_window_grows_to_max_only():
         tgt = p.server.window_target(sid)
         sent = p.client.send_data(sid, b"z" * tgt)
         p.to_server()
-        p.server.stream_read(sid, sent, now=i * 0.01, rtt=1.0)
+        p.server.consumed(sid, sent, now=i * 0.01, rtt=1.0)
     assert p.server.window_target(sid) == 3 * y.INITIAL_WINDOW
     assert p.server.scope.memory == 2 * y.INITIAL_WINDOW
     p.server.close()
@@ -278,7 +278,7 @@ def test_close_read_style_discard_credits():
     p.client.send_data(sid, b"a" * y.INITIAL_WINDOW)
     p.to_server()
     assert p.client.send_window(sid) == 0
-    p.server.stream_read(sid, y.INITIAL_WINDOW, now=0.0)
+    p.server.consumed(sid, y.INITIAL_WINDOW, now=0.0)
     p.to_client()
     assert p.client.send_window(sid) == y.INITIAL_WINDOW
 
@@ -286,14 +286,14 @@ def test_close_read_style_discard_credits():
 def test_send_after_fin_and_unknown_stream():
     c = client()
     sid = c.open_stream()
-    c.send_fin(sid)
+    c.close_write(sid)
     with pytest.raises(StreamClosedError):
         c.send_data(sid, b"x")
     with pytest.raises(StreamClosedError):
         c.send_data(99, b"x")
-    c.send_reset(99)  # ignored
-    c.send_fin(99)  # ignored
-    assert c.stream_read(99, 5, now=0.0) == 0
+    c.reset(99)  # ignored
+    c.close_write(99)  # ignored
+    assert c.consumed(99, 5, now=0.0) == 0
 
 
 def test_sender_matches_send_data_and_closes_with_the_stream():
@@ -309,11 +309,11 @@ def test_sender_matches_send_data_and_closes_with_the_stream():
     ev = p.to_server()
     assert b"".join(e.data for e in ev if isinstance(e, DataReceived)) == data[:n]
     # a bound on queued bytes: at most (bound - queued) body bytes are taken
-    p.server.stream_read(sid, n, now=1.0)
+    p.server.consumed(sid, n, now=1.0)
     p.to_client()
     assert snd.send(data[n:], 100) == 100 and snd.blocked_on_buffer(100)
     assert snd.send(data[n:], 100) == 0
-    p.client.send_fin(sid)
+    p.client.close_write(sid)
     assert not snd.open
     with pytest.raises(StreamClosedError):
         snd.send(b"x", 1 << 30)
@@ -322,7 +322,7 @@ def test_sender_matches_send_data_and_closes_with_the_stream():
     # reset and session close end a sender too
     sid2 = p.client.open_stream()
     snd2 = p.client.sender(sid2)
-    p.client.send_reset(sid2)
+    p.client.reset(sid2)
     assert not snd2.open
     sid3 = p.client.open_stream()
     snd3 = p.client.sender(sid3)
@@ -371,7 +371,7 @@ def test_frames_for_forgotten_stream_ignored():
     p = SessionPair()
     sid = p.client.open_stream()
     p.to_server()
-    p.server.send_reset(sid)
+    p.server.reset(sid)
     p.to_client()
     assert not p.client.has_stream(sid)
     assert p.client.receive_data(DATA5 + b"hello" + GRANT_128K + FIN) == []
@@ -578,7 +578,7 @@ def test_max_inbound_streams_refusal():
         s.mark_accepted(sid)
     ev = s.receive_data(h("00 01 0001 00000007 00000000"))
     assert isinstance(ev[0], StreamRefused)
-    s.send_reset(1)
+    s.reset(1)
     assert s.receive_data(h("00 01 0001 00000009 00000000")) == [StreamOpened(stream_id=9)]
 
 
@@ -606,8 +606,31 @@ def test_ack_backlog_counter():
 def test_reset_while_unacked_decrements_backlog():
     c = client()
     sid = c.open_stream()
-    c.send_reset(sid)
+    c.reset(sid)
     assert c.unacked_outbound == 0
+
+
+def test_ack_backlog_policy_lives_in_the_session():
+    """go's rule: at most max_ack_backlog opened streams wait for their ACK; a shell that
+    waits claims slots with reserve_open() and opens with reserved=True."""
+    p = SessionPair(y.YamuxConfig(max_ack_backlog=2, initial_ping=False))
+    c = p.client
+    assert c.reserve_open() and c.reserve_open()
+    assert c.ack_backlog_full and not c.reserve_open()
+    with pytest.raises(LocalProtocolError):
+        c.open_stream()  # no slot of its own: the backlog is full
+    first = c.open_stream(reserved=True)
+    c.release_open()  # the second caller gave up
+    assert not c.ack_backlog_full
+    c.open_stream()
+    assert c.unacked_outbound == 2 and not c.reserve_open()
+    with pytest.raises(LocalProtocolError):
+        c.open_stream(reserved=True)  # nothing reserved
+    p.to_server()
+    ev = p.to_client()
+    assert [type(e) for e in ev].count(y.StreamAcked) == 2
+    assert c.unacked_outbound == 0 and c.reserve_open()
+    assert first == 1
 
 
 # --------------------------------------------------------------------------- config
@@ -662,7 +685,7 @@ def test_close_read_credits_automatically_then_forgets_after_fin():
         p.to_client()
     assert total > 4 * y.INITIAL_WINDOW
     assert p.server.num_inbound_streams == 1
-    p.server.send_fin(sid)
+    p.server.close_write(sid)
     assert not p.server.has_stream(sid)
     assert p.server.num_inbound_streams == 0
     assert p.to_client() == [StreamHalfClosed(stream_id=sid)]
@@ -674,7 +697,7 @@ def test_close_read_credits_automatically_then_forgets_after_fin():
 def test_fin_then_close_read_forgets():
     s = server()
     s.receive_data(OPEN)
-    s.send_fin(1)
+    s.close_write(1)
     assert s.has_stream(1)
     s.close_read(1)
     assert not s.has_stream(1)

@@ -27,10 +27,10 @@ def _script_bytes(ops) -> bytes:
             except y.StreamClosedError:
                 pass
         elif op == "fin":
-            c.send_fin(open_ids[arg % len(open_ids)])
+            c.close_write(open_ids[arg % len(open_ids)])
         elif op == "reset":
             sid = open_ids.pop(arg % len(open_ids))
-            c.send_reset(sid, arg)
+            c.reset(sid, arg)
         elif op == "ping":
             out.append(bytes.fromhex("000200010000000000") + bytes([arg % 256, 0, arg % 7]))
         out.append(c.data_to_send())
@@ -141,7 +141,7 @@ class WindowMachine(RuleBasedStateMachine):
         sid = ids[k % len(ids)]
         n = int(self.unread[i][sid] * frac)
         self.unread[i][sid] -= n
-        self.sides[i].stream_read(sid, n, self.now, rtt=0.05)
+        self.sides[i].consumed(sid, n, self.now, rtt=0.05)
 
     @rule(i=st.integers(0, 1), k=st.integers(0, 100))
     def close_read(self, i, k):
@@ -150,21 +150,21 @@ class WindowMachine(RuleBasedStateMachine):
             return
         sid = ids[k % len(ids)]
         # like the shell: buffered bytes are dropped and reported as consumed first
-        self.sides[i].stream_read(sid, self.unread[i].pop(sid), self.now, rtt=0.05)
+        self.sides[i].consumed(sid, self.unread[i].pop(sid), self.now, rtt=0.05)
         self.sides[i].close_read(sid)
 
     @rule(i=st.integers(0, 1), k=st.integers(0, 100))
     def fin(self, i, k):
         ids = self.sides[i].stream_ids()
         if ids:
-            self.sides[i].send_fin(ids[k % len(ids)])
+            self.sides[i].close_write(ids[k % len(ids)])
 
     @rule(i=st.integers(0, 1), k=st.integers(0, 100), code=st.integers(0, U32_MAX))
     def reset(self, i, k, code):
         ids = self.sides[i].stream_ids()
         if ids:
             sid = ids[k % len(ids)]
-            self.sides[i].send_reset(sid, code)
+            self.sides[i].reset(sid, code)
             self.unread[i].pop(sid, None)
 
     @rule(dt=st.floats(0.001, 1.0))

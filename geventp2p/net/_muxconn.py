@@ -1,0 +1,652 @@
+"""The gevent shell every stream muxer shares: :class:`MuxConn` and :class:`MuxStream`.
+
+A muxed connection is a sans-I/O core (:class:`geventp2p.sansio._mux.MuxSession`:
+yamux or mplex) driven by two greenlets.  Subclasses (``YamuxConn``, ``MplexConn``)
+supply only what their protocol adds; this module owns the rest:
+
+* one **reader** greenlet: ``conn.readinto`` (straight into the core's frame buffer,
+  when the core offers one) or ``conn.read`` -> ``session.receive_data`` -> wake the
+  streams.  It never writes to the connection: control frames go to the core's
+  outbound queue and the writer flushes them (a reader stuck behind a write is the
+  classic muxer deadlock, libp2p/go-yamux issue #7).  It lets other greenlets run
+  (``gevent.sleep(0)``) after a burst (``frames_per_yield`` events or
+  ``YIELD_BYTES`` bytes; without flow control, as in mplex, also within a read and
+  counted across reads), so one large read cannot starve thousands of streams,
+  and a stream's reader gets to consume before the next burst (a reader that never
+  yields lets one fast mplex sender pass a stream's buffer cap);
+* one **writer** greenlet: drains everything the core queued (frames of all streams,
+  window updates, pings) into few ``writev`` calls of at most ``write_batch_size``
+  bytes, each bounded by ``write_timeout`` when the protocol has one, and runs the
+  core's timers (``next_deadline`` / ``handle_timer``: keepalive, RTT);
+* **termination**, first error wins: remote EOF, a transport error, a protocol
+  violation, GoAway, a keepalive timeout or ``close()`` end the session once, with a
+  typed :class:`ConnectionClosedError` (``error``; its ``__cause__`` is the original
+  error).  Every stream fails with it, except that a stream whose remote FIN already
+  arrived keeps its buffered data and EOF (go-yamux ``forceClose``); blocked
+  ``accept_stream`` / ``open_stream`` calls fail; frames already queued are flushed
+  (bounded: ``CLOSE_FLUSH_TIMEOUT`` after ``close()``, ``GOAWAY_FLUSH_TIMEOUT`` after
+  a protocol error); then the connection is closed and ``wait_closed`` returns;
+* a failed connection **write** does not end the session at once: bytes the peer sent
+  before it went away may still be unread, so the reader drains them to EOF (at most
+  ``WRITE_FAILURE_DRAIN`` seconds) and streams that got their data and FIN stay
+  readable; writes and new streams fail from then on;
+* the **accept queue**: inbound streams wait for ``accept_stream``; the core refuses
+  streams past its ``accept_backlog`` (``mark_accepted`` counts the taken ones).
+
+Stream writes go straight into the core from the application's greenlet (no switch);
+they block only on the protocol's back-pressure (yamux's send window) or while
+``max_send_buffer_size`` bytes wait for the writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Any, Callable, ClassVar, Generic, TypeVar
+
+import gevent
+from gevent.event import Event
+
+from geventp2p.core.rcmgr import NULL_SCOPE, ResourceScope
+from geventp2p.exceptions import ConnectionClosedError, P2PError, P2PTimeoutError, StreamResetError
+from geventp2p.net._deadline import Deadline, timeout_scope
+from geventp2p.net.stream import INBOUND, OUTBOUND, Stream
+from geventp2p.sansio._mux import (
+    DataReceived,
+    GoAwayReceived,
+    MuxSession,
+    SessionError,
+    StreamHalfClosed,
+    StreamOpened,
+    StreamRefused,
+    StreamReset,
+)
+
+__all__ = ["MuxConn", "MuxStream", "CLOSE_FLUSH_TIMEOUT", "GOAWAY_FLUSH_TIMEOUT", "WRITE_FAILURE_DRAIN"]
+
+log = logging.getLogger(__name__)
+
+#: How long a protocol error waits for its GoAway to be written before closing.
+GOAWAY_FLUSH_TIMEOUT = 0.1
+#: How long ``close()`` waits for already-queued frames (data, FIN, GoAway) to be written.
+CLOSE_FLUSH_TIMEOUT = 1.0
+#: After a failed connection write, how long the reader may keep draining received data.
+WRITE_FAILURE_DRAIN = 5.0
+
+_monotonic = time.monotonic
+
+S = TypeVar("S", bound=MuxSession)
+T = TypeVar("T", bound="MuxStream")
+
+
+class MuxStream(Stream):
+    """A stream of a :class:`MuxConn`: the blocking API is :class:`Stream`'s; the hooks
+    hand each act to the core under the stream's session id (``_key``)."""
+
+    __slots__ = ("_mux", "_key")
+
+    def __init__(self, mux: "MuxConn[Any, Any]", key: int, stream_id: int, direction: str) -> None:
+        super().__init__(mux, stream_id, direction)
+        self._mux = mux
+        self._key = key
+
+    def _send_close_write(self) -> None:
+        mux = self._mux
+        if not mux._terminated:
+            mux._session.close_write(self._key)
+            mux._wake_writer.set()
+
+    def _send_reset(self, code: int) -> None:
+        mux = self._mux
+        if not mux._terminated:
+            mux._session.reset(self._key, code)
+            mux._wake_writer.set()
+
+    def _on_consumed(self, n: int) -> None:
+        # once per application read: one core call (yamux may grant window here)
+        mux = self._mux
+        if mux._session.consumed(self._key, n, _monotonic()):
+            mux._wake_writer.set()
+
+    def _on_close_read(self) -> None:
+        mux = self._mux
+        if not mux._terminated:
+            mux._session.close_read(self._key)
+
+    def _on_state_change(self) -> None:
+        if self.finished:
+            self._mux._forget(self)
+
+
+class MuxConn(Generic[S, T]):
+    """A running muxed session over one secured connection (the MuxedConn API).
+
+    Subclasses set ``NAME``, ``STREAM_CLASS`` and ``READ_SIZE``/``YIELD_BYTES``, create
+    the core and pass it to ``__init__``; they may override
+    :meth:`_open_session_stream` (yamux: the ACK backlog), :meth:`_on_event` (events only
+    their core has), :meth:`_after_flush` (how blocked writers are woken) and
+    :meth:`_on_terminate`.
+    """
+
+    NAME: ClassVar[str] = "mux"
+    #: Bytes asked of the connection per read.
+    READ_SIZE: ClassVar[int] = 256 * 1024
+    #: The reader yields to other greenlets after this many bytes read.
+    YIELD_BYTES: ClassVar[int] = 64 * 1024
+    #: How often the reader yields.  With flow control (yamux: a window bounds each
+    #: stream's unread bytes) it yields after a read of ``YIELD_BYTES`` or one that
+    #: gave ``frames_per_yield`` events.  Without (mplex) it yields after every
+    #: ``YIELD_BYTES`` counted across reads and every ``frames_per_yield`` events
+    #: within a read, so a stream's reader consumes before a fast sender passes the
+    #: stream's buffer cap.
+    FLOW_CONTROLLED: ClassVar[bool] = False
+    #: The core receives straight into its frame buffer (``receive_buffer``/``receive_into``).
+    RECEIVE_INTO: ClassVar[bool] = False
+    #: The stream class: ``STREAM_CLASS(conn, stream_id_in_the_core, direction)``.
+    STREAM_CLASS: ClassVar[Callable[..., Any]]
+
+    def __init__(
+        self,
+        conn: Any,
+        is_initiator: bool,
+        config: Any,
+        scope: ResourceScope,
+        session: S,
+        *,
+        write_timeout: float = 0.0,
+        write_batch_size: int = 1 << 30,
+        read_size: int | None = None,
+        max_pending_send: int | None = None,
+    ) -> None:
+        self.conn = conn
+        self.is_initiator = bool(is_initiator)
+        self.config = config
+        self.scope = scope
+        self._session: S = session
+        self._streams: dict[int, T] = {}
+        self._accept_queue: deque[T] = deque()
+        self._accept_event = Event()
+        self._wake_writer = Event()
+        # True from a fast-path write's wake-up until the writer clears the event (the
+        # event is set meanwhile): later writes skip the redundant set()
+        self._wake_pending = False
+        self._closed_event = Event()
+        self._blocked: dict[MuxStream, None] = {}  # streams whose writes wait for the writer, FIFO
+        self._flushes = 0  # writer flushes so far
+        self._error: Exception | None = None
+        self._clean_close = False
+        self._terminated = False
+        self._in_write = False
+        self._local_close = False  # close() was called: flush what is queued before closing
+        self._flush_timeout = CLOSE_FLUSH_TIMEOUT
+        self._force_closer: gevent.Greenlet | None = None
+        #: set when a connection write failed while the reader may still drain data
+        self._write_failure: ConnectionClosedError | None = None
+        self._drain_guard: gevent.Greenlet | None = None
+        self._max_send_buffer: int = config.max_send_buffer_size
+        self._frames_per_yield: int = config.frames_per_yield
+        self._write_timeout = write_timeout
+        # one scope, reused by the one writer greenlet (no allocation per flush)
+        self._write_scope = timeout_scope(write_timeout or None, f"{self.NAME}: a connection write")
+        self._write_batch_size = write_batch_size
+        self._read_size = read_size if read_size is not None else self.READ_SIZE
+        # queued bytes past which a peer that does not read what we send is dropped
+        self._max_pending_send = max_pending_send
+        self._reader = gevent.spawn(self._read_loop)
+        self._writer = gevent.spawn(self._write_loop)
+        if session.bytes_to_send:
+            self._wake_writer.set()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._terminated else "open"
+        role = "client" if self.is_initiator else "server"
+        return f"<{type(self).__name__} {role} streams={len(self._streams)} {state}>"
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def closed(self) -> bool:
+        return self._terminated
+
+    @property
+    def num_streams(self) -> int:
+        """Streams not yet finished (both directions closed) or reset."""
+        return len(self._streams)
+
+    @property
+    def error(self) -> Exception | None:
+        """Why the session ended: a :class:`ConnectionClosedError` whose ``__cause__`` is
+        the original error (None while open, or after a local ``close()`` with code 0)."""
+        return None if self._clean_close else self._error
+
+    def open_stream(self, timeout: float | None = None) -> T:
+        """Blocks the calling greenlet while the protocol makes opening wait (yamux: the
+        ACK backlog), then opens a stream (its SYN / NewStream is sent at once)."""
+        self._check_alive(write=True)
+        key = self._open_session_stream(timeout)
+        stream = self.STREAM_CLASS(self, key, OUTBOUND)
+        self._streams[key] = stream
+        self._wake_writer.set()
+        return stream
+
+    def accept_stream(self, timeout: float | None = None) -> T:
+        """Blocks the calling greenlet until the remote opens a stream.
+
+        Raises ConnectionClosedError once the session is over and no stream is left
+        to accept (a stream that arrived complete, data + FIN, just before the session
+        ended is still delivered: its data is readable), P2PTimeoutError on timeout.
+        """
+        deadline: Deadline | None = None
+        while True:
+            queue = self._accept_queue
+            while queue:
+                stream = queue.popleft()
+                err = stream._reset_error
+                if err is not None and (err.remote or self._terminated):
+                    # the remote gave up on it, or it died with the session: skip it.
+                    # (One this side reset, e.g. for a protocol violation, is handed
+                    # out: its reads raise that error.)
+                    continue
+                if not self._terminated:
+                    self._session.mark_accepted(stream._key)
+                return stream
+            self._check_alive()
+            self._accept_event.clear()
+            if deadline is None:
+                deadline = Deadline(timeout)
+            elif deadline.expired():
+                raise P2PTimeoutError(f"{self.NAME}: accept_stream timed out")
+            self._accept_event.wait(deadline.left())
+
+    def close(self, code: int = 0, *, timeout: float | None = None) -> None:
+        """Close the session: every stream fails with ``ConnectionClosedError``, the
+        connection is closed.
+
+        ``code`` 0 closes without GoAway (go ``Close``); another code sends GoAway(code)
+        first where the protocol has one (yamux; go ``CloseWithError``: 1 protocol,
+        2 internal, 0x1000+ go-libp2p reasons).  Frames already queued (data, FIN,
+        GoAway) are written first, for at most ``timeout`` (``CLOSE_FLUSH_TIMEOUT``).
+        Blocks the calling greenlet until both greenlets ended (bounded).  Idempotent.
+        """
+        flush = CLOSE_FLUSH_TIMEOUT if timeout is None else timeout
+        if not self._terminated:
+            if code:
+                self._session.go_away(code)
+            self._clean_close = not code
+            self._local_close = True
+            self._flush_timeout = flush
+            self._terminate(ConnectionClosedError(
+                f"{self.NAME} session closed locally", error_code=code, remote=False
+            ))
+        cur = gevent.getcurrent()
+        if cur is not self._reader and cur is not self._writer:
+            self.wait_closed(timeout=flush + 1.0)
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Blocks the calling greenlet until the session is over and both greenlets ended;
+        False if ``timeout`` passed first."""
+        deadline = Deadline(timeout)
+        if not self._closed_event.wait(timeout):
+            return False
+        cur = gevent.getcurrent()
+        left = [g for g in (self._reader, self._writer) if g is not cur]
+        gevent.joinall(left, timeout=deadline.left())
+        return all(g.dead for g in left)
+
+    def __enter__(self) -> "MuxConn[S, T]":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ subclass hooks
+
+    def _open_session_stream(self, timeout: float | None) -> int:
+        """Open a stream in the core and return its id (may block, within ``timeout``)."""
+        return self._session.open_stream()
+
+    def _on_event(self, ev: object) -> None:
+        """An event only this protocol's core has."""
+
+    def _after_flush(self) -> None:
+        """The writer flushed the queue and some writers wait: wake the ones blocked on
+        a full queue."""
+        blocked = self._blocked
+        if self._session.bytes_to_send < self._max_send_buffer:
+            self._blocked = {}
+            for stream in blocked:
+                stream._notify_writable()
+
+    def _on_terminate(self, error: ConnectionClosedError) -> None:
+        """The session just ended (streams already failed): fail protocol waiters."""
+
+    # ------------------------------------------------------------------ stream side
+
+    def _check_alive(self, write: bool = False) -> None:
+        if write and not self._terminated and self._write_failure is not None:
+            raise _copy(self._write_failure)
+        if self._terminated:
+            err = self._error
+            if isinstance(err, ConnectionClosedError):
+                raise _copy(err)
+            raise ConnectionClosedError(f"{self.NAME} session is over: {err}", remote=True)
+
+    def _forget(self, stream: MuxStream) -> None:
+        key = stream._key
+        if self._streams.get(key) is stream:
+            del self._streams[key]
+        if self._blocked:
+            self._blocked.pop(stream, None)
+
+    # ------------------------------------------------------------------ reader
+
+    def _read_loop(self) -> None:
+        conn = self.conn
+        session: Any = self._session
+        read_size = self._read_size
+        per_yield = self._frames_per_yield
+        yield_bytes = self.YIELD_BYTES
+        often = not self.FLOW_CONTROLLED
+        max_pending = self._max_pending_send
+        # receive straight into the core's frame buffer when both sides can (RawConn.readinto)
+        readinto = getattr(conn, "readinto", None) if self.RECEIVE_INTO else None
+        since_yield = 0  # bytes read since the reader last let other greenlets run
+        data = b""
+        try:
+            while not self._terminated:
+                try:
+                    if readinto is not None:
+                        view = session.receive_buffer(read_size)
+                        try:
+                            got = readinto(view)
+                        finally:
+                            view.release()
+                    else:
+                        data = conn.read(read_size)
+                        got = len(data)
+                except (P2PError, OSError) as exc:
+                    if not self._terminated:
+                        self._terminate(ConnectionClosedError(
+                            f"{self.NAME}: connection read failed: {exc}", remote=True
+                        ), cause=exc)
+                    return
+                if not got:
+                    if not self._terminated:
+                        self._terminate(ConnectionClosedError(
+                            f"{self.NAME}: connection closed by the remote", remote=True
+                        ))
+                    return
+                if readinto is not None:
+                    events = session.receive_into(got, _monotonic())
+                else:
+                    events = session.receive_data(data, _monotonic())
+                if events:
+                    if often and len(events) > per_yield:
+                        self._handle_events_yielding(events, per_yield)
+                    else:
+                        self._handle_events(events)
+                if session.bytes_to_send:
+                    if max_pending is not None and session.bytes_to_send > max_pending:
+                        log.debug("%s: %d bytes queued for a peer that does not read them",
+                                  self.NAME, session.bytes_to_send)
+                        self._terminate(ConnectionClosedError(
+                            f"{self.NAME}: the peer makes us queue frames it does not read", remote=True
+                        ))
+                        return
+                    self._wake_writer.set()
+                since_yield = since_yield + got if often else got
+                if since_yield >= yield_bytes or len(events) >= per_yield:
+                    # let the streams' readers consume before reading more: bounds the
+                    # bytes buffered per burst (cache-warm, and freed memory is reused)
+                    since_yield = 0
+                    gevent.sleep(0)
+        except Exception as exc:  # a bug: end this session only
+            log.exception("%s reader failed", self.NAME)
+            self._terminate(ConnectionClosedError(
+                f"{self.NAME} internal error: {exc!r}", error_code=2, remote=False
+            ), cause=exc)
+
+    def _handle_events_yielding(self, events: list[Any], per_yield: int) -> None:
+        """Apply a long list of events, letting other greenlets run between slices."""
+        for start in range(0, len(events), per_yield):
+            if start:
+                if self._session.bytes_to_send:
+                    self._wake_writer.set()
+                gevent.sleep(0)
+                if self._terminated:
+                    return
+            self._handle_events(events[start:start + per_yield])
+
+    def _handle_events(self, events: list[Any]) -> None:
+        streams = self._streams
+        for ev in events:
+            cls = type(ev)
+            if cls is DataReceived:
+                stream = streams.get(ev.stream_id)
+                if stream is not None:
+                    stream._feed_data(ev.data)
+                else:  # stream gone locally (closed for reading): account and drop
+                    self._session.consumed(ev.stream_id, len(ev.data), _monotonic())
+            elif cls is StreamOpened:
+                key = ev.stream_id
+                stream = self.STREAM_CLASS(self, key, INBOUND)
+                streams[key] = stream
+                queue = self._accept_queue
+                if len(queue) >= self.config.accept_backlog:
+                    # at most accept_backlog queued streams are alive (the core refuses
+                    # more); drop the ones that were reset while nobody accepted them
+                    self._accept_queue = queue = deque(q for q in queue if not q.is_reset)
+                queue.append(stream)
+                self._accept_event.set()
+            elif cls is StreamHalfClosed:
+                stream = streams.get(ev.stream_id)
+                if stream is not None:
+                    stream._feed_eof()
+            elif cls is StreamReset:
+                stream = streams.pop(ev.stream_id, None)
+                if stream is not None:
+                    self._blocked.pop(stream, None)
+                    if ev.remote:
+                        msg = f"{self.NAME} stream {stream.id} reset by the remote"
+                    else:
+                        msg = f"{self.NAME} stream {stream.id} reset: {ev.reason}"
+                        log.debug("%s", msg)
+                    stream._feed_reset(StreamResetError(msg, error_code=ev.error_code, remote=ev.remote))
+                self._on_event(ev)
+            elif cls is SessionError:
+                log.debug("%s: session error: %s", self.NAME, ev.error)
+                self._terminate(ConnectionClosedError(
+                    f"{self.NAME} session error: {ev.error}", error_code=ev.go_away_code or 0, remote=True
+                ), cause=ev.error)
+                return
+            elif cls is GoAwayReceived:
+                log.debug("%s: GoAway(%#x) received", self.NAME, ev.error_code)
+                self._terminate(ConnectionClosedError(
+                    f"{self.NAME}: remote sent GoAway({ev.error_code:#x})", error_code=ev.error_code, remote=True
+                ))
+                return
+            elif cls is StreamRefused:
+                log.debug("%s: refused inbound stream %d: %s", self.NAME, ev.stream_id, ev.reason)
+            else:
+                self._on_event(ev)
+
+    # ------------------------------------------------------------------ writer
+
+    def _write_loop(self) -> None:
+        conn = self.conn
+        session: Any = self._session
+        wake = self._wake_writer
+        batch_limit = self._write_batch_size
+        timed = bool(self._write_timeout)
+        scope = self._write_scope
+        try:
+            while True:
+                if self._terminated:
+                    break
+                pending = session.bytes_to_send
+                if pending:
+                    bufs = session.buffers_to_send()
+                    self._in_write = True
+                    try:
+                        if pending > batch_limit:
+                            self._write_batches(bufs)
+                        elif timed:
+                            with scope:
+                                conn.writev(bufs)
+                        else:
+                            conn.writev(bufs)
+                    except (P2PError, OSError) as exc:
+                        self._write_failed(ConnectionClosedError(
+                            f"{self.NAME}: connection write failed: {exc}", remote=True
+                        ), exc)
+                        break
+                    finally:
+                        self._in_write = False
+                    self._flushes += 1
+                    if self._blocked:
+                        self._after_flush()
+                    continue
+                deadline = session.next_deadline()
+                wake.clear()
+                self._wake_pending = False
+                if deadline is None:
+                    wake.wait()
+                else:
+                    remaining = deadline - _monotonic()
+                    if remaining > 0:
+                        wake.wait(remaining)
+                    now = _monotonic()
+                    if now >= deadline:
+                        self._handle_events(session.handle_timer(now))
+            # final flush (queued frames on close(), GoAway after a violation), bounded in time
+            bufs = session.buffers_to_send()
+            if bufs and self._wants_flush():
+                limit = self._flush_timeout if self._local_close else GOAWAY_FLUSH_TIMEOUT
+                try:
+                    with timeout_scope(limit, f"{self.NAME}: final flush"):
+                        conn.writev(bufs)
+                except (P2PError, OSError):
+                    pass
+        except Exception as exc:
+            log.exception("%s writer failed", self.NAME)
+            self._terminate(ConnectionClosedError(
+                f"{self.NAME} internal error: {exc!r}", error_code=2, remote=False
+            ), cause=exc)
+        finally:
+            if self._terminated or self._write_failure is None:
+                self._finish()
+            # else: the reader drains what the peer already sent, then ends the session
+
+    def _write_batches(self, bufs: list[Any]) -> None:
+        """writev ``bufs`` in batches of at most ``write_batch_size`` bytes, each within
+        ``write_timeout`` (a peer that stops reading ends the session); 0: unbounded."""
+        conn = self.conn
+        timeout = self._write_timeout
+        limit = self._write_batch_size
+        count = len(bufs)
+        start = 0
+        while start < count:
+            end = start
+            size = 0
+            while end < count and (size < limit or end == start):
+                size += len(bufs[end])
+                end += 1
+            batch = bufs if (start == 0 and end == count) else bufs[start:end]
+            start = end
+            if not timeout:
+                conn.writev(batch)
+                continue
+            with self._write_scope:
+                conn.writev(batch)
+
+    def _write_failed(self, error: ConnectionClosedError, cause: BaseException) -> None:
+        """The connection can no longer be written, but bytes the peer sent before it went
+        away may still be unread: keep the reader going until EOF (bounded by
+        ``WRITE_FAILURE_DRAIN``), so streams that got their data and FIN can still be read.
+        Writes and new streams fail at once from now on."""
+        if self._terminated:
+            return
+        error.__cause__ = cause
+        if self._reader.dead:
+            self._terminate(error)
+            return
+        log.debug("%s; draining received data", error)
+        self._write_failure = error
+        blocked = self._blocked
+        self._blocked = {}
+        for stream in blocked:
+            stream._notify_writable()
+        self._drain_guard = gevent.spawn_later(WRITE_FAILURE_DRAIN, self._terminate, error)
+
+    def _wants_flush(self) -> bool:
+        s = self._session
+        if self.conn.closed or s.go_away_received is not None:
+            return False
+        return self._local_close or s.go_away_sent is not None
+
+    # ------------------------------------------------------------------ termination
+
+    def _terminate(self, error: ConnectionClosedError, cause: BaseException | None = None) -> None:
+        """End the session (idempotent; the first error wins): fail every stream and
+        waiter, stop the greenlets, close the connection once the writer is done."""
+        if self._terminated:
+            return
+        self._terminated = True
+        if cause is not None and error.__cause__ is None:
+            error.__cause__ = cause
+        if self._write_failure is not None:
+            error = self._write_failure  # the first failure is the reason
+        guard = self._drain_guard
+        if guard is not None and guard is not gevent.getcurrent():
+            self._drain_guard = None
+            guard.kill(block=False)
+        self._error = error
+        self._session.close()
+        streams = list(self._streams.values())
+        self._streams.clear()
+        for st in streams:
+            st._feed_reset(_copy(error), True)
+        # queued inbound streams stay: the ones whose FIN arrived are still readable
+        # (the others were just reset and are skipped by accept_stream)
+        self._accept_event.set()
+        blocked = self._blocked
+        self._blocked = {}
+        for waiting in blocked:
+            waiting._notify_writable()
+        self._on_terminate(error)
+        self._wake_writer.set()
+        if self._writer.dead:
+            self._finish()
+        elif self._in_write and gevent.getcurrent() is not self._writer:
+            # the writer is blocked on a peer that does not read: give it a moment
+            # to finish, then close the connection under it
+            limit = self._flush_timeout if self._local_close else GOAWAY_FLUSH_TIMEOUT
+            self._force_closer = gevent.spawn_later(limit, self._finish)
+
+    def _finish(self) -> None:
+        """Close the connection once the writer is done with it; wakes the reader."""
+        closer = self._force_closer
+        if closer is not None and closer is not gevent.getcurrent():
+            self._force_closer = None
+            closer.kill(block=False)
+        try:
+            self.conn.close()
+        except Exception:  # pragma: no cover - close errors are not actionable
+            log.debug("%s: error closing the connection", self.NAME, exc_info=True)
+        self._closed_event.set()
+
+
+def _copy(err: ConnectionClosedError) -> ConnectionClosedError:
+    """A fresh ConnectionClosedError like ``err`` (each raise gets its own traceback)."""
+    new = ConnectionClosedError(_reason(err), error_code=err.error_code, remote=err.remote)
+    new.__cause__ = err.__cause__
+    return new
+
+
+def _reason(err: Exception) -> str:
+    """The message of ``err`` without the "(code ..., remote)" suffix StreamResetError adds."""
+    msg = str(err)
+    if isinstance(err, StreamResetError):
+        msg = msg.rsplit(" (code ", 1)[0]
+    return msg
