@@ -11,6 +11,7 @@ from geventp2p.exceptions import NegotiationError, StreamResetError
 from geventp2p.net.bandwidth import BandwidthCounter
 from geventp2p.net.mplex import MplexStream
 from geventp2p.net.notify import NotifyBundle
+from geventp2p.net._muxconn import MuxStream
 from geventp2p.net.stream import Stream
 from geventp2p.net.swarm import SwarmConn
 from geventp2p.net.yamux import YamuxStream
@@ -56,7 +57,7 @@ def test_same_class_for_every_negotiation_path(make_host, muxer, identify):
             assert s.read_all(timeout=10) == b"payload"
             assert s.negotiated
     assert types == {cls}
-    assert cls.__mro__ == (cls, Stream, object)  # no wrapper class anywhere
+    assert cls.__mro__ == (cls, MuxStream, Stream, object)  # no wrapper class anywhere
     assert set(inbound) == {cls} and len(inbound) == len(cases)
 
 
@@ -125,7 +126,7 @@ def test_metering_without_a_wrapper(make_host):
     b.connect(a.p2p_addrs()[0], timeout=10)
     base_out, base_in = counter.totals().total_out, counter.totals().total_in
     with b.new_stream(a.id, "/echo/1.0.0", timeout=10) as s:
-        assert type(s).__mro__ == (YamuxStream, Stream, object)
+        assert type(s).__mro__ == (YamuxStream, MuxStream, Stream, object)
         assert s._meter is counter
         s.write(b"m" * 1000)
         s.close_write()
