@@ -28,9 +28,10 @@ that needs lives on the connection itself, as on a muxed stream, never in a wrap
   reads and checks the listener's answer before a read returns data.
 
 ``_pending`` is True while either is set: the one flag the read and write fast
-paths test.  Once the handshake has written and read, both are gone.  Subclasses
-that override ``read``/``readinto``/``write``/``writev`` either honour ``_pending``
-the same way or refuse :meth:`RawConn._defer` (secured connections do).
+paths test.  Once the handshake has written and read, both are gone.  A subclass
+that overrides ``read``/``readinto``/``write``/``writev``/``close_write`` honours
+``_pending`` the same way (``NoiseConn`` and ``PlaintextConn`` do, so a protocol
+can be proposed lazily inside a secured connection too).
 
 ``SocketConn`` wraps a ``gevent.socket.socket`` (a stdlib socket is converted),
 so it works with and without ``gevent.monkey.patch_all()``.
