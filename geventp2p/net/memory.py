@@ -27,7 +27,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Iterable, Optional, Tuple
 
 import gevent
 from gevent.event import Event
@@ -36,7 +36,7 @@ from multiaddr import Multiaddr
 
 from geventp2p.core import addr as maddr
 from geventp2p.exceptions import ConfigError, MultiaddrError, TransportError
-from geventp2p.net.rawconn import RawConn
+from geventp2p.net.rawconn import Buffer, RawConn
 
 __all__ = [
     "PipeConfig",
@@ -229,14 +229,17 @@ class MemoryConn(RawConn):
     def _read_raw(self, n: int) -> bytes:
         return self._in.read(n)
 
-    def _write_raw(self, data) -> None:
+    def _write_raw(self, data: Buffer) -> None:
         self._out.write(bytes(data))
 
-    def writev(self, buffers) -> None:
+    def writev(self, buffers: Iterable[Buffer]) -> None:
         self.write(b"".join(buffers))
 
     def close_write(self) -> None:
-        """Half-close: the peer reads EOF after the data already written."""
+        """Half-close: the peer reads EOF after the data already written (and a pending
+        negotiation prefix)."""
+        if self._prefix and not self._closed:
+            self._flush_prefix()
         self._out.send_eof()
 
     def _close_raw(self) -> None:

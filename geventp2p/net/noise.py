@@ -17,11 +17,13 @@ from typing import Any, Iterable, Optional, Sequence
 from gevent.lock import Semaphore
 
 from geventp2p.core.peer import PeerId
+from geventp2p.core.transport import RawConn
 from geventp2p.crypto.backend import get_backend
 from geventp2p.crypto.keys import PrivateKey
 from geventp2p.exceptions import SecurityError, TransportError
 from geventp2p.net._deadline import timeout_scope
-from geventp2p.net.rawconn import RawConn
+from geventp2p.net.rawconn import Buffer
+from geventp2p.net.rawconn import RawConn as _RawConnBase
 from geventp2p.sansio.noise import RECV_SIZE, FrameDecryptor, FrameEncryptor, Handshake, HandshakeResult
 
 __all__ = ["NoiseTransport", "NoiseConn", "PROTOCOL_ID", "RECV_SIZE"]
@@ -86,18 +88,20 @@ def _close_quietly(raw: RawConn) -> None:
         log.debug("error closing raw connection", exc_info=True)
 
 
-class NoiseConn(RawConn):
-    """A RawConn carried in Noise transport frames (the result of a handshake).
+class NoiseConn(_RawConnBase):
+    """A RawConn carried in Noise transport frames (the result of a handshake): a SecureConn.
 
     Beyond RawConn: ``local_peer``, ``remote_peer``, ``remote_public_key``,
     ``security_protocol`` (``"/noise"``), ``early_muxer`` (agreed in the handshake, or
     None) and ``handshake_hash``.  A frame that fails authentication ends the
-    connection: the read raises ``SecurityError`` and closes it.
+    connection: the read raises ``SecurityError`` and closes it.  It reads and
+    writes the transport's connection directly (no negotiation state is left on it
+    after the handshake).
     """
 
     security_protocol = PROTOCOL_ID
 
-    def __init__(self, raw: RawConn, result: HandshakeResult, local_peer: Optional[PeerId] = None,
+    def __init__(self, raw: RawConn, result: HandshakeResult, local_peer: PeerId,
                  received: bytes = b"") -> None:
         super().__init__()
         self._raw = raw
@@ -165,22 +169,31 @@ class NoiseConn(RawConn):
         dec.receive_into(k)
         return True
 
-    def write(self, data: Any) -> None:
+    def write(self, data: Buffer) -> None:
         """Blocks the calling greenlet until all of ``data`` is encrypted and handed to the transport."""
         if self._closed:
             raise TransportError(errno.EBADF, "write on a closed connection")
-        if data:
+        if self._pending:  # a lazily proposed protocol (multistream inside the secure channel)
+            self.writev((data,))
+        elif data:
             self._send((data,))
 
-    def writev(self, buffers: Iterable[Any]) -> None:
+    def writev(self, buffers: Iterable[Buffer]) -> None:
         """Blocks the calling greenlet until all buffers are written, as few frames as possible."""
         if self._closed:
             raise TransportError(errno.EBADF, "write on a closed connection")
-        bufs = [b for b in buffers if b]
+        bufs: list[Buffer] = [b for b in buffers if b]
+        if self._pending:
+            prefix = self._take_prefix()
+            if prefix:
+                bufs.insert(0, prefix)  # same frame as the first message
         if bufs:
             self._send(bufs)
 
-    def _send(self, buffers: Sequence[Any]) -> None:
+    def _write_raw(self, data: Buffer) -> None:
+        self._send((data,))
+
+    def _send(self, buffers: Sequence[Buffer]) -> None:
         enc = self._enc
         with self._wlock:
             frames = enc.seal(buffers)
@@ -194,10 +207,10 @@ class NoiseConn(RawConn):
         _close_quietly(self._raw)
 
     def close_write(self) -> None:
-        """Half-close the underlying transport if it supports it (TCP FIN)."""
-        cw = getattr(self._raw, "close_write", None)
-        if cw is not None:
-            cw()
+        """Half-close the underlying transport (TCP FIN); a pending negotiation prefix goes first."""
+        if self._prefix and not self._closed:
+            self._flush_prefix()
+        self._raw.close_write()
 
     def __repr__(self) -> str:
         return f"<NoiseConn {self.remote_peer} {self.remote_addr} {'closed' if self.closed else 'open'}>"

@@ -13,19 +13,23 @@ claim of a public key.
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional
-
-import gevent
+from typing import TYPE_CHECKING, Iterable, Optional, Union
 
 from geventp2p._speedups import varint
+from geventp2p.core.transport import RawConn
 from geventp2p.exceptions import (
     P2PError,
-    P2PTimeoutError,
     PeerIdMismatchError,
     ProtocolError,
     SecurityError,
 )
-from geventp2p.net.rawconn import DEFAULT_READ_SIZE, RawConn
+from geventp2p.net._deadline import timeout_scope
+from geventp2p.net.rawconn import DEFAULT_READ_SIZE, Buffer
+from geventp2p.net.rawconn import RawConn as _RawConnBase
+
+if TYPE_CHECKING:
+    from geventp2p.core.peer import PeerId
+    from geventp2p.crypto.keys import PrivateKey, PublicKey
 
 __all__ = ["PROTOCOL_ID", "MAX_EXCHANGE_SIZE", "PlaintextTransport", "PlaintextConn", "encode_exchange"]
 
@@ -36,7 +40,7 @@ PROTOCOL_ID = "/plaintext/2.0.0"
 MAX_EXCHANGE_SIZE = 65536
 
 
-def encode_exchange(public_key) -> bytes:
+def encode_exchange(public_key: "PublicKey") -> bytes:
     """``LP(Exchange{id, pubkey})`` for ``public_key`` (a crypto PublicKey)."""
     from geventp2p.core.peer import PeerId
     from geventp2p.pb import plaintext_pb2
@@ -47,7 +51,7 @@ def encode_exchange(public_key) -> bytes:
     return varint.encode_lp(ex.SerializeToString())
 
 
-def _decode_exchange(payload: bytes):
+def _decode_exchange(payload: bytes) -> "tuple[PeerId, PublicKey]":
     """Return ``(peer_id, public_key)`` from an Exchange payload, verified to match."""
     from geventp2p.core.peer import PeerId
     from geventp2p.crypto.keys import unmarshal_public_key
@@ -78,7 +82,7 @@ class PlaintextTransport:
 
     PROTOCOL_ID = PROTOCOL_ID
 
-    def __init__(self, local_key: Any, **opts: Any) -> None:
+    def __init__(self, local_key: "PrivateKey", **opts: object) -> None:
         from geventp2p.core.peer import PeerId
 
         if opts:
@@ -88,7 +92,7 @@ class PlaintextTransport:
         self.local_peer = PeerId.from_public_key(self.local_public_key)
         self._exchange = encode_exchange(self.local_public_key)
 
-    def secure_outbound(self, raw: RawConn, remote_peer: Any = None,
+    def secure_outbound(self, raw: RawConn, remote_peer: "Optional[Union[PeerId, str]]" = None,
                         timeout: Optional[float] = None) -> "PlaintextConn":
         """Blocks the calling greenlet during the exchange (initiator side).
 
@@ -101,35 +105,25 @@ class PlaintextTransport:
         """Blocks the calling greenlet during the exchange (responder side)."""
         return self._secure(raw, None, timeout)
 
-    def _secure(self, raw: RawConn, expected: Any, timeout: Optional[float]) -> "PlaintextConn":
+    def _secure(self, raw: RawConn, expected: "Optional[Union[PeerId, str]]",
+                timeout: Optional[float]) -> "PlaintextConn":
         if isinstance(expected, str):
             from geventp2p.core.peer import PeerId
 
             expected = PeerId.from_string(expected)
-        timer = gevent.Timeout(timeout) if timeout is not None else None
-        ok = False
         try:
-            if timer is not None:
-                timer.start()
-            try:
+            with timeout_scope(timeout, "plaintext exchange"):
                 raw.write(self._exchange)  # eagerly: both sides send before reading
                 payload = self._read_exchange(raw)
-            except gevent.Timeout as exc:
-                if exc is not timer:
-                    raise
-                raise P2PTimeoutError(f"plaintext exchange timed out after {timeout:g}s") from None
             peer_id, public_key = _decode_exchange(payload)
             if expected is not None and peer_id != expected:
                 raise PeerIdMismatchError(expected, peer_id)
-            ok = True
-        finally:
-            if timer is not None:
-                timer.close()
-            if not ok:
-                try:
-                    raw.close()
-                except Exception:  # pragma: no cover
-                    log.debug("error closing raw connection", exc_info=True)
+        except BaseException:
+            try:
+                raw.close()
+            except Exception:  # pragma: no cover
+                log.debug("error closing raw connection", exc_info=True)
+            raise
         log.debug("plaintext exchange done with %s", peer_id)
         return PlaintextConn(raw, self.local_peer, peer_id, public_key)
 
@@ -152,17 +146,18 @@ class PlaintextTransport:
             buf += data
 
 
-class PlaintextConn(RawConn):
-    """The RawConn after a plaintext exchange: bytes pass through unchanged.
+class PlaintextConn(_RawConnBase):
+    """The RawConn after a plaintext exchange: bytes pass through unchanged (a SecureConn).
 
     Extra attributes: ``local_peer``, ``remote_peer``, ``remote_public_key``,
     ``security_protocol`` (``/plaintext/2.0.0``), ``early_muxer`` (always None).
     """
 
     security_protocol = PROTOCOL_ID
-    early_muxer = None
+    early_muxer: Optional[str] = None
 
-    def __init__(self, raw: RawConn, local_peer, remote_peer, remote_public_key) -> None:
+    def __init__(self, raw: RawConn, local_peer: "PeerId", remote_peer: "PeerId",
+                 remote_public_key: "PublicKey") -> None:
         super().__init__()
         self._raw = raw
         self.local_peer = local_peer
@@ -185,30 +180,43 @@ class PlaintextConn(RawConn):
         """Blocks the calling greenlet until 1..n bytes arrive; b"" at EOF."""
         if self._closed:
             return b""
+        if self._pending:  # a lazily proposed protocol: the base class checks the echo
+            return super().read(n, timeout)
         return self._raw.read(n, timeout=timeout)
 
-    def readinto(self, buf, timeout: Optional[float] = None) -> int:
+    def readinto(self, buf: Union[bytearray, memoryview], timeout: Optional[float] = None) -> int:
         """Like ``read`` into ``buf``: straight from the transport (no copy here)."""
         if self._closed:
             return 0
-        readinto = getattr(self._raw, "readinto", None)
-        if readinto is None:
+        if self._pending:
             return super().readinto(buf, timeout)
-        return readinto(buf, timeout=timeout)
+        return self._raw.readinto(buf, timeout=timeout)
 
-    def unread(self, data) -> None:
-        self._raw.unread(data)
+    def _read_raw(self, n: int) -> bytes:
+        return self._raw.read(n)
 
-    def write(self, data) -> None:
+    def unread(self, data: Buffer) -> None:
+        self._raw.unread(bytes(data))
+
+    def write(self, data: Buffer) -> None:
+        if self._pending:
+            prefix = self._take_prefix()
+            if prefix:
+                data = prefix + bytes(data)  # one write: proposal + first message
         self._raw.write(data)
 
-    def writev(self, buffers) -> None:
+    def writev(self, buffers: Iterable[Buffer]) -> None:
+        if self._pending:
+            buffers = [self._take_prefix(), *buffers]
         self._raw.writev(buffers)
 
+    def _write_raw(self, data: Buffer) -> None:
+        self._raw.write(data)
+
     def close_write(self) -> None:
-        close_write = getattr(self._raw, "close_write", None)
-        if close_write is not None:
-            close_write()
+        if self._prefix and not self._closed:
+            self._flush_prefix()
+        self._raw.close_write()
 
     def _close_raw(self) -> None:
         self._raw.close()

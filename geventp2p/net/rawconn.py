@@ -15,6 +15,24 @@ The base class owns the push-back buffer and the timeout plumbing; a subclass
 implements ``_read_raw(n)`` (block until 1..n bytes or b"" at EOF),
 ``_write_raw(data)`` and ``_close_raw()``.
 
+Negotiation in the slow path
+----------------------------
+The security protocol of a new connection is chosen by multistream-select, pipelined
+with the first handshake message (see :mod:`geventp2p.net.multistream`); the state
+that needs lives on the connection itself, as on a muxed stream, never in a wrapper:
+
+* a *pending prefix* (``_prefix``): bytes sent in front of the next write, in the
+  same write (the dialer's header + proposal; the listener's header + echo);
+  before a read that would wait, a half-close or a close it goes out alone;
+* a *pending echo check* (``_echo``): an object whose ``settle(conn, timeout)``
+  reads and checks the listener's answer before a read returns data.
+
+``_pending`` is True while either is set: the one flag the read and write fast
+paths test.  Once the handshake has written and read, both are gone.  A subclass
+that overrides ``read``/``readinto``/``write``/``writev``/``close_write`` honours
+``_pending`` the same way (``NoiseConn`` and ``PlaintextConn`` do, so a protocol
+can be proposed lazily inside a secured connection too).
+
 ``SocketConn`` wraps a ``gevent.socket.socket`` (a stdlib socket is converted),
 so it works with and without ``gevent.monkey.patch_all()``.
 """
@@ -25,15 +43,20 @@ import errno
 import logging
 import socket as _stdlib_socket
 import struct
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Protocol, Union
 
-import gevent
 import gevent.socket as gsocket
 from gevent.lock import Semaphore
 
 from geventp2p.exceptions import P2PTimeoutError, TransportError
+from geventp2p.net._deadline import Deadline, timeout_scope
 
-__all__ = ["RawConn", "SocketConn", "DEFAULT_READ_SIZE"]
+if TYPE_CHECKING:
+    from multiaddr import Multiaddr  # type: ignore[import-untyped, unused-ignore]
+
+__all__ = ["RawConn", "SocketConn", "PendingEcho", "DEFAULT_READ_SIZE"]
+
+Buffer = Union[bytes, bytearray, memoryview]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +67,19 @@ DEFAULT_READ_SIZE = 65536
 _MAX_IOV = 512
 
 
+class PendingEcho(Protocol):
+    """A negotiation answer to read and check before application data (``RawConn._echo``)."""
+
+    def settle(self, conn: "RawConn", timeout: Optional[float]) -> None:
+        """Blocks the calling greenlet until the answer was read and checked.
+
+        Sends the pending prefix first.  Reads with ``conn._read_raw`` (nothing was
+        read before the answer, so nothing is pushed back), pushes back what follows
+        it and calls ``conn._settled()``.  On failure it raises, and again on every
+        later call.
+        """
+
+
 class RawConn:
     """Base class of every blocking byte pipe (TCP, memory, secured wrappers).
 
@@ -51,13 +87,16 @@ class RawConn:
     ``_read_raw``, ``_write_raw`` and ``_close_raw``.
     """
 
-    local_addr = None
-    remote_addr = None
-    is_initiator = False
+    local_addr: Optional[Multiaddr] = None
+    remote_addr: Optional[Multiaddr] = None
+    is_initiator: bool = False
 
     def __init__(self) -> None:
         self._rbuf = b""
         self._closed = False
+        self._pending = False  # a prefix or an echo check is pending (the fast-path flag)
+        self._prefix = b""
+        self._echo: Optional[PendingEcho] = None
 
     # ------------------------------------------------------------------ reading
 
@@ -79,20 +118,16 @@ class RawConn:
             return buf[:n]
         if self._closed:
             return b""
+        if self._pending:  # negotiation pending: echo check / held-back reply
+            data = self._read_pending(n, timeout)
+            if data is not None:
+                return data
         if timeout is None:
             return self._read_raw(n)
-        timer = gevent.Timeout(timeout)
-        timer.start()
-        try:
+        with timeout_scope(timeout, "read"):
             return self._read_raw(n)
-        except gevent.Timeout as exc:
-            if exc is not timer:
-                raise
-            raise P2PTimeoutError(f"read timed out after {timeout:g}s") from None
-        finally:
-            timer.close()
 
-    def readinto(self, buf, timeout: Optional[float] = None) -> int:
+    def readinto(self, buf: Union[bytearray, memoryview], timeout: Optional[float] = None) -> int:
         """Like ``read`` but into ``buf`` (a writable buffer): returns 1..len(buf), 0 at EOF.
 
         Lets a consumer with its own receive buffer avoid a copy (``SocketConn``
@@ -112,18 +147,16 @@ class RawConn:
             return k
         if self._closed:
             return 0
+        if self._pending:  # negotiation pending: echo check / held-back reply
+            data = self._read_pending(size, timeout)
+            if data is not None:
+                k = len(data)
+                mv[:k] = data
+                return k
         if timeout is None:
             return self._readinto_raw(mv)
-        timer = gevent.Timeout(timeout)
-        timer.start()
-        try:
+        with timeout_scope(timeout, "read"):
             return self._readinto_raw(mv)
-        except gevent.Timeout as exc:
-            if exc is not timer:
-                raise
-            raise P2PTimeoutError(f"read timed out after {timeout:g}s") from None
-        finally:
-            timer.close()
 
     def _readinto_raw(self, mv: memoryview) -> int:
         """Block until 1..len(mv) bytes were stored in ``mv``; 0 at EOF.
@@ -134,7 +167,7 @@ class RawConn:
         mv[:k] = data
         return k
 
-    def unread(self, data) -> None:
+    def unread(self, data: Buffer) -> None:
         """Push ``data`` back; the next ``read`` returns it before anything else."""
         if data:
             self._rbuf = bytes(data) + self._rbuf
@@ -142,20 +175,82 @@ class RawConn:
     def _read_raw(self, n: int) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ negotiation (slow path)
+
+    def _defer(self, prefix: bytes, echo: Optional[PendingEcho] = None) -> None:
+        """Hold ``prefix`` for the next write and ``echo`` for the next read (multistream).
+
+        Does not block.  Called on a fresh connection, before anything was read.
+        """
+        if echo is not None and self._rbuf:
+            raise ValueError("an echo check must come before anything was read")
+        self._prefix = bytes(prefix)
+        self._echo = echo
+        self._pending = bool(prefix) or echo is not None
+
+    @property
+    def negotiated(self) -> bool:
+        """False while a lazily proposed protocol's echo is unread (or was refused)."""
+        return self._echo is None
+
+    def _settled(self) -> None:
+        """The pending echo was read and checked (called by ``PendingEcho.settle``)."""
+        self._echo = None
+        self._pending = bool(self._prefix)
+
+    def _take_prefix(self) -> bytes:
+        """The pending prefix, now cleared (b"" if none)."""
+        prefix = self._prefix
+        if prefix:
+            self._prefix = b""
+            self._pending = self._echo is not None
+        return prefix
+
+    def _flush_prefix(self) -> None:
+        """Blocks the calling greenlet until the pending prefix (if any) was sent alone."""
+        prefix = self._take_prefix()
+        if prefix:
+            self._write_raw(prefix)
+
+    def _read_pending(self, n: int, timeout: Optional[float]) -> Optional[bytes]:
+        """Slow path of ``read``: settle the pending negotiation state.
+
+        With an echo check: the prefix goes out, the echo is read and checked, then
+        the read goes on (``None``, or the bytes that followed the echo).  With only
+        a held-back prefix (a listener's reply): bytes that are already here are
+        returned without it; before waiting it is sent.
+        """
+        echo = self._echo
+        if echo is not None:
+            dl = Deadline(timeout)
+            echo.settle(self, timeout)
+            return self.read(n, dl.left())  # what followed the echo, or the next bytes
+        try:
+            with timeout_scope(0, "read"):
+                return self._read_raw(n)  # here already (or EOF): the reply may wait
+        except P2PTimeoutError:
+            pass
+        self._flush_prefix()  # we are about to wait: the peer may be waiting for it
+        return None
+
     # ------------------------------------------------------------------ writing
 
-    def write(self, data) -> None:
+    def write(self, data: Buffer) -> None:
         """Blocks the calling greenlet until all of ``data`` is handed to the transport."""
         if self._closed:
             raise TransportError(errno.EBADF, "write on a closed connection")
+        if self._pending:
+            prefix = self._take_prefix()
+            if prefix:
+                data = prefix + bytes(data)  # one write: negotiation + first message
         if data:
             self._write_raw(data)
 
-    def writev(self, buffers: Iterable) -> None:
+    def writev(self, buffers: Iterable[Buffer]) -> None:
         """Blocks the calling greenlet until all buffers are written, in order."""
         self.write(b"".join(buffers))
 
-    def _write_raw(self, data) -> None:  # pragma: no cover - abstract
+    def _write_raw(self, data: Buffer) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
     # ------------------------------------------------------------------ closing
@@ -165,19 +260,27 @@ class RawConn:
         return self._closed
 
     def close(self) -> None:
-        """Close the connection (idempotent); a greenlet blocked in ``read`` gets b""."""
+        """Close the connection (idempotent); a greenlet blocked in ``read`` gets b"".
+
+        A pending negotiation prefix is sent first (best effort).
+        """
         if self._closed:
             return
+        if self._prefix:
+            try:
+                self._flush_prefix()
+            except Exception:  # best effort: the connection is going away
+                log.debug("could not send the pending negotiation bytes on close", exc_info=True)
         self._closed = True
         self._close_raw()
 
     def _close_raw(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def __enter__(self):
+    def __enter__(self) -> "RawConn":
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -186,7 +289,7 @@ class RawConn:
         return f"<{type(self).__name__} {self.local_addr} <-> {self.remote_addr} {role} {state}>"
 
 
-def _as_gevent_socket(sock):
+def _as_gevent_socket(sock: Any) -> Any:
     """Return a gevent socket for ``sock`` (a stdlib socket is converted in place)."""
     if isinstance(sock, gsocket.socket):
         return sock
@@ -204,7 +307,8 @@ class SocketConn(RawConn):
     (gevent-cooperative) mode; timeouts are per call.
     """
 
-    def __init__(self, sock, local_addr=None, remote_addr=None, is_initiator: bool = False) -> None:
+    def __init__(self, sock: Any, local_addr: Optional[Multiaddr] = None, remote_addr: Optional[Multiaddr] = None,
+                 is_initiator: bool = False) -> None:
         super().__init__()
         sock = _as_gevent_socket(sock)
         sock.settimeout(None)
@@ -216,7 +320,7 @@ class SocketConn(RawConn):
         self._has_sendmsg = hasattr(sock, "sendmsg")
 
     @property
-    def socket(self):
+    def socket(self) -> Any:
         """The underlying gevent socket (for options; do not read or write it directly)."""
         return self._sock
 
@@ -250,21 +354,25 @@ class SocketConn(RawConn):
                 return 0
             raise TransportError(exc.errno, f"read failed: {exc.strerror or exc}") from exc
 
-    def _write_raw(self, data) -> None:
+    def _write_raw(self, data: Buffer) -> None:
         with self._wlock:
             try:
                 self._sock.sendall(data)
             except OSError as exc:
                 raise TransportError(exc.errno, f"write failed: {exc.strerror or exc}") from exc
 
-    def writev(self, buffers: Iterable) -> None:
+    def writev(self, buffers: Iterable[Buffer]) -> None:
         """Blocks the calling greenlet until all buffers are written (``sendmsg`` when possible).
 
         Buffers go out as they are (no joining), at most ``_MAX_IOV`` per ``sendmsg``.
         """
         if self._closed:
             raise TransportError(errno.EBADF, "write on a closed connection")
-        bufs = [b for b in buffers if b]
+        bufs: list[Buffer] = [b for b in buffers if b]
+        if self._pending:
+            prefix = self._take_prefix()
+            if prefix:
+                bufs.insert(0, prefix)  # same sendmsg: negotiation + first message
         if not bufs:
             return
         if len(bufs) == 1 or not self._has_sendmsg:
@@ -291,9 +399,11 @@ class SocketConn(RawConn):
                 raise TransportError(exc.errno, f"write failed: {exc.strerror or exc}") from exc
 
     def close_write(self) -> None:
-        """Half-close: send FIN, keep reading."""
+        """Half-close: send FIN, keep reading (a pending negotiation prefix goes first)."""
         if self._closed:
             return
+        if self._prefix:
+            self._flush_prefix()
         try:
             self._sock.shutdown(gsocket.SHUT_WR)
         except OSError:

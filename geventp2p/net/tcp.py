@@ -24,6 +24,7 @@ from multiaddr import Multiaddr
 
 from geventp2p.core import addr as maddr
 from geventp2p.exceptions import ConfigError, MultiaddrError, P2PTimeoutError, TransportError
+from geventp2p.net._deadline import timeout_scope
 from geventp2p.net.rawconn import SocketConn
 
 __all__ = ["TcpConfig", "TcpTransport", "TcpListener", "sockaddr_to_multiaddr"]
@@ -175,16 +176,8 @@ class TcpTransport:
             raise MultiaddrError(f"cannot dial port 0: {ma}")
         if timeout is None:
             timeout = self.config.connect_timeout
-        timer = gevent.Timeout(timeout)
-        timer.start()
-        try:
+        with timeout_scope(timeout, f"dial {ma}"):
             return self._dial(host, port, family, ma)
-        except gevent.Timeout as exc:
-            if exc is not timer:
-                raise
-            raise P2PTimeoutError(f"dial {ma} timed out after {timeout:g}s") from None
-        finally:
-            timer.close()
 
     def _dial(self, host, port, family, ma) -> SocketConn:
         last_exc: Optional[BaseException] = None

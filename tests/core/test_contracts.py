@@ -26,15 +26,6 @@ REPO = HERE.parent.parent
 #: (implementation, contract) pairs that do not conform yet, with the root cause.
 #: Remove an entry when its implementation is fixed (the test then insists).
 KNOWN_GAPS: dict[str, str] = {
-    "check__NoiseTransport__SecureTransport": (
-        "secure_inbound/secure_outbound take raw: net.rawconn.RawConn (the base class), not "
-        "core.transport.RawConn; NoiseConn is not a SecureConn (local_peer is Optional)"
-    ),
-    "check__PlaintextTransport__SecureTransport": (
-        "secure_inbound/secure_outbound take raw: net.rawconn.RawConn (the base class), not "
-        "core.transport.RawConn"
-    ),
-    "check__NoiseConn__SecureConn": "local_peer is PeerId | None (NoiseConn(local_peer=None) default)",
     "check__YamuxMuxer__Multiplexer": "no new_conn(sec, is_initiator, scope) (the method is called create)",
     "check__MplexMuxer__Multiplexer": "no new_conn(sec, is_initiator, scope) (the method is called create)",
     "check__YamuxConn__MuxedConn": (

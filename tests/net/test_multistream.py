@@ -41,6 +41,18 @@ class Recorder:
         self.conn.unread(data)
 
 
+class RecordingConn(SocketConn):
+    """A SocketConn that records what each write hands to the socket (to check pipelining)."""
+
+    def __init__(self, sock, **kw):
+        super().__init__(sock, **kw)
+        self.writes = []
+
+    def _write_raw(self, data):
+        self.writes.append(bytes(data))
+        super()._write_raw(data)
+
+
 @pytest.fixture
 def pair():
     a, b = gsocket.socketpair()
@@ -300,20 +312,57 @@ def test_outer_timeout_passes_through(pair):
 # ---------------------------------------------------------------- lazy
 
 
-def test_lazy_coalesces_proposal_with_first_write(pair):
+def test_lazy_coalesces_proposal_with_first_write():
+    a, b = gsocket.socketpair()
+    ca, cb = RecordingConn(a, is_initiator=True), SocketConn(b)
+    try:
+        with gevent.Timeout(10):
+            conn = multistream.select_lazy(ca, "/echo/1.0.0")
+            assert conn is ca  # no wrapper: the state lives in the connection's slow path
+            assert ca.writes == []
+            conn.write(b"hello")
+            assert ca.writes == [HEADER + encode_message("/echo/1.0.0") + b"hello"]
+            # listener side sees the proposal and the data right after it
+            assert multistream.handle(cb, ["/echo/1.0.0"], timeout=2) == "/echo/1.0.0"
+            assert read_exactly(cb, 5) == b"hello"
+            cb.write(b"HELLO")
+            assert not conn.negotiated
+            assert read_exactly(conn, 5) == b"HELLO"
+            assert conn.negotiated
+            conn.write(b"x")  # the fast path again: nothing in front
+            assert ca.writes[-1] == b"x"
+            assert not ca._pending
+    finally:
+        ca.close()
+        cb.close()
+
+
+def test_lazy_readinto_checks_echo_first(pair):
     ca, cb = pair
-    rec = Recorder(ca)
-    conn = multistream.select_lazy(rec, "/echo/1.0.0")
-    assert rec.writes == []
-    conn.write(b"hello")
-    assert rec.writes == [HEADER + encode_message("/echo/1.0.0") + b"hello"]
-    # listener side sees the proposal and the data right after it
-    assert multistream.handle(cb, ["/echo/1.0.0"], timeout=2) == "/echo/1.0.0"
-    assert read_exactly(cb, 5) == b"hello"
-    cb.write(b"HELLO")
-    assert not conn.negotiated
-    assert read_exactly(conn, 5) == b"HELLO"
+    conn = multistream.select_lazy(ca, "/p")
+    cb.write(HEADER + encode_message("/p") + b"data")
+    buf = bytearray(16)
+    k = conn.readinto(memoryview(buf), timeout=2)
+    assert bytes(buf[:k]) == b"data"
     assert conn.negotiated
+    assert read_exactly(cb, len(HEADER) + len(encode_message("/p"))) == HEADER + encode_message("/p")
+
+
+def test_lazy_readinto_na_raises(pair):
+    ca, cb = pair
+    conn = multistream.select_lazy(ca, "/p")
+    cb.write(HEADER + NA)
+    with pytest.raises(NegotiationError):
+        conn.readinto(bytearray(16), timeout=2)
+    with pytest.raises(NegotiationError):  # sticky
+        conn.read(16, timeout=2)
+
+
+def test_select_lazy_rejects_other_channels(pair):
+    with pytest.raises(TypeError):
+        multistream.select_lazy(Recorder(pair[0]), "/p")
+    with pytest.raises(ValueError):
+        multistream.select_lazy(pair[0], "/p", confirm_before_fin=True)
 
 
 def test_lazy_echo_and_data_in_one_segment(pair):
@@ -374,12 +423,37 @@ def test_lazy_close_flushes_proposal(pair):
     assert got == HEADER + encode_message("/p")
 
 
-def test_lazy_writev_and_delegation(pair):
+def test_lazy_writev(pair):
     ca, cb = pair
     conn = multistream.select_lazy(ca, "/p")
     conn.writev([b"a", b"b"])
-    assert conn.is_initiator is True
-    assert conn.inner is ca
-    assert "pending" in repr(conn)
+    assert conn is ca and conn.is_initiator is True
     expected = HEADER + encode_message("/p") + b"ab"
     assert read_exactly(cb, len(expected)) == expected
+
+
+def test_lazy_close_write_sends_proposal_then_fin(pair):
+    ca, cb = pair
+    conn = multistream.select_lazy(ca, "/p")
+    conn.close_write()
+    expected = HEADER + encode_message("/p")
+    assert read_exactly(cb, len(expected)) == expected
+    assert cb.read(10, timeout=2) == b""
+
+
+def test_lazy_over_memory_pipe():
+    from geventp2p.net.memory import memory_pipe
+
+    ca, cb = memory_pipe(chunk_size=1)  # byte-at-a-time delivery
+    try:
+        with gevent.Timeout(10):
+            conn = multistream.select_lazy(ca, "/p")
+            conn.writev([b"x", b"y"])
+            assert multistream.handle(cb, ["/p"], timeout=5) == "/p"
+            assert read_exactly(cb, 2) == b"xy"
+            cb.write(b"reply")
+            assert read_exactly(conn, 5) == b"reply"
+            assert conn.negotiated and not conn._pending
+    finally:
+        ca.close()
+        cb.close()

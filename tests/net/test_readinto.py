@@ -186,9 +186,9 @@ def test_plaintext_readinto_receives_in_place():
         ra.close()
 
 
-def test_multistream_wrappers_readinto():
-    """LazyConn.readinto checks the echo first (``na`` raises); PrefixedConn.readinto
-    sends its pending reply before it would wait, then receives in place."""
+def test_multistream_lazy_and_deferred_readinto():
+    """A lazily negotiated conn's readinto checks the echo first (``na`` raises); one
+    holding a deferred reply sends it before it would wait, then receives in place."""
     from geventp2p.exceptions import NegotiationError
     from geventp2p.net import multistream
 
@@ -197,26 +197,23 @@ def test_multistream_wrappers_readinto():
         ra, rb = SocketConn(a, is_initiator=True), SocketConn(b)
         try:
             with gevent.Timeout(T):
-                lazy = multistream.LazyConn(ra, "/x/1")
+                lazy = multistream.select_lazy(ra, "/x/1")
 
                 def responder():
-                    proto, pending = multistream.handle_deferred(rb, ["/x/1"] if accept else ["/y/1"], timeout=T)
-                    return proto, pending
+                    return multistream.handle_deferred(rb, ["/x/1"] if accept else ["/y/1"], timeout=T)
 
                 g = gevent.spawn(responder) if accept else None
                 if accept:
                     lazy.write(b"ping")
-                    proto, pending = g.get()
-                    assert proto == "/x/1"
-                    pref = multistream.PrefixedConn(rb, pending)
+                    assert g.get() == "/x/1"
                     buf = bytearray(16)
-                    k = pref.readinto(memoryview(buf))  # pending reply flushed, then "ping"
+                    k = rb.readinto(memoryview(buf))  # pending reply flushed, then "ping"
                     assert bytes(buf[:k]) == b"ping"[:k]
-                    pref.write(b"pong")
+                    rb.write(b"pong")
                     k = lazy.readinto(memoryview(buf))
                     assert bytes(buf[:k]) == b"pong"[:k]
                 else:
-                    lazy.flush()
+                    lazy._flush_prefix()
                     g = gevent.spawn(multistream.handle, rb, ["/y/1"], timeout=T)
                     with pytest.raises(NegotiationError):
                         lazy.readinto(memoryview(bytearray(16)))
