@@ -36,7 +36,7 @@ from multiaddr import Multiaddr
 
 from geventp2p.core import addr as maddr
 from geventp2p.exceptions import ConfigError, MultiaddrError, TransportError
-from geventp2p.net.rawconn import Buffer, RawConn
+from geventp2p.net.rawconn import Buffer, RawConn, stop_handlers_of
 
 __all__ = [
     "PipeConfig",
@@ -328,12 +328,7 @@ class MemoryListener:
             self._closed = True
             self.network._unregister(self)
         if stop_handlers:
-            current = gevent.getcurrent()
-            if any(g is current for g in self._handlers):  # a handler closing its own listener
-                others = [g for g in list(self._handlers) if g is not current]
-                gevent.killall(others, block=True, timeout=timeout)
-            else:
-                self._handlers.kill(block=True, timeout=timeout)
+            stop_handlers_of(self._handlers, timeout)
 
     def join(self, timeout: Optional[float] = None) -> bool:
         return self._closed

@@ -45,6 +45,8 @@ import socket as _stdlib_socket
 import struct
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Protocol, Union
 
+import gevent
+import gevent.pool
 import gevent.socket as gsocket
 from gevent.lock import Semaphore
 
@@ -54,7 +56,7 @@ from geventp2p.net._deadline import Deadline, timeout_scope
 if TYPE_CHECKING:
     from multiaddr import Multiaddr  # type: ignore[import-untyped, unused-ignore]
 
-__all__ = ["RawConn", "SocketConn", "PendingEcho", "DEFAULT_READ_SIZE"]
+__all__ = ["RawConn", "SocketConn", "PendingEcho", "DEFAULT_READ_SIZE", "stop_handlers_of"]
 
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -423,3 +425,13 @@ class SocketConn(RawConn):
             self._sock.close()
         except OSError:  # pragma: no cover - close errors are not actionable
             log.debug("error closing socket", exc_info=True)
+
+
+def stop_handlers_of(handlers: "gevent.pool.Group", timeout: Optional[float]) -> None:
+    """Blocks the calling greenlet until a listener's handler greenlets are killed
+    (at most ``timeout`` seconds); a handler closing its own listener is spared."""
+    current = gevent.getcurrent()
+    if any(g is current for g in handlers):
+        gevent.killall([g for g in list(handlers) if g is not current], block=True, timeout=timeout)
+    else:
+        handlers.kill(block=True, timeout=timeout)

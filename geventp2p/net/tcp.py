@@ -25,7 +25,7 @@ from multiaddr import Multiaddr
 from geventp2p.core import addr as maddr
 from geventp2p.exceptions import ConfigError, MultiaddrError, P2PTimeoutError, TransportError
 from geventp2p.net._deadline import timeout_scope
-from geventp2p.net.rawconn import SocketConn
+from geventp2p.net.rawconn import SocketConn, stop_handlers_of
 
 __all__ = ["TcpConfig", "TcpTransport", "TcpListener", "sockaddr_to_multiaddr"]
 
@@ -328,12 +328,7 @@ class TcpListener:
             if self._loop is not gevent.getcurrent():
                 self._loop.kill(block=True, timeout=timeout)
         if stop_handlers:
-            current = gevent.getcurrent()
-            if any(g is current for g in self._handlers):  # a handler closing its own listener
-                others = [g for g in list(self._handlers) if g is not current]
-                gevent.killall(others, block=True, timeout=timeout)
-            else:
-                self._handlers.kill(block=True, timeout=timeout)
+            stop_handlers_of(self._handlers, timeout)
 
     def join(self, timeout: Optional[float] = None) -> bool:
         """Blocks the calling greenlet until the accept loop ends; True if it did."""
