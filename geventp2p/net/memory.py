@@ -29,7 +29,6 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Callable, Dict, Iterable, Optional, Tuple
 
-import gevent
 from gevent.event import Event
 from gevent.pool import Group
 from multiaddr import Multiaddr
