@@ -36,7 +36,8 @@ from gevent.lock import BoundedSemaphore
 from gevent.pool import Group
 
 from geventp2p.core import addr as _addr
-from geventp2p.core.event import Connectedness, Direction, EvtPeerConnectednessChanged
+from geventp2p.core.event import Connectedness, EvtPeerConnectednessChanged
+from geventp2p.core.mux import Direction
 from geventp2p.core.peer import PeerId
 from geventp2p.exceptions import (
     ConfigError,
@@ -461,7 +462,7 @@ class Swarm:
             conn.close()
             return
         try:
-            self._check_upgraded(conn, Direction.Inbound)
+            self._check_upgraded(conn, Direction.INBOUND)
             self._add_conn(conn)
         except P2PError as exc:
             log.debug("inbound connection from %s refused: %s", conn.remote_peer, exc)
@@ -546,7 +547,7 @@ class Swarm:
                 best = c
         return best
 
-    def _remember(self, table: dict, peer: PeerId) -> None:
+    def _remember(self, table: dict[PeerId, float], peer: PeerId) -> None:
         """Record ``clock()`` for ``peer``; prunes entries older than ``backoff_max`` as it grows."""
         now = self._clock()
         table[peer] = now

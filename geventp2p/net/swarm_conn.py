@@ -18,6 +18,7 @@ import itertools
 import logging
 from typing import TYPE_CHECKING, Any, Callable
 
+from geventp2p.core.mux import Direction
 from geventp2p.exceptions import ConnectionClosedError, P2PError, StreamError
 from geventp2p.net.stream import Stream
 from geventp2p.net.upgrader import Connection
@@ -54,9 +55,12 @@ class SwarmConn(Connection):
     the swarm's stream handler; do not call ``accept_stream``.
     """
 
+    #: Who dialed (the enum member; the upgrader's ``Connection`` may still hold the string).
+    direction: Direction
+
     def __init__(self, swarm: "Swarm", conn: Connection) -> None:
-        super().__init__(conn.muxed, conn.secured, direction=conn.direction, security=conn.security,
-                         muxer=conn.muxer)
+        super().__init__(conn.muxed, conn.secured, direction=Direction(conn.direction),
+                         security=conn.security, muxer=conn.muxer)
         self.opened_at = conn.opened_at
         self.swarm = swarm
         self.id = next(_conn_ids)
