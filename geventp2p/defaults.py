@@ -441,7 +441,7 @@ def new_host(
             services=tuple(name for name, _svc in started),
             noise=noise_cfg,
             identify=identify_cfg if any(name == "identify" for name, _svc in started) else None,
-            swarm=getattr(swarm, "config", None),
+            swarm=swarm.config,
         )
         if listen:
             host.listen(*listen)

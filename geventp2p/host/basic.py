@@ -131,13 +131,13 @@ class BasicHost:
         self.peerstore = peerstore if peerstore is not None else swarm.peerstore
         if self.peerstore is None:
             raise ConfigError("BasicHost needs a peerstore (none given and the swarm has none)")
-        bus = event_bus if event_bus is not None else getattr(swarm, "event_bus", None)
+        bus = event_bus if event_bus is not None else swarm.event_bus
         self._own_bus = bus is None
         self.event_bus: EventBus = bus if bus is not None else EventBus()
         self.negotiation_timeout = float(negotiation_timeout)
         self.identify_wait_timeout = float(identify_wait)
         self.pipelined_fin_agents = tuple(pipelined_fin_agents)
-        self._new_stream_timeout = getattr(getattr(swarm, "config", None), "new_stream_timeout", None)
+        self._new_stream_timeout: float | None = swarm.config.new_stream_timeout
         self._handlers: dict[str, StreamHandler] = {}
         self._matchers: list[tuple[str, Callable[[str], bool], StreamHandler]] = []
         self._proto_emitter = self.event_bus.emitter(EvtLocalProtocolsUpdated, stateful=True)

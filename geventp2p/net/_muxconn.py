@@ -76,6 +76,9 @@ CLOSE_FLUSH_TIMEOUT = 1.0
 WRITE_FAILURE_DRAIN = 5.0
 
 _monotonic = time.monotonic
+# module globals: a class attribute lookup on an Enum costs ~50 ns per stream open
+_INBOUND = Direction.INBOUND
+_OUTBOUND = Direction.OUTBOUND
 
 S = TypeVar("S", bound=MuxSession)
 T = TypeVar("T", bound="MuxStream")
@@ -226,7 +229,7 @@ class MuxConn(Generic[S, T]):
         ACK backlog), then opens a stream (its SYN / NewStream is sent at once)."""
         self._check_alive(write=True)
         key = self._open_session_stream(timeout)
-        stream = self.STREAM_CLASS(self, key, Direction.OUTBOUND)
+        stream = self.STREAM_CLASS(self, key, _OUTBOUND)
         self._streams[key] = stream
         self._wake_writer.set()
         return stream
@@ -436,7 +439,7 @@ class MuxConn(Generic[S, T]):
                     self._session.consumed(ev.stream_id, len(ev.data), _monotonic())
             elif cls is StreamOpened:
                 key = ev.stream_id
-                stream = self.STREAM_CLASS(self, key, Direction.INBOUND)
+                stream = self.STREAM_CLASS(self, key, _INBOUND)
                 streams[key] = stream
                 queue = self._accept_queue
                 if len(queue) >= self.config.accept_backlog:

@@ -38,6 +38,7 @@ from gevent.pool import Group
 from geventp2p.core import addr as _addr
 from geventp2p.core.event import Connectedness, EvtPeerConnectednessChanged
 from geventp2p.core.mux import Direction
+from geventp2p.core.transport import RawConn
 from geventp2p.core.peer import PeerId
 from geventp2p.exceptions import (
     ConfigError,
@@ -434,12 +435,12 @@ class Swarm:
                     out.append(e)
         return out
 
-    def _handle_inbound(self, raw: Any) -> None:
+    def _handle_inbound(self, raw: RawConn) -> None:
         """Listener handler (on the listener's greenlet): gate, upgrade, gate, add."""
         if self._closed:
             raw.close()
             return
-        addrs = ConnMultiaddrs(getattr(raw, "local_addr", None), getattr(raw, "remote_addr", None))
+        addrs = ConnMultiaddrs(raw.local_addr, raw.remote_addr)
         ok, _ = self._gate("intercept_accept", addrs)
         if not ok:
             log.debug("gater refused inbound connection from %s", addrs.remote_addr)
