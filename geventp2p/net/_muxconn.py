@@ -52,6 +52,7 @@ from geventp2p.core.rcmgr import NULL_SCOPE, ResourceScope
 from geventp2p.exceptions import ConnectionClosedError, P2PError, P2PTimeoutError, StreamResetError
 from geventp2p.net._deadline import Deadline, timeout_scope
 from geventp2p.core.mux import Direction
+from geventp2p.core.transport import RawConn
 from geventp2p.net.stream import Stream
 from geventp2p.sansio._mux import (
     DataReceived,
@@ -152,7 +153,7 @@ class MuxConn(Generic[S, T]):
 
     def __init__(
         self,
-        conn: Any,
+        conn: RawConn,
         is_initiator: bool,
         config: Any,
         scope: ResourceScope,

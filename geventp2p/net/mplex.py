@@ -34,6 +34,7 @@ from typing import Any
 from geventp2p.core.mux import Direction
 from geventp2p.core.rcmgr import NULL_SCOPE, ResourceScope
 from geventp2p.core.sec import SecureConn
+from geventp2p.core.transport import RawConn
 from geventp2p.net._muxconn import MuxConn, MuxStream
 from geventp2p.net.stream import Stream
 from geventp2p.sansio import mplex as _core
@@ -130,7 +131,7 @@ class MplexConn(MuxConn[_core.Session, MplexStream]):
     YIELD_BYTES = 16384
 
     def __init__(
-        self, conn: Any, is_initiator: bool, config: MplexConfig | None = None, scope: ResourceScope = NULL_SCOPE
+        self, conn: RawConn, is_initiator: bool, config: MplexConfig | None = None, scope: ResourceScope = NULL_SCOPE
     ) -> None:
         config = config if config is not None else MplexConfig()
         self._chunk = config.write_chunk_size

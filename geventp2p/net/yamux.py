@@ -46,6 +46,7 @@ from gevent.event import AsyncResult, Event
 from geventp2p.core.mux import Direction
 from geventp2p.core.rcmgr import NULL_SCOPE, ResourceScope
 from geventp2p.core.sec import SecureConn
+from geventp2p.core.transport import RawConn
 from geventp2p.exceptions import ConnectionClosedError, P2PTimeoutError
 from geventp2p.net._muxconn import (
     CLOSE_FLUSH_TIMEOUT,
@@ -158,7 +159,7 @@ class YamuxConn(MuxConn[_y.Session, YamuxStream]):
     STREAM_CLASS = YamuxStream
 
     def __init__(
-        self, conn: Any, is_initiator: bool, config: YamuxConfig | None = None, scope: ResourceScope = NULL_SCOPE
+        self, conn: RawConn, is_initiator: bool, config: YamuxConfig | None = None, scope: ResourceScope = NULL_SCOPE
     ) -> None:
         config = config if config is not None else YamuxConfig()
         self._ack_waiters: deque[Event] = deque()  # open_stream calls blocked on the ACK backlog, FIFO
