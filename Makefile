@@ -14,6 +14,7 @@ TYPECHECK_STRICT := \
 	geventp2p/host/basic.py \
 	geventp2p/net/stream.py \
 	geventp2p/net/swarm.py \
+	geventp2p/net/swarm_conn.py \
 	geventp2p/core/peer.py \
 	geventp2p/core/addr.py \
 	geventp2p/host/eventbus.py
@@ -41,7 +42,7 @@ build: $(STAMP)
 # The API docs (warnings are errors), then the whole suite twice: compiled hot paths
 # required, then everything forced pure.  The packaging test (marker `packaging`) builds
 # and installs both builds itself, so it runs in the first pass only.
-test: build docs
+test: build docs typecheck
 	@echo "=== geventp2p suite, build: cython (GEVENTP2P_REQUIRE_SPEEDUPS=1) ==="
 	GEVENTP2P_REQUIRE_SPEEDUPS=1 $(PYTHON) -m geventp2p._speedups
 	GEVENTP2P_REQUIRE_SPEEDUPS=1 $(PYTHON) -m pytest $(PYTEST_ARGS)

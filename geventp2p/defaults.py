@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, Union
 
 from geventp2p.config import HostConfig, IdentifyConfig, NoiseConfig
+from geventp2p.core.mux import Multiplexer
 from geventp2p.exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -252,8 +253,8 @@ def make_muxers(muxers: Any = None) -> list[Any]:
     for m in _as_list(DEFAULT_MUXERS if muxers is None else muxers, "muxers"):
         if isinstance(m, str):
             m = build("muxer", m)
-        elif not (hasattr(m, "PROTOCOL_ID") and callable(getattr(m, "create", None))):
-            raise ConfigError(f"{m!r} is not a muxer (needs PROTOCOL_ID and create())")
+        elif not isinstance(m, Multiplexer):
+            raise ConfigError(f"{m!r} is not a muxer (needs PROTOCOL_ID and new_conn())")
         out.append(m)
     return out
 
@@ -441,7 +442,7 @@ def new_host(
             services=tuple(name for name, _svc in started),
             noise=noise_cfg,
             identify=identify_cfg if any(name == "identify" for name, _svc in started) else None,
-            swarm=getattr(swarm, "config", None),
+            swarm=swarm.config,
         )
         if listen:
             host.listen(*listen)

@@ -156,7 +156,7 @@ class DialError(P2PError):
         peer_id: Any,
         message: str = "",
         attempts: Optional[list[tuple[Any, BaseException]]] = None,
-        cause: Optional[BaseException] = None,
+        cause: Optional[BaseException | str] = None,
     ) -> None:
         self.peer_id = peer_id
         self.attempts = list(attempts or [])

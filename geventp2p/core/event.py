@@ -15,6 +15,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from geventp2p.core.mux import Direction  # the one definition, re-exported here
+
 __all__ = [
     "Connectedness",
     "Reachability",
@@ -70,27 +72,6 @@ class NATTransportProtocol(enum.IntEnum):
 
     UDP = 0
     TCP = 1
-
-
-class Direction(enum.IntEnum):
-    """Who opened a connection or stream (go ``network.Direction``)."""
-
-    Unknown = 0
-    Inbound = 1
-    Outbound = 2
-
-    @classmethod
-    def parse(cls, value: "Direction | int | str") -> "Direction":
-        """Accept a Direction, its number or ``"inbound"``/``"outbound"``/``"unknown"``."""
-        if isinstance(value, str):
-            try:
-                return cls[value.strip().capitalize()]
-            except KeyError:
-                raise ValueError(f"unknown direction {value!r}") from None
-        return cls(value)
-
-    def __str__(self) -> str:
-        return self.name.lower()
 
 
 class AddrAction(enum.IntEnum):

@@ -21,7 +21,7 @@ Structural ``typing.Protocol`` types; no I/O and no gevent here.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from geventp2p.core.rcmgr import ResourceScope
@@ -199,6 +199,7 @@ class MuxedConn(Protocol):
         """Blocks until the session ended; False if ``timeout`` passed first."""
 
 
+@runtime_checkable
 class Multiplexer(Protocol):
     """Factory of :class:`MuxedConn` for one muxer protocol id."""
 

@@ -11,6 +11,7 @@ Structural ``typing.Protocol`` types; no I/O and no gevent here.
 from __future__ import annotations
 
 from types import TracebackType
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from geventp2p.core.event import Connectedness
@@ -119,8 +120,9 @@ class Conn(Protocol):
         Raises ``ConnectionClosedError``, ``P2PTimeoutError``.
         """
 
-    def streams(self) -> list[Stream]:
-        """The open streams of this connection.  Never blocks."""
+    def streams(self) -> Sequence[Stream]:
+        """The open streams of this connection (a new list; ``Sequence`` so an
+        implementation may list its own stream class).  Never blocks."""
 
     def close(self) -> None:
         """Close the connection and reset its streams.  Idempotent; blocks briefly (bounded)."""
@@ -143,10 +145,10 @@ class Network(Protocol):
     def peers(self) -> list[PeerId]:
         """Peers with at least one open connection.  Never blocks."""
 
-    def conns(self) -> list[Conn]:
-        """All open connections.  Never blocks."""
+    def conns(self) -> Sequence[Conn]:
+        """All open connections (a new list of the implementation's class).  Never blocks."""
 
-    def conns_to_peer(self, peer: PeerId) -> list[Conn]:
+    def conns_to_peer(self, peer: PeerId) -> Sequence[Conn]:
         """Open connections to ``peer``.  Never blocks."""
 
     def connectedness(self, peer: PeerId) -> Connectedness:

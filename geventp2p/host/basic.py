@@ -44,6 +44,7 @@ from geventp2p.host.peerstore import AGENT_VERSION, TEMP_ADDR_TTL
 from geventp2p.net import multistream
 from geventp2p.net._deadline import Deadline
 from geventp2p.net.stream import Stream
+from geventp2p.net.swarm import Swarm
 from geventp2p.sansio.multistream import validate_protocol_id
 
 __all__ = [
@@ -113,7 +114,7 @@ class BasicHost:
 
     def __init__(
         self,
-        swarm: Any,
+        swarm: Swarm,
         *,
         event_bus: EventBus | None = None,
         peerstore: Any = None,
@@ -126,17 +127,17 @@ class BasicHost:
             raise ConfigError("negotiation_timeout must be > 0")
         if identify_wait < 0:
             raise ConfigError("identify_wait must be >= 0")
-        self.network = swarm
+        self.network: Swarm = swarm
         self.peerstore = peerstore if peerstore is not None else swarm.peerstore
         if self.peerstore is None:
             raise ConfigError("BasicHost needs a peerstore (none given and the swarm has none)")
-        bus = event_bus if event_bus is not None else getattr(swarm, "event_bus", None)
+        bus = event_bus if event_bus is not None else swarm.event_bus
         self._own_bus = bus is None
         self.event_bus: EventBus = bus if bus is not None else EventBus()
         self.negotiation_timeout = float(negotiation_timeout)
         self.identify_wait_timeout = float(identify_wait)
         self.pipelined_fin_agents = tuple(pipelined_fin_agents)
-        self._new_stream_timeout = getattr(getattr(swarm, "config", None), "new_stream_timeout", None)
+        self._new_stream_timeout: float | None = swarm.config.new_stream_timeout
         self._handlers: dict[str, StreamHandler] = {}
         self._matchers: list[tuple[str, Callable[[str], bool], StreamHandler]] = []
         self._proto_emitter = self.event_bus.emitter(EvtLocalProtocolsUpdated, stateful=True)

@@ -29,6 +29,7 @@ from typing import Any, Callable, Hashable, Optional
 import gevent
 
 from geventp2p.core.event import EvtConnsTrimmed
+from geventp2p.core.mux import Direction
 from geventp2p.exceptions import ConfigError
 
 __all__ = ["BasicConnManager", "ConnManagerConfig", "DecayingTag", "TagInfo", "CONN_GARBAGE_COLLECTED"]
@@ -273,7 +274,7 @@ class BasicConnManager:
             return False
 
         def inbound(info: TagInfo) -> bool:
-            return any(str(getattr(c.direction, "value", c.direction)) == "inbound" for c in info.conns)
+            return any(c.direction == Direction.INBOUND for c in info.conns)
 
         candidates.sort(key=lambda pi: (
             not pi[1].temp,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, cast
 
 import gevent
 from gevent.event import AsyncResult
@@ -27,7 +27,7 @@ from gevent.lock import BoundedSemaphore
 from gevent.queue import Empty, Queue
 
 from geventp2p.core import addr as _addr
-from geventp2p.core.event import Direction
+from geventp2p.core.mux import Direction
 from geventp2p.core.peer import PeerId
 from geventp2p.exceptions import (
     AllDialsFailedError,
@@ -113,7 +113,7 @@ class DialSync:
             if not job.result.ready():
                 raise DialTimeoutError(peer, f"no connection within {timeout:g}s", attempts=job.attempts,
                                        cause=P2PTimeoutError(f"dial timed out after {timeout:g}s"))
-            return job.result.get(block=False)
+            return cast("SwarmConn", job.result.get(block=False))
         finally:
             job.waiters -= 1
             if job.waiters == 0 and not job.result.ready():
@@ -162,11 +162,11 @@ class DialSync:
                     job.result.set_exception(DialError(peer, "dial cancelled", attempts=job.attempts,
                                                        cause="cancelled"))
 
-    def filter_addrs(self, peer: PeerId, addrs: Iterable[Any]) -> tuple[list[Any], list[tuple[Any, Exception]]]:
+    def filter_addrs(self, peer: PeerId, addrs: Iterable[Any]) -> tuple[list[Any], list[tuple[Any, BaseException]]]:
         """The addresses worth dialing, and the rejected ones with the reason."""
         swarm = self.swarm
         good: list[Any] = []
-        rejected: list[tuple[Any, Exception]] = []
+        rejected: list[tuple[Any, BaseException]] = []
         own: set[Any] | None = None
         seen: set[Any] = set()
         for a in addrs:
@@ -317,7 +317,7 @@ class DialSync:
             if conn.remote_peer != peer:
                 conn.close()
                 raise PeerIdMismatchError(peer, conn.remote_peer)
-            swarm._check_upgraded(conn, Direction.Outbound)
+            swarm._check_upgraded(conn, Direction.OUTBOUND)
             results.put((me, addr, conn, None, False))
         except Exception as exc:
             log.debug("dial %s at %s failed: %s", peer, addr, exc)

@@ -31,7 +31,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from geventp2p.core.mux import Direction
 from geventp2p.core.rcmgr import NULL_SCOPE, ResourceScope
+from geventp2p.core.sec import SecureConn
+from geventp2p.core.transport import RawConn
 from geventp2p.net._muxconn import MuxConn, MuxStream
 from geventp2p.net.stream import Stream
 from geventp2p.sansio import mplex as _core
@@ -46,16 +49,19 @@ CONTROL_SLACK = 1024 * 1024
 
 
 class MplexMuxer:
-    """Factory for mplex sessions; ``create`` wraps a secured connection."""
+    """Factory for mplex sessions; ``new_conn`` wraps a secured connection."""
 
     PROTOCOL_ID = PROTOCOL_ID
 
     def __init__(self, config: MplexConfig | None = None) -> None:
         self.config = config if config is not None else MplexConfig()
 
-    def create(self, secured_conn: Any, is_initiator: bool, scope: ResourceScope = NULL_SCOPE) -> "MplexConn":
-        """Start an mplex session on ``secured_conn`` (spawns its reader and writer)."""
-        return MplexConn(secured_conn, is_initiator, config=self.config, scope=scope)
+    def new_conn(self, sec: SecureConn, is_initiator: bool, scope: ResourceScope = NULL_SCOPE) -> MplexConn:
+        """Start an mplex session on ``sec`` (spawns its reader and writer)."""
+        return MplexConn(sec, is_initiator, config=self.config, scope=scope)
+
+    #: The former name of :meth:`new_conn` (same method).
+    create = new_conn
 
     def __repr__(self) -> str:
         return f"<MplexMuxer {PROTOCOL_ID}>"
@@ -72,7 +78,7 @@ class MplexStream(MuxStream):
     __slots__ = ("_gen",)
     _mux: "MplexConn"
 
-    def __init__(self, mconn: "MplexConn", key: int, direction: str) -> None:
+    def __init__(self, mconn: "MplexConn", key: int, direction: Direction) -> None:
         Stream.__init__(self, mconn, key >> 1, direction)  # id: the wire id (sansio.mplex.wire_id)
         self._mux = mconn
         self._key = key
@@ -125,7 +131,7 @@ class MplexConn(MuxConn[_core.Session, MplexStream]):
     YIELD_BYTES = 16384
 
     def __init__(
-        self, conn: Any, is_initiator: bool, config: MplexConfig | None = None, scope: ResourceScope = NULL_SCOPE
+        self, conn: RawConn, is_initiator: bool, config: MplexConfig | None = None, scope: ResourceScope = NULL_SCOPE
     ) -> None:
         config = config if config is not None else MplexConfig()
         self._chunk = config.write_chunk_size

@@ -57,8 +57,9 @@ Application API (all blocking calls "block the calling greenlet")
 ``with stream: ...`` closes the stream (``close()``) when the block ends.
 
 Attributes: ``id``, ``protocol`` (settable, ``None`` until negotiated),
-``direction`` (``"inbound"``/``"outbound"``), ``conn`` (the muxed conn; the swarm
-replaces it with its connection object), ``remote_peer`` (``conn.remote_peer``).
+``direction`` (a :class:`~geventp2p.core.mux.Direction`, equal to ``"inbound"``/
+``"outbound"``), ``conn`` (the muxed conn; the swarm replaces it with its connection
+object), ``remote_peer`` (``conn.remote_peer``).
 
 Streams opened and accepted by a host are instances of this class (the muxer's
 subclass), whatever the muxer and however the protocol was negotiated: no wrapper
@@ -160,6 +161,7 @@ from typing import Any, Callable, Optional, Protocol, Union
 from gevent.event import Event
 from gevent.lock import Semaphore
 
+from geventp2p.core.mux import Direction
 from geventp2p.exceptions import (
     IncompleteReadError,
     MessageTooLargeError,
@@ -170,8 +172,9 @@ from geventp2p.exceptions import (
 
 __all__ = ["Stream", "EchoCheck", "BandwidthReporter", "INBOUND", "OUTBOUND", "DEFAULT_LINE_LIMIT"]
 
-INBOUND = "inbound"
-OUTBOUND = "outbound"
+#: Aliases of the :class:`~geventp2p.core.mux.Direction` members (the one definition).
+INBOUND = Direction.INBOUND
+OUTBOUND = Direction.OUTBOUND
 
 _monotonic = time.monotonic
 
@@ -249,12 +252,12 @@ class Stream:
         "__weakref__",
     )
 
-    def __init__(self, conn: Any, stream_id: int, direction: str) -> None:
+    def __init__(self, conn: Any, stream_id: int, direction: Direction) -> None:
         self.id = stream_id
         self.protocol: str | None = None
-        self.direction = direction
+        self.direction: Direction = direction  # an enum member: reads stay plain attribute reads
         self.conn = conn
-        self._chunks: deque = deque()
+        self._chunks: deque[bytes] = deque()
         self._head_off = 0  # bytes already consumed from self._chunks[0]
         self._buffered = 0
         self._pushed_back = 0  # bytes at the head that came from unread(): not reported again

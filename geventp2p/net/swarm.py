@@ -36,7 +36,9 @@ from gevent.lock import BoundedSemaphore
 from gevent.pool import Group
 
 from geventp2p.core import addr as _addr
-from geventp2p.core.event import Connectedness, Direction, EvtPeerConnectednessChanged
+from geventp2p.core.event import Connectedness, EvtPeerConnectednessChanged
+from geventp2p.core.mux import Direction
+from geventp2p.core.transport import RawConn
 from geventp2p.core.peer import PeerId
 from geventp2p.exceptions import (
     ConfigError,
@@ -433,12 +435,12 @@ class Swarm:
                     out.append(e)
         return out
 
-    def _handle_inbound(self, raw: Any) -> None:
+    def _handle_inbound(self, raw: RawConn) -> None:
         """Listener handler (on the listener's greenlet): gate, upgrade, gate, add."""
         if self._closed:
             raw.close()
             return
-        addrs = ConnMultiaddrs(getattr(raw, "local_addr", None), getattr(raw, "remote_addr", None))
+        addrs = ConnMultiaddrs(raw.local_addr, raw.remote_addr)
         ok, _ = self._gate("intercept_accept", addrs)
         if not ok:
             log.debug("gater refused inbound connection from %s", addrs.remote_addr)
@@ -461,7 +463,7 @@ class Swarm:
             conn.close()
             return
         try:
-            self._check_upgraded(conn, Direction.Inbound)
+            self._check_upgraded(conn, Direction.INBOUND)
             self._add_conn(conn)
         except P2PError as exc:
             log.debug("inbound connection from %s refused: %s", conn.remote_peer, exc)
@@ -546,7 +548,7 @@ class Swarm:
                 best = c
         return best
 
-    def _remember(self, table: dict, peer: PeerId) -> None:
+    def _remember(self, table: dict[PeerId, float], peer: PeerId) -> None:
         """Record ``clock()`` for ``peer``; prunes entries older than ``backoff_max`` as it grows."""
         now = self._clock()
         table[peer] = now

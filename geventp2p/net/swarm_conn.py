@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
+from geventp2p.core.mux import Direction, MuxedConn
 from geventp2p.exceptions import ConnectionClosedError, P2PError, StreamError
 from geventp2p.net.stream import Stream
 from geventp2p.net.upgrader import Connection
@@ -34,15 +35,12 @@ _conn_ids = itertools.count(1)
 StreamHandler = Callable[[Stream], None]
 
 
-def close_muxed(muxed: Any, code: int) -> None:
-    """Close a muxed session, with a close code if the muxer takes one (yamux GoAway)."""
+def close_muxed(muxed: MuxedConn, code: int) -> None:
+    """Close a muxed session, with a close code where the muxer can send one (yamux GoAway)."""
     if code:
-        try:
-            muxed.close(code=code)
-            return
-        except TypeError:  # this muxer's close() takes no code (mplex)
-            pass
-    muxed.close()
+        muxed.close_with_error(code)
+    else:
+        muxed.close()
 
 
 class SwarmConn(Connection):
@@ -54,9 +52,12 @@ class SwarmConn(Connection):
     the swarm's stream handler; do not call ``accept_stream``.
     """
 
+    #: Who dialed (the enum member; the upgrader's ``Connection`` may still hold the string).
+    direction: Direction
+
     def __init__(self, swarm: "Swarm", conn: Connection) -> None:
-        super().__init__(conn.muxed, conn.secured, direction=conn.direction, security=conn.security,
-                         muxer=conn.muxer)
+        super().__init__(conn.muxed, conn.secured, direction=Direction(conn.direction),
+                         security=conn.security, muxer=conn.muxer)
         self.opened_at = conn.opened_at
         self.swarm = swarm
         self.id = next(_conn_ids)

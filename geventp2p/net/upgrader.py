@@ -46,7 +46,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from ..core.mux import Multiplexer, MuxedConn
+from ..core.mux import Direction, Multiplexer, MuxedConn
 from ..core.rcmgr import NULL_SCOPE, ResourceScope
 from ..core.sec import SecureConn, SecureTransport
 from ..core.transport import RawConn
@@ -62,8 +62,7 @@ __all__ = ["Connection", "Upgrader", "UpgraderConfig", "INBOUND", "OUTBOUND"]
 
 log = logging.getLogger(__name__)
 
-INBOUND = "inbound"
-OUTBOUND = "outbound"
+INBOUND, OUTBOUND = Direction.INBOUND, Direction.OUTBOUND
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ class Connection:
     ``conn`` attribute points back here.
     """
 
-    def __init__(self, muxed: MuxedConn, secured: SecureConn, *, direction: str, security: str, muxer: str) -> None:
+    def __init__(self, muxed: MuxedConn, secured: SecureConn, *, direction: Direction, security: str, muxer: str) -> None:
         self.muxed: Any = muxed  # the muxers' conns are not MuxedConns yet (tests/core KNOWN_GAPS)
         self.secured = secured
         self.direction = direction
@@ -203,7 +202,7 @@ class Upgrader:
             if mux_id is None or mux_id not in self.muxers:  # a misbehaving negotiator; never trust it blindly
                 raise NegotiationError(f"negotiated unknown muxer {mux_id!r}")
             muxer: Any = self.muxers[mux_id]  # yamux/mplex name new_conn "create" (tests/core KNOWN_GAPS)
-            muxed: MuxedConn = muxer.create(secured, is_initiator=outbound, scope=self.scope)
+            muxed: MuxedConn = muxer.new_conn(secured, is_initiator=outbound, scope=self.scope)
         except BaseException:
             (secured or raw).close()
             raw.close()

@@ -43,7 +43,10 @@ from typing import Any
 
 from gevent.event import AsyncResult, Event
 
+from geventp2p.core.mux import Direction
 from geventp2p.core.rcmgr import NULL_SCOPE, ResourceScope
+from geventp2p.core.sec import SecureConn
+from geventp2p.core.transport import RawConn
 from geventp2p.exceptions import ConnectionClosedError, P2PTimeoutError
 from geventp2p.net._muxconn import (
     CLOSE_FLUSH_TIMEOUT,
@@ -78,9 +81,12 @@ class YamuxMuxer:
     def __init__(self, config: YamuxConfig | None = None) -> None:
         self.config = config if config is not None else YamuxConfig()
 
-    def create(self, secured_conn: Any, is_initiator: bool, scope: ResourceScope = NULL_SCOPE) -> "YamuxConn":
-        """Start a yamux session over ``secured_conn`` (the dialer is the initiator/client)."""
-        return YamuxConn(secured_conn, is_initiator, self.config, scope)
+    def new_conn(self, sec: SecureConn, is_initiator: bool, scope: ResourceScope = NULL_SCOPE) -> YamuxConn:
+        """Start a yamux session over ``sec`` (the dialer is the initiator/client)."""
+        return YamuxConn(sec, is_initiator, self.config, scope)
+
+    #: The former name of :meth:`new_conn` (same method).
+    create = new_conn
 
     def __repr__(self) -> str:
         return f"<YamuxMuxer {self.PROTOCOL_ID}>"
@@ -92,7 +98,7 @@ class YamuxStream(MuxStream):
     __slots__ = ("_sender",)
     _mux: "YamuxConn"
 
-    def __init__(self, mux: "YamuxConn", stream_id: int, direction: str) -> None:
+    def __init__(self, mux: "YamuxConn", stream_id: int, direction: Direction) -> None:
         Stream.__init__(self, mux, stream_id, direction)  # (MuxStream's two fields set here)
         self._mux = mux
         self._key = stream_id
@@ -153,7 +159,7 @@ class YamuxConn(MuxConn[_y.Session, YamuxStream]):
     STREAM_CLASS = YamuxStream
 
     def __init__(
-        self, conn: Any, is_initiator: bool, config: YamuxConfig | None = None, scope: ResourceScope = NULL_SCOPE
+        self, conn: RawConn, is_initiator: bool, config: YamuxConfig | None = None, scope: ResourceScope = NULL_SCOPE
     ) -> None:
         config = config if config is not None else YamuxConfig()
         self._ack_waiters: deque[Event] = deque()  # open_stream calls blocked on the ACK backlog, FIFO

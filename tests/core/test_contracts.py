@@ -26,29 +26,6 @@ REPO = HERE.parent.parent
 #: (implementation, contract) pairs that do not conform yet, with the root cause.
 #: Remove an entry when its implementation is fixed (the test then insists).
 KNOWN_GAPS: dict[str, str] = {
-    "check__YamuxMuxer__Multiplexer": "no new_conn(sec, is_initiator, scope) (the method is called create)",
-    "check__MplexMuxer__Multiplexer": "no new_conn(sec, is_initiator, scope) (the method is called create)",
-    "check__YamuxConn__MuxedConn": (
-        "no close_with_error(code) (close(code=0) instead); open/accept_stream return "
-        "YamuxStream, which is not a MuxedStream yet"
-    ),
-    "check__MplexConn__MuxedConn": (
-        "no close_with_error(code); open/accept_stream return MplexStream, not a MuxedStream yet"
-    ),
-    "check__net_stream_Stream__MuxedStream": "direction is str, not core.mux.Direction",
-    "check__YamuxStream__MuxedStream": "direction is str (inherited from net.stream.Stream)",
-    "check__MplexStream__MuxedStream": "direction is str (inherited from net.stream.Stream)",
-    "check__SwarmStream__Stream": (
-        "direction is str; conn is SwarmConn and __enter__ returns SwarmStream, which "
-        "are not a Conn / a Stream yet"
-    ),
-    "check__SwarmConn__Conn": (
-        "direction is str; new_stream/streams return SwarmStream, not a Stream yet"
-    ),
-    "check__Swarm__Network": (
-        "conns/conns_to_peer/dial_peer/new_stream return SwarmConn/SwarmStream and "
-        "set_stream_handler takes Callable[[SwarmStream], None]: all follow from those not conforming"
-    ),
 }
 
 

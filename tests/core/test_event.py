@@ -17,7 +17,9 @@ def test_enum_values_follow_go_order():
     assert E.Reachability.Public == 1 and E.Reachability.Private == 2
     assert E.NATDeviceType.Cone == 1 and E.NATDeviceType.Symmetric == 2
     assert E.NATTransportProtocol.UDP == 0 and E.NATTransportProtocol.TCP == 1
-    assert (E.Direction.Unknown, E.Direction.Inbound, E.Direction.Outbound) == (0, 1, 2)
+    # Direction is core.mux's str enum; go's numbers 0/1/2 still parse to its members
+    assert [E.Direction.parse(n) for n in (0, 1, 2)] == [
+        E.Direction.Unknown, E.Direction.Inbound, E.Direction.Outbound]
     assert [m.name for m in E.AddrAction] == ["Unknown", "Added", "Maintained", "Removed"]
 
 
@@ -26,6 +28,13 @@ def test_direction_parse():
     assert E.Direction.parse("Outbound") is E.Direction.Outbound
     assert E.Direction.parse(2) is E.Direction.Outbound
     assert str(E.Direction.Inbound) == "inbound"
+    assert f"{E.Direction.Outbound}" == "outbound" and "%s" % E.Direction.Inbound == "inbound"
+
+
+def test_event_direction_is_the_one_in_core_mux():
+    from geventp2p.core import mux, network
+
+    assert E.Direction is mux.Direction is network.Direction
     with pytest.raises(ValueError):
         E.Direction.parse("sideways")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from geventp2p.core.mux import Direction
 from geventp2p.core.rcmgr import Priority, ScopeStat
 from geventp2p.exceptions import ConfigError, ResourceLimitExceeded, ResourceScopeClosed
 from geventp2p.host.rcmgr.limits import BaseLimit
@@ -31,12 +32,11 @@ _NO_LIMIT = BaseLimit.unlimited()
 RefusalHook = Callable[["Scope", str, int, int, int], None]
 
 
-def is_inbound(direction: Any) -> bool:
+def is_inbound(direction: Direction | str) -> bool:
     """``Direction.INBOUND`` / ``"inbound"`` -> True, outbound -> False."""
-    text = getattr(direction, "value", direction)
-    if text == "inbound":
+    if direction == Direction.INBOUND:  # a str enum: equal to "inbound" too
         return True
-    if text == "outbound":
+    if direction == Direction.OUTBOUND:
         return False
     raise ConfigError(f"direction must be 'inbound' or 'outbound', got {direction!r}")
 
