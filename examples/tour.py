@@ -27,12 +27,12 @@ with client, server:
     with client.event_bus.subscribe([EvtPeerConnectednessChanged, EvtPeerIdentificationCompleted]) as sub:
         client.connect(server.p2p_addrs()[0])  # "/ip4/127.0.0.1/tcp/PORT/p2p/12D3KooW..."
 
-        stream = client.new_stream(server.id, ["/shout/1.0.0"], timeout=10)
-        stream.write(b"hello")
-        stream.close_write()  # half-close: the server sees EOF after "hello"
-        print(stream.read_exactly(5, timeout=10))  # b'HELLO'
-        print(stream.read(timeout=10))  # b'' -> EOF
-        stream.close()
+        # One Stream class, a context manager: close() on the way out.
+        with client.new_stream(server.id, ["/shout/1.0.0"], timeout=10) as stream:
+            stream.write(b"hello")
+            stream.close_write()  # half-close: the server sees EOF after "hello"
+            print(stream.read_exactly(5, timeout=10))  # b'HELLO'
+            print(stream.read(timeout=10))  # b'' -> EOF
 
         for _ in range(2):
             print(type(sub.get(timeout=5)).__name__)
