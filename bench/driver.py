@@ -100,10 +100,7 @@ def _host(args, *, listen, server: bool, identify: bool = True):
         listen=listen,
         security=[args.security],
         muxers=[_muxer(args.muxer, args.max_streams)],
-        enable_identify=identify,
-        enable_ping=server,
-        enable_echo=server,
-        enable_perf=server,
+        services=(["identify"] if identify else []) + (["ping", "echo", "perf"] if server else []),
     )
 
 

@@ -72,7 +72,7 @@ def _host(args, *, listen, server: bool, identify: bool = True):
     from geventp2p import new_host
 
     return new_host(listen=listen, security=["noise"], muxers=[_muxer(args.muxer, args.max_streams)],
-                    enable_identify=identify, enable_ping=server, enable_echo=server, enable_perf=False)
+                    services=(["identify"] if identify else []) + (["ping", "echo"] if server else []))
 
 
 # ----------------------------------------------------------------------------- server

@@ -87,7 +87,7 @@ class MockNet:
     def add_peer(self, *, key: Any = None, **host_kwargs: Any) -> Any:
         """Create, start and return a host listening on a fresh ``/memory`` address.
 
-        ``host_kwargs`` go to :func:`geventp2p.new_host` (e.g. ``enable_echo=True``).
+        ``host_kwargs`` go to :func:`geventp2p.new_host` (e.g. ``services=["identify", "ping", "echo"]``).
         """
         from geventp2p.core import addr as _addr
         from geventp2p.defaults import new_host

@@ -22,8 +22,8 @@ from tests.protocols._leaks import bounded_and_leak_free, open_sockets  # noqa: 
 
 @pytest.fixture
 def pair(make_host):
-    a = make_host(enable_echo=True)
-    b = make_host(enable_echo=True)
+    a = make_host(services=["identify", "ping", "echo"])
+    b = make_host(services=["identify", "ping", "echo"])
     b.connect(a.p2p_addrs()[0], timeout=10)
     return a, b
 
@@ -93,7 +93,7 @@ def test_handler_that_closes_itself(pair):
 
 
 def test_protocol_events_and_stateful_replay(make_host):
-    a = make_host(enable_identify=False, enable_ping=False)
+    a = make_host(services=[])
     with a.event_bus.subscribe(EvtLocalProtocolsUpdated) as sub:
         a.set_stream_handler("/x/1.0.0", lambda s: None)
         assert sub.get(timeout=2) == EvtLocalProtocolsUpdated(added=("/x/1.0.0",))
@@ -196,7 +196,7 @@ def test_new_stream_argument_errors(pair):
 
 
 def test_connect_forms(make_host):
-    a = make_host(enable_echo=True)
+    a = make_host(services=["identify", "ping", "echo"])
     b = make_host()
     conn = b.connect(PeerInfo(a.id, a.addrs()), timeout=10)
     assert conn.remote_peer == a.id
@@ -225,8 +225,8 @@ def test_close_leaves_nothing_running(make_host):
     gc.collect()
     g_before = {id(g) for g in live_greenlets()}
     s_before = open_sockets()
-    a = geventp2p.new_host(enable_echo=True)
-    b = geventp2p.new_host(enable_echo=True)
+    a = geventp2p.new_host(services=["identify", "ping", "echo"])
+    b = geventp2p.new_host(services=["identify", "ping", "echo"])
     with a, b:
         b.connect(a.p2p_addrs()[0], timeout=10)
         s = b.new_stream(a.id, "/echo/1.0.0", timeout=5)
@@ -247,7 +247,7 @@ def test_close_leaves_nothing_running(make_host):
 
 
 def test_new_host_options(make_host):
-    a = make_host(security=["plaintext"], muxers=["mplex"], enable_echo=True)
+    a = make_host(security=["plaintext"], muxers=["mplex"], services=["identify", "ping", "echo"])
     b = make_host(security="plaintext", muxers="mplex")
     conn = b.connect(a.p2p_addrs()[0], timeout=10)
     assert conn.security == "/plaintext/2.0.0" and conn.muxer == "/mplex/6.7.0"
@@ -255,7 +255,7 @@ def test_new_host_options(make_host):
     c = make_host()  # Noise only: no common security with a
     with pytest.raises(geventp2p.DialError):
         c.connect(a.p2p_addrs()[0], timeout=5)
-    d = make_host(muxers=["mplex", "yamux"], enable_echo=True)
+    d = make_host(muxers=["mplex", "yamux"], services=["identify", "ping", "echo"])
     e = make_host()
     conn = e.connect(d.p2p_addrs()[0], timeout=10)
     assert conn.security == "/noise" and conn.muxer == "/yamux/1.0.0"  # initiator's order wins
@@ -304,7 +304,7 @@ def test_basic_host_on_plain_swarm():
 def test_new_stream_waits_for_identify_but_bounded(make_host):
     from geventp2p.protocols.identify import ID
 
-    a = make_host(enable_echo=True)
+    a = make_host(services=["identify", "ping", "echo"])
     b = make_host()
     release = Event()
     a.set_stream_handler(ID, lambda s: release.wait(10))  # identify never answers

@@ -21,8 +21,8 @@ def read_all(s, timeout=5):
 
 @pytest.fixture
 def pair(make_host):
-    a = make_host(enable_echo=True)
-    b = make_host(enable_echo=True)
+    a = make_host(services=["identify", "ping", "echo"])
+    b = make_host(services=["identify", "ping", "echo"])
     b.connect(a.p2p_addrs()[0], timeout=10)
     return a, b
 

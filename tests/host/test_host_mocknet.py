@@ -18,7 +18,7 @@ from tests.protocols._leaks import bounded_and_leak_free  # noqa: F401  (autouse
 def test_five_hosts_connect_all_with_latency():
     latency = 0.01
     with MockNet(latency=latency) as net:
-        hosts = net.gen_peers(5, enable_echo=True)
+        hosts = net.gen_peers(5, services=["identify", "ping", "echo"])
         t0 = time.monotonic()
         net.connect_all()
         assert time.monotonic() - t0 < 10
@@ -62,7 +62,7 @@ def test_per_link_latency_and_unlinked_peers():
 
 def test_bandwidth_knob():
     with MockNet(bandwidth=200_000) as net:
-        a, b = net.gen_peers(2, enable_echo=True)
+        a, b = net.gen_peers(2, services=["identify", "ping", "echo"])
         net.connect_all()
         t0 = time.monotonic()
         assert echo(a, b.id, bytes(40_000)) == bytes(40_000)

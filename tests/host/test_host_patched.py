@@ -39,7 +39,7 @@ SCRIPT = textwrap.dedent('''
     assert monkey.is_module_patched("socket")
     socks = open_sockets()
     with gevent.Timeout(30):
-        a = geventp2p.new_host(enable_echo=True, enable_perf=True)
+        a = geventp2p.new_host(services=["identify", "ping", "echo", "perf"])
         b = geventp2p.new_host(muxers=["mplex"])
         with a, b:
             b.connect(a.p2p_addrs()[0], timeout=10)

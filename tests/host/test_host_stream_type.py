@@ -20,8 +20,8 @@ STREAM_CLASS = {"yamux": YamuxStream, "mplex": MplexStream}
 
 
 def _pair(make_host, muxer, identify=True):
-    a = make_host(muxers=[muxer], enable_identify=identify, enable_echo=True)
-    b = make_host(muxers=[muxer], enable_identify=identify, enable_echo=True)
+    a = make_host(muxers=[muxer], services=(["identify"] if identify else []) + ["ping", "echo"])
+    b = make_host(muxers=[muxer], services=(["identify"] if identify else []) + ["ping", "echo"])
     inbound = []
 
     def other(s):
@@ -120,8 +120,8 @@ def test_closed_stream_notification_fires(make_host, how):
 
 def test_metering_without_a_wrapper(make_host):
     counter = BandwidthCounter()
-    a = make_host(enable_echo=True)
-    b = make_host(enable_echo=True)
+    a = make_host(services=["identify", "ping", "echo"])
+    b = make_host(services=["identify", "ping", "echo"])
     b.network.bandwidth_reporter = counter
     b.connect(a.p2p_addrs()[0], timeout=10)
     base_out, base_in = counter.totals().total_out, counter.totals().total_in

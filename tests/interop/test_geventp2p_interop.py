@@ -128,7 +128,7 @@ class _World:
     def host(self, muxer: str) -> Any:
         h = self.hosts.get(muxer)
         if h is None:
-            h = self.hosts[muxer] = new_host(muxers=[_muxer(muxer)], enable_echo=True, enable_perf=True)
+            h = self.hosts[muxer] = new_host(muxers=[_muxer(muxer)], services=["identify", "ping", "echo", "perf"])
             sub = h.event_bus.subscribe(EvtPeerIdentificationCompleted, buffer=256, name="interop-test")
             self._subs.append(sub)
             self._drains.spawn(self.identified.extend, sub)  # drains until the sub closes

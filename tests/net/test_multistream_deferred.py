@@ -209,7 +209,7 @@ def test_host_pair_over_pipelined_security_and_deferred_reply():
     """Noise over TCP end to end: lazy security select outbound, deferred reply inbound."""
     import geventp2p
 
-    a = geventp2p.new_host(enable_echo=True)
+    a = geventp2p.new_host(services=["identify", "ping", "echo"])
     b = geventp2p.new_host()
     try:
         b.connect(a.p2p_addrs()[0], timeout=10)
