@@ -4,7 +4,9 @@ Config dataclasses (frozen, validated in ``__post_init__`` with :class:`ConfigEr
 
 * :class:`HostConfig` -- what :func:`geventp2p.new_host` built (``host.config``);
 * :class:`NoiseConfig` -- knobs of the Noise security transport;
-* :class:`IdentifyConfig` -- knobs of the identify service.
+* :class:`IdentifyConfig` -- knobs of the identify service;
+* :class:`ConnManagerConfig` -- the connection manager's watermarks (re-exported by
+  ``geventp2p.host.connmgr``, which holds the manager).
 
 The other components keep their config next to their code (``SwarmConfig`` in
 ``net/swarm.py``, ``YamuxConfig`` in ``sansio/yamux.py``, ``TcpConfig``...).
@@ -36,6 +38,7 @@ __all__ = [
     "HostConfig",
     "NoiseConfig",
     "IdentifyConfig",
+    "ConnManagerConfig",
     "EnvVar",
     "ENV_VARS",
     "lookup",
@@ -119,6 +122,33 @@ class IdentifyConfig:
         _check_bool("IdentifyConfig", "signed_record", self.signed_record)
 
 
+@dataclass(frozen=True, slots=True)
+class ConnManagerConfig:
+    """Connection manager watermarks (go-libp2p ``connmgr.NewConnManager``; go's defaults).
+
+    Above ``high`` open connections the manager closes connections until ``low``
+    remain, sparing peers first seen less than ``grace_period`` seconds ago; the
+    background trimmer runs at most once per ``silence_period`` seconds.
+    """
+
+    low: int = 160
+    high: int = 192
+    grace_period: float = 60.0
+    silence_period: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("low", "high"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ConfigError(f"ConnManagerConfig.{name} must be an int, got {v!r}")
+        if self.low < 0 or self.high < self.low:
+            raise ConfigError(f"connection manager needs 0 <= low <= high, got low={self.low} high={self.high}")
+        gp = self.grace_period
+        if isinstance(gp, bool) or not isinstance(gp, (int, float)) or not gp >= 0:
+            raise ConfigError(f"ConnManagerConfig.grace_period must be a number >= 0, got {gp!r}")
+        _check_timeout("ConnManagerConfig", "silence_period", self.silence_period)
+
+
 @dataclass(frozen=True)
 class HostConfig:
     """What :func:`geventp2p.new_host` built; read it as ``host.config``.
@@ -149,6 +179,11 @@ class HostConfig:
     identify: Optional[IdentifyConfig] = None
     #: The swarm's ``SwarmConfig`` (typed loosely: this module does not import net/).
     swarm: Any = None
+    #: The connection manager's watermarks; None when the host runs without one.
+    connmgr: Optional[ConnManagerConfig] = None
+    #: Seconds a disconnected peer's keys, protocols and metadata stay in the
+    #: peerstore (go: 60); None when the peerstore keeps them forever.
+    peerstore_grace_period: Optional[float] = None
 
     def __post_init__(self) -> None:
         for name in ("peer_id", "key_source", "key_type"):
@@ -163,6 +198,11 @@ class HostConfig:
             raise ConfigError("HostConfig.noise must be a NoiseConfig")
         if self.identify is not None and not isinstance(self.identify, IdentifyConfig):
             raise ConfigError("HostConfig.identify must be an IdentifyConfig or None")
+        if self.connmgr is not None and not isinstance(self.connmgr, ConnManagerConfig):
+            raise ConfigError("HostConfig.connmgr must be a ConnManagerConfig or None")
+        gp = self.peerstore_grace_period
+        if gp is not None and (isinstance(gp, bool) or not isinstance(gp, (int, float)) or not gp >= 0):
+            raise ConfigError(f"HostConfig.peerstore_grace_period must be a number >= 0 or None, got {gp!r}")
 
 
 @dataclass(frozen=True)

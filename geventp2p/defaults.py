@@ -7,6 +7,10 @@ Defaults (go-libp2p ``defaults.go`` style: they fill only what the caller left o
 * muxers: yamux, then mplex
 * transports: TCP
 * services: identify and ping; echo and perf are off (perf amplifies traffic).
+* a connection manager with go's watermarks (``ConnManagerConfig()``: low 160,
+  high 192, 60 s grace, 10 s silence);
+* the peerstore forgets a disconnected peer's keys, protocols and metadata after
+  60 s (go's ``pstoremanager``).
 
 ``security``, ``muxers`` and ``transports`` take names or ready instances, in
 order of preference.  The names are the keys of :data:`FACTORIES`, the one
@@ -36,7 +40,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, Union
 
-from geventp2p.config import HostConfig, IdentifyConfig, NoiseConfig
+from geventp2p.config import ConnManagerConfig, HostConfig, IdentifyConfig, NoiseConfig
 from geventp2p.core.mux import Multiplexer
 from geventp2p.exceptions import ConfigError
 
@@ -50,6 +54,8 @@ __all__ = [
     "DEFAULT_MUXERS",
     "DEFAULT_TRANSPORTS",
     "DEFAULT_SERVICES",
+    "DEFAULT_CONNMGR",
+    "DEFAULT_PEERSTORE_GRACE_PERIOD",
     "FACTORIES",
     "Factory",
     "BuildContext",
@@ -72,6 +78,10 @@ DEFAULT_SECURITY = ("noise",)
 DEFAULT_MUXERS = ("yamux", "mplex")
 DEFAULT_TRANSPORTS = ("tcp",)
 DEFAULT_SERVICES = ("identify", "ping")
+#: go-libp2p's connection manager defaults (``libp2p.New``).
+DEFAULT_CONNMGR = ConnManagerConfig()
+#: Seconds a disconnected peer stays in the peerstore (go's ``pstoremanager``: one minute).
+DEFAULT_PEERSTORE_GRACE_PERIOD = 60.0
 
 
 # --------------------------------------------------------------------------- the factory table
@@ -368,6 +378,8 @@ def new_host(
     gater: Any = None,
     agent_version: Optional[str] = None,
     swarm_config: Any = None,
+    connmgr: Any = DEFAULT_CONNMGR,
+    peerstore_grace_period: Optional[float] = DEFAULT_PEERSTORE_GRACE_PERIOD,
     enable_identify: Optional[bool] = None,
     enable_ping: Optional[bool] = None,
     enable_echo: Optional[bool] = None,
@@ -389,6 +401,13 @@ def new_host(
     * ``noise``, ``identify``: :class:`NoiseConfig`, :class:`IdentifyConfig` for
       the components built by name; ``agent_version`` is a shortcut for
       ``identify=IdentifyConfig(agent_version=...)``.
+    * ``connmgr``: the connection manager, ``host.connmgr``: a
+      :class:`ConnManagerConfig` (default: go's, low 160 / high 192 / 60 s grace /
+      10 s silence), a ready :class:`~geventp2p.host.connmgr.BasicConnManager`, or
+      None/False for none.  Trims emit ``EvtConnsTrimmed`` on the host's bus.
+    * ``peerstore_grace_period``: seconds after its last connection closed that a
+      peer's keys, protocols and metadata leave the peerstore (default 60, as go;
+      0: at once; None: never).  Our own peer id is never removed.
     * ``enable_*``: deprecated (``DeprecationWarning``), use ``services``.
 
     ``host.config`` (a :class:`HostConfig`) records what was built.  Raises
@@ -399,6 +418,7 @@ def new_host(
 
     from geventp2p.core.peer import PeerId
     from geventp2p.host.basic import BasicHost
+    from geventp2p.host.connmgr import BasicConnManager
     from geventp2p.host.eventbus import EventBus
     from geventp2p.host.peerstore import Peerstore
     from geventp2p.net.swarm import Swarm
@@ -410,6 +430,12 @@ def new_host(
     identify_cfg = identify if identify is not None else IdentifyConfig()
     if agent_version is not None:
         identify_cfg = replace(identify_cfg, agent_version=agent_version)
+    gp = peerstore_grace_period
+    if gp is not None and (isinstance(gp, bool) or not isinstance(gp, (int, float)) or not gp >= 0):
+        raise ConfigError(f"peerstore_grace_period must be a number >= 0 or None, got {gp!r}")
+    if not (connmgr is None or connmgr is False or isinstance(connmgr, (ConnManagerConfig, BasicConnManager))):
+        raise ConfigError(f"connmgr must be a ConnManagerConfig, a BasicConnManager, None or False, "
+                          f"got {connmgr!r}")
     priv, key_source = _load_key(key, key_file)
     mux_given = _as_list(DEFAULT_MUXERS if muxers is None else muxers, "muxers")
     sec_given = _as_list(DEFAULT_SECURITY if security is None else security, "security")
@@ -424,7 +450,12 @@ def new_host(
     bus = event_bus if event_bus is not None else EventBus()
     swarm = Swarm(priv, ps, *trans, upgrader=Upgrader(sec, mux), event_bus=bus, gater=gater,
                   config=swarm_config)
-    host = BasicHost(swarm, event_bus=bus, peerstore=ps)
+    if isinstance(connmgr, ConnManagerConfig):
+        cm: Optional[BasicConnManager] = BasicConnManager(config=connmgr, event_bus=bus)
+    else:
+        cm = connmgr or None
+    host = BasicHost(swarm, event_bus=bus, peerstore=ps, connmgr=cm,
+                     peerstore_grace_period=None if gp is None else float(gp))
     if event_bus is None:
         host._own_bus = True  # the host made it, the host closes it
     try:
@@ -443,6 +474,8 @@ def new_host(
             noise=noise_cfg,
             identify=identify_cfg if any(name == "identify" for name, _svc in started) else None,
             swarm=swarm.config,
+            connmgr=cm.config if cm is not None else None,
+            peerstore_grace_period=None if gp is None else float(gp),
         )
         if listen:
             host.listen(*listen)

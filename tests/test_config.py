@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from geventp2p import config
-from geventp2p.config import HostConfig, IdentifyConfig, NoiseConfig
+from geventp2p.config import ConnManagerConfig, HostConfig, IdentifyConfig, NoiseConfig
 from geventp2p.exceptions import ConfigError, InvalidKeyError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,10 +118,27 @@ def test_host_config_validates():
     ok = dict(peer_id="12D3Koo", key_source="generated", key_type="Ed25519", listen=(), transports=("tcp",),
               security=("/noise",), muxers=("/yamux/1.0.0",), services=())
     HostConfig(**ok)
+    assert HostConfig(**ok).connmgr is None and HostConfig(**ok).peerstore_grace_period is None
+    HostConfig(**ok, connmgr=ConnManagerConfig(), peerstore_grace_period=0.0)
     for bad in (dict(security=()), dict(muxers=["/yamux/1.0.0"]), dict(peer_id=""), dict(noise=None),
-                dict(identify=NoiseConfig())):
+                dict(identify=NoiseConfig()), dict(connmgr=IdentifyConfig()), dict(connmgr=(1, 2)),
+                dict(peerstore_grace_period=-1.0), dict(peerstore_grace_period="60")):
         with pytest.raises(ConfigError):
             HostConfig(**{**ok, **bad})
+
+
+def test_connmgr_config_defaults_are_gos_and_validate():
+    cfg = ConnManagerConfig()
+    assert (cfg.low, cfg.high, cfg.grace_period, cfg.silence_period) == (160, 192, 60.0, 10.0)
+    from geventp2p.host.connmgr import ConnManagerConfig as Reexported
+
+    assert Reexported is ConnManagerConfig
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.low = 1  # type: ignore[misc]
+    for bad in (dict(low=5, high=4), dict(low=-1), dict(high=1.5), dict(low=False), dict(grace_period=-1),
+                dict(silence_period=0), dict(silence_period=True)):
+        with pytest.raises(ConfigError):
+            ConnManagerConfig(**bad)
 
 
 # --------------------------------------------------------------------------- new_host + host.config
@@ -159,6 +176,7 @@ def test_host_config_records_what_was_built(tmp_path):
         assert cfg.services == ("identify", "EchoService", "Custom")
         assert cfg.identify == IdentifyConfig(agent_version="me/1", timeout=2.0, push=False)
         assert cfg.noise.early_muxer_negotiation is False
+        assert cfg.connmgr == ConnManagerConfig() and cfg.peerstore_grace_period == 60.0
         assert h.service(EchoService) is echo
         ids = h.service(IdentifyService)
         assert ids.timeout == 2.0 and ids.agent_version == "me/1" and not ids.push_enabled

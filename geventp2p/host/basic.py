@@ -17,8 +17,14 @@ Modelled on go-libp2p ``p2p/host/basic``:
   it returns the muxer's :class:`~geventp2p.net.stream.Stream` itself (public name
   ``geventp2p.Stream``): the lazy proposal and its echo check are fields of the
   stream, not a wrapper.  Inbound handlers get the same class.
-* ``close()`` closes services (identify, ping...), then the swarm (listeners,
-  connections, greenlets).  Afterwards no greenlet of the host is alive and
+* ``connmgr`` (a :class:`~geventp2p.host.connmgr.BasicConnManager`, or None) is
+  attached to the swarm when the host is built and keeps the connection count
+  between its watermarks; ``peerstore_grace_period`` (seconds, or None: never)
+  starts a :class:`~geventp2p.host.pstoremanager.PeerstoreManager` that forgets a
+  disconnected peer's keys, protocols and metadata after that long (go: 60 s).
+  A hand-built host has neither; :func:`geventp2p.new_host` enables both.
+* ``close()`` closes services (identify, ping...), the connection and peerstore
+  managers, then the swarm (listeners, connections, greenlets).  Afterwards no greenlet of the host is alive and
   every socket is closed.
 """
 
@@ -39,8 +45,10 @@ from geventp2p.core.event import (
 )
 from geventp2p.core.peer import PeerId, PeerInfo
 from geventp2p.exceptions import ConfigError, ConnectionClosedError, NegotiationError, P2PError
+from geventp2p.host.connmgr import BasicConnManager
 from geventp2p.host.eventbus import EventBus
 from geventp2p.host.peerstore import AGENT_VERSION, TEMP_ADDR_TTL
+from geventp2p.host.pstoremanager import PeerstoreManager
 from geventp2p.net import multistream
 from geventp2p.net._deadline import Deadline
 from geventp2p.net.stream import Stream
@@ -122,6 +130,8 @@ class BasicHost:
         negotiation_timeout: float = DEFAULT_NEGOTIATION_TIMEOUT,
         identify_wait: float = DEFAULT_IDENTIFY_WAIT,
         pipelined_fin_agents: Iterable[str] = DEFAULT_PIPELINED_FIN_AGENTS,
+        connmgr: BasicConnManager | None = None,
+        peerstore_grace_period: float | None = None,
     ) -> None:
         if not negotiation_timeout > 0:
             raise ConfigError("negotiation_timeout must be > 0")
@@ -149,8 +159,24 @@ class BasicHost:
         swarm.set_stream_handler(self._handle_stream)
         self._listen_watch = _ListenWatch(self)
         swarm.notify(self._listen_watch)  # listeners added/closed on the swarm directly
-        for svc in services:
-            self.add_service(svc)
+        #: The connection manager attached to the swarm, or None.
+        self.connmgr: BasicConnManager | None = connmgr
+        #: The manager forgetting disconnected peers, or None.
+        self.peerstore_manager: PeerstoreManager | None = None
+        try:
+            if peerstore_grace_period is not None:
+                own = swarm.local_peer
+                self.peerstore_manager = PeerstoreManager(self.peerstore, self.event_bus,
+                                                          grace_period=peerstore_grace_period,
+                                                          keep=lambda peer: peer == own)
+                self.peerstore_manager.start()
+            if connmgr is not None:
+                connmgr.attach(swarm, self.event_bus)
+            for svc in services:
+                self.add_service(svc)
+        except BaseException:
+            self.close()
+            raise
 
     # ================================================================ identity
 
@@ -406,6 +432,12 @@ class BasicHost:
                 svc.close()
             except Exception:
                 log.exception("closing service %r failed", svc)
+        for mgr in (self.connmgr, self.peerstore_manager):
+            if mgr is not None:
+                try:
+                    mgr.close()
+                except Exception:
+                    log.exception("closing %r failed", mgr)
         self.network.set_stream_handler(None)
         self.network.stop_notify(self._listen_watch)
         self.network.close()

@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Optional
 
 import gevent
+from gevent.pool import Group
 
+from geventp2p.config import ConnManagerConfig
 from geventp2p.core.event import EvtConnsTrimmed
 from geventp2p.core.mux import Direction
-from geventp2p.exceptions import ConfigError
+from geventp2p.exceptions import ConfigError, P2PError
 
 __all__ = ["BasicConnManager", "ConnManagerConfig", "DecayingTag", "TagInfo", "CONN_GARBAGE_COLLECTED"]
 
@@ -38,22 +40,6 @@ log = logging.getLogger(__name__)
 
 #: go ``network.ConnGarbageCollected``.
 CONN_GARBAGE_COLLECTED = 0x1005
-
-
-@dataclass(frozen=True, slots=True)
-class ConnManagerConfig:
-    """go's ``NewConnManager`` options; defaults are go's (160, 192, 1 min, 10 s)."""
-
-    low: int = 160
-    high: int = 192
-    grace_period: float = 60.0
-    silence_period: float = 10.0
-
-    def __post_init__(self) -> None:
-        if self.low < 0 or self.high < self.low:
-            raise ConfigError(f"connection manager needs 0 <= low <= high, got low={self.low} high={self.high}")
-        if self.grace_period < 0 or self.silence_period <= 0:
-            raise ConfigError("grace_period must be >= 0 and silence_period > 0")
 
 
 @dataclass(slots=True)
@@ -119,7 +105,12 @@ def bump_sum_bounded(lo: int, hi: int) -> Callable[[int, int], int]:
 
 
 class BasicConnManager:
-    """Blocks nothing; see the module docstring.  ``attach(network)`` starts it."""
+    """Blocks nothing; see the module docstring.  ``attach(network)`` starts it.
+
+    ``config`` (a :class:`ConnManagerConfig`) overrides the four positional knobs.
+    ``event_bus``: where trims emit :class:`~geventp2p.core.event.EvtConnsTrimmed`;
+    None: the bus of the network given to :meth:`attach`, if it has one.
+    """
 
     def __init__(
         self,
@@ -139,6 +130,8 @@ class BasicConnManager:
         self._decaying: dict[str, DecayingTag] = {}
         self._last_trim = float("-inf")
         self._greenlet: Optional[gevent.Greenlet] = None
+        self._network: Any = None
+        self._emits = Group()  # pending EvtConnsTrimmed deliveries (emit blocks on slow subscribers)
         self._emitter = event_bus.emitter(EvtConnsTrimmed) if event_bus is not None else None
         self.trimmed = 0  #: connections closed by trimming so far
 
@@ -235,17 +228,8 @@ class BasicConnManager:
         if not info.conns:
             del self._peers[peer]
 
-    def listen(self, net: Any, addr: Any) -> None:
-        pass
-
-    def listen_close(self, net: Any, addr: Any) -> None:
-        pass
-
-    def opened_stream(self, net: Any, stream: Any) -> None:
-        pass
-
-    def closed_stream(self, net: Any, stream: Any) -> None:
-        pass
+    # No listen/listen_close/opened_stream/closed_stream: a notifiee implementing
+    # ``opened_stream`` makes the swarm queue one notification per stream.
 
     def connection_count(self) -> int:
         return sum(len(info.conns) for info in self._peers.values())
@@ -316,8 +300,15 @@ class BasicConnManager:
             if self._emitter is not None:
                 evt = EvtConnsTrimmed(peers=tuple(dict.fromkeys(peers)), conns=len(victims),
                                       remaining=self.connection_count())
-                gevent.spawn(self._emitter.emit, evt)
+                self._emits.spawn(self._emit, self._emitter, evt)
         return len(victims)
+
+    @staticmethod
+    def _emit(emitter: Any, evt: EvtConnsTrimmed) -> None:
+        try:
+            emitter.emit(evt)
+        except P2PError:  # emitter or bus closed meanwhile
+            log.debug("connmgr: could not emit %r", evt, exc_info=True)
 
     def maybe_trim(self) -> int:
         """Background rule: trim when above ``high`` and not within ``silence_period``."""
@@ -330,8 +321,16 @@ class BasicConnManager:
         return self.trim_open_conns()
 
     # -- lifecycle ------------------------------------------------------------------------
-    def attach(self, network: Any) -> None:
-        """Listen to ``network``'s notifications and start the background trimmer."""
+    def attach(self, network: Any, event_bus: Any = None) -> None:
+        """Listen to ``network``'s notifications and start the background trimmer.
+
+        Without a bus of its own the manager emits on ``event_bus``, else on the network's.
+        """
+        self._network = network
+        if self._emitter is None:
+            bus = event_bus if event_bus is not None else getattr(network, "event_bus", None)
+            if bus is not None and not getattr(bus, "closed", False):
+                self._emitter = bus.emitter(EvtConnsTrimmed)
         network.notify(self)
         for conn in network.conns():
             self.connected(network, conn)
@@ -348,6 +347,17 @@ class BasicConnManager:
                 log.exception("connmgr: trim failed")
 
     def close(self) -> None:
+        """Stop the trimmer, detach from the network, release the emitter (idempotent).
+
+        Connections stay open: the host closes them with the swarm.
+        """
         g, self._greenlet = self._greenlet, None
         if g is not None:
             g.kill(block=True, timeout=5)
+        net, self._network = self._network, None
+        if net is not None:
+            net.stop_notify(self)
+        self._emits.kill(block=True, timeout=5)
+        em, self._emitter = self._emitter, None
+        if em is not None:
+            em.close()
