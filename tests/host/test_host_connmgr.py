@@ -41,6 +41,9 @@ def test_new_host_defaults_to_gos_connmgr_and_peerstore_manager():
             assert h.config.connmgr == ConnManagerConfig()
             assert h.peerstore_manager is not None and h.peerstore_manager.grace_period == 60.0
             assert h.config.peerstore_grace_period == 60.0
+            # the connmgr follows connections only: no notification queued per stream
+            assert {"connected", "disconnected"} <= h.network._wanted
+            assert not {"opened_stream", "closed_stream"} & h.network._wanted
         finally:
             h.close()
 
