@@ -306,7 +306,9 @@ class BasicHost:
                                        timeout=self.negotiation_timeout, ls_protocols=self._handlers)
         except (P2PError, OSError) as exc:
             log.debug("inbound stream from %s: negotiation failed: %s", stream.conn.remote_peer, exc)
-            stream.reset(NegotiationError.error_code if isinstance(exc, NegotiationError) else 0)
+            # go resets with "protocol negotiation failed" whatever went wrong (refusal,
+            # malformed exchange, timeout); 0 only when the connection itself failed
+            stream.reset(NegotiationError.error_code if isinstance(exc, P2PError) else 0)
             return
         handler = self._lookup(proto)
         if handler is None:  # removed while negotiating
@@ -399,7 +401,7 @@ class BasicHost:
                 return stream
             proto = multistream.select_one_of(stream, protos, timeout=dl.left(self.negotiation_timeout))
         except BaseException as exc:
-            stream.reset(NegotiationError.error_code if isinstance(exc, NegotiationError) else 0)
+            stream.reset(NegotiationError.error_code if isinstance(exc, P2PError) else 0)
             raise
         stream.protocol = proto
         return stream

@@ -157,3 +157,18 @@ def test_concurrent_reader_and_closer_share_one_echo(make_host):
     s.close_write()
     assert reader.get(timeout=10) == b"both"
     s.close()
+
+
+@pytest.mark.parametrize("muxer", ["yamux"])
+def test_inbound_negotiation_timeout_resets_with_0x1001(make_host, muxer):
+    """A peer that opens a stream and never proposes a protocol gets go's
+    "protocol negotiation failed" reset code once the negotiation timeout passes."""
+    a = make_host(muxers=[muxer])
+    b = make_host(muxers=[muxer])
+    a.negotiation_timeout = 0.3
+    b.connect(a.p2p_addrs()[0], timeout=10)
+    raw = b.network.new_stream(a.id, timeout=10)  # bare muxed stream: no multistream at all
+    with pytest.raises(StreamResetError) as info:
+        while raw.read(timeout=10):
+            pass  # a's multistream header arrives first, then the reset
+    assert info.value.error_code == 0x1001 and info.value.remote
