@@ -156,6 +156,7 @@ class YamuxConn(MuxConn[_y.Session, YamuxStream]):
     YIELD_BYTES = YIELD_BYTES
     FLOW_CONTROLLED = True
     RECEIVE_INTO = True
+    CONTROL_BACKPRESSURE = True
     STREAM_CLASS = YamuxStream
 
     def __init__(
