@@ -207,6 +207,10 @@ class BandwidthReporter(Protocol):
 #: ``read(n)`` returns a buffered chunk of at least this size alone instead of joining
 #: it with the following ones (it still returns at most ``n`` bytes).
 _NO_JOIN = 16 * 1024
+#: A first write on a lazily negotiated stream joins the pending prefix (header +
+#: proposal) with data of at most this size (one frame); larger data is never copied,
+#: the prefix is written on its own first.
+_PREFIX_JOIN_MAX = 16 * 1024
 
 
 def _effective_deadline(timeout: float | None, deadline: float | None) -> float | None:
@@ -729,7 +733,13 @@ class Stream:
         if prefix:
             self._prefix = b""
             self._slow_write = self._meter is not None
-            data = prefix + bytes(data)  # one frame: proposal + first application bytes
+            size = data.nbytes if isinstance(data, memoryview) else len(data)
+            if size <= _PREFIX_JOIN_MAX:
+                data = prefix + bytes(data)  # one frame: proposal + first application bytes
+            else:
+                # never copy a large payload (one shared buffer written on many streams
+                # would be copied once per stream): the prefix goes out on its own
+                self.write(prefix)
         meter = self._meter
         if meter is not None:
             n = data.nbytes if isinstance(data, memoryview) else len(data)
