@@ -16,6 +16,7 @@ from geventp2p._speedups import frames
 from geventp2p.net import multistream
 from geventp2p.net.mplex import MplexMuxer
 from geventp2p.net.rawconn import SocketConn
+from geventp2p.testing.muxer_suite import socketpair_factory
 from geventp2p.net.yamux import YamuxMuxer
 
 MiB = 1024 * 1024
@@ -66,3 +67,34 @@ def test_small_first_write_joins_the_prefix():
         finally:
             client.close()
             peer.close()
+
+
+def test_large_first_write_is_metered_whole():
+    """The prefix written on its own and the payload are both reported to the meter."""
+
+    class Meter:
+        sent = 0
+
+        def log_sent(self, n, peer=None, protocol=None):
+            Meter.sent += n
+
+        def log_recv(self, n, peer=None, protocol=None):
+            pass
+
+    with gevent.Timeout(30):
+        client, server = socketpair_factory(YamuxMuxer())()
+        try:
+            s = multistream.select_lazy(client.open_stream(timeout=5), "/big/1.0.0")
+            prefix = len(s._prefix)
+            client.remote_peer = None  # (a bare muxer: the meter asks for the peer)
+            s._meter = Meter()
+            payload = b"q" * (64 * 1024)
+            s.write(payload, timeout=10)
+            s.close_write()
+            assert Meter.sent == prefix + len(payload)
+            r = server.accept_stream(timeout=5)
+            got = r.read_all(timeout=10)
+            assert got.endswith(b"/big/1.0.0\n" + payload)
+        finally:
+            client.close()
+            server.close()
