@@ -30,6 +30,11 @@ supply only what their protocol adds; this module owns the rest:
   before it went away may still be unread, so the reader drains them to EOF (at most
   ``WRITE_FAILURE_DRAIN`` seconds) and streams that got their data and FIN stay
   readable; writes and new streams fail from then on;
+* **control back-pressure** (cores with ``control_backlog_full``: yamux): while the
+  core holds its bound of queued control frames (ACKs, RSTs, window updates,
+  pongs), the reader stops reading until the writer drained them, so a peer that
+  makes us answer faster than it reads is slowed down to its own reading pace
+  (and dropped by ``write_timeout`` if it does not read at all);
 * the **accept queue**: inbound streams wait for ``accept_stream``; the core refuses
   streams past its ``accept_backlog`` (``mark_accepted`` counts the taken ones).
 
@@ -148,6 +153,9 @@ class MuxConn(Generic[S, T]):
     FLOW_CONTROLLED: ClassVar[bool] = False
     #: The core receives straight into its frame buffer (``receive_buffer``/``receive_into``).
     RECEIVE_INTO: ClassVar[bool] = False
+    #: The core bounds its queued control frames (``control_backlog_full``): the reader
+    #: pauses while the bound is reached.
+    CONTROL_BACKPRESSURE: ClassVar[bool] = False
     #: The stream class: ``STREAM_CLASS(conn, stream_id_in_the_core, direction)``.
     STREAM_CLASS: ClassVar[Callable[..., Any]]
 
@@ -198,6 +206,11 @@ class MuxConn(Generic[S, T]):
         self._read_size = read_size if read_size is not None else self.READ_SIZE
         # queued bytes past which a peer that does not read what we send is dropped
         self._max_pending_send = max_pending_send
+        # control back-pressure: the reader waits on _drained while _read_paused
+        self._drained = Event()
+        self._read_paused = False
+        #: How often the reader paused because the core's control backlog was full.
+        self.read_pauses = 0
         self._reader = gevent.spawn(self._read_loop)
         self._writer = gevent.spawn(self._write_loop)
         if session.bytes_to_send:
@@ -359,6 +372,7 @@ class MuxConn(Generic[S, T]):
         yield_bytes = self.YIELD_BYTES
         often = not self.FLOW_CONTROLLED
         max_pending = self._max_pending_send
+        bounded = self.CONTROL_BACKPRESSURE
         # receive straight into the core's frame buffer when both sides can (RawConn.readinto)
         readinto = getattr(conn, "readinto", None) if self.RECEIVE_INTO else None
         since_yield = 0  # bytes read since the reader last let other greenlets run
@@ -397,14 +411,21 @@ class MuxConn(Generic[S, T]):
                     else:
                         self._handle_events(events)
                 if session.bytes_to_send:
-                    if max_pending is not None and session.bytes_to_send > max_pending:
+                    if self._write_failure is not None:
+                        # nothing is written any more: drop what the frames made us queue
+                        session.buffers_to_send()
+                    elif max_pending is not None and session.bytes_to_send > max_pending:
                         log.debug("%s: %d bytes queued for a peer that does not read them",
                                   self.NAME, session.bytes_to_send)
                         self._terminate(ConnectionClosedError(
                             f"{self.NAME}: the peer makes us queue frames it does not read", remote=True
                         ))
                         return
-                    self._wake_writer.set()
+                    else:
+                        self._wake_writer.set()
+                        if bounded and session.control_backlog_full:
+                            self._wait_drained()
+                            continue
                 since_yield = since_yield + got if often else got
                 if since_yield >= yield_bytes or len(events) >= per_yield:
                     # let the streams' readers consume before reading more: bounds the
@@ -416,6 +437,22 @@ class MuxConn(Generic[S, T]):
             self._terminate(ConnectionClosedError(
                 f"{self.NAME} internal error: {exc!r}", error_code=2, remote=False
             ), cause=exc)
+
+    def _wait_drained(self) -> None:
+        """The core holds its bound of queued control frames: read nothing more until
+        the writer has taken them (it may block on a peer that reads slowly; one that
+        does not read at all ends the session through ``write_timeout``)."""
+        self.read_pauses += 1
+        session: Any = self._session
+        drained = self._drained
+        self._read_paused = True
+        try:
+            while session.control_backlog_full and not self._terminated and self._write_failure is None:
+                drained.clear()
+                self._wake_writer.set()
+                drained.wait()
+        finally:
+            self._read_paused = False
 
     def _handle_events_yielding(self, events: list[Any], per_yield: int) -> None:
         """Apply a long list of events, letting other greenlets run between slices."""
@@ -497,6 +534,8 @@ class MuxConn(Generic[S, T]):
                 pending = session.bytes_to_send
                 if pending:
                     bufs = session.buffers_to_send()
+                    if self._read_paused:
+                        self._drained.set()
                     self._in_write = True
                     try:
                         if pending > batch_limit:
@@ -583,6 +622,7 @@ class MuxConn(Generic[S, T]):
             return
         log.debug("%s; draining received data", error)
         self._write_failure = error
+        self._drained.set()
         blocked = self._blocked
         self._blocked = {}
         for stream in blocked:
@@ -625,6 +665,7 @@ class MuxConn(Generic[S, T]):
         for waiting in blocked:
             waiting._notify_writable()
         self._on_terminate(error)
+        self._drained.set()
         self._wake_writer.set()
         if self._writer.dead:
             self._finish()

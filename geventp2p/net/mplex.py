@@ -21,6 +21,11 @@ only mplex has:
   but never reads them is dropped once ``max_send_buffer_size`` +
   ``write_chunk_size`` + ``CONTROL_SLACK`` bytes wait.
 * mplex has no GoAway: ``close(code)`` closes without telling the peer why.
+* mplex has no ping: a connection write of up to ``WRITE_BATCH`` bytes that makes
+  no progress for ``write_timeout`` ends the session (a peer that does not read),
+  and the session's ``read_timeout`` ends one whose peer sent no complete frame
+  for that long while no stream is open or a frame is half received (an idle,
+  frozen or trickling peer); see :mod:`geventp2p.sansio.mplex`.
 
 When the connection ends, every stream fails with ``ConnectionClosedError``,
 except that data the remote sent before its Close stays readable on streams that
@@ -29,6 +34,7 @@ already saw EOF.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from geventp2p.core.mux import Direction
@@ -45,7 +51,11 @@ __all__ = ["PROTOCOL_ID", "MplexConfig", "MplexMuxer", "MplexConn", "MplexStream
 #: Queued control frames (resets of refused or misbehaving streams, closes) the
 #: session may hold beyond ``max_send_buffer_size`` while the peer does not read
 #: what we send; past it the peer is abusing us and the session ends.
+_monotonic = time.monotonic
+
 CONTROL_SLACK = 1024 * 1024
+#: Most bytes handed to one connection write, each bounded by ``write_timeout``.
+WRITE_BATCH = 1024 * 1024
 
 
 class MplexMuxer:
@@ -135,8 +145,11 @@ class MplexConn(MuxConn[_core.Session, MplexStream]):
     ) -> None:
         config = config if config is not None else MplexConfig()
         self._chunk = config.write_chunk_size
+        session = _core.Session(config, is_initiator, scope)
+        session.start(_monotonic())
         super().__init__(
-            conn, is_initiator, config, scope, _core.Session(config, is_initiator, scope),
+            conn, is_initiator, config, scope, session,
+            write_timeout=config.write_timeout, write_batch_size=WRITE_BATCH,
             max_pending_send=config.max_send_buffer_size + config.write_chunk_size + CONTROL_SLACK,
         )
 

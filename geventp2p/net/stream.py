@@ -207,6 +207,10 @@ class BandwidthReporter(Protocol):
 #: ``read(n)`` returns a buffered chunk of at least this size alone instead of joining
 #: it with the following ones (it still returns at most ``n`` bytes).
 _NO_JOIN = 16 * 1024
+#: A first write on a lazily negotiated stream joins the pending prefix (header +
+#: proposal) with data of at most this size (one frame); larger data is never copied,
+#: the prefix is written on its own first.
+_PREFIX_JOIN_MAX = 16 * 1024
 
 
 def _effective_deadline(timeout: float | None, deadline: float | None) -> float | None:
@@ -674,7 +678,7 @@ class Stream:
         if self._reset_error is not None or self._write_error is not None or self._write_closed:
             self._check_writable()
         if self._slow_write:  # a pending prefix or a bandwidth meter
-            data = self._write_hooks(data)
+            data = self._write_hooks(data, timeout)
         view: bytes | memoryview
         if type(data) is bytes:
             view = data  # immutable: handed over as is (a memoryview only if split)
@@ -719,8 +723,10 @@ class Stream:
         finally:
             lock.release()
 
-    def _write_hooks(self, data: Buffer) -> Buffer:
-        """Slow path of ``write``: prepend the pending prefix, report to the meter.
+    def _write_hooks(self, data: Buffer, timeout: float | None = None) -> Buffer:
+        """Slow path of ``write``: send the pending prefix (joined with ``data`` of at
+        most ``_PREFIX_JOIN_MAX`` bytes, else written on its own first: a large
+        payload is never copied), report to the meter.
 
         Returns what to write.  The meter counts bytes as they are handed to the
         muxer (the prefix included).
@@ -729,7 +735,14 @@ class Stream:
         if prefix:
             self._prefix = b""
             self._slow_write = self._meter is not None
-            data = prefix + bytes(data)  # one frame: proposal + first application bytes
+            size = data.nbytes if isinstance(data, memoryview) else len(data)
+            if size <= _PREFIX_JOIN_MAX:
+                data = prefix + bytes(data)  # one frame: proposal + first application bytes
+            else:
+                # never copy a large payload (one shared buffer written on many streams
+                # would be copied once per stream): the prefix goes out on its own,
+                # within the caller's timeout
+                self.write(prefix, timeout)
         meter = self._meter
         if meter is not None:
             n = data.nbytes if isinstance(data, memoryview) else len(data)

@@ -12,6 +12,10 @@ muxer shell's (:mod:`geventp2p.net._muxconn`); this module adds what only yamux 
 * ``open_stream`` waits while ``max_ack_backlog`` opened streams wait for their ACK
   (the policy is the session's: ``reserve_open``), first come first served;
 * ``ping()`` and ``rtt``; the writer runs the keepalive / RTT timers;
+* the session bounds its queued control frames (``max_control_backlog``): while
+  the bound is reached the reader stops reading the connection until the writer
+  drained them (back-pressure onto a peer that opens and resets streams, or pings,
+  faster than it reads our answers; one that reads nothing hits ``write_timeout``);
 * every connection write of up to ``write_batch_size`` bytes must finish within
   ``write_timeout`` (go's ``ConnectionWriteTimeout``), or the session ends.
 
@@ -156,6 +160,7 @@ class YamuxConn(MuxConn[_y.Session, YamuxStream]):
     YIELD_BYTES = YIELD_BYTES
     FLOW_CONTROLLED = True
     RECEIVE_INTO = True
+    CONTROL_BACKPRESSURE = True
     STREAM_CLASS = YamuxStream
 
     def __init__(

@@ -60,6 +60,24 @@ rust-libp2p where those agree):
 * Outgoing data is split into messages of at most ``write_chunk_size``
   (64 KiB by default, well below the 1 MiB peers accept) so that streams
   writing concurrently interleave fairly.
+* Timeouts.  mplex has no ping, so a peer that trickles, stops reading or
+  freezes cannot be probed; instead (go-mplex bounds each connection write with
+  a deadline and leaves idle connections to the connection manager; rust-mplex
+  is alike):
+
+  - ``write_timeout`` (shell, 10 s as go-mplex and our yamux): a connection
+    write of up to 1 MiB that makes no progress for that long ends the session
+    (a peer that does not read what we send);
+  - ``read_timeout`` (45 s; 0 disables): the session ends with a
+    ``P2PTimeoutError`` when no complete frame arrived for that long while no
+    stream is open (an idle or frozen peer) or while a frame is only partly
+    received (a peer trickling a frame byte by byte).  A connection with open
+    streams whose peer is silent is kept, as go keeps it: idle streams are
+    legitimate, and the connection manager trims such connections.  The timer
+    is driven by :meth:`Session.start`, :meth:`Session.next_deadline` and
+    :meth:`Session.handle_timer` (after the silence, it re-checks every quarter
+    of ``read_timeout`` while streams are open, so the end comes at most
+    ``1.25 x read_timeout`` after the last frame).
 
 A stream leaves the table when it is reset (either side), or when both
 directions are closed (our Close sent and theirs received, or our write side
@@ -81,6 +99,7 @@ from geventp2p.exceptions import (
     ConnectionClosedError,
     FrameError,
     LocalProtocolError,
+    P2PTimeoutError,
     ProtocolError,
     ResourceLimitExceeded,
     StreamClosedError,
@@ -170,6 +189,12 @@ class MplexConfig:
         (shell) Queued outgoing bytes at which writers block until the writer drains.
     ``frames_per_yield``
         (shell) The reader yields to other greenlets after this many events.
+    ``read_timeout``
+        Seconds without a complete frame after which the session ends while no stream is
+        open or a frame is half received (0 disables; see the module's policies).
+    ``write_timeout``
+        (shell) A connection write of up to 1 MiB that takes longer ends the session
+        (0 disables).
     """
 
     max_message_size: int = SPEC_MAX_MESSAGE_SIZE
@@ -180,6 +205,8 @@ class MplexConfig:
     accept_backlog: int = 1024
     max_send_buffer_size: int = 1 * MiB
     frames_per_yield: int = 64
+    read_timeout: float = 45.0
+    write_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         check_positive_ints(self, (
@@ -192,6 +219,10 @@ class MplexConfig:
             "max_send_buffer_size",
             "frames_per_yield",
         ))
+        for name in ("read_timeout", "write_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ConfigError(f"MplexConfig.{name} must be >= 0, got {value!r}")
         if self.write_chunk_size > SPEC_MAX_MESSAGE_SIZE:
             raise ConfigError(
                 f"MplexConfig.write_chunk_size must be <= {SPEC_MAX_MESSAGE_SIZE} "
@@ -264,8 +295,12 @@ class Session(StreamTable):
         self._closed = False
         #: Set once :meth:`go_away` was called: inbound streams are refused.
         self.going_away = False
-        #: Set once the session ended because of a peer error.
-        self.error: ProtocolError | None = None
+        #: Set once the session ended because of a peer error (or a read timeout).
+        self.error: Exception | None = None
+        # read timeout (armed by start())
+        self._read_timeout = float(config.read_timeout)
+        self._last_rx = 0.0  # when the last complete frame arrived
+        self._check_at: float | None = None  # next timer check
         #: Frames that named a stream not in the table (ignored); for diagnostics.
         self.unknown_stream_frames = 0
 
@@ -317,14 +352,36 @@ class Session(StreamTable):
             self._out.append(body)
         self._out_size += len(header) + len(body)
 
-    # ------------------------------------------------------------------ timers (mplex has none)
+    # ------------------------------------------------------------------ timers (the read timeout)
+
+    def start(self, now: float) -> None:
+        """Arm the read timeout (``read_timeout``; nothing to do when it is 0)."""
+        if self._read_timeout and self._check_at is None:
+            self._last_rx = now
+            self._check_at = now + self._read_timeout
 
     def next_deadline(self) -> float | None:
-        """Always None: mplex has no keepalive or other timers."""
-        return None
+        """The next time :meth:`handle_timer` has work (None: not started, disabled, or over)."""
+        return None if self._closed else self._check_at
 
     def handle_timer(self, now: float) -> list[Event]:
-        return []
+        """End the session when no complete frame arrived for ``read_timeout`` while no
+        stream is open or a frame is half received."""
+        check_at = self._check_at
+        if self._closed or check_at is None or now < check_at:
+            return []
+        limit = self._read_timeout
+        due = self._last_rx + limit
+        if now < due:
+            self._check_at = due
+            return []
+        if self._streams and not self._reader.buffered:
+            self._check_at = now + limit / 4  # silent, but streams are open: keep it
+            return []
+        what = "a partly received frame" if self._reader.buffered else "no open stream"
+        events: list[Event] = []
+        self._fail(P2PTimeoutError(f"mplex: no frame from the peer for {limit:g}s ({what})"), events)
+        return events
 
     # ------------------------------------------------------------------ local actions
 
@@ -455,8 +512,8 @@ class Session(StreamTable):
         """Parse ``data`` and return the events it produces, in wire order.
 
         A peer error ends the list with :class:`SessionError`; after that (or
-        after :meth:`close`) the session ignores further input.  ``now`` is not used
-        (mplex has no timers).
+        after :meth:`close`) the session ignores further input.  ``now`` (monotonic
+        seconds) restarts the read timeout when a frame completed.
         """
         if self._closed:
             return []
@@ -464,6 +521,8 @@ class Session(StreamTable):
         reader = self._reader
         try:
             parsed = reader.feed(data)
+            if parsed and now is not None:
+                self._last_rx = now
             for wire, flag, payload in parsed:
                 self._on_frame(wire, flag, payload, events)
                 if self._closed:
@@ -480,7 +539,7 @@ class Session(StreamTable):
             self._fail(exc, events)
         return events
 
-    def _fail(self, exc: ProtocolError, events: list[Event]) -> None:
+    def _fail(self, exc: Exception, events: list[Event]) -> None:
         self.error = exc
         self.close()
         self._out = []

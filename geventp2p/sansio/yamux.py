@@ -52,6 +52,14 @@ Policies (decisions, with the implementation they follow):
 * Frames other than SYN for unknown or forgotten streams are ignored (normal after
   races: the remote may send before it sees our RST).
   Data after the remote's FIN is dropped (the window is still accounted).
+* Control backlog: ACKs, RSTs, window updates and pongs wait in the outbound
+  queue like data.  :attr:`Session.control_backlog_full` turns True once
+  ``max_control_backlog`` control frames were queued since the queue was last
+  drained; the shell then stops reading the connection until its writer drained
+  it (back-pressure onto a peer that makes us answer faster than it reads, as
+  go-yamux's receive loop blocks on its bounded send channel).  A peer that
+  does not read at all is then dropped by the write timeout.  The check runs
+  between reads, so one read may pass the bound by the frames it carries.
 * Ping: every SYN ping is answered with an ACK carrying the same value
   (at most ``max_ping_backlog`` answers queued at a time); we never send
   unsolicited ACKs; at most one ping of ours is outstanding; ACKs that do not
@@ -195,6 +203,10 @@ class YamuxConfig:
         Ping answers queued at a time; further ping requests are dropped (go 32).
     ``max_send_buffer_size``
         (shell) Queued outgoing bytes at which stream writers block until the writer drains.
+    ``max_control_backlog``
+        Control frames (ACK, RST, window update, pong, ...) queued since the last drain at
+        which :attr:`Session.control_backlog_full` turns True: the shell's reader then
+        waits for the writer (4096 frames, 48 KiB).
     ``write_timeout``
         (shell) A connection write of up to ``write_batch_size`` bytes that takes longer
         ends the session (go ``ConnectionWriteTimeout`` 10 s per frame); 0 disables.
@@ -216,6 +228,7 @@ class YamuxConfig:
     initial_ping: bool = True
     max_ping_backlog: int = 32
     max_send_buffer_size: int = 1 * MiB
+    max_control_backlog: int = 4096
     frames_per_yield: int = 64
     write_timeout: float = 10.0
     write_batch_size: int = 1 * MiB
@@ -229,6 +242,7 @@ class YamuxConfig:
             "max_ack_backlog",
             "max_ping_backlog",
             "max_send_buffer_size",
+            "max_control_backlog",
             "frames_per_yield",
             "write_batch_size",
         ))
@@ -358,6 +372,8 @@ class Session(StreamTable):
         self._ping_sent_at = 0.0
         self._ping_kind = _PING_USER
         self._ping_answers = 0  # answers queued since the last drain
+        self._control = 0  # control frames queued since the last drain
+        self._max_control = config.max_control_backlog
         self._started = False
         self._last_rx = 0.0
         self._rx_seen = False  # frames received since the last timer check (no `now` given)
@@ -373,6 +389,12 @@ class Session(StreamTable):
     @property
     def bytes_to_send(self) -> int:
         return self._out.nbytes
+
+    @property
+    def control_backlog_full(self) -> bool:
+        """True once ``max_control_backlog`` control frames were queued since the queue
+        was last drained: stop reading until :meth:`buffers_to_send` ran."""
+        return self._control >= self._max_control
 
     @property
     def write_buffer(self) -> Any:
@@ -404,19 +426,20 @@ class Session(StreamTable):
     # ------------------------------------------------------------------ output
 
     def _queue(self, ftype: int, flags: int, stream_id: int, length: int) -> None:
+        self._control += 1
         self._out.frame(ftype, flags, stream_id, length)
 
     def data_to_send(self) -> bytes:
         """Drain everything queued for the wire as one bytes object."""
         out = self._out.drain()
-        self._ping_answers = 0
+        self._ping_answers = self._control = 0
         if not out:
             return b""
         return bytes(out[0]) if len(out) == 1 else b"".join(out)
 
     def buffers_to_send(self) -> list[Any]:
         """Drain everything queued for the wire as a list of buffers (for writev)."""
-        self._ping_answers = 0
+        self._ping_answers = self._control = 0
         return self._out.drain()
 
     # ------------------------------------------------------------------ local actions

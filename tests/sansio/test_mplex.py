@@ -550,3 +550,64 @@ def test_scope_refusal_resets_only_that_stream():
 def test_no_timers():
     s = Session()
     assert s.next_deadline() is None and s.handle_timer(123.0) == []
+
+
+# --------------------------------------------------------------------------- read timeout
+
+
+def _timed(read_timeout: float = 10.0) -> Session:
+    s = Session(MplexConfig(read_timeout=read_timeout), is_initiator=False)
+    s.start(100.0)
+    return s
+
+
+def test_read_timeout_is_off_until_started_and_when_zero():
+    assert Session(MplexConfig()).next_deadline() is None
+    s = Session(MplexConfig(read_timeout=0))
+    s.start(0.0)
+    assert s.next_deadline() is None
+    assert s.handle_timer(1e9) == []
+
+
+def test_read_timeout_ends_an_idle_session_without_streams():
+    s = _timed()
+    assert s.next_deadline() == 110.0
+    assert s.handle_timer(109.9) == []
+    ev = s.handle_timer(110.0)
+    assert len(ev) == 1 and isinstance(ev[0], SessionError)
+    assert "no open stream" in str(ev[0].error)
+    assert s.closed and s.next_deadline() is None
+
+
+def test_a_frame_restarts_the_read_timeout():
+    s = _timed()
+    s.receive_data(h("08 00"), 105.0)  # NewStream 1 then...
+    s.receive_data(h("0e 00"), 106.0)  # ...its Reset: no stream left
+    assert s.handle_timer(110.0) == []  # first check: the last frame was at 106
+    assert s.next_deadline() == 116.0
+    assert isinstance(s.handle_timer(116.0)[0], SessionError)
+
+
+def test_silent_peer_with_open_streams_is_kept_and_rechecked():
+    s = _timed()
+    s.receive_data(h("08 00"), 100.0)  # NewStream: one stream open
+    assert s.handle_timer(110.0) == []
+    assert s.next_deadline() == 112.5  # re-checked every quarter of the timeout
+    assert not s.closed
+
+
+def test_a_trickled_partial_frame_times_out_even_with_streams_open():
+    s = _timed()
+    s.receive_data(h("08 00"), 100.0)  # one stream open
+    s.receive_data(h("0a 40"), 101.0)  # a 64-byte message on it, then its body at 1 B/s
+    for t in range(102, 110):
+        assert s.receive_data(b"x", float(t)) == []
+    ev = s.handle_timer(110.0)
+    assert len(ev) == 1 and isinstance(ev[0], SessionError)
+    assert "partly received" in str(ev[0].error)
+
+
+@pytest.mark.parametrize("field", ["read_timeout", "write_timeout"])
+def test_timeouts_must_not_be_negative(field):
+    with pytest.raises(ConfigError):
+        MplexConfig(**{field: -1})

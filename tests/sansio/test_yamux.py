@@ -702,3 +702,45 @@ def test_fin_then_close_read_forgets():
     s.close_read(1)
     assert not s.has_stream(1)
     s.close_read(1)  # ignored
+
+
+# --------------------------------------------------------------------------- control backlog
+
+
+def _syn_rst(sid: int) -> bytes:
+    """A peer (the client: odd ids) opening stream ``sid`` and resetting it at once."""
+    syn = bytes([0, 1]) + (1).to_bytes(2, "big") + sid.to_bytes(4, "big") + bytes(4)
+    rst = bytes([0, 1]) + (8).to_bytes(2, "big") + sid.to_bytes(4, "big") + bytes(4)
+    return syn + rst
+
+
+def test_control_backlog_full_after_the_bound_and_cleared_by_a_drain():
+    server = Session(YamuxConfig(max_control_backlog=100, initial_ping=False), is_initiator=False)
+    server.start(0.0)
+    assert not server.control_backlog_full
+    # SYN+RST churn: every SYN is ACKed, nothing is read by the peer
+    server.receive_data(b"".join(_syn_rst(2 * i + 1) for i in range(99)), 0.0)
+    assert not server.control_backlog_full
+    assert server.bytes_to_send == 99 * 12
+    server.receive_data(_syn_rst(199), 0.0)
+    assert server.control_backlog_full
+    server.buffers_to_send()
+    assert not server.control_backlog_full
+    server.receive_data(b"".join(_syn_rst(2 * i + 201) for i in range(100)), 0.0)
+    assert server.control_backlog_full
+    assert server.data_to_send()
+    assert not server.control_backlog_full
+
+
+def test_control_backlog_counts_pongs_and_window_updates_not_data():
+    p = SessionPair(YamuxConfig(max_control_backlog=3, initial_ping=False))
+    sid = p.client.open_stream()  # SYN: 1 control frame
+    p.client.send_data(sid, b"x" * 1000)  # data: not counted
+    assert not p.client.control_backlog_full
+    p.client.receive_data(PING7 + PING7)  # two pongs
+    assert p.client.control_backlog_full
+
+
+def test_max_control_backlog_must_be_positive():
+    with pytest.raises(ConfigError):
+        YamuxConfig(max_control_backlog=0)
