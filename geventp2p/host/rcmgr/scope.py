@@ -327,16 +327,21 @@ class StreamScope(Scope):
     def service_scope(self) -> Optional[Scope]:
         return self._svc
 
-    def _attach(self, scopes: tuple[Scope, Scope]) -> None:
-        """Charge this stream's usage to ``scopes`` (each checked alone), or change nothing."""
+    def _attach(self, pair: tuple[Scope, Scope]) -> tuple[Scope, Scope]:
+        """Charge this stream's usage to both scopes of ``pair`` (each checked alone) and
+        return it; on refusal change nothing and let the manager forget unused scopes."""
         st = self.stat()
-        a, b = scopes
-        a._check_stat(st)
-        b._check_stat(st)
-        a._add_stat(st, +1)
-        b._add_stat(st, +1)
-        a.refs += 1
-        b.refs += 1
+        try:
+            for s in pair:
+                s._check_stat(st)
+        except ResourceLimitExceeded:
+            for s in pair:
+                self._mgr._maybe_drop(s)
+            raise
+        for s in pair:
+            s._add_stat(st, +1)
+            s.refs += 1
+        return pair
 
     def set_protocol(self, protocol: str) -> None:
         """Move the stream from transient to ``protocol`` and protocol×peer.
@@ -347,13 +352,7 @@ class StreamScope(Scope):
         if self._proto is not None:
             raise ConfigError(f"{self.name}: the protocol is already set")
         mgr = self._mgr
-        pair = (mgr._protocol(protocol), mgr._protocol_peer(protocol, self.peer))
-        try:
-            self._attach(pair)
-        except ResourceLimitExceeded:
-            for s in pair:
-                mgr._maybe_drop(s)
-            raise
+        pair = self._attach((mgr._protocol(protocol), mgr._protocol_peer(protocol, self.peer)))
         self._proto, self._proto_peer = pair
         self.protocol = protocol
         transient = self._transient
@@ -370,13 +369,7 @@ class StreamScope(Scope):
         if self._svc is not None:
             raise ConfigError(f"{self.name}: the service is already set")
         mgr = self._mgr
-        pair = (mgr._service(service), mgr._service_peer(service, self.peer))
-        try:
-            self._attach(pair)
-        except ResourceLimitExceeded:
-            for s in pair:
-                mgr._maybe_drop(s)
-            raise
+        pair = self._attach((mgr._service(service), mgr._service_peer(service, self.peer)))
         self._svc, self._svc_peer = pair
         self.service = service
         self.edges = [*self.edges[:-1], *pair, self.edges[-1]]  # system stays last
