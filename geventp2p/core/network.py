@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 from geventp2p.core.event import Connectedness
 from geventp2p.core.mux import ConnErrorCode, Direction, MuxedStream, StreamErrorCode
+from geventp2p.core.sec import PeerIdentity
 
 if TYPE_CHECKING:
     from multiaddr import Multiaddr  # type: ignore[import-untyped, unused-ignore]
 
     from geventp2p.core.peer import PeerId
-    from geventp2p.core.sec import PublicKey
 
 __all__ = [
     "Connectedness",
@@ -71,7 +71,7 @@ class Stream(MuxedStream, Protocol):
 StreamHandler = Callable[[Stream], None]
 
 
-class Conn(Protocol):
+class Conn(PeerIdentity, Protocol):
     """A secured, muxed connection to one remote peer (go ``network.Conn``)."""
 
     @property
@@ -81,18 +81,6 @@ class Conn(Protocol):
     @property
     def direction(self) -> Direction:
         """``OUTBOUND`` if we dialed it."""
-
-    @property
-    def local_peer(self) -> PeerId:
-        """Our peer id."""
-
-    @property
-    def remote_peer(self) -> PeerId:
-        """The authenticated remote peer id."""
-
-    @property
-    def remote_public_key(self) -> PublicKey:
-        """The remote peer's public key."""
 
     @property
     def local_addr(self) -> Multiaddr | None:

@@ -20,15 +20,11 @@ from geventp2p.core.transport import RawConn
 if TYPE_CHECKING:
     from geventp2p.core.peer import PeerId
 
-__all__ = ["PublicKey", "SecureConn", "SecureTransport"]
+__all__ = ["PeerIdentity", "PublicKey", "SecureConn", "SecureTransport"]
 
 
-class SecureConn(RawConn, Protocol):
-    """A :class:`RawConn` whose bytes are protected and whose peers are known.
-
-    Same read/write/close semantics as :class:`RawConn`; a frame that fails
-    authentication makes ``read`` raise ``SecurityError`` and closes the connection.
-    """
+class PeerIdentity(Protocol):
+    """Who is on each end of an authenticated connection (a secure or a muxed one)."""
 
     @property
     def local_peer(self) -> PeerId:
@@ -40,7 +36,15 @@ class SecureConn(RawConn, Protocol):
 
     @property
     def remote_public_key(self) -> PublicKey:
-        """The remote peer's public key, as proven in the handshake."""
+        """The remote peer's public key, as proven in the security handshake."""
+
+
+class SecureConn(RawConn, PeerIdentity, Protocol):
+    """A :class:`RawConn` whose bytes are protected and whose peers are known.
+
+    Same read/write/close semantics as :class:`RawConn`; a frame that fails
+    authentication makes ``read`` raise ``SecurityError`` and closes the connection.
+    """
 
     @property
     def security_protocol(self) -> str:

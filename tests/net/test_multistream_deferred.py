@@ -12,21 +12,10 @@ from geventp2p.net import multistream
 from geventp2p.net.rawconn import SocketConn
 from geventp2p.sansio.multistream import encode_message
 from _scripts_transport.leakcheck import no_leaks  # noqa: F401  (autouse fixture)
+from _scripts_transport.recording import RecordingConn
 
 HEADER = encode_message("/multistream/1.0.0")
 NA = encode_message("na")
-
-
-class RecordingConn(SocketConn):
-    """A SocketConn that records what each write hands to the socket."""
-
-    def __init__(self, sock, **kw):
-        super().__init__(sock, **kw)
-        self.writes = []
-
-    def _write_raw(self, data):
-        self.writes.append(bytes(data))
-        super()._write_raw(data)
 
 
 @pytest.fixture
