@@ -211,6 +211,9 @@ class SwarmTracer:
                                    registry=None)
         self.handshake = Histogram("libp2p_swarm_handshake_latency_seconds", "Duration of the libp2p Handshake",
                                    _CONN_LABELS[1:], buckets=HANDSHAKE_BUCKETS, registry=None)
+        # connections counted as opened and not yet as closed: a notification queued
+        # around attach time is then neither counted twice nor closed without opening
+        self._open: set[Any] = set()
 
     def metrics(self) -> Iterator["Metric"]:
         for m in (self.opened, self.closed, self.duration, self.key_types, self.dial_errors, self.handshake):
@@ -220,6 +223,9 @@ class SwarmTracer:
 
     # -- swarm notifiee
     def connected(self, net: Any, conn: Any) -> None:
+        if conn in self._open:
+            return
+        self._open.add(conn)
         try:
             labels = _conn_labels(conn)
             self.opened.labels(*labels).inc()
@@ -229,6 +235,9 @@ class SwarmTracer:
             log.debug("metrics: connected(%r) failed", conn, exc_info=True)
 
     def disconnected(self, net: Any, conn: Any) -> None:
+        if conn not in self._open:
+            return
+        self._open.discard(conn)
         try:
             labels = _conn_labels(conn)
             self.closed.labels(*labels).inc()
@@ -347,12 +356,12 @@ def rcmgr_metrics(rcmgr: Any) -> Iterator["Metric"]:
     if limits is not None:
         lim = _gauge("geventp2p_rcmgr_limit", "Limit of a resource manager scope", ["scope", "resource"])
         for name in ("system", "transient"):
-            base = getattr(limits, name, None)
-            if base is None:
+            scope_limit = getattr(limits, name, None)
+            if scope_limit is None:
                 continue
             for res in ("streams", "streams_inbound", "streams_outbound", "conns", "conns_inbound",
                         "conns_outbound", "fd", "memory"):
-                v = getattr(base, res, None)
+                v = getattr(scope_limit, res, None)
                 if isinstance(v, int):
                     lim.add_metric([name, res], v)
         yield lim
@@ -490,6 +499,7 @@ class HostMetrics(Collector):
         if self._attached:
             self._attached = False
             self.swarm.stop_notify(self.tracer)
+            self.tracer._open.clear()
             if getattr(self.swarm, "metrics_tracer", None) is self.tracer:
                 self.swarm.metrics_tracer = None
         if self._installed_meter and getattr(self.swarm, "bandwidth_reporter", None) is self.bandwidth:
@@ -600,7 +610,7 @@ class MetricsServer:
     def address(self) -> tuple[str, int]:
         """The bound ``(host, port)``."""
         a = self._server.address
-        return a[0], a[1]
+        return str(a[0]), int(a[1])
 
     @property
     def url(self) -> str:

@@ -143,6 +143,23 @@ def test_connection_count_goes_up_then_down(hosts, endpoints):
     assert value(text, "geventp2p_connmgr_connections") == 0
 
 
+def test_registered_after_connecting_counts_each_connection_once(hosts):
+    a, b = hosts(), hosts()
+    wait_connectedness(a, "Connected", lambda: b.connect(a.p2p_addrs()[0], timeout=WAIT))
+    reg = CollectorRegistry()
+    hm = gm.register_host_metrics(a, reg)
+    conn = a.network.conns()[0]
+    hm.tracer.connected(a.network, conn)  # a late notification for a connection already counted
+    assert reg.get_sample_value("libp2p_swarm_connections_opened_total", {
+        "dir": "inbound", "transport": "tcp", "security": "/noise", "muxer": "/yamux/1.0.0",
+        "early_muxer": "false", "ip_version": "ip4"}) == 1
+    hm.tracer.disconnected(a.network, object())  # never counted as opened: not counted as closed
+    wait_connectedness(a, "NotConnected", lambda: a.network.close_peer(b.id))
+    closed = [s.value for m in reg.collect() for s in m.samples if s.name == "libp2p_swarm_connections_closed_total"]
+    assert closed == [1]
+    hm.close()
+
+
 def test_bytes_and_streams_by_protocol(hosts, endpoints):
     a, b = hosts(), hosts()
     ep = endpoints(a)
