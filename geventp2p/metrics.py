@@ -17,7 +17,11 @@ latency) run once per connection or dial attempt, from the swarm's notification
 dispatcher and its ``metrics_tracer`` hook.  Bandwidth needs a byte meter on each
 stream, which sends every ``read``/``write`` call through the stream's slow path:
 ``register_host_metrics`` installs a :class:`~geventp2p.net.bandwidth.BandwidthCounter`
-only when the swarm has none and ``bandwidth=True`` (the default).
+only when the swarm has none and ``bandwidth=True`` (the default).  Measured on one
+loopback stream (compiled build, busy 2-core machine): within noise for 64 KiB
+writes, about a quarter slower for 1 KiB writes; pass ``bandwidth=False`` to avoid it.
+Bytes that arrive in the same read as a stream's protocol negotiation (a lazily
+negotiated stream's first data) count in the totals but under no protocol.
 
 One host per registry: a second host on the same registry is refused (the names
 would collide); give each host its own :class:`prometheus_client.CollectorRegistry`.
