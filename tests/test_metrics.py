@@ -369,3 +369,38 @@ def test_labels():
     wrapped.__cause__ = ConnectionRefusedError(111, "Connection refused")
     assert gm.dial_error_label(wrapped) == "connection refused"
     assert gm.dial_error_label(ValueError("?")) == "other"
+
+
+PATCHED_SCRIPT = """
+from gevent import monkey
+monkey.patch_all()
+import urllib.request
+import geventp2p
+from geventp2p.metrics import start_host_metrics
+
+a = geventp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0"], services=["echo"])
+b = geventp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0"], services=["echo"])
+ep = start_host_metrics(a, "127.0.0.1:0")
+b.connect(a.p2p_addrs()[0], timeout=20)
+s = b.new_stream(a.id, ["/echo/1.0.0"], timeout=20)
+s.write(b"p" * 2000)
+s.close_write()
+assert len(s.read_all(timeout=20)) == 2000
+a.network.wait_notifications(20)
+# urllib is cooperative once patched: the server greenlet answers meanwhile
+text = urllib.request.urlopen(ep.url, timeout=20).read().decode()
+ep.close(); a.close(); b.close()
+print(text)
+"""
+
+
+def test_works_under_monkey_patching():
+    """Under ``monkey.patch_all()`` (a subprocess: patching is global) a blocking urllib scrape works."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", PATCHED_SCRIPT], capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    text = r.stdout.decode()
+    assert value(text, "libp2p_swarm_connections_opened_total", dir="inbound") == 1
+    assert value(text, "geventp2p_bandwidth_protocol_bytes_total", dir="out", protocol="/echo/1.0.0") == 2000
