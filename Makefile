@@ -27,10 +27,10 @@ $(PYTHON):
 	$(PY) -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip setuptools wheel
 
-# Editable install with the test extras; the build also compiles the Cython hot paths.
+# Editable install with the test and metrics extras (tests/test_metrics.py needs prometheus_client); the build also compiles the Cython hot paths.
 $(STAMP): pyproject.toml setup.py | $(PYTHON)
 	$(PYTHON) -m pip install -q 'Cython>=3.0' 'setuptools>=77' wheel
-	$(PYTHON) -m pip install -q --no-build-isolation -e '.[test]'
+	$(PYTHON) -m pip install -q --no-build-isolation -e '.[test,metrics]'
 	touch $(STAMP)
 
 venv install: $(STAMP)
