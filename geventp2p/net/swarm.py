@@ -12,7 +12,10 @@ Modelled on go-libp2p ``p2p/net/swarm``, in blocking style, over three modules:
 
 ``dial_peer(peer)`` returns a live connection, reusing one if it exists.
 Inbound connections are upgraded on the listener's handler greenlet, then go
-through the gater, then join the table.
+through the gater, then join the table.  Each inbound stream goes to the stream
+handler (``set_stream_handler``) on its own greenlet.  Notifiees and
+``EvtPeerConnectednessChanged`` are delivered from one dispatcher greenlet (see
+:mod:`geventp2p.net.notify`), never from a reader.
 
 Resources (go-libp2p's resource manager, ``swarm.resource_manager``; a
 :class:`~geventp2p.core.rcmgr.NullResourceManager` unless one is given): every
@@ -30,10 +33,10 @@ per-IP limits, not by a fixed count.  An accepted connection must send its first
 byte within ``inbound_first_byte_timeout`` (5 s) and finish the upgrade within
 ``inbound_upgrade_timeout`` (15 s).  When the transient (or system) connection
 limit refuses a new arrival, the oldest handshake that has not sent a byte yet is
-dropped to make room, so a crowd of silent sockets cannot lock out real peers.  Each inbound stream goes to the stream
-handler (``set_stream_handler``) on its own greenlet.  Notifiees and
-``EvtPeerConnectednessChanged`` are delivered from one dispatcher greenlet (see
-:mod:`geventp2p.net.notify`), never from a reader.
+dropped to make room, so a crowd of silent sockets cannot lock out real peers.
+Until that first byte the listener sends nothing, not even its multistream header
+(the dialer speaks first in multistream-select, so no dialer waits for it; the
+header then leaves with the listener's first handshake message).
 
 Streams handed out (``new_stream``, the stream handler) are the muxer's own
 :class:`~geventp2p.net.stream.Stream` objects, with ``conn`` set to the

@@ -199,8 +199,8 @@ class Upgrader:
         self.scope = scope
         self.config = config or UpgraderConfig()
 
-    def upgrade_outbound(self, raw: RawConn, remote_peer: Optional[PeerId] = None,
-                         timeout: float | None = None, *, scope: Optional[ConnManagementScope] = None) -> Connection:
+    def upgrade_outbound(self, raw: RawConn, remote_peer: Optional[PeerId] = None, timeout: float | None = None,
+                         *, scope: Optional[ConnManagementScope] = None) -> Connection:
         """Blocks the calling greenlet while it secures and muxes a dialed connection.
 
         ``scope``: the connection's resource scope (see the module docstring); the
