@@ -171,6 +171,7 @@ from geventp2p.exceptions import (
     StreamClosedError,
     StreamResetError,
 )
+from geventp2p.net._deadline import effective_deadline as _effective_deadline
 
 __all__ = ["Stream", "EchoCheck", "BandwidthReporter", "INBOUND", "OUTBOUND", "DEFAULT_LINE_LIMIT"]
 
@@ -213,15 +214,6 @@ _NO_JOIN = 16 * 1024
 #: proposal) with data of at most this size (one frame); larger data is never copied,
 #: the prefix is written on its own first.
 _PREFIX_JOIN_MAX = 16 * 1024
-
-
-def _effective_deadline(timeout: float | None, deadline: float | None) -> float | None:
-    if timeout is None:
-        return deadline
-    t = _monotonic() + timeout
-    if deadline is None or t < deadline:
-        return t
-    return deadline
 
 
 def _left(deadline_t: float | None) -> float | None:
