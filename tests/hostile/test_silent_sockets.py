@@ -28,6 +28,7 @@ import gevent.subprocess
 import pytest
 
 from geventp2p.crypto.keys import KeyType, generate_key
+from geventp2p.exceptions import AllDialsFailedError
 from geventp2p.host.peerstore import Peerstore
 from geventp2p.host.rcmgr import LimitConfig, new_resource_manager
 from geventp2p.net.swarm import Swarm, SwarmConfig
@@ -132,6 +133,32 @@ def test_thousand_silent_loopback_sockets_do_not_delay_a_real_peer(limited):
         b.close()
 
 
+def test_per_ip_rules_cover_loopback_when_asked():
+    """Loopback is exempt by default (above); ``limit_loopback=True`` applies go's rules."""
+    rb = new_resource_manager(total_memory=8 * GiB, fd_limit=16384, limit_loopback=True)
+    with gevent.Timeout(60):
+        b = swarm(rb, "/ip4/127.0.0.1/tcp/0", inbound_first_byte_timeout=60)
+        a = swarm()
+        crowd: list[Any] = []
+        try:
+            port = int(str(b.listen_addresses()[0]).rsplit("/", 1)[1])
+            open_silent("127.0.0.1", port, 20, crowd)
+            wait_for(lambda: b.inbound_counts["refused"] == 12)  # 8 held; 8 over the cap, 4 over the burst
+            assert rb.blocked[("conn-limiter", "connections per ip")] == 8
+            assert rb.blocked[("conn-rate-limiter", "connection rate per ip")] == 4
+            assert rb.transient.stat().num_conns_inbound == 8
+            a.peerstore.add_addrs(b.local_peer, b.listen_addresses(), 3600)
+            with pytest.raises(AllDialsFailedError):  # same address as the crowd
+                a.dial_peer(b.local_peer, timeout=10)
+        finally:
+            for s in crowd:
+                s.close()
+            a.close()
+        wait_for(lambda: not b._silent)
+        wait_for(lambda: all_zero(rb) and len(rb.conn_limiter) == 0)
+        b.close()
+
+
 # --------------------------------------------------------------------------- per-IP, namespaces
 
 _ATTACKER = textwrap.dedent("""
@@ -165,6 +192,11 @@ def netns():
     ns, host_if, ns_if = f"gp2p{tag}", f"gp2p{tag}a", f"gp2p{tag}b"
     net = f"10.{200 + tag % 50}.{(tag // 50) % 250}"
     ours, theirs = f"{net}.1", f"{net}.2"
+    # leftovers of an earlier run that was killed (same pid, same names)
+    subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    if f" {net}." in subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout:
+        pytest.skip(f"{net}.0/24 is in use here")
     try:
         _ip("netns", "add", ns)
     except (subprocess.CalledProcessError, OSError) as exc:
