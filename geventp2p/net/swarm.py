@@ -551,13 +551,17 @@ class Swarm:
         use_fd = callable(getattr(raw, "fileno", None))
         endpoint = raw.remote_addr
         rcmgr = self.resource_manager
+        drops = 0
         while True:
             try:
                 scope: ConnManagementScope = rcmgr.open_connection(Direction.INBOUND, use_fd, endpoint)
                 return scope
             except ResourceLimitExceeded as exc:
-                if exc.scope.endswith(("transient", "system")) and exc.resource.startswith(("conns", "fd")) \
-                        and self._drop_oldest_silent():
+                # one drop frees a connection and an fd in transient and system; the bound
+                # keeps a refusal the silent handshakes do not cause from dropping them all
+                if drops < 4 and exc.scope.endswith(("transient", "system")) \
+                        and exc.resource.startswith(("conns", "fd")) and self._drop_oldest_silent():
+                    drops += 1
                     continue
                 log.debug("inbound connection from %s refused: %s", endpoint, exc)
                 self.inbound_counts["refused"] += 1
