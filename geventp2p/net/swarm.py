@@ -538,7 +538,14 @@ class Swarm:
             conn.close()
             return
         try:
-            self._check_upgraded(conn, Direction.INBOUND)
+            self._check_upgraded(conn, Direction.INBOUND)  # the gater may switch greenlets
+        except P2PError as exc:
+            log.debug("inbound connection from %s refused: %s", conn.remote_peer, exc)
+            return
+        except BaseException:  # killed (the swarm closes): the connection and its scope go too
+            conn.close()
+            raise
+        try:
             self._add_conn(conn)
         except P2PError as exc:
             log.debug("inbound connection from %s refused: %s", conn.remote_peer, exc)
