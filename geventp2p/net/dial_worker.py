@@ -39,8 +39,8 @@ from geventp2p.exceptions import (
     AllDialsFailedError,
     DialBackoffError,
     DialError,
-    DialResourceLimitError,
     DialGatedError,
+    DialResourceLimitError,
     DialSelfError,
     DialTimeoutError,
     MultiaddrError,
@@ -341,6 +341,7 @@ class DialSync:
             if scope is not None:  # refused before the dial slot (or the slot wait failed)
                 scope.done()
             log.debug("dial %s at %s failed: %s", peer, addr, exc)
+            # no backoff for a timeout the overall deadline caused, nor for our own limits
             no_backoff = (cut_short and isinstance(exc, P2PTimeoutError)) or isinstance(exc, ResourceLimitExceeded)
             results.put((me, addr, None, exc, no_backoff))
         except BaseException:  # killed (another address won, or the swarm closes)
