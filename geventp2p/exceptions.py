@@ -50,6 +50,7 @@ __all__ = [
     "SwarmClosedError",
     "AllDialsFailedError",
     "DialTimeoutError",
+    "DialResourceLimitError",
 ]
 
 
@@ -300,6 +301,12 @@ class AllDialsFailedError(DialError):
     """Every address was dialed and every attempt failed (see ``attempts``)."""
 
     reason = "all dials failed"
+
+
+class DialResourceLimitError(AllDialsFailedError):
+    """Our resource manager refused every attempt (``cause`` is the :class:`ResourceLimitExceeded`)."""
+
+    reason = "resource limit exceeded"
 
 
 class DialTimeoutError(DialError, P2PTimeoutError):

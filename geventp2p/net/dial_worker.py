@@ -12,6 +12,12 @@ blocking style:
   (``max_dials_per_peer`` per peer, ``max_concurrent_dials`` per swarm).  The first
   upgraded connection wins; the other attempts are cancelled and late winners closed.
 * Every failure cause has its own ``DialError`` subclass.
+* Each attempt first asks the swarm's resource manager for an outbound connection
+  scope (``open_connection``, with a file descriptor when the transport says
+  ``uses_fd``), before the transport dial; the upgrade moves it to the peer
+  (``set_peer``).  A refusal fails the attempt with ``ResourceLimitExceeded`` and
+  earns no dial backoff (the address is not at fault); when every attempt was
+  refused the dial raises :class:`~geventp2p.exceptions.DialResourceLimitError`.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from geventp2p.exceptions import (
     DialBackoffError,
     DialError,
     DialGatedError,
+    DialResourceLimitError,
     DialSelfError,
     DialTimeoutError,
     MultiaddrError,
@@ -41,6 +48,7 @@ from geventp2p.exceptions import (
     NoGoodAddressesError,
     P2PTimeoutError,
     PeerIdMismatchError,
+    ResourceLimitExceeded,
     SwarmClosedError,
 )
 from geventp2p.net._deadline import timeout_scope
@@ -267,6 +275,9 @@ class DialSync:
                 attempts.append((a, exc))
                 if not cut_short:
                     backoff.add_backoff(peer, a)
+            if attempts and all(isinstance(e, ResourceLimitExceeded) for _a, e in attempts):
+                raise DialResourceLimitError(peer, "resource limit exceeded", attempts=attempts,
+                                             cause=attempts[-1][1])
             raise AllDialsFailedError(peer, "all dials failed", attempts=attempts,
                                       cause=attempts[-1][1] if attempts else None)
         finally:
@@ -287,11 +298,17 @@ class DialSync:
         cfg = swarm.config
         per_addr = cfg.dial_timeout_local if addr_info(addr).local else cfg.dial_timeout_remote
         raw = conn = None
+        scope = None  # the connection's resource scope until the upgrade takes it
         cut_short = True  # a timeout caused by the overall deadline earns no backoff
         try:
             left = deadline - _monotonic()
             if left <= 0:
                 raise P2PTimeoutError("dial deadline passed before the dial started")
+            transport = self.dial_transport(addr)
+            if transport is None:
+                raise MultiaddrError(f"no transport for {addr}")
+            scope = swarm.resource_manager.open_connection(
+                Direction.OUTBOUND, bool(getattr(transport, "uses_fd", False)), addr)
             if not self._limiter.acquire(timeout=left):
                 raise P2PTimeoutError("no dial slot free before the deadline")
             try:
@@ -301,18 +318,19 @@ class DialSync:
                 cut_short = left < per_addr
                 try:
                     with timeout_scope(budget, f"dial {addr}"):
-                        transport = self.dial_transport(addr)
-                        if transport is None:
-                            raise MultiaddrError(f"no transport for {addr}")
                         raw = transport.dial(addr, timeout=budget)
+                        owned, scope = scope, None  # the upgrade releases it on failure
                         conn = swarm.upgrader.upgrade_outbound(
-                            raw, peer, timeout=max(0.001, now + budget - _monotonic()))
+                            raw, peer, timeout=max(0.001, now + budget - _monotonic()), scope=owned)
                 except P2PTimeoutError:
                     if raw is not None and conn is None:
                         raw.close()
                     raise
             finally:
                 self._limiter.release()
+                if scope is not None:  # the transport dial failed: nothing else holds it
+                    scope.done()
+                    scope = None
             assert conn is not None
             if conn.remote_peer != peer:
                 conn.close()
@@ -322,11 +340,17 @@ class DialSync:
                 swarm.metrics_tracer.completed_handshake(_monotonic() - now, conn)
             results.put((me, addr, conn, None, False))
         except Exception as exc:
+            if scope is not None:  # refused before the dial slot (or the slot wait failed)
+                scope.done()
             log.debug("dial %s at %s failed: %s", peer, addr, exc)
             if swarm.metrics_tracer is not None:
                 swarm.metrics_tracer.failed_dialing(addr, exc)
-            results.put((me, addr, None, exc, cut_short and isinstance(exc, P2PTimeoutError)))
+            # no backoff for a timeout the overall deadline caused, nor for our own limits
+            no_backoff = (cut_short and isinstance(exc, P2PTimeoutError)) or isinstance(exc, ResourceLimitExceeded)
+            results.put((me, addr, None, exc, no_backoff))
         except BaseException:  # killed (another address won, or the swarm closes)
+            if scope is not None:
+                scope.done()
             if conn is not None:
                 conn.close()
             elif raw is not None:

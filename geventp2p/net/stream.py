@@ -75,9 +75,10 @@ first write, see :func:`geventp2p.net.multistream.select_lazy`) carries two fiel
 * a *pending echo check* (``_echo``): an object whose ``settle(stream, timeout)``
   reads and checks the listener's echo; ``read`` calls it before returning data.
 
-The swarm sets two more: ``_watch`` (called once when the stream is finished: both
-directions closed, or reset; the swarm's ``closed_stream`` notification) and
-``_meter`` (a bandwidth reporter: ``log_sent``/``log_recv`` per write/read).  The
+The swarm sets three more: ``scope`` (the stream's resource-manager scope; a null
+scope otherwise), ``_watch`` (called once when the stream is finished: both
+directions closed, or reset; the swarm's ``closed_stream`` notification and the
+release of ``scope``) and ``_meter`` (a bandwidth reporter: ``log_sent``/``log_recv`` per write/read).  The
 write fast path tests one flag (``_slow_write``: a prefix or a meter is set); the
 read path tests ``_echo`` and, when bytes leave the buffer, ``_meter``.
 
@@ -162,6 +163,7 @@ from gevent.event import Event
 from gevent.lock import Semaphore
 
 from geventp2p.core.mux import Direction
+from geventp2p.core.rcmgr import NULL_SCOPE
 from geventp2p.exceptions import (
     IncompleteReadError,
     MessageTooLargeError,
@@ -169,6 +171,7 @@ from geventp2p.exceptions import (
     StreamClosedError,
     StreamResetError,
 )
+from geventp2p.net._deadline import effective_deadline as _effective_deadline
 
 __all__ = ["Stream", "EchoCheck", "BandwidthReporter", "INBOUND", "OUTBOUND", "DEFAULT_LINE_LIMIT"]
 
@@ -213,15 +216,6 @@ _NO_JOIN = 16 * 1024
 _PREFIX_JOIN_MAX = 16 * 1024
 
 
-def _effective_deadline(timeout: float | None, deadline: float | None) -> float | None:
-    if timeout is None:
-        return deadline
-    t = _monotonic() + timeout
-    if deadline is None or t < deadline:
-        return t
-    return deadline
-
-
 def _left(deadline_t: float | None) -> float | None:
     return None if deadline_t is None else max(0.0, deadline_t - _monotonic())
 
@@ -253,6 +247,7 @@ class Stream:
         "_echo",
         "_meter",
         "_watch",
+        "scope",
         "__weakref__",
     )
 
@@ -282,6 +277,9 @@ class Stream:
         self._echo: EchoCheck | None = None
         self._meter: BandwidthReporter | None = None
         self._watch: Callable[["Stream"], None] | None = None
+        # the stream's resource scope (a StreamManagementScope); the swarm sets it when it
+        # opens or accepts the stream and calls its done() once, from _watch's target
+        self.scope: Any = NULL_SCOPE
 
     def __enter__(self) -> "Stream":
         return self

@@ -17,6 +17,27 @@ handler (``set_stream_handler``) on its own greenlet.  Notifiees and
 ``EvtPeerConnectednessChanged`` are delivered from one dispatcher greenlet (see
 :mod:`geventp2p.net.notify`), never from a reader.
 
+Resources (go-libp2p's resource manager, ``swarm.resource_manager``; a
+:class:`~geventp2p.core.rcmgr.NullResourceManager` unless one is given): every
+connection is charged before anything else happens to it, an accepted one right
+after ``accept`` (before the handshake), a dialed one before the transport dial.
+A refused inbound connection is closed at once (counted in ``inbound_counts``);
+a refused dial fails that address with ``ResourceLimitExceeded`` (no dial
+backoff), and a dial whose every address was refused so raises
+:class:`~geventp2p.exceptions.DialResourceLimitError`.  The upgrade moves the
+connection to its peer's scope; the swarm releases the scope when the connection
+ends.  Streams are charged in :mod:`geventp2p.net.swarm_conn`.
+
+Handshakes in flight are bounded by the resource manager's transient scope and
+per-IP limits, not by a fixed count.  An accepted connection must send its first
+byte within ``inbound_first_byte_timeout`` (5 s) and finish the upgrade within
+``inbound_upgrade_timeout`` (15 s).  When the transient (or system) connection
+limit refuses a new arrival, the oldest handshake that has not sent a byte yet is
+dropped to make room, so a crowd of silent sockets cannot lock out real peers.
+Until that first byte the listener sends nothing, not even its multistream header
+(the dialer speaks first in multistream-select, so no dialer waits for it; the
+header then leaves with the listener's first handshake message).
+
 Streams handed out (``new_stream``, the stream handler) are the muxer's own
 :class:`~geventp2p.net.stream.Stream` objects, with ``conn`` set to the
 :class:`SwarmConn`.
@@ -28,16 +49,18 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
 import gevent
-from gevent.lock import BoundedSemaphore
 from gevent.pool import Group
 
 from geventp2p.core import addr as _addr
 from geventp2p.core.event import Connectedness, EvtPeerConnectednessChanged
 from geventp2p.core.mux import Direction
+from geventp2p.core.rcmgr import ConnManagementScope, NullResourceManager, ResourceManager
 from geventp2p.core.transport import RawConn
 from geventp2p.core.peer import PeerId
 from geventp2p.exceptions import (
@@ -49,9 +72,11 @@ from geventp2p.exceptions import (
     NoConnError,
     P2PError,
     P2PTimeoutError,
+    ResourceLimitExceeded,
     SwarmClosedError,
     TransportError,
 )
+from geventp2p.net._deadline import Deadline
 from geventp2p.net.addrutil import interface_addresses
 from geventp2p.net.bandwidth import BandwidthCounter
 from geventp2p.net.dial_worker import DialJob, DialSync
@@ -80,6 +105,9 @@ log = logging.getLogger(__name__)
 #: Connection close code used when the gater refuses an upgraded connection (go ``ConnGated``).
 CONN_GATED = 0x1007
 
+#: How much the first read of an accepted connection may take (pushed back for the upgrade).
+_FIRST_READ = 4096
+
 _monotonic = time.monotonic
 
 
@@ -95,10 +123,13 @@ class SwarmConfig:
     dial_timeout_remote: float = 15.0
     #: Opening a stream in ``new_stream`` when the caller gives no timeout.
     new_stream_timeout: float = 15.0
-    #: Accepted connection: queueing for an upgrade slot plus the upgrade itself.
+    #: Accepted connection: from accept to the end of the upgrade (go: 15 s).
     inbound_upgrade_timeout: float = 15.0
-    #: Inbound connections upgraded at the same time (go: 16); more wait for a slot.
-    max_inbound_upgrades: int = 16
+    #: Accepted connection: from accept to its first byte (a silent socket is closed then).
+    inbound_first_byte_timeout: float = 5.0
+    #: Deprecated and ignored: handshakes in flight are bounded by the resource
+    #: manager's transient scope and per-IP limits (silent ones are dropped first).
+    max_inbound_upgrades: int | None = None
     #: Dials in flight across the swarm (go: 160 file-descriptor-consuming dials).
     max_concurrent_dials: int = 160
     #: Dials in flight to one peer.
@@ -118,17 +149,49 @@ class SwarmConfig:
 
     def __post_init__(self) -> None:
         for name in ("dial_timeout", "dial_timeout_local", "dial_timeout_remote", "new_stream_timeout",
-                     "inbound_upgrade_timeout", "close_timeout", "slow_notifiee_threshold"):
+                     "inbound_upgrade_timeout", "inbound_first_byte_timeout", "close_timeout",
+                     "slow_notifiee_threshold"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"SwarmConfig.{name} must be > 0")
         for name in ("max_concurrent_dials", "max_dials_per_peer", "max_inbound_upgrades", "notify_warn_backlog"):
             v = getattr(self, name)
+            if v is None and name == "max_inbound_upgrades":
+                continue
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"SwarmConfig.{name} must be an int >= 1")
+        if self.max_inbound_upgrades is not None:
+            warnings.warn(
+                "SwarmConfig.max_inbound_upgrades is deprecated and ignored: handshakes in flight are "
+                "bounded by the resource manager (transient scope, per-IP limits)",
+                DeprecationWarning, stacklevel=3,
+            )
         if self.stagger_local < 0 or self.stagger_public < 0:
             raise ConfigError("SwarmConfig stagger delays must be >= 0")
         if self.backoff_base < 0 or self.backoff_coef < 0 or self.backoff_max < self.backoff_base:
             raise ConfigError("SwarmConfig backoff needs 0 <= base <= max and coef >= 0")
+
+
+class _Handshake:
+    """An accepted connection that has not sent its first byte yet (may be dropped for room)."""
+
+    __slots__ = ("raw", "scope", "dropped")
+
+    def __init__(self, raw: RawConn, scope: ConnManagementScope) -> None:
+        self.raw = raw
+        self.scope = scope
+        self.dropped = False
+
+
+def _abort(raw: Any) -> None:
+    """Close ``raw`` at once; a socket gets a reset, so nothing lingers in TIME_WAIT."""
+    abort = getattr(raw, "abort", None)
+    try:
+        if abort is not None:
+            abort()
+        else:
+            raw.close()
+    except Exception:  # pragma: no cover - closing must not fail the caller
+        log.debug("error closing %r", raw, exc_info=True)
 
 
 class ConnMultiaddrs(NamedTuple):
@@ -163,6 +226,10 @@ class Swarm:
     (all -> bool) and ``intercept_upgraded(conn) -> (bool, reason_code)``.
     ``bandwidth_reporter`` gets ``log_sent``/``log_recv`` per stream read/write.
     ``clock`` drives dial backoff and connectedness bookkeeping.
+    ``resource_manager`` (``swarm.resource_manager``) charges connections, file
+    descriptors and streams; None means a :class:`NullResourceManager` (no limits).
+    ``inbound_counts`` counts inbound connections closed before joining the table,
+    by reason (``refused``, ``dropped_silent``, ``silent``, ``gated``, ``failed``).
     """
 
     def __init__(
@@ -176,6 +243,7 @@ class Swarm:
         bandwidth_reporter: Any = None,
         clock: Callable[[], float] = time.monotonic,
         config: SwarmConfig | None = None,
+        resource_manager: ResourceManager | None = None,
     ) -> None:
         if config is None:
             config = SwarmConfig()
@@ -183,6 +251,10 @@ class Swarm:
             raise ConfigError(f"expected SwarmConfig, got {type(config).__name__}")
         self.config = config
         self.peerstore = peerstore
+        self.resource_manager: Any = NullResourceManager() if resource_manager is None else resource_manager
+        self.inbound_counts: Counter[str] = Counter()
+        # accepted connections still waiting for their first byte, oldest first
+        self._silent: dict[_Handshake, None] = {}
         if isinstance(local_key_or_peer, PeerId):
             self.local_peer = local_key_or_peer
             self.local_key = peerstore.privkey(local_key_or_peer) if peerstore is not None else None
@@ -217,7 +289,6 @@ class Swarm:
         self._dispatcher = Dispatcher(self.group.spawn, name=f"swarm {self.local_peer.short()}",
                                       warn_backlog=config.notify_warn_backlog,
                                       slow_threshold=config.slow_notifiee_threshold)
-        self._upgrade_limiter = BoundedSemaphore(config.max_inbound_upgrades)
         self._listeners: list[Any] = []
         self._conns: dict[PeerId, list[SwarmConn]] = {}
         self._notifiees: list[Any] = []
@@ -374,7 +445,10 @@ class Swarm:
             try:
                 close_muxed(conn.muxed, reason or CONN_GATED)
             finally:
-                conn.secured.close()
+                try:
+                    conn.secured.close()
+                finally:
+                    conn._release_scope()
             raise DialGatedError(conn.remote_peer, "gater refused the upgraded connection",
                                  cause=DialGatedError.reason)
 
@@ -439,7 +513,7 @@ class Swarm:
         return out
 
     def _handle_inbound(self, raw: RawConn) -> None:
-        """Listener handler (on the listener's greenlet): gate, upgrade, gate, add."""
+        """Listener handler (on the listener's greenlet): gate, charge, first byte, upgrade, gate, add."""
         if self._closed:
             raw.close()
             return
@@ -447,29 +521,106 @@ class Swarm:
         ok, _ = self._gate("intercept_accept", addrs)
         if not ok:
             log.debug("gater refused inbound connection from %s", addrs.remote_addr)
+            self.inbound_counts["gated"] += 1
             raw.close()
             return
-        deadline = _monotonic() + self.config.inbound_upgrade_timeout
-        if not self._upgrade_limiter.acquire(timeout=self.config.inbound_upgrade_timeout):
-            log.debug("no upgrade slot for %s in time; closing", addrs.remote_addr)
-            raw.close()
+        deadline = Deadline(self.config.inbound_upgrade_timeout)
+        scope = self._open_inbound_scope(raw)
+        if scope is None:
+            return
+        if not self._first_byte(raw, scope, deadline):
             return
         try:
-            conn = self.upgrader.upgrade_inbound(raw, timeout=max(0.001, deadline - _monotonic()))
+            conn = self.upgrader.upgrade_inbound(raw, timeout=max(0.001, deadline.left() or 0.0), scope=scope)
         except P2PError as exc:
             log.debug("inbound upgrade from %s failed: %s", addrs.remote_addr, exc)
-            return  # the upgrader closed raw
-        finally:
-            self._upgrade_limiter.release()
+            self.inbound_counts["failed"] += 1
+            return  # the upgrader closed raw and released the scope
         if conn.remote_peer == self.local_peer:
             log.debug("inbound connection from ourselves (%s); closing", addrs.remote_addr)
             conn.close()
             return
         try:
-            self._check_upgraded(conn, Direction.INBOUND)
+            self._check_upgraded(conn, Direction.INBOUND)  # the gater may switch greenlets
+        except P2PError as exc:
+            log.debug("inbound connection from %s refused: %s", conn.remote_peer, exc)
+            return
+        except BaseException:  # killed (the swarm closes): the connection and its scope go too
+            conn.close()
+            raise
+        try:
             self._add_conn(conn)
         except P2PError as exc:
             log.debug("inbound connection from %s refused: %s", conn.remote_peer, exc)
+
+    def _open_inbound_scope(self, raw: RawConn) -> ConnManagementScope | None:
+        """The accepted connection's resource scope, or None (``raw`` closed) if refused.
+
+        A transient or system connection/fd refusal first drops the oldest handshake
+        still waiting for its first byte, then asks again."""
+        use_fd = callable(getattr(raw, "fileno", None))
+        endpoint = raw.remote_addr
+        rcmgr = self.resource_manager
+        drops = 0
+        while True:
+            try:
+                scope: ConnManagementScope = rcmgr.open_connection(Direction.INBOUND, use_fd, endpoint)
+                return scope
+            except ResourceLimitExceeded as exc:
+                # one drop frees a connection and an fd in transient and system; the bound
+                # keeps a refusal the silent handshakes do not cause from dropping them all
+                if drops < 4 and exc.scope.endswith(("transient", "system")) \
+                        and exc.resource.startswith(("conns", "fd")) and self._drop_oldest_silent():
+                    drops += 1
+                    continue
+                log.debug("inbound connection from %s refused: %s", endpoint, exc)
+                self.inbound_counts["refused"] += 1
+                _abort(raw)
+                return None
+
+    def _drop_oldest_silent(self) -> bool:
+        """Close the oldest accepted connection that has sent nothing yet and release its scope."""
+        for hs in self._silent:
+            break
+        else:
+            return False
+        del self._silent[hs]
+        hs.dropped = True
+        self.inbound_counts["dropped_silent"] += 1
+        log.debug("dropping silent inbound connection from %s to make room", hs.raw.remote_addr)
+        _abort(hs.raw)
+        hs.scope.done()
+        return True
+
+    def _first_byte(self, raw: RawConn, scope: ConnManagementScope, deadline: Deadline) -> bool:
+        """Blocks the calling greenlet until ``raw`` sends its first byte (pushed back for the
+        upgrade): True.  False if it closed, failed, timed out or was dropped meanwhile; then
+        ``raw`` is closed and ``scope`` released (once)."""
+        hs = _Handshake(raw, scope)
+        self._silent[hs] = None
+        first = b""
+        why = "silent"
+        try:
+            first = raw.read(_FIRST_READ, timeout=deadline.left(self.config.inbound_first_byte_timeout))
+        except (P2PError, OSError) as exc:
+            if not isinstance(exc, P2PTimeoutError):
+                why = "failed"
+            log.debug("inbound connection from %s: no first byte: %s", raw.remote_addr, exc)
+        finally:
+            if hs.dropped:  # the dropper closed raw and released the scope
+                first = b""
+            else:
+                del self._silent[hs]
+                if not first:
+                    self.inbound_counts[why] += 1
+                    try:
+                        _abort(raw)
+                    finally:
+                        scope.done()
+        if first:
+            raw.unread(first)
+            return True
+        return False
 
     # ================================================================= connection table
 
@@ -498,6 +649,7 @@ class Swarm:
         if sc._removed:
             return
         sc._removed = True
+        sc._release_scope()
         peer = sc.remote_peer
         lst = self._conns.get(peer)
         if lst is not None:

@@ -6,10 +6,21 @@ accept loop that hands inbound streams to the swarm's stream handler, and tracks
 the streams it gave out.
 
 Streams are the muxer's own :class:`~geventp2p.net.stream.Stream` objects: no
-wrapper.  The connection sets three fields on each one: ``conn`` (this
-connection), ``_watch`` (called by the stream once it is finished, through the
-stream's state-change hook: the ``closed_stream`` notification) and, only when
-the swarm has a bandwidth reporter, ``_meter``.
+wrapper.  The connection sets four fields on each one: ``conn`` (this
+connection), ``scope`` (the stream's resource scope), ``_watch`` (called by the
+stream once it is finished, through the stream's state-change hook: the
+``closed_stream`` notification) and, only when the swarm has a bandwidth
+reporter, ``_meter``.
+
+Resource accounting (go ``swarm_conn.go``): ``new_stream`` asks the swarm's
+resource manager for an outbound stream scope *before* opening anything (a refusal
+raises :class:`~geventp2p.exceptions.ResourceLimitExceeded` to the caller); the
+accept loop asks for an inbound one for every stream the remote opens and resets
+the stream with code 0x1002 (resource limit exceeded) when refused, as go does.
+Each stream's ``scope.done()`` is called exactly once: when the stream is
+finished (both directions closed, or reset) or, if the connection ends first,
+when the connection forgets its streams.  The connection's own scope (from the
+upgrade) is released once, when the swarm removes the connection.
 """
 
 from __future__ import annotations
@@ -19,7 +30,8 @@ import logging
 from typing import TYPE_CHECKING, Callable
 
 from geventp2p.core.mux import Direction, MuxedConn
-from geventp2p.exceptions import ConnectionClosedError, P2PError, StreamError
+from geventp2p.core.rcmgr import NULL_SCOPE
+from geventp2p.exceptions import ConnectionClosedError, P2PError, ResourceLimitExceeded, StreamError
 from geventp2p.net.stream import Stream
 from geventp2p.net.upgrader import Connection
 
@@ -57,7 +69,8 @@ class SwarmConn(Connection):
 
     def __init__(self, swarm: "Swarm", conn: Connection) -> None:
         super().__init__(conn.muxed, conn.secured, direction=Direction(conn.direction),
-                         security=conn.security, muxer=conn.muxer)
+                         security=conn.security, muxer=conn.muxer, scope=conn.scope)
+        conn.scope = NULL_SCOPE  # the scope is ours now (released once, in swarm._remove_conn)
         self.opened_at = conn.opened_at
         self.swarm = swarm
         self.id = next(_conn_ids)
@@ -68,10 +81,20 @@ class SwarmConn(Connection):
     # ------------------------------------------------------------------ streams
 
     def new_stream(self, timeout: float | None = None) -> Stream:
-        """Blocks the calling greenlet until a new outbound stream is open."""
+        """Blocks the calling greenlet until a new outbound stream is open.
+
+        Raises :class:`ResourceLimitExceeded` (nothing opened) when the resource
+        manager refuses the stream."""
         if self._removed or self.closed:
             raise ConnectionClosedError("connection is closed", remote=False)
-        return self._adopt(self.muxed.open_stream(timeout=timeout))
+        scope = self.swarm.resource_manager.open_stream(self.remote_peer, Direction.OUTBOUND)
+        try:
+            s = self.muxed.open_stream(timeout=timeout)
+        except BaseException:
+            scope.done()
+            raise
+        s.scope = scope
+        return self._adopt(s)
 
     def streams(self) -> list[Stream]:
         """Streams opened or accepted on this connection and not yet finished."""
@@ -87,19 +110,26 @@ class SwarmConn(Connection):
             s._slow_write = True
         self._streams[s] = None
         self.swarm._notify("opened_stream", s)
+        if s.finished and s._watch is not None:  # finished before we watched it (e.g. reset at once)
+            s._watch = None
+            self._stream_finished(s)
         return s
 
     def _stream_finished(self, s: Stream) -> None:
-        """The stream's state-change hook saw it finished (closed both ways or reset)."""
+        """The stream's state-change hook saw it finished (closed both ways or reset).
+
+        The stream's ``_watch`` fires once, so its scope is released once."""
+        s.scope.done()
         if self._streams.pop(s, 0) is None:
             self.swarm._notify("closed_stream", s)
 
     def _forget_streams(self) -> None:
-        """The connection is gone: every stream still tracked is notified closed."""
+        """The connection is gone: every stream still tracked is released and notified closed."""
         streams = list(self._streams)
         self._streams.clear()
         for s in streams:
-            s._watch = None
+            s._watch = None  # _stream_finished will not run for it any more
+            s.scope.done()
             self.swarm._notify("closed_stream", s)
 
     def _accept_loop(self) -> None:
@@ -121,6 +151,13 @@ class SwarmConn(Connection):
                 except P2PError as exc:
                     log.debug("accept_stream on %r failed: %s", self, exc)
                     break
+                try:
+                    scope = swarm.resource_manager.open_stream(self.remote_peer, Direction.INBOUND)
+                except ResourceLimitExceeded as exc:
+                    log.debug("inbound stream on %r refused: %s", self, exc)
+                    inner.reset(ResourceLimitExceeded.error_code)
+                    continue
+                inner.scope = scope
                 s = self._adopt(inner)
                 handler = swarm.stream_handler
                 if handler is None:

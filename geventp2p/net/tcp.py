@@ -8,6 +8,8 @@
 * A listener runs one accept-loop greenlet and one handler greenlet per accepted
   connection, all in a group it owns.  Accept errors (EMFILE, ENFILE, ENOBUFS, ...)
   are logged and retried after an exponential back-off capped at ``accept_backoff_max``.
+  During a burst of connections the accept loop yields to the handlers after every
+  ``_ACCEPT_BURST`` accepts, so a flood cannot starve the handshakes already running.
 """
 
 from __future__ import annotations
@@ -145,6 +147,8 @@ class TcpTransport:
     """Dial and listen on TCP multiaddrs."""
 
     name = "tcp"
+    #: Each connection holds a file descriptor (the resource manager's ``fd`` count).
+    uses_fd = True
 
     def __init__(self, config: Optional[TcpConfig] = None) -> None:
         if config is None:
@@ -241,6 +245,9 @@ class TcpTransport:
 
 _ACCEPT_RETRY_NOW = {errno.ECONNABORTED, errno.EPROTO, errno.EINTR, errno.EAGAIN}
 
+#: Accepts in a row before the accept loop lets other greenlets run.
+_ACCEPT_BURST = 32
+
 
 class TcpListener:
     """A listening socket with its accept loop and handler greenlets.
@@ -276,6 +283,7 @@ class TcpListener:
     def _accept_loop(self) -> None:
         cfg = self.transport.config
         backoff = 0.0
+        burst = 0
         while not self._closed:
             try:
                 sock, _peer = self._accept()
@@ -302,6 +310,13 @@ class TcpListener:
             if self._closed:
                 sock.close()
                 break
+            burst += 1
+            if burst >= _ACCEPT_BURST:  # a backlog full of arrivals: let the handlers run
+                burst = 0
+                gevent.sleep(0)
+                if self._closed:
+                    sock.close()
+                    break
             try:
                 conn = self.transport._wrap(sock, is_initiator=False)
             except TransportError as exc:

@@ -10,6 +10,17 @@ The dialing side is the initiator of every step and the yamux client.
 Every step shares one deadline (``timeout``); on any failure the raw
 connection is closed and the original typed error propagates.
 
+Resource accounting (go-libp2p's upgrader): the caller opens the connection's
+scope with the resource manager (``open_connection``) *before* the transport dial
+or right after accept, and hands it to ``upgrade_*(..., scope=...)``.  Once the
+security handshake names the peer the upgrader calls ``scope.set_peer(peer)``
+(a refusal closes the connection and raises ``ResourceLimitExceeded``) and gives
+the muxer the peer's scope (``scope.peer_scope()``) for its buffers.  From the
+call on the scope belongs to the upgrade: a failed upgrade calls ``scope.done()``;
+a successful one stores it as ``Connection.scope``, released by
+``Connection.close()`` (the swarm releases its own connections' scopes when they
+end).
+
 The types follow the order: a :class:`~geventp2p.core.transport.RawConn` goes in,
 a :class:`~geventp2p.core.sec.SecureTransport` makes a
 :class:`~geventp2p.core.sec.SecureConn` of it, a
@@ -47,7 +58,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from ..core.mux import Direction, Multiplexer, MuxedConn
-from ..core.rcmgr import NULL_SCOPE, ResourceScope
+from ..core.rcmgr import NULL_SCOPE, ConnManagementScope, ResourceScope
 from ..core.sec import SecureConn, SecureTransport
 from ..core.transport import RawConn
 from ..exceptions import ConfigError, NegotiationError
@@ -83,11 +94,14 @@ class Connection:
     Knows both peers, the remote public key, the addresses, its direction,
     the security and muxer protocols and when it opened.  Streams come from
     ``new_stream`` (outbound) and ``accept_stream`` (inbound); each stream's
-    ``conn`` attribute points back here.
+    ``conn`` attribute points back here.  ``scope`` is the connection's resource
+    scope (``NULL_SCOPE`` when none was given); ``close()`` releases it.
     """
 
-    def __init__(self, muxed: MuxedConn, secured: SecureConn, *, direction: Direction, security: str, muxer: str) -> None:
+    def __init__(self, muxed: MuxedConn, secured: SecureConn, *, direction: Direction, security: str, muxer: str,
+                 scope: Any = NULL_SCOPE) -> None:
         self.muxed: Any = muxed  # the muxers' conns are not MuxedConns yet (tests/core KNOWN_GAPS)
+        self.scope: Any = scope
         self.secured = secured
         self.direction = direction
         self.security = security
@@ -129,7 +143,17 @@ class Connection:
         try:
             self.muxed.close()
         finally:
-            self.secured.close()
+            try:
+                self.secured.close()
+            finally:
+                self._release_scope()
+
+    def _release_scope(self) -> None:
+        """Call the resource scope's ``done()``, once (later calls do nothing)."""
+        scope = self.scope
+        if scope is not NULL_SCOPE:
+            self.scope = NULL_SCOPE
+            scope.done()
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         return self.muxed.wait_closed(timeout=timeout)
@@ -175,21 +199,31 @@ class Upgrader:
         self.scope = scope
         self.config = config or UpgraderConfig()
 
-    def upgrade_outbound(self, raw: RawConn, remote_peer: Optional[PeerId] = None,
-                         timeout: float | None = None) -> Connection:
-        """Blocks the calling greenlet while it secures and muxes a dialed connection."""
-        return self._upgrade(raw, remote_peer, timeout, outbound=True)
+    def upgrade_outbound(self, raw: RawConn, remote_peer: Optional[PeerId] = None, timeout: float | None = None,
+                         *, scope: Optional[ConnManagementScope] = None) -> Connection:
+        """Blocks the calling greenlet while it secures and muxes a dialed connection.
 
-    def upgrade_inbound(self, raw: RawConn, timeout: float | None = None) -> Connection:
-        """Blocks the calling greenlet while it secures and muxes an accepted connection."""
-        return self._upgrade(raw, None, timeout, outbound=False)
+        ``scope``: the connection's resource scope (see the module docstring); the
+        upgrade owns it from the call on."""
+        return self._upgrade(raw, remote_peer, timeout, scope, outbound=True)
 
-    def _upgrade(self, raw: RawConn, remote_peer: Optional[PeerId], timeout: float | None, *,
-                 outbound: bool) -> Connection:
+    def upgrade_inbound(self, raw: RawConn, timeout: float | None = None, *,
+                        scope: Optional[ConnManagementScope] = None) -> Connection:
+        """Blocks the calling greenlet while it secures and muxes an accepted connection.
+
+        ``scope``: as for :meth:`upgrade_outbound`."""
+        return self._upgrade(raw, None, timeout, scope, outbound=False)
+
+    def _upgrade(self, raw: RawConn, remote_peer: Optional[PeerId], timeout: float | None,
+                 conn_scope: Optional[ConnManagementScope], *, outbound: bool) -> Connection:
         deadline = Deadline(self.config.upgrade_timeout if timeout is None else timeout)
         secured: Optional[SecureConn] = None
         try:
             secured, sec_id = self._secure(raw, remote_peer, deadline, outbound)
+            mux_scope: Any = self.scope
+            if conn_scope is not None:
+                conn_scope.set_peer(secured.remote_peer)  # ResourceLimitExceeded: the peer is full
+                mux_scope = conn_scope.peer_scope() or self.scope
             mux_id = secured.early_muxer
             if mux_id not in self.muxers:
                 if mux_id is not None:
@@ -202,13 +236,18 @@ class Upgrader:
             if mux_id is None or mux_id not in self.muxers:  # a misbehaving negotiator; never trust it blindly
                 raise NegotiationError(f"negotiated unknown muxer {mux_id!r}")
             muxer: Any = self.muxers[mux_id]  # yamux/mplex name new_conn "create" (tests/core KNOWN_GAPS)
-            muxed: MuxedConn = muxer.new_conn(secured, is_initiator=outbound, scope=self.scope)
+            muxed: MuxedConn = muxer.new_conn(secured, is_initiator=outbound, scope=mux_scope)
         except BaseException:
-            (secured or raw).close()
-            raw.close()
+            try:
+                (secured or raw).close()
+                raw.close()
+            finally:
+                if conn_scope is not None:
+                    conn_scope.done()
             raise
         conn = Connection(
-            muxed, secured, direction=OUTBOUND if outbound else INBOUND, security=sec_id, muxer=mux_id
+            muxed, secured, direction=OUTBOUND if outbound else INBOUND, security=sec_id, muxer=mux_id,
+            scope=NULL_SCOPE if conn_scope is None else conn_scope,
         )
         log.debug("upgraded %r", conn)
         return conn

@@ -769,25 +769,52 @@ def test_connectedness_states_follow_the_clock(env):
     assert a.connectedness(p) == Connectedness.NotConnected
 
 
-def test_inbound_upgrade_slots(env):
-    cfg = SwarmConfig(max_inbound_upgrades=1, inbound_upgrade_timeout=0.3)
-    a, b = env.make(), env.make(config=cfg)
-    env.introduce(a, b)
-    t0 = time.monotonic()
-    stalled = MemoryTransport(env.net).dial(b.listen_addresses()[0])  # says nothing: holds the slot
+def test_max_inbound_upgrades_is_deprecated_and_ignored():
+    with pytest.warns(DeprecationWarning, match="max_inbound_upgrades"):
+        cfg = SwarmConfig(max_inbound_upgrades=1)
+    assert cfg.max_inbound_upgrades == 1
+    with pytest.raises(ConfigError):
+        SwarmConfig(max_inbound_upgrades=0)
+    with pytest.raises(ConfigError):
+        SwarmConfig(inbound_first_byte_timeout=0)
+
+
+def _ended_by_listener(raw) -> bool:
+    """True once the listener closed or reset ``raw`` without sending a byte."""
     try:
-        gevent.sleep(0.15)
-        a.dial_peer(b.local_peer, timeout=5)
-        # the stalled upgrade gives up after 0.3 s and frees the only slot
-        waited = time.monotonic() - t0
-        assert 0.28 <= waited < 1.5
-        seen = b""
-        while True:  # the listener's multistream header, then EOF: it was closed
-            chunk = stalled.read(timeout=1)
-            if not chunk:
-                break
-            seen += chunk
-        assert seen.startswith(b"\x13/multistream/1.0.0\n")
+        return raw.read(timeout=5) == b""
+    except TransportError:  # reset: the listener aborts silent connections
+        return True
+
+
+def test_silent_inbound_connection_closed_after_first_byte_timeout(env):
+    cfg = SwarmConfig(inbound_first_byte_timeout=0.3)
+    b = env.make(config=cfg)
+    t0 = time.monotonic()
+    stalled = MemoryTransport(env.net).dial(b.listen_addresses()[0])  # says nothing
+    try:
+        assert _ended_by_listener(stalled)  # nothing sent to a silent dialer
+        assert 0.28 <= time.monotonic() - t0 < 3
+        assert b.inbound_counts["silent"] == 1
+    finally:
+        stalled.close()
+
+
+def test_silent_inbound_connection_dropped_for_a_new_arrival(env):
+    from geventp2p.host.rcmgr import LimitConfig, new_resource_manager
+
+    rm = new_resource_manager(LimitConfig.from_dict({"Transient": {"ConnsInbound": 1}}),
+                              total_memory=1 << 30, fd_limit=4096)
+    a, b = env.make(), env.make(resource_manager=rm)
+    env.introduce(a, b)
+    stalled = MemoryTransport(env.net).dial(b.listen_addresses()[0])  # holds the only transient slot
+    try:
+        wait_for(lambda: rm.transient.stat().num_conns_inbound == 1)
+        t0 = time.monotonic()
+        a.dial_peer(b.local_peer, timeout=5)  # does not wait for the silent one's 5 s
+        assert time.monotonic() - t0 < 2
+        assert _ended_by_listener(stalled)  # dropped
+        assert b.inbound_counts["dropped_silent"] == 1
     finally:
         stalled.close()
 

@@ -20,7 +20,15 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
-__all__ = ["NetworkPrefixLimit", "NetworkPrefixRate", "ConnLimiter", "ConnRateLimiter", "remote_ip"]
+__all__ = [
+    "NetworkPrefixLimit",
+    "NetworkPrefixRate",
+    "DEFAULT_PREFIX_LIMITS",
+    "DEFAULT_PREFIX_RATES",
+    "ConnLimiter",
+    "ConnRateLimiter",
+    "remote_ip",
+]
 
 _IP = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 

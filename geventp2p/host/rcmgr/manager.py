@@ -6,6 +6,12 @@ Scope names follow go's: ``system``, ``transient``, ``allowlisted-system``,
 ``conn-<n>``, ``stream-<n>``.  Keyed scopes (peer, protocol×peer, ...) are created on
 first use and dropped once nothing is charged to them and no child refers to them.
 
+Before any scope is charged, :meth:`ResourceManagerImpl.open_connection` applies go's
+per-IP rules (:mod:`.connlimit`, both directions): a connection rate per remote subnet
+and a cap on concurrent connections per remote subnet.  A refusal raises
+:class:`~geventp2p.exceptions.ResourceLimitExceeded` with scope ``conn-rate-limiter``
+or ``conn-limiter``; loopback is exempt unless ``limit_loopback=True``.
+
 Refusals are counted per ``(scope kind, resource)`` in :attr:`blocked` (the metrics
 read it) and reported to the ``geventp2p.rcmgr`` logger: DEBUG by default, one
 WARNING line each with ``debug=True`` (``geventp2p serve --debug-rcmgr``).
@@ -21,6 +27,15 @@ from typing import Any, Iterable, Optional, Union
 
 from geventp2p.core.rcmgr import ScopeStat
 from geventp2p.exceptions import ConfigError, ResourceLimitExceeded
+from geventp2p.host.rcmgr.connlimit import (
+    DEFAULT_PREFIX_LIMITS,
+    DEFAULT_PREFIX_RATES,
+    ConnLimiter,
+    ConnRateLimiter,
+    NetworkPrefixLimit,
+    NetworkPrefixRate,
+    remote_ip,
+)
 from geventp2p.host.rcmgr.limits import ConcreteLimitConfig, LimitConfig, default_limits
 from geventp2p.host.rcmgr.scope import ConnScope, Scope, StreamScope, is_inbound
 
@@ -65,9 +80,14 @@ class ResourceManagerImpl:
         *,
         allowlist: Iterable[str] = (),
         debug: bool = False,
+        conn_limiter: Optional[ConnLimiter] = None,
+        conn_rate_limiter: Optional[ConnRateLimiter] = None,
     ) -> None:
         self.limits = limits
         self.debug = debug
+        #: Per-IP concurrent connection cap and rate limit (``None``: not applied).
+        self.conn_limiter = conn_limiter
+        self.conn_rate_limiter = conn_rate_limiter
         self.allowlist: list[_IpNet] = [_parse_allow(a) for a in allowlist]
         self.blocked: Counter[tuple[str, str]] = Counter()
         self.system = Scope("system", limits.system, [], self._refused)
@@ -97,6 +117,13 @@ class ResourceManagerImpl:
                 "rcmgr: refused %s in scope %s%s: used %d + requested %d > limit %d",
                 resource, scope.name, peer, used, requested, limit,
             )
+
+    def _refused_ip(self, limiter: str, resource: str, endpoint: Any) -> ResourceLimitExceeded:
+        self.blocked[(limiter, resource)] += 1
+        level = logging.WARNING if self.debug else logging.DEBUG
+        if log.isEnabledFor(level):
+            log.log(level, "rcmgr: refused connection %s: %s", endpoint, resource)
+        return ResourceLimitExceeded(limiter, resource)
 
     # -- keyed scopes -----------------------------------------------------------------
     def _service(self, name: str) -> Scope:
@@ -174,19 +201,44 @@ class ResourceManagerImpl:
     def open_connection(self, direction: Any, use_fd: bool, endpoint: Any) -> ConnScope:
         """A new connection's scope, charged to transient and system.
 
-        When those are full and ``endpoint`` is allowlisted, the allowlisted pair is
-        used instead (go's rule).  Raises :class:`ResourceLimitExceeded`."""
+        First the per-IP rules of ``endpoint`` (rate, then concurrent connections), as
+        go does for both directions.  When transient or system is full and ``endpoint``
+        is allowlisted, the allowlisted pair is used instead (go's rule).  Raises
+        :class:`ResourceLimitExceeded`; the scope's ``done()`` gives everything back,
+        the per-IP count included."""
         inbound = is_inbound(direction)
+        ip = None
+        if self.conn_rate_limiter is not None or self.conn_limiter is not None:
+            ip = remote_ip(endpoint)
+        if ip is not None and self.conn_rate_limiter is not None and not self.conn_rate_limiter.allow(ip):
+            raise self._refused_ip("conn-rate-limiter", "connection rate per ip", endpoint)
+        if ip is not None and self.conn_limiter is not None:
+            if not self.conn_limiter.add_conn(ip):
+                raise self._refused_ip("conn-limiter", "connections per ip", endpoint)
+        else:
+            ip = None  # nothing counted: nothing to give back
         name = f"conn-{next(self._ids)}"
-        scope = ConnScope(self, name, inbound, use_fd, endpoint, self.transient, self.system)
         try:
-            scope.add_conn(direction, use_fd)
-        except ResourceLimitExceeded:
-            if not self.allowlist or not self.is_allowlisted(endpoint):
-                raise
-            scope = ConnScope(self, name, inbound, use_fd, endpoint, self.allowlisted_transient, self.allowlisted_system)
-            scope.add_conn(direction, use_fd)
+            scope = ConnScope(self, name, inbound, use_fd, endpoint, self.transient, self.system)
+            try:
+                scope.add_conn(direction, use_fd)
+            except ResourceLimitExceeded:
+                if not self.allowlist or not self.is_allowlisted(endpoint):
+                    raise
+                scope = ConnScope(self, name, inbound, use_fd, endpoint,
+                                  self.allowlisted_transient, self.allowlisted_system)
+                scope.add_conn(direction, use_fd)
+        except BaseException:
+            if ip is not None:
+                self._release_ip(ip)
+            raise
+        scope.ip = ip
         return scope
+
+    def _release_ip(self, ip: Any) -> None:
+        """A connection counted by the per-IP limiter ended (called by ``ConnScope.done``)."""
+        if self.conn_limiter is not None:
+            self.conn_limiter.remove_conn(ip)
 
     def open_stream(self, peer: Any, direction: Any) -> StreamScope:
         """A new stream's scope, charged to transient, the peer and system."""
@@ -233,6 +285,9 @@ def new_resource_manager(
     fd_limit: Optional[int] = None,
     allowlist: Iterable[str] = (),
     debug: bool = False,
+    ip_limits: Optional[Iterable[NetworkPrefixLimit]] = DEFAULT_PREFIX_LIMITS,
+    ip_rates: Optional[Iterable[NetworkPrefixRate]] = DEFAULT_PREFIX_RATES,
+    limit_loopback: bool = False,
 ) -> ResourceManagerImpl:
     """Blocks no greenlet.  go's default limits scaled to this machine, with overrides.
 
@@ -240,6 +295,11 @@ def new_resource_manager(
     ``PartialLimitConfig``), a :class:`ConcreteLimitConfig`, or the path of a JSON
     limits file in go's format.  ``total_memory``/``fd_limit`` replace the machine's
     figures (tests, or a node that should assume less than the whole machine).
+
+    ``ip_limits`` / ``ip_rates``: the per-IP connection caps and rates (go's defaults:
+    8 per IPv4 address, 8 per IPv6 /56 and 64 per /48; 0.2 connections per second with
+    a burst of 16 per address or /56, 0.5 per second burst 80 per /48); ``None`` or
+    ``()`` turns a rule off.  Loopback is exempt unless ``limit_loopback``.
     """
     if isinstance(limits, ConcreteLimitConfig):
         concrete = limits
@@ -249,4 +309,10 @@ def new_resource_manager(
             limits = LimitConfig.load(limits)
         if limits is not None:
             concrete = limits.build(concrete)
-    return ResourceManagerImpl(concrete, allowlist=allowlist, debug=debug)
+    prefix_limits = tuple(ip_limits or ())
+    prefix_rates = tuple(ip_rates or ())
+    return ResourceManagerImpl(
+        concrete, allowlist=allowlist, debug=debug,
+        conn_limiter=ConnLimiter(prefix_limits, limit_loopback=limit_loopback) if prefix_limits else None,
+        conn_rate_limiter=ConnRateLimiter(prefix_rates, limit_loopback=limit_loopback) if prefix_rates else None,
+    )

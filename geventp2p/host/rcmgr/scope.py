@@ -235,7 +235,7 @@ class Scope:
 class ConnScope(Scope):
     """A connection: charged to transient until :meth:`set_peer` moves it to the peer."""
 
-    __slots__ = ("_mgr", "_peer_scope", "inbound", "use_fd", "endpoint", "_transient")
+    __slots__ = ("_mgr", "_peer_scope", "inbound", "use_fd", "endpoint", "_transient", "ip")
 
     def __init__(
         self,
@@ -254,6 +254,7 @@ class ConnScope(Scope):
         self.inbound = inbound
         self.use_fd = use_fd
         self.endpoint = endpoint
+        self.ip: Any = None  # the address the manager's per-IP limiter counted, if any
 
     def peer_scope(self) -> Optional[Scope]:
         return self._peer_scope
@@ -284,6 +285,9 @@ class ConnScope(Scope):
         if self.closed:
             return
         super().done()
+        if self.ip is not None:
+            ip, self.ip = self.ip, None
+            self._mgr._release_ip(ip)
         if self._peer_scope is not None:
             self._peer_scope.refs -= 1
             self._mgr._maybe_drop_peer(self._peer_scope)
