@@ -308,6 +308,8 @@ def _scope_kind(kind: str) -> str:
 def rcmgr_metrics(rcmgr: Any) -> Iterator["Metric"]:
     """The ``libp2p_rcmgr_*`` families of a resource manager with ``stat()`` and ``blocked``."""
     st = rcmgr.stat()
+    if "system" not in st:  # NullResourceManager: nothing is accounted
+        return
     top = (("system", st["system"]), ("transient", st["transient"]))
     conns = _gauge("libp2p_rcmgr_connections", "Number of Connections", ["dir", "scope"])
     streams = _gauge("libp2p_rcmgr_streams", "Number of Streams", ["dir", "scope", "protocol"])
