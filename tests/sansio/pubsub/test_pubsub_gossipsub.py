@@ -30,6 +30,7 @@ from geventp2p.sansio.pubsub import (
     PeerScoreThresholds,
     SendRPC,
     SubOpts,
+    TopicScoreParams,
     Validate,
     ValidationResult,
     default_msg_id,
@@ -606,3 +607,62 @@ def test_gossip_recovers_a_message_lost_on_the_mesh() -> None:
     for _ in range(3):
         net.tick()
     assert all(mid in net.got(x) for x in ids)
+
+
+def test_scoring_pushes_nodes_that_do_not_forward_out_of_the_meshes() -> None:
+    topic_params = TopicScoreParams(
+        time_in_mesh_weight=0.01,
+        time_in_mesh_quantum=1.0,
+        time_in_mesh_cap=10.0,
+        first_message_deliveries_weight=1.0,
+        first_message_deliveries_decay=0.9,
+        first_message_deliveries_cap=20.0,
+        mesh_message_deliveries_weight=-1.0,
+        mesh_message_deliveries_decay=0.9,
+        mesh_message_deliveries_threshold=4.0,
+        mesh_message_deliveries_cap=40.0,
+        mesh_message_deliveries_activation=5.0,
+        mesh_message_deliveries_window=0.5,
+        mesh_failure_penalty_weight=-1.0,
+        mesh_failure_penalty_decay=0.95,
+        invalid_message_deliveries_weight=-10.0,
+        invalid_message_deliveries_decay=0.5,
+    )
+    sp = PeerScoreParams(topics={T: topic_params}, behaviour_penalty_weight=-1.0, behaviour_penalty_decay=0.9)
+    th = PeerScoreThresholds(gossip=-10, publish=-50, graylist=-80)
+    rng = random.Random(11)
+    net = Net()
+    n = 24
+    ids = [pid(500 + i) for i in range(n)]
+    for i, x in enumerate(ids):
+        net.add(GossipSubRouter(x, GossipSubParams(), sp, th, seed=i))
+    edges = {(i, (i + 1) % n) for i in range(n)}
+    while len(edges) < n * 5:
+        a, b = rng.sample(range(n), 2)
+        if (b, a) not in edges:
+            edges.add((a, b))
+    for a, b in sorted(edges):
+        net.connect(ids[a], ids[b])
+    for x in ids:
+        net.join(x)
+    droppers = set(ids[:3])
+    net.no_forward |= droppers
+    honest = [x for x in ids if x not in droppers]
+    seq = 0
+    for _ in range(30):
+        for _ in range(4):
+            seq += 1
+            author = rng.choice(honest)
+            net.publish(author, msg(author, seq))
+        net.tick()
+    penalised = 0
+    for x in honest:
+        r = net.routers[x]
+        assert not set(r.mesh_peers(T)) & droppers
+        for d in droppers:
+            if d in r.peers:
+                assert r.score(d) <= 0  # 0 where it never was a mesh peer
+                penalised += r.score(d) < 0
+        assert len(net.got(x)) == seq  # everything still arrives
+    assert penalised >= len(droppers) * 3
+    assert min(net.routers[x].score(y) for x in honest for y in net.routers[x].peers if y in honest) >= 0
