@@ -268,6 +268,11 @@ class GossipSubRouter(Router):
         self.outbound[peer] = outbound
         if protocol == FLOODSUB_ID:
             self._floodsub_peers.add(peer)
+            if known:  # a new stream negotiated floodsub: no longer a mesh peer
+                for topic in list(self.mesh):
+                    self._remove_from_mesh(topic, peer, now)
+                for fan in self.fanout.values():
+                    fan.discard(peer)
         else:
             self._floodsub_peers.discard(peer)
         if self.peer_score is not None:
@@ -443,7 +448,8 @@ class GossipSubRouter(Router):
         assert ctl is not None
         iwant = self._handle_ihave(peer, ctl, now) if ctl.ihave else []
         msgs = self._handle_iwant(peer, ctl) if ctl.iwant else []
-        prune = self._handle_graft(peer, ctl, now) if ctl.graft else []
+        # a peer we speak floodsub to cannot be a mesh member: its GRAFTs are ignored
+        prune = self._handle_graft(peer, ctl, now) if ctl.graft and self._supports_mesh(peer) else []
         if ctl.prune:
             self._handle_prune(peer, ctl, now)
         if ctl.idontwant:
