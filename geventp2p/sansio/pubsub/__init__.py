@@ -27,9 +27,13 @@ Modules
 
 The router contract (what a shell does)
 ---------------------------------------
-Construct ``FloodSubRouter(local_peer)`` or ``GossipSubRouter(local_peer, params,
-score_params, thresholds)``; both take the keywords ``signature_policy``,
-``msg_id_fn`` (default go's), ``seen_ttl`` (120 s) and ``max_pending_validations``.
+Construct ``FloodSubRouter(local_peer)`` or ``GossipSubRouter(local_peer, params=None,
+score_params=None, thresholds=None)`` (scoring is on when ``score_params`` is given);
+both take the keywords ``signature_policy`` (STRICT_SIGN), ``msg_id_fn`` (go's
+from + seqno; SHA-256 of the data under STRICT_NO_SIGN), ``seen_ttl`` (120 s),
+``max_pending_validations`` (8192) and ``max_topics_per_peer`` (5000).  Gossipsub also
+takes ``direct_peers``, ``peer_record`` (``PeerId -> signed peer record bytes or None``,
+attached to the PX we send) and ``seed`` (for reproducible peer selection).
 ``router.protocols`` lists the protocol IDs to offer, most preferred first.
 
 Inputs (all cheap, none blocks; call them from one greenlet):
@@ -56,7 +60,9 @@ Inputs (all cheap, none blocks; call them from one greenlet):
 
 Outputs, drained with ``events()`` (a list, in order):
 
-* ``SendRPC(peer, rpc)`` -- write ``frame_rpc(rpc)`` on the outbound stream.
+* ``SendRPC(peer, rpc)`` -- write ``frame_rpc(rpc)`` on the outbound stream (split
+  with ``split_rpc`` when larger than the peer's limit).  One RPC object may be shared
+  by several events: never mutate it; its encoding may be cached by identity.
 * ``Validate(msg, msg_id, received_from)`` -- verify the signature (StrictSign:
   ``verify_message``) and run validators, then call ``validation_result``.
   Presence of the signature fields was already checked by the router.
@@ -70,7 +76,10 @@ Outputs, drained with ``events()`` (a list, in order):
 * ``MessageDropped(msg, msg_id, received_from, reason)`` -- for tracers.
 
 Queries: ``peers`` (peer -> protocol), ``topics`` (topic -> subscribed peers),
-``joined``, ``topic_peers(topic)``, ``mesh_peers(topic)``, ``msg_id(msg)``.
+``peer_topics``, ``joined``, ``topic_peers(topic)``, ``mesh_peers(topic)``,
+``msg_id(msg)``, ``pending_validations``; gossipsub also ``fanout_peers(topic)``,
+``in_backoff(topic, peer, now)``, ``unwanted(peer)``, ``promises()``, ``mesh``,
+``fanout``, ``backoff``, ``direct``, ``peer_score``.
 """
 
 from __future__ import annotations

@@ -146,6 +146,7 @@ class GossipSubRouter(Router):
         msg_id_fn: MsgIdFn = default_msg_id,
         seen_ttl: float = 120.0,
         max_pending_validations: int = 8192,
+        max_topics_per_peer: int = 5000,
         direct_peers: Iterable[PeerId] = (),
         peer_record: Optional[Callable[[PeerId], Optional[bytes]]] = None,
         seed: Optional[int] = None,
@@ -156,6 +157,7 @@ class GossipSubRouter(Router):
             msg_id_fn=msg_id_fn,
             seen_ttl=seen_ttl,
             max_pending_validations=max_pending_validations,
+            max_topics_per_peer=max_topics_per_peer,
         )
         self.params = p = params if params is not None else GossipSubParams()
         self.thresholds = thresholds if thresholds is not None else PeerScoreThresholds()

@@ -17,7 +17,7 @@ from geventp2p.core.peer import PeerId
 from geventp2p.exceptions import ConfigError, LocalProtocolError
 from geventp2p.sansio.pubsub.cache import SeenCache
 from geventp2p.sansio.pubsub.rpc import RPC, Message, SubOpts
-from geventp2p.sansio.pubsub.sign import MsgIdFn, SignaturePolicy, check_policy, default_msg_id
+from geventp2p.sansio.pubsub.sign import MsgIdFn, SignaturePolicy, check_policy, content_msg_id, default_msg_id
 
 __all__ = [
     "FLOODSUB_ID",
@@ -148,6 +148,10 @@ Event = Union[SendRPC, Validate, Deliver, PeerJoinedTopic, PeerLeftTopic, DropPe
 class Router:
     """State and message pipeline shared by :class:`FloodSubRouter` and the gossipsub router.
 
+    ``msg_id_fn`` defaults to go's ``from || seqno``, or to the SHA-256 of the data under
+    StrictNoSign (where author and seqno are absent).  A peer's subscriptions beyond
+    ``max_topics_per_peer`` are ignored.
+
     Subclasses override the ``_on_*`` hooks and :meth:`_forward` / :meth:`_publish`.
     """
 
@@ -161,16 +165,21 @@ class Router:
         msg_id_fn: MsgIdFn = default_msg_id,
         seen_ttl: float = 120.0,
         max_pending_validations: int = 8192,
+        max_topics_per_peer: int = 5000,
     ) -> None:
         if not isinstance(local_peer, PeerId):
             raise ConfigError("local_peer must be a PeerId")
-        if seen_ttl <= 0 or max_pending_validations < 1:
-            raise ConfigError("seen_ttl and max_pending_validations must be positive")
+        if seen_ttl <= 0 or max_pending_validations < 1 or max_topics_per_peer < 1:
+            raise ConfigError("seen_ttl, max_pending_validations and max_topics_per_peer must be positive")
+        if signature_policy is SignaturePolicy.STRICT_NO_SIGN and msg_id_fn is default_msg_id:
+            # from + seqno are absent under StrictNoSign: every message would get the same ID
+            msg_id_fn = content_msg_id
         self.local_peer = local_peer
         self._local_bytes = local_peer.to_bytes()
         self.signature_policy = signature_policy
         self.msg_id_fn = msg_id_fn
         self.max_pending_validations = max_pending_validations
+        self.max_topics_per_peer = max_topics_per_peer
         self._topic_msg_id: dict[str, MsgIdFn] = {}
         self.peers: dict[PeerId, str] = {}
         """Connected pubsub peers and the protocol of our outbound stream to each."""
@@ -270,7 +279,7 @@ class Router:
         mine = self.peer_topics[peer]
         topic = sub.topic
         if sub.subscribe:
-            if topic in mine:
+            if topic in mine or len(mine) >= self.max_topics_per_peer:
                 return
             mine.add(topic)
             self.topics.setdefault(topic, set()).add(peer)

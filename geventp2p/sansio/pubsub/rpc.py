@@ -2,7 +2,7 @@
 
 Schema: https://github.com/libp2p/specs/blob/master/pubsub/README.md#the-rpc and
 https://github.com/libp2p/specs/blob/master/pubsub/gossipsub/gossipsub-v1.2.md
-(``geventp2p/pb/rpc.proto`` holds the same schema for reference).
+(``geventp2p/pb/rpc.proto`` holds the same schema; the tests decode with it too).
 
 Why by hand and not the protobuf runtime: one pass turns the bytes straight into
 the slotted types below (no second conversion), every malformation becomes a
