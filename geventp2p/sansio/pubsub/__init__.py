@@ -17,7 +17,7 @@ Modules
 * :mod:`.sign` -- ``sign_message(msg, private_key)``, ``verify_message(msg)``
   (raises ``MessageSignatureError``), ``SignaturePolicy`` (STRICT_SIGN,
   STRICT_NO_SIGN), ``check_policy``, ``SeqnoCounter``, message-ID functions
-  ``default_msg_id`` (go: from + seqno), ``js_msg_id``, ``content_msg_id``.
+  ``default_msg_id`` (go: from + seqno), ``js_msg_id``, ``py_msg_id``, ``content_msg_id``.
 * :mod:`.cache` -- ``MessageCache`` (mcache), ``SeenCache``.
 * :mod:`.router` -- the events, ``ValidationResult``, the base ``Router`` and
   ``FloodSubRouter``; protocol IDs.
@@ -140,6 +140,7 @@ from geventp2p.sansio.pubsub.sign import (
     content_msg_id,
     default_msg_id,
     js_msg_id,
+    py_msg_id,
     sign_message,
     verify_message,
 )
@@ -170,6 +171,7 @@ __all__ = [
     "content_msg_id",
     "default_msg_id",
     "js_msg_id",
+    "py_msg_id",
     "sign_message",
     "verify_message",
     "MessageCache",
