@@ -195,11 +195,11 @@ class GossipSubRouter(Router):
         if self.peer_score is not None:
             self.peer_score.set_app_score(peer, value)
 
-    def add_direct_peer(self, peer: PeerId) -> None:
+    def add_direct_peer(self, peer: PeerId, now: float = 0.0) -> None:
+        """Make ``peer`` a direct peer: every message is forwarded to it, it is never in a mesh."""
         self.direct.add(peer)
-        for topic, mesh in self.mesh.items():
-            if peer in mesh:
-                self._remove_from_mesh(topic, peer, 0.0)
+        for topic in list(self.mesh):
+            self._remove_from_mesh(topic, peer, now)
 
     def mesh_peers(self, topic: str) -> list[PeerId]:
         return list(self.mesh.get(topic, ()))
