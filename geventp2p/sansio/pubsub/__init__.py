@@ -8,7 +8,7 @@ v1.0, v1.1, v1.2).  No sockets, greenlets, clocks or logging: every input takes
 Modules
 -------
 * :mod:`.rpc` -- ``Message``, ``SubOpts``, ``ControlIHave``/``IWant``/``Graft``/
-  ``Prune`` (``PeerInfoPX`` peers, ``backoff`` seconds)/``IDontWant``,
+  ``Prune`` (``PeerInfoPX`` peers, ``backoff`` seconds)/``IDontWant``/``Extensions`` (v1.3),
   ``ControlMessage``, ``RPC``; ``encode_rpc(rpc) -> bytes``,
   ``decode_rpc(buf, max_size=MAX_RPC_SIZE) -> RPC`` (raises ``RPCTooLargeError``
   / ``RPCDecodeError`` from :mod:`geventp2p.exceptions`), ``frame_rpc`` (with the
@@ -92,6 +92,7 @@ from geventp2p.sansio.pubsub.router import (
     MESHSUB_V10,
     MESHSUB_V11,
     MESHSUB_V12,
+    MESHSUB_V13,
     ConnectPeer,
     Deliver,
     DropPeer,
@@ -108,6 +109,7 @@ from geventp2p.sansio.pubsub.router import (
 from geventp2p.sansio.pubsub.rpc import (
     MAX_RPC_SIZE,
     RPC,
+    ControlExtensions,
     ControlGraft,
     ControlIDontWant,
     ControlIHave,
@@ -148,6 +150,7 @@ from geventp2p.sansio.pubsub.sign import (
 __all__ = [
     "MAX_RPC_SIZE",
     "RPC",
+    "ControlExtensions",
     "ControlGraft",
     "ControlIDontWant",
     "ControlIHave",
@@ -181,6 +184,7 @@ __all__ = [
     "MESHSUB_V10",
     "MESHSUB_V11",
     "MESHSUB_V12",
+    "MESHSUB_V13",
     "ConnectPeer",
     "Deliver",
     "DropPeer",

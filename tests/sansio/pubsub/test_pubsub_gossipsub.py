@@ -15,8 +15,10 @@ from geventp2p.sansio.pubsub import (
     MESHSUB_V10,
     MESHSUB_V11,
     MESHSUB_V12,
+    MESHSUB_V13,
     RPC,
     ConnectPeer,
+    ControlExtensions,
     ControlGraft,
     ControlIDontWant,
     ControlIHave,
@@ -666,3 +668,35 @@ def test_scoring_pushes_nodes_that_do_not_forward_out_of_the_meshes() -> None:
         assert len(net.got(x)) == seq  # everything still arrives
     assert penalised >= len(droppers) * 3
     assert min(net.routers[x].score(y) for x in honest for y in net.routers[x].peers if y in honest) >= 0
+
+
+# --------------------------------------------------------------------------- v1.3
+
+
+def test_v13_is_opt_in_and_behaves_as_v12() -> None:
+    assert MESHSUB_V13 not in GossipSubRouter(ME).protocols
+    r = router(params=GossipSubParams(v13=True), score_params=PeerScoreParams(behaviour_penalty_weight=-1.0), thresholds=PeerScoreThresholds(graylist=-1000, publish=-1000, gossip=-1000))
+    assert r.protocols[0] == MESHSUB_V13
+    ps = with_peers(r, 3, proto=MESHSUB_V13)
+    r.join(T, 0.0)
+    hello_and_grafts = r.events()
+    # we announce no extension
+    assert not any(e.rpc.control and e.rpc.control.extensions for e in sends(hello_and_grafts))
+    ext = ControlExtensions(test_extension=True)
+    r.handle_rpc(ps[0], RPC(control=ControlMessage(extensions=ext)), 0.0)
+    assert r.peer_extensions == {ps[0]: ext}
+    r.handle_rpc(ps[0], RPC(control=ControlMessage(extensions=ext)), 0.0)  # a second one: P7
+    assert r.score(ps[0]) == -100.0
+    # IDONTWANT goes to v1.3 peers too
+    r.handle_rpc(ps[1], RPC(publish=[msg(ps[1], 1, size=2000)]), 0.0)
+    idw = {e.peer for e in sends(r.events()) if e.rpc.control and e.rpc.control.idontwant}
+    assert idw == {ps[0], ps[2]}
+    r.remove_peer(ps[0], 0.0)
+    assert r.peer_extensions == {}
+
+
+def test_extensions_from_pre_v13_peers_are_ignored() -> None:
+    r = router(params=GossipSubParams(v13=True))
+    [p] = with_peers(r, 1)
+    r.handle_rpc(p, RPC(control=ControlMessage(extensions=ControlExtensions(partial_messages=True))), 0.0)
+    assert r.peer_extensions == {}
