@@ -2,7 +2,7 @@
 and gossipsub routers and gossipsub v1.1 peer scoring.
 
 Specs: https://github.com/libp2p/specs/tree/master/pubsub (floodsub, gossipsub
-v1.0, v1.1, v1.2).  No sockets, greenlets, clocks or logging: every input takes
+v1.0, v1.1, v1.2; v1.3 with ``GossipSubParams(v13=True)``).  No sockets, greenlets, clocks or logging: every input takes
 ``now`` (float seconds, monotonic), every output is an event.
 
 Modules
@@ -55,8 +55,8 @@ Inputs (all cheap, none blocks; call them from one greenlet):
   answering a ``Validate`` event.
 * ``heartbeat(now)`` every ``params.heartbeat_interval`` (gossipsub; first one
   after ``params.heartbeat_initial_delay``).  Floodsub only needs it for the seen cache.
-* ``set_msg_id_fn(topic, fn)``; gossipsub also ``set_app_score(peer, value)``,
-  ``add_direct_peer``/``direct_peers``, ``score(peer)``.
+* ``set_msg_id_fn(topic, fn)``; gossipsub also ``set_app_score(peer, value)`` (P5),
+  ``add_direct_peer(peer, now)``, and the query ``score(peer)``.
 
 Outputs, drained with ``events()`` (a list, in order):
 
