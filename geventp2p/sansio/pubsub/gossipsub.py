@@ -32,6 +32,8 @@ Policies (go-libp2p-pubsub's behaviour unless said otherwise):
   mesh peers that speak ``/meshsub/1.2.0``.  Received IDONTWANT IDs (at most
   ``max_idontwant_length`` per RPC, ``max_idontwant_messages`` RPCs per heartbeat) are
   not forwarded or served to that peer for ``idontwant_message_ttl`` heartbeats.
+* A peer that sends us a copy of a message while it is being validated is not sent the
+  message when it is forwarded (it has it; an implicit IDONTWANT).
 * Graylist: every RPC of a peer below the graylist threshold is ignored (direct peers
   excepted).  A malformed RPC costs a P7 penalty.
 * Control messages of one heartbeat (GRAFT, PRUNE, IHAVE) are coalesced per peer in one RPC.
@@ -407,10 +409,11 @@ class GossipSubRouter(Router):
                     tosend.discard(p)
         return tosend
 
-    def _forward(self, msg: Message, msg_id: bytes, src: PeerId, now: float) -> None:
+    def _forward(self, msg: Message, msg_id: bytes, src: PeerId, now: float, have: Optional[set[PeerId]] = None) -> None:
         out = RPC(publish=[msg])  # shared by the events: shells must not mutate it
         for p in self._targets(msg, msg_id, src, now):
-            self._send(p, out)
+            if have is None or p not in have:
+                self._send(p, out)
 
     def _publish(self, msg: Message, msg_id: bytes, now: float) -> None:
         self.mcache.put(msg_id, msg)

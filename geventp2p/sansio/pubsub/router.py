@@ -191,6 +191,8 @@ class Router:
         self.joined: set[str] = set()
         self.seen = SeenCache(seen_ttl)
         self._pending: dict[bytes, tuple[Message, PeerId]] = {}
+        self._have: dict[bytes, set[PeerId]] = {}
+        """Peers that sent a copy of a message while it was being validated."""
         self._events: list[Event] = []
 
     # ------------------------------------------------------------------ outputs
@@ -320,6 +322,8 @@ class Router:
             self._drop(msg, None, peer, "message id function failed")
             return
         if not self.seen.add(msg_id, now):
+            if msg_id in self._pending:  # it has the message: no need to forward it there
+                self._have.setdefault(msg_id, set()).add(peer)
             self._on_duplicate(peer, msg, msg_id, now)
             self._drop(msg, msg_id, peer, "duplicate")
             return
@@ -336,11 +340,12 @@ class Router:
         if entry is None:
             return
         msg, src = entry
+        have = self._have.pop(msg_id, None)
         if result is ValidationResult.ACCEPT:
             self._on_accepted(src, msg, msg_id, now)
             if msg.topic in self.joined:
                 self._events.append(Deliver(msg=msg, msg_id=msg_id, received_from=src))
-            self._forward(msg, msg_id, src, now)
+            self._forward(msg, msg_id, src, now, have)
         elif result is ValidationResult.REJECT:
             self._on_rejected(src, msg, msg_id, now)
             self._drop(msg, msg_id, src, "rejected")
@@ -443,7 +448,8 @@ class Router:
     def _on_heartbeat(self, now: float) -> None:
         pass
 
-    def _forward(self, msg: Message, msg_id: bytes, src: PeerId, now: float) -> None:
+    def _forward(self, msg: Message, msg_id: bytes, src: PeerId, now: float, have: Optional[set[PeerId]] = None) -> None:
+        """Send an accepted message on; ``have``: peers known to have it already."""
         raise NotImplementedError
 
     def _publish(self, msg: Message, msg_id: bytes, now: float) -> None:
@@ -464,10 +470,11 @@ class FloodSubRouter(Router):
             out.append(p)
         return out
 
-    def _forward(self, msg: Message, msg_id: bytes, src: PeerId, now: float) -> None:
+    def _forward(self, msg: Message, msg_id: bytes, src: PeerId, now: float, have: Optional[set[PeerId]] = None) -> None:
         out = RPC(publish=[msg])  # shared by the events: shells must not mutate it
         for p in self._targets(msg, src):
-            self._send(p, out)
+            if have is None or p not in have:
+                self._send(p, out)
 
     def _publish(self, msg: Message, msg_id: bytes, now: float) -> None:
         out = RPC(publish=[msg])

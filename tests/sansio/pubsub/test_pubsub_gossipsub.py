@@ -700,3 +700,48 @@ def test_extensions_from_pre_v13_peers_are_ignored() -> None:
     [p] = with_peers(r, 1)
     r.handle_rpc(p, RPC(control=ControlMessage(extensions=ControlExtensions(partial_messages=True))), 0.0)
     assert r.peer_extensions == {}
+
+
+def test_copies_received_during_validation_are_not_sent_back() -> None:
+    r = router()
+    ps = with_peers(r, 6)
+    r.join(T, 0.0)
+    r.events()
+    a, b = r.mesh_peers(T)[:2]
+    m = msg(ps[5] if ps[5] not in (a, b) else ps[4], 1)
+    r.handle_rpc(a, RPC(publish=[m]), 0.0)
+    [v] = of_type(r.events(), Validate)
+    r.handle_rpc(b, RPC(publish=[m]), 0.0)  # a copy while validating
+    r.events()
+    r.validation_result(v.msg_id, ValidationResult.ACCEPT, 0.0)
+    targets = {e.peer for e in sends(r.events()) if e.rpc.publish}
+    assert a not in targets and b not in targets and targets
+    # and nothing is left behind
+    assert r._have == {}
+
+
+@pytest.mark.parametrize("size", [100, 2000])
+def test_network_with_slow_validation_delivers_everything(size: int) -> None:
+    rng = random.Random(9)
+    net = Net(async_validation=True)
+    n = 40
+    ids = [pid(900 + i) for i in range(n)]
+    for i, x in enumerate(ids):
+        net.add(GossipSubRouter(x, seed=i))
+    edges = {(i, (i + 1) % n) for i in range(n)}
+    while len(edges) < n * 6:
+        a, b = rng.sample(range(n), 2)
+        if (b, a) not in edges:
+            edges.add((a, b))
+    for a, b in sorted(edges):
+        net.connect(ids[a], ids[b])
+    for x in ids:
+        net.join(x)
+    for _ in range(3):
+        net.tick()
+    mids = []
+    for k in range(10):
+        author = rng.choice(ids)
+        mids.append(net.publish(author, msg(author, k, size=size)))
+    for x in ids:
+        assert sorted(net.got(x)) == sorted(mids)
