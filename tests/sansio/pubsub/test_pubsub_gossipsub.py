@@ -745,3 +745,40 @@ def test_network_with_slow_validation_delivers_everything(size: int) -> None:
         mids.append(net.publish(author, msg(author, k, size=size)))
     for x in ids:
         assert sorted(net.got(x)) == sorted(mids)
+
+
+def test_heartbeat_grafts_outbound_peers_up_to_d_out() -> None:
+    r = router()
+    r.join(T, 0.0)
+    inbound = with_peers(r, 6)
+    for p in inbound:
+        r.handle_rpc(p, RPC(control=ControlMessage(graft=[ControlGraft(T)])), 0.0)
+    outbound = with_peers(r, 3, start=60, outbound=True)
+    r.events()
+    r.heartbeat(1.0)
+    added = grafts(r.events())
+    assert len(added) == 2 and added <= set(outbound)
+    assert len(r.mesh_peers(T)) == 8
+
+
+def test_graft_refused_at_d_hi_carries_px_when_enabled() -> None:
+    r = router(params=GossipSubParams(do_px=True, d=2, d_lo=2, d_hi=3, d_score=1, d_out=0, prune_peers=2))
+    ps = with_peers(r, 5)
+    r.join(T, 0.0)
+    r.events()
+    for p in ps:
+        r.handle_rpc(p, RPC(control=ControlMessage(graft=[ControlGraft(T)])), 0.0)
+    pr = prunes(r.events())
+    assert len(pr) == 2
+    for peer, [prune] in pr.items():
+        assert prune.backoff == 60 and len(prune.peers) == 2
+        assert peer.to_bytes() not in {x.peer_id for x in prune.peers}
+    # a GRAFT mentioning an unknown topic suppresses PX for the whole RPC
+    r2 = router(params=GossipSubParams(do_px=True, d=2, d_lo=2, d_hi=3, d_score=1, d_out=0))
+    qs = with_peers(r2, 5)
+    r2.join(T, 0.0)
+    for p in qs[:3]:
+        r2.handle_rpc(p, RPC(control=ControlMessage(graft=[ControlGraft(T)])), 0.0)
+    r2.events()
+    r2.handle_rpc(qs[3], RPC(control=ControlMessage(graft=[ControlGraft(T), ControlGraft("unknown")])), 0.0)
+    assert prunes(r2.events()) == {qs[3]: [ControlPrune(T, [], 60)]}
