@@ -162,6 +162,7 @@ from gevent.event import Event
 from gevent.lock import Semaphore
 
 from geventp2p.core.mux import Direction
+from geventp2p.core.rcmgr import NULL_SCOPE
 from geventp2p.exceptions import (
     IncompleteReadError,
     MessageTooLargeError,
@@ -253,6 +254,7 @@ class Stream:
         "_echo",
         "_meter",
         "_watch",
+        "scope",
         "__weakref__",
     )
 
@@ -282,6 +284,7 @@ class Stream:
         self._echo: EchoCheck | None = None
         self._meter: BandwidthReporter | None = None
         self._watch: Callable[["Stream"], None] | None = None
+        self.scope: Any = NULL_SCOPE  # the resource manager's stream scope (set by the swarm)
 
     def __enter__(self) -> "Stream":
         return self

@@ -176,12 +176,15 @@ class Swarm:
         bandwidth_reporter: Any = None,
         clock: Callable[[], float] = time.monotonic,
         config: SwarmConfig | None = None,
+        resource_manager: Any = None,
     ) -> None:
         if config is None:
             config = SwarmConfig()
         elif not isinstance(config, SwarmConfig):
             raise ConfigError(f"expected SwarmConfig, got {type(config).__name__}")
         self.config = config
+        #: The resource manager (``geventp2p.core.rcmgr.ResourceManager``), or None.
+        self.resource_manager = resource_manager
         self.peerstore = peerstore
         if isinstance(local_key_or_peer, PeerId):
             self.local_peer = local_key_or_peer
