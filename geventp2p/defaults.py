@@ -321,14 +321,12 @@ def unlimited_limits() -> Any:
 
     For tests and benchmarks that open thousands of streams or connections; a node
     facing the network should keep the scaled defaults or a limits file."""
-    from dataclasses import fields
-
     from geventp2p.host.rcmgr.limits import BaseLimit, ConcreteLimitConfig
 
-    unlimited = BaseLimit.unlimited()
-    return ConcreteLimitConfig(**{f.name: unlimited for f in fields(ConcreteLimitConfig)
-                                  if f.name not in ("service", "service_peer", "protocol",
-                                                    "protocol_peer", "peer")})
+    u = BaseLimit.unlimited()
+    return ConcreteLimitConfig(system=u, transient=u, allowlisted_system=u, allowlisted_transient=u,
+                               service_default=u, service_peer_default=u, protocol_default=u,
+                               protocol_peer_default=u, peer_default=u, conn=u, stream=u)
 
 
 def _make_resource_manager(resource_manager: Any, limits: Any) -> Any:
