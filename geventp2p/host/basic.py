@@ -462,7 +462,9 @@ class BasicHost:
         NegotiationError on the first read, and the stream is reset with code
         0x1001); otherwise each protocol is proposed in turn until one is accepted
         (NegotiationError when all are refused).  ``stream.protocol`` holds the
-        result.  ``timeout`` bounds the whole call.  The returned object is always a
+        result.  The stream's resource scope is moved to the protocol; a refusal
+        resets the stream with code 0x1002 and raises ``ResourceLimitExceeded``.
+        ``timeout`` bounds the whole call.  The returned object is always a
         :class:`~geventp2p.net.stream.Stream` (a context manager), whatever the
         muxer and whatever identify knows about the peer.
         """
