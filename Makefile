@@ -19,7 +19,7 @@ TYPECHECK_STRICT := \
 	geventp2p/core/addr.py \
 	geventp2p/host/eventbus.py
 
-.PHONY: all venv install build test test-speedups test-pure bench bench-compare demo proto docs typecheck dist clean
+.PHONY: all venv install build test test-stress test-speedups test-pure bench bench-compare demo proto docs typecheck dist clean
 
 all: test
 
@@ -27,10 +27,10 @@ $(PYTHON):
 	$(PY) -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip setuptools wheel
 
-# Editable install with the test extras; the build also compiles the Cython hot paths.
+# Editable install with the test and metrics extras (tests/test_metrics.py needs prometheus_client); the build also compiles the Cython hot paths.
 $(STAMP): pyproject.toml setup.py | $(PYTHON)
 	$(PYTHON) -m pip install -q 'Cython>=3.0' 'setuptools>=77' wheel
-	$(PYTHON) -m pip install -q --no-build-isolation -e '.[test]'
+	$(PYTHON) -m pip install -q --no-build-isolation -e '.[test,metrics]'
 	touch $(STAMP)
 
 venv install: $(STAMP)
@@ -48,6 +48,17 @@ test: build docs typecheck
 	GEVENTP2P_REQUIRE_SPEEDUPS=1 $(PYTHON) -m pytest $(PYTEST_ARGS)
 	@echo "=== geventp2p suite, build: python (GEVENTP2P_PURE_PYTHON=1) ==="
 	GEVENTP2P_PURE_PYTHON=1 $(PYTHON) -m geventp2p._speedups
+	GEVENTP2P_PURE_PYTHON=1 $(PYTHON) -m pytest -m "not packaging" $(PYTEST_ARGS)
+
+# The whole suite (both builds) with STRESS_HOGS busy processes beside it (default 2, one
+# per core here): the suite must hold on a busy machine.  The hogs die with the target.
+STRESS_HOGS ?= 2
+test-stress: build
+	@set -e; pids=""; \
+	for i in $$(seq $(STRESS_HOGS)); do $(PYTHON) -c 'while True: pass' & pids="$$pids $$!"; done; \
+	trap 'kill $$pids 2>/dev/null' EXIT INT TERM; \
+	echo "=== stress: $(STRESS_HOGS) CPU hogs ($$pids) beside the suite ==="; \
+	GEVENTP2P_REQUIRE_SPEEDUPS=1 $(PYTHON) -m pytest -m "not packaging" $(PYTEST_ARGS); \
 	GEVENTP2P_PURE_PYTHON=1 $(PYTHON) -m pytest -m "not packaging" $(PYTEST_ARGS)
 
 test-speedups: build

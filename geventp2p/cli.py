@@ -12,9 +12,9 @@ Commands::
     geventp2p --version                   "geventp2p <version>"
     geventp2p keygen -o FILE [--type ed25519|secp256k1|ecdsa|rsa]
     geventp2p id --key FILE
-    geventp2p serve [--listen MA]... [--max-streams N] [--limits FILE] [--debug-rcmgr]
+    geventp2p serve [--listen MA]... [--max-streams N] [--limits FILE] [--debug-rcmgr] [--metrics HOST:PORT]
                     [--key FILE] [--security LIST] [--muxer LIST]
-        first stdout line: {"peer_id": ..., "addrs": [".../p2p/<id>", ...]};
+        first stdout line: {"peer_id": ..., "addrs": [".../p2p/<id>", ...]} (+ "metrics": url);
         serves echo, perf, ping, identify until SIGINT/SIGTERM, then exit 0.
         Without --key, $GEVENTP2P_KEY_FILE names a key file (created if missing).
         --limits: go-libp2p limits JSON (PartialLimitConfig) or "unlimited";
@@ -440,6 +440,9 @@ def _register_serve(sub) -> None:
     p.add_argument("--debug-rcmgr", action="store_true",
                    help="log every refused resource reservation as one WARNING line on stderr "
                         "(logger geventp2p.rcmgr: scope, resource, peer, figures)")
+    p.add_argument("--metrics", metavar="HOST:PORT", default=None,
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free port; the "
+                        'first stdout line then also has "metrics": "<url>"); needs geventp2p[metrics]')
     _add_stack_options(p, key_help=f"${KEY_FILE_ENV} if set (created if missing), else a fresh Ed25519 key")
     p.set_defaults(func=cmd_serve)
 
@@ -482,14 +485,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         rcmgr = new_resource_manager(_concrete_limits(limits_arg), debug=args.debug_rcmgr)
         host = _make_host(args, listen=args.listen or DEFAULT_LISTEN, services=("identify", "ping", "echo", "perf"),
                           key_file=os.environ.get(KEY_FILE_ENV) or None, resource_manager=rcmgr)
+        metrics = None
         try:
-            line = json.dumps({"peer_id": str(host.id), "addrs": [str(a) for a in host.p2p_addrs()]})
+            first: dict[str, Any] = {"peer_id": str(host.id), "addrs": [str(a) for a in host.p2p_addrs()]}
+            if args.metrics:
+                from geventp2p.metrics import start_host_metrics
+
+                metrics = start_host_metrics(host, args.metrics)
+                first["metrics"] = metrics.url
+            line = json.dumps(first)
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
             logging.getLogger(__name__).info("serving %s on %s", host.id, ", ".join(map(str, host.addrs())))
             stop.wait()
             logging.getLogger(__name__).info("signal %d: closing", received[0] if received else 0)
         finally:
+            if metrics is not None:
+                metrics.close()
             host.close()
     finally:
         watchers.cancel()

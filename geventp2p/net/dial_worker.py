@@ -318,9 +318,13 @@ class DialSync:
                 conn.close()
                 raise PeerIdMismatchError(peer, conn.remote_peer)
             swarm._check_upgraded(conn, Direction.OUTBOUND)
+            if swarm.metrics_tracer is not None:
+                swarm.metrics_tracer.completed_handshake(_monotonic() - now, conn)
             results.put((me, addr, conn, None, False))
         except Exception as exc:
             log.debug("dial %s at %s failed: %s", peer, addr, exc)
+            if swarm.metrics_tracer is not None:
+                swarm.metrics_tracer.failed_dialing(addr, exc)
             results.put((me, addr, None, exc, cut_short and isinstance(exc, P2PTimeoutError)))
         except BaseException:  # killed (another address won, or the swarm closes)
             if conn is not None:

@@ -206,6 +206,9 @@ class Swarm:
         self.upgrader = upgrader
         self.gater = gater
         self.bandwidth_reporter = bandwidth_reporter
+        #: Told of each outbound dial attempt: ``completed_handshake(seconds, conn)`` /
+        #: ``failed_dialing(addr, exc)`` (go ``MetricsTracer``; :mod:`geventp2p.metrics`).
+        self.metrics_tracer: Any = None
         self._clock = clock
         self._transports: list[Any] = []
         self._dialer = DialSync(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psutil
 import ipaddress
 import socket
 from types import SimpleNamespace
@@ -42,13 +43,13 @@ def test_real_interfaces_have_loopback_first():
 
 
 def test_interfaces_from_psutil(monkeypatch):
-    monkeypatch.setattr(addrutil.psutil, "net_if_addrs", lambda: FAKE_IFACES)
+    monkeypatch.setattr(psutil, "net_if_addrs", lambda: FAKE_IFACES)
     monkeypatch.setattr(addrutil.socket, "has_ipv6", True)
     assert addrutil.interface_addresses() == ("127.0.0.1", "::1", "192.0.2.2", "10.1.2.3", "fd00::2")
 
 
 def test_interfaces_without_ipv6_support(monkeypatch):
-    monkeypatch.setattr(addrutil.psutil, "net_if_addrs", lambda: {"eth0": [_snic(socket.AF_INET, "10.0.0.1")]})
+    monkeypatch.setattr(psutil, "net_if_addrs", lambda: {"eth0": [_snic(socket.AF_INET, "10.0.0.1")]})
     monkeypatch.setattr(addrutil.socket, "has_ipv6", False)
     assert addrutil.interface_addresses() == ("127.0.0.1", "10.0.0.1")
 
@@ -58,7 +59,7 @@ def _psutil_fails():
 
 
 def test_falls_back_to_resolving_the_host_name(monkeypatch):
-    monkeypatch.setattr(addrutil.psutil, "net_if_addrs", _psutil_fails)
+    monkeypatch.setattr(psutil, "net_if_addrs", _psutil_fails)
     monkeypatch.setattr(addrutil.socket, "has_ipv6", True)
     asked = []
 
@@ -73,7 +74,7 @@ def test_falls_back_to_resolving_the_host_name(monkeypatch):
 
 
 def test_fallback_resolution_is_bounded(monkeypatch):
-    monkeypatch.setattr(addrutil.psutil, "net_if_addrs", _psutil_fails)
+    monkeypatch.setattr(psutil, "net_if_addrs", _psutil_fails)
     never = gevent.event.Event()
     monkeypatch.setattr(addrutil.gsocket, "getaddrinfo", lambda *a, **k: never.wait())
     addrs = addrutil.interface_addresses(resolve_timeout=0.05)
@@ -102,3 +103,19 @@ def test_resolve_host_unknown_name_is_oserror(monkeypatch):
     monkeypatch.setattr(addrutil.gsocket, "getaddrinfo", fail)
     with pytest.raises(OSError):
         addrutil.resolve_host("nope.invalid", timeout=30)
+
+
+def test_loopback_host_does_not_import_psutil():
+    """psutil costs ~1.7 MiB of RSS per process; only wildcard listens need it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, geventp2p\n"
+        "h = geventp2p.new_host(listen=['/ip4/127.0.0.1/tcp/0'])\n"
+        "print('psutil' in sys.modules)\n"
+        "h.close()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
