@@ -118,6 +118,8 @@ def test_null_resource_manager_is_selectable(make_host):
     assert isinstance(h.resource_manager, NullResourceManager)
     assert h.config.resource_manager == "NullResourceManager"
     assert h.config.limits is None
+    st = h.resource_manager.stat()  # the same tree as the real manager's (metrics read it)
+    assert st["system"].is_zero() and st["transient"].is_zero() and st["protocols"] == {}
 
 
 def test_limits_and_resource_manager_are_exclusive():
