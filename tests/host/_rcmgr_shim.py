@@ -23,9 +23,18 @@ from geventp2p.net.swarm_conn import SwarmConn
 _saved: dict[str, Callable[..., Any]] = {}
 
 
+def swarm_opens_stream_scopes() -> bool:
+    """True once the swarm's connections open stream scopes themselves."""
+    import inspect
+
+    from geventp2p.net import swarm_conn
+
+    return "resource_manager.open_stream" in inspect.getsource(swarm_conn)
+
+
 def install() -> None:
     """Wrap the swarm's stream adoption (idempotent; no-op if the swarm opens scopes)."""
-    if _saved:
+    if _saved or swarm_opens_stream_scopes():
         return
     adopt = _saved["_adopt"] = SwarmConn._adopt
     finished = _saved["_stream_finished"] = SwarmConn._stream_finished
