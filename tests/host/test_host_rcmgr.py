@@ -19,7 +19,7 @@ import geventp2p
 from geventp2p.core.rcmgr import NullResourceManager
 from geventp2p.exceptions import ResourceLimitExceeded, StreamResetError
 from geventp2p.host.basic import set_stream_service
-from geventp2p.host.rcmgr import LimitConfig, ResourceManagerImpl, new_resource_manager
+from geventp2p.host.rcmgr import UNLIMITED, LimitConfig, ResourceManagerImpl, new_resource_manager
 from geventp2p.protocols.echo import PROTOCOL_ID as ECHO, echo
 from geventp2p.protocols.ping import ping
 from tests.host import _rcmgr_shim
@@ -256,3 +256,14 @@ def test_yamux_window_growth_declined_and_the_transfer_completes(make_host):
     assert echo(client, server.id, data, timeout=60) == data
     assert server.resource_manager.blocked[("stream", "memory")] >= 1  # growth was asked and declined
     wait_for(lambda: streams_released(server), "server scopes back at zero")
+
+
+def test_new_host_takes_a_go_limits_file(tmp_path):
+    f = tmp_path / "limits.json"
+    f.write_text('{"ProtocolPeer": {"/echo/1.0.0": {"StreamsInbound": 3}}, "System": {"Conns": "unlimited"}}')
+    h = geventp2p.new_host(services=[], limits=str(f))
+    try:
+        assert h.config.limits.protocol_peer[ECHO].streams_inbound == 3
+        assert h.config.limits.system.conns == UNLIMITED
+    finally:
+        h.close()
