@@ -95,12 +95,14 @@ def _muxer(name: str, max_streams: int | None):
 
 def _host(args, *, listen, server: bool, identify: bool = True):
     from geventp2p import new_host
+    from geventp2p.defaults import unlimited_limits
 
     return new_host(
         listen=listen,
         security=[args.security],
         muxers=[_muxer(args.muxer, args.max_streams)],
         services=(["identify"] if identify else []) + (["ping", "echo", "perf"] if server else []),
+        limits=unlimited_limits(),  # thousands of streams from one peer: no resource limits
     )
 
 

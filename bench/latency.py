@@ -70,9 +70,11 @@ def _muxer(name: str, max_streams: int):
 
 def _host(args, *, listen, server: bool, identify: bool = True):
     from geventp2p import new_host
+    from geventp2p.defaults import unlimited_limits
 
     return new_host(listen=listen, security=["noise"], muxers=[_muxer(args.muxer, args.max_streams)],
-                    services=(["identify"] if identify else []) + (["ping", "echo"] if server else []))
+                    services=(["identify"] if identify else []) + (["ping", "echo"] if server else []),
+                    limits=unlimited_limits())  # thousands of streams from one peer: no resource limits
 
 
 # ----------------------------------------------------------------------------- server

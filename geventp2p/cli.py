@@ -12,10 +12,16 @@ Commands::
     geventp2p --version                   "geventp2p <version>"
     geventp2p keygen -o FILE [--type ed25519|secp256k1|ecdsa|rsa]
     geventp2p id --key FILE
-    geventp2p serve [--listen MA]... [--max-streams N] [--metrics HOST:PORT] [--key FILE] [--security LIST] [--muxer LIST]
+    geventp2p serve [--listen MA]... [--max-streams N] [--limits FILE] [--debug-rcmgr] [--metrics HOST:PORT]
+                    [--key FILE] [--security LIST] [--muxer LIST]
         first stdout line: {"peer_id": ..., "addrs": [".../p2p/<id>", ...]} (+ "metrics": url);
         serves echo, perf, ping, identify until SIGINT/SIGTERM, then exit 0.
         Without --key, $GEVENTP2P_KEY_FILE names a key file (created if missing).
+        --limits: go-libp2p limits JSON (PartialLimitConfig) or "unlimited";
+        --debug-rcmgr: one WARNING line on stderr per refused reservation.
+    geventp2p limits --show [--limits FILE] [--json]
+        the effective resource limits on this machine, one row per scope (go's names);
+        --json: go's limits JSON (usable as --limits FILE).
     geventp2p ping MA [--count N] [--interval S] [--timeout S] [--json]
         one "<rtt> ms" line per round trip (float milliseconds, 3 decimals);
         --json: one object {"peer_id", "count", "rtts_ms", "min_ms", "avg_ms", "max_ms"}
@@ -239,8 +245,10 @@ def _add_target(p: argparse.ArgumentParser, timeout: float, what: str) -> None:
                    help=f"{what} (default: {timeout:g} s)")
 
 
-def _setup_logging(verbose: int) -> None:
-    if not verbose:
+def _setup_logging(verbose: int, quiet_level: Optional[int] = None) -> None:
+    """Log the ``geventp2p`` loggers to stderr: INFO with ``-v``, DEBUG with ``-vv``;
+    without ``-v`` at ``quiet_level`` if given (e.g. WARNING for ``--debug-rcmgr``)."""
+    if not verbose and quiet_level is None:
         return
     import logging
 
@@ -251,7 +259,11 @@ def _setup_logging(verbose: int) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler._geventp2p_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    if verbose:
+        logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    else:
+        assert quiet_level is not None
+        logger.setLevel(quiet_level)
 
 
 def _load_private_key(path: str) -> Any:
@@ -264,13 +276,117 @@ def _load_private_key(path: str) -> Any:
 
 
 def _make_host(args: argparse.Namespace, *, listen: Sequence[str] = (), services: Sequence[str] = (),
-               key_file: Optional[str] = None) -> Any:
+               key_file: Optional[str] = None, resource_manager: Any = None) -> Any:
     """A host from the shared options (no listener unless ``listen``; only ``services``)."""
     import geventp2p
 
     key = _load_private_key(args.key) if args.key else None
     return geventp2p.new_host(key=key, key_file=key_file if key is None else None, listen=list(listen),
-                              security=args.security, muxers=args.muxer, services=list(services))
+                              security=args.security, muxers=args.muxer, services=list(services),
+                              resource_manager=resource_manager)
+
+
+# --------------------------------------------------------------------------- resource limits
+
+#: ``--limits unlimited``: no resource limit at all.
+UNLIMITED_WORD = "unlimited"
+
+
+def _add_limits_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--limits", metavar="FILE",
+                   help="resource limits: a go-libp2p limits JSON file (PartialLimitConfig: "
+                        '{"System": {"Conns": 1024}, "ProtocolPeer": {"/echo/1.0.0": {"StreamsInbound": 8}}, '
+                        f'...}}) applied over the defaults scaled to this machine, or "{UNLIMITED_WORD}"')
+
+
+def _concrete_limits(limits_arg: Optional[str]) -> Any:
+    """The effective ``ConcreteLimitConfig`` for ``--limits`` (None: the scaled defaults)."""
+    from geventp2p.defaults import unlimited_limits
+    from geventp2p.host.rcmgr import LimitConfig, default_limits
+
+    if limits_arg == UNLIMITED_WORD:
+        return unlimited_limits()
+    concrete = default_limits().auto_scale()
+    if limits_arg:
+        concrete = LimitConfig.load(limits_arg).build(concrete)
+    return concrete
+
+
+def _limits_json(concrete: Any) -> dict:
+    """go's limits JSON of every scope (keyed scopes as nested objects)."""
+    from dataclasses import asdict
+
+    from geventp2p.host.rcmgr.limits import limit_fields
+
+    names = limit_fields()
+
+    def one(lim: Any) -> dict:
+        values = asdict(lim)
+        return {name: _limit_value(values[attr]) for name, attr in zip(names, values)}
+
+    out: dict = {}
+    for row, lim in concrete.rows():
+        kind, _, key = row.partition(":")
+        if key:
+            out.setdefault(kind, {})[key] = one(lim)
+        else:
+            out[kind] = one(lim)
+    return out
+
+
+def _limit_value(v: int) -> Any:
+    from geventp2p.host.rcmgr import UNLIMITED
+
+    return UNLIMITED_WORD if v >= UNLIMITED else v
+
+
+def _fmt_limit(v: int) -> str:
+    from geventp2p.host.rcmgr import UNLIMITED
+
+    return UNLIMITED_WORD if v >= UNLIMITED else str(v)
+
+
+_LIMIT_COLUMNS = ("Streams", "StreamsIn", "StreamsOut", "Conns", "ConnsIn", "ConnsOut", "FD", "Memory")
+
+
+def _limits_table(concrete: Any) -> str:
+    from dataclasses import astuple
+
+    rows = [(name, *(_fmt_limit(v) for v in astuple(lim))) for name, lim in concrete.rows()]
+    header = ("Scope", *_LIMIT_COLUMNS[:-1], "Memory(bytes)")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for r in [header, *rows]:
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    return "\n".join(lines)
+
+
+def _register_limits(sub) -> None:
+    p = sub.add_parser(
+        "limits",
+        help="show the effective resource limits",
+        description=(
+            "Print the resource manager's limits as a node started with the same --limits would "
+            "use them on this machine (go-libp2p's defaults scale with memory and the fd limit): "
+            "one row per scope, under go's names (System, Transient, ..., Service:<name>, "
+            "ProtocolPeer:<id>, PeerDefault, Conn, Stream)."
+        ),
+    )
+    p.add_argument("--show", action="store_true", required=True, help="print the table")
+    _add_limits_option(p)
+    p.add_argument("--json", action="store_true", help="print go's limits JSON instead (usable as --limits FILE)")
+    p.set_defaults(func=cmd_limits)
+
+
+def cmd_limits(args: argparse.Namespace) -> int:
+    import json
+
+    concrete = _concrete_limits(args.limits)
+    if args.json:
+        print(json.dumps(_limits_json(concrete), indent=2))
+    else:
+        print(_limits_table(concrete))
+    return 0
 
 
 def _target(args: argparse.Namespace):
@@ -318,7 +434,12 @@ def _register_serve(sub) -> None:
                    help="listen address (repeatable; default: /ip4/127.0.0.1/tcp/0)")
     p.add_argument("--max-streams", type=_pos_int, default=None, metavar="N",
                    help="inbound streams one connection may hold open (and wait to be accepted); "
-                        "more are refused with a reset (default: the muxer's, yamux 16384, mplex 1024)")
+                        "more are refused with a reset (default: the muxer's, yamux 16384, mplex 1024); "
+                        f"without --limits it also lifts the resource limits (--limits {UNLIMITED_WORD})")
+    _add_limits_option(p)
+    p.add_argument("--debug-rcmgr", action="store_true",
+                   help="log every refused resource reservation as one WARNING line on stderr "
+                        "(logger geventp2p.rcmgr: scope, resource, peer, figures)")
     p.add_argument("--metrics", metavar="HOST:PORT", default=None,
                    help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free port; the "
                         'first stdout line then also has "metrics": "<url>"); needs geventp2p[metrics]')
@@ -341,8 +462,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gevent.event import Event
 
     from geventp2p.defaults import DEFAULT_LISTEN
+    from geventp2p.host.rcmgr import new_resource_manager
 
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose, logging.WARNING if args.debug_rcmgr else None)
     stop = Event()
     received: list = []
 
@@ -354,11 +476,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return handler
 
     watchers = _SignalWatchers({s: on_signal(s) for s in (signal.SIGINT, signal.SIGTERM)})
+    limits_arg = args.limits
     if args.max_streams is not None:
         args.muxer = _limited_muxers(args.muxer, args.max_streams)
+        if limits_arg is None:
+            limits_arg = UNLIMITED_WORD  # the default limits would refuse what --max-streams allows
     try:
+        rcmgr = new_resource_manager(_concrete_limits(limits_arg), debug=args.debug_rcmgr)
         host = _make_host(args, listen=args.listen or DEFAULT_LISTEN, services=("identify", "ping", "echo", "perf"),
-                          key_file=os.environ.get(KEY_FILE_ENV) or None)
+                          key_file=os.environ.get(KEY_FILE_ENV) or None, resource_manager=rcmgr)
         metrics = None
         try:
             first: dict[str, Any] = {"peer_id": str(host.id), "addrs": [str(a) for a in host.p2p_addrs()]}
@@ -681,6 +807,7 @@ REGISTRARS: list[Callable] = [
     _register_keygen,
     _register_id,
     _register_serve,
+    _register_limits,
     _register_ping,
     _register_perf,
     _register_stream,

@@ -184,6 +184,12 @@ class HostConfig:
     #: Seconds a disconnected peer's keys, protocols and metadata stay in the
     #: peerstore (go: 60); None when the peerstore keeps them forever.
     peerstore_grace_period: Optional[float] = None
+    #: Class name of the resource manager (``ResourceManagerImpl``,
+    #: ``NullResourceManager``...); None for a host without one.
+    resource_manager: Optional[str] = None
+    #: The effective limits (a ``ConcreteLimitConfig``; typed loosely: this module
+    #: does not import host/), or None when the manager has no limits table.
+    limits: Any = None
 
     def __post_init__(self) -> None:
         for name in ("peer_id", "key_source", "key_type"):
@@ -203,6 +209,9 @@ class HostConfig:
         gp = self.peerstore_grace_period
         if gp is not None and (isinstance(gp, bool) or not isinstance(gp, (int, float)) or not gp >= 0):
             raise ConfigError(f"HostConfig.peerstore_grace_period must be a number >= 0 or None, got {gp!r}")
+        if self.resource_manager is not None and not (isinstance(self.resource_manager, str)
+                                                      and self.resource_manager):
+            raise ConfigError("HostConfig.resource_manager must be a non-empty str or None")
 
 
 @dataclass(frozen=True)

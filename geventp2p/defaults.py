@@ -11,6 +11,9 @@ Defaults (go-libp2p ``defaults.go`` style: they fill only what the caller left o
   high 192, 60 s grace, 10 s silence);
 * the peerstore forgets a disconnected peer's keys, protocols and metadata after
   60 s (go's ``pstoremanager``).
+* a resource manager with go-libp2p's default limits, scaled to this machine (1/8
+  of its memory, half of the process's fd limit); :func:`unlimited_limits` lifts
+  every limit (tests, benchmarks).
 
 ``security``, ``muxers`` and ``transports`` take names or ready instances, in
 order of preference.  The names are the keys of :data:`FACTORIES`, the one
@@ -71,6 +74,7 @@ __all__ = [
     "make_transports",
     "muxer_config",
     "new_host",
+    "unlimited_limits",
 ]
 
 DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
@@ -309,6 +313,35 @@ def make_services(services: Iterable[Any], identify: Optional[IdentifyConfig] = 
     return out
 
 
+# --------------------------------------------------------------------------- limits
+
+
+def unlimited_limits() -> Any:
+    """A ``ConcreteLimitConfig`` with no limit anywhere (every figure unlimited).
+
+    For tests and benchmarks that open thousands of streams or connections; a node
+    facing the network should keep the scaled defaults or a limits file."""
+    from geventp2p.host.rcmgr.limits import BaseLimit, ConcreteLimitConfig
+
+    u = BaseLimit.unlimited()
+    return ConcreteLimitConfig(system=u, transient=u, allowlisted_system=u, allowlisted_transient=u,
+                               service_default=u, service_peer_default=u, protocol_default=u,
+                               protocol_peer_default=u, peer_default=u, conn=u, stream=u)
+
+
+def _make_resource_manager(resource_manager: Any, limits: Any) -> Any:
+    """The resource manager ``new_host`` hands the swarm (see its docstring)."""
+    from geventp2p.host.rcmgr import new_resource_manager
+
+    if resource_manager is not None:
+        if limits is not None:
+            raise ConfigError("pass resource_manager or limits, not both")
+        if not callable(getattr(resource_manager, "open_stream", None)):
+            raise ConfigError(f"{resource_manager!r} is not a resource manager (needs open_stream())")
+        return resource_manager
+    return new_resource_manager(limits)
+
+
 # --------------------------------------------------------------------------- new_host
 
 _FLAG_SERVICES = (("enable_identify", "identify"), ("enable_ping", "ping"), ("enable_echo", "echo"),
@@ -380,6 +413,8 @@ def new_host(
     swarm_config: Any = None,
     connmgr: Any = DEFAULT_CONNMGR,
     peerstore_grace_period: Optional[float] = DEFAULT_PEERSTORE_GRACE_PERIOD,
+    resource_manager: Any = None,
+    limits: Any = None,
     enable_identify: Optional[bool] = None,
     enable_ping: Optional[bool] = None,
     enable_echo: Optional[bool] = None,
@@ -408,6 +443,12 @@ def new_host(
     * ``peerstore_grace_period``: seconds after its last connection closed that a
       peer's keys, protocols and metadata leave the peerstore (default 60, as go;
       0: at once; None: never).  Our own peer id is never removed.
+    * ``resource_manager``: a ready resource manager (for instance
+      ``geventp2p.core.rcmgr.NullResourceManager()``: no limits), or None for one
+      built from ``limits``: None (go's default limits scaled to this machine), a
+      ``LimitConfig`` (go's ``PartialLimitConfig``: overrides of the defaults), a
+      ``ConcreteLimitConfig`` (every limit; :func:`unlimited_limits`), or the path
+      of a limits file in go's JSON format.  ``host.resource_manager`` holds it.
     * ``enable_*``: deprecated (``DeprecationWarning``), use ``services``.
 
     ``host.config`` (a :class:`HostConfig`) records what was built.  Raises
@@ -436,6 +477,7 @@ def new_host(
     if not (connmgr is None or connmgr is False or isinstance(connmgr, (ConnManagerConfig, BasicConnManager))):
         raise ConfigError(f"connmgr must be a ConnManagerConfig, a BasicConnManager, None or False, "
                           f"got {connmgr!r}")
+    rcmgr = _make_resource_manager(resource_manager, limits)
     priv, key_source = _load_key(key, key_file)
     mux_given = _as_list(DEFAULT_MUXERS if muxers is None else muxers, "muxers")
     sec_given = _as_list(DEFAULT_SECURITY if security is None else security, "security")
@@ -449,7 +491,7 @@ def new_host(
     ps = peerstore if peerstore is not None else Peerstore()
     bus = event_bus if event_bus is not None else EventBus()
     swarm = Swarm(priv, ps, *trans, upgrader=Upgrader(sec, mux), event_bus=bus, gater=gater,
-                  config=swarm_config)
+                  config=swarm_config, resource_manager=rcmgr)
     if isinstance(connmgr, ConnManagerConfig):
         cm: Optional[BasicConnManager] = BasicConnManager(config=connmgr, event_bus=bus)
     else:
@@ -476,6 +518,8 @@ def new_host(
             swarm=swarm.config,
             connmgr=cm.config if cm is not None else None,
             peerstore_grace_period=None if gp is None else float(gp),
+            resource_manager=type(rcmgr).__name__,
+            limits=getattr(rcmgr, "limits", None),
         )
         if listen:
             host.listen(*listen)

@@ -421,18 +421,20 @@ def run_demo(
     from gevent.pool import Pool
 
     import geventp2p
+    from geventp2p.defaults import unlimited_limits
 
     wall0 = time.monotonic()
     mux_id = _muxer_instance(muxer, conc).PROTOCOL_ID
     result = DemoResult(security=security, muxer=mux_id, bulk_bytes=bulk_bytes, bulk_seconds=0.0,
                         streams=streams, stream_bytes=stream_bytes, concurrency=conc,
                         streams_ok=0, streams_seconds=0.0)
+    # thousands of concurrent streams from one peer: lift the resource limits
     server = geventp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0"], security=[security],
                                 muxers=[_muxer_instance(muxer, conc)],
-                                services=["identify", "ping", "echo", "perf"])
+                                services=["identify", "ping", "echo", "perf"], limits=unlimited_limits())
     try:
         client = geventp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0"], security=[security],
-                                    muxers=[_muxer_instance(muxer, conc)])
+                                    muxers=[_muxer_instance(muxer, conc)], limits=unlimited_limits())
         try:
             target = server.p2p_addrs()[0]
             client.connect(target, timeout=15.0)

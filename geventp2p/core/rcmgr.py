@@ -241,7 +241,10 @@ class NullResourceManager:
         return NullScope()
 
     def stat(self) -> dict[str, Any]:
-        return {}
+        """The shape of the real manager's usage tree, all zero."""
+        zero = ScopeStat()
+        return {"system": zero, "transient": zero, "allowlisted_system": zero, "allowlisted_transient": zero,
+                "services": {}, "protocols": {}, "peers": {}}
 
     def close(self) -> None:
         pass

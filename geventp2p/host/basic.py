@@ -23,6 +23,13 @@ Modelled on go-libp2p ``p2p/host/basic``:
   starts a :class:`~geventp2p.host.pstoremanager.PeerstoreManager` that forgets a
   disconnected peer's keys, protocols and metadata after that long (go: 60 s).
   A hand-built host has neither; :func:`geventp2p.new_host` enables both.
+* Resources (go-libp2p's resource manager, ``host.resource_manager``; the swarm
+  gives every stream a scope, ``stream.scope``): once a protocol is negotiated,
+  inbound or outbound, the stream's scope is moved to it (``set_protocol``).
+  A refusal resets the stream with code 0x1002 ("resource limit exceeded"): the
+  inbound handler is not run (the dialer reads the reset), and ``new_stream``
+  raises :class:`~geventp2p.exceptions.ResourceLimitExceeded`.  Services tag
+  their streams with :func:`set_stream_service` (``libp2p.identify``...).
 * ``close()`` closes services (identify, ping...), the connection and peerstore
   managers, then the swarm (listeners, connections, greenlets).  Afterwards no greenlet of the host is alive and
   every socket is closed.
@@ -44,7 +51,14 @@ from geventp2p.core.event import (
     UpdatedAddress,
 )
 from geventp2p.core.peer import PeerId, PeerInfo
-from geventp2p.exceptions import ConfigError, ConnectionClosedError, NegotiationError, P2PError
+from geventp2p.core.rcmgr import NullResourceManager, Priority
+from geventp2p.exceptions import (
+    ConfigError,
+    ConnectionClosedError,
+    NegotiationError,
+    P2PError,
+    ResourceLimitExceeded,
+)
 from geventp2p.host.connmgr import BasicConnManager
 from geventp2p.host.eventbus import EventBus
 from geventp2p.host.peerstore import AGENT_VERSION, TEMP_ADDR_TTL
@@ -62,6 +76,9 @@ __all__ = [
     "DEFAULT_NEGOTIATION_TIMEOUT",
     "DEFAULT_IDENTIFY_WAIT",
     "DEFAULT_PIPELINED_FIN_AGENTS",
+    "set_stream_protocol",
+    "set_stream_service",
+    "reserve_stream_memory",
 ]
 
 log = logging.getLogger(__name__)
@@ -76,6 +93,62 @@ DEFAULT_IDENTIFY_WAIT = 5.0
 #: as a lazily pipelined proposal (go-libp2p's own lazy client never waits; js-libp2p
 #: 3.x loses such a FIN).  Other peers get ``close_write`` only after the echo.
 DEFAULT_PIPELINED_FIN_AGENTS = ("geventp2p/",)
+
+
+_NULL_RCMGR = NullResourceManager()
+
+
+def set_stream_protocol(stream: Stream, protocol: str) -> None:
+    """Move ``stream``'s scope to ``protocol`` (go ``stream.SetProtocol``) and set
+    ``stream.protocol``.
+
+    For streams negotiated outside the host (identify opens its own on a
+    connection).  On refusal the stream is reset with code 0x1002 and
+    :class:`ResourceLimitExceeded` propagates."""
+    try:
+        stream.scope.set_protocol(protocol)
+    except ResourceLimitExceeded as exc:
+        log.debug("stream %s of %s refused: %s", protocol, _remote(stream), exc)
+        stream.reset(ResourceLimitExceeded.error_code)
+        raise
+    stream.protocol = protocol
+
+
+def reserve_stream_memory(stream: Stream, size: int) -> None:
+    """Reserve ``size`` bytes in ``stream``'s scope (priority ALWAYS) for a buffer the
+    protocol is about to hold; give them back with ``stream.scope.release_memory``.
+
+    On refusal the stream is reset with code 0x1002 and
+    :class:`ResourceLimitExceeded` propagates (go's ping and identify handlers)."""
+    try:
+        stream.scope.reserve_memory(size, Priority.ALWAYS)
+    except ResourceLimitExceeded as exc:
+        log.debug("stream %s of %s: %d bytes refused: %s", stream.protocol, _remote(stream), size, exc)
+        stream.reset(ResourceLimitExceeded.error_code)
+        raise
+
+
+def set_stream_service(stream: Stream, service: str) -> None:
+    """Charge ``stream`` to ``service`` too (go ``stream.Scope().SetService``).
+
+    Call it once the protocol is negotiated (the host does that before a handler
+    runs and before ``new_stream`` returns).  On refusal the stream is reset with
+    code 0x1002 and :class:`ResourceLimitExceeded` propagates: an inbound handler
+    just lets it end the handler, an outbound caller gets the error.
+    """
+    try:
+        stream.scope.set_service(service)
+    except ResourceLimitExceeded as exc:
+        log.debug("stream %s of %s refused by service %s: %s", stream.protocol, _remote(stream), service, exc)
+        stream.reset(ResourceLimitExceeded.error_code)
+        raise
+
+
+def _remote(stream: Stream) -> Any:
+    try:
+        return stream.conn.remote_peer
+    except AttributeError:
+        return None
 
 
 def _as_peer(peer: Any) -> PeerId:
@@ -192,6 +265,13 @@ class BasicHost:
     def public_key(self) -> Any:
         key = self.network.local_key
         return key.public_key() if key is not None else self.peerstore.pubkey(self.id)
+
+    @property
+    def resource_manager(self) -> Any:
+        """The swarm's resource manager (``stat()`` returns its usage tree); a
+        :class:`~geventp2p.core.rcmgr.NullResourceManager` when the swarm has none."""
+        rm = getattr(self.network, "resource_manager", None)
+        return rm if rm is not None else _NULL_RCMGR
 
     @property
     def events(self) -> EventBus:
@@ -316,6 +396,13 @@ class BasicHost:
             return
         stream.protocol = proto
         try:
+            stream.scope.set_protocol(proto)
+        except ResourceLimitExceeded as exc:
+            # go: the echo is already sent; the stream is reset with 0x1002
+            log.debug("inbound stream %s from %s refused: %s", proto, stream.conn.remote_peer, exc)
+            stream.reset(ResourceLimitExceeded.error_code)
+            return
+        try:
             handler(stream)
         except (P2PError, OSError) as exc:  # the stream or connection died under the handler
             log.debug("handler for %s from %s ended with %r", proto, stream.conn.remote_peer, exc)
@@ -375,7 +462,9 @@ class BasicHost:
         NegotiationError on the first read, and the stream is reset with code
         0x1001); otherwise each protocol is proposed in turn until one is accepted
         (NegotiationError when all are refused).  ``stream.protocol`` holds the
-        result.  ``timeout`` bounds the whole call.  The returned object is always a
+        result.  The stream's resource scope is moved to the protocol; a refusal
+        resets the stream with code 0x1002 and raises ``ResourceLimitExceeded``.
+        ``timeout`` bounds the whole call.  The returned object is always a
         :class:`~geventp2p.net.stream.Stream` (a context manager), whatever the
         muxer and whatever identify knows about the peer.
         """
@@ -395,13 +484,21 @@ class BasicHost:
             stream = self.network.new_stream(pid, timeout=dl.left())
         try:
             if len(protos) == 1 and self.peerstore.supports_protocols(pid, protos[0]):
+                # charged before anything is proposed (go sets the protocol first too)
+                stream.scope.set_protocol(protos[0])
                 multistream.select_lazy(stream, protos[0], dl.left(self.negotiation_timeout),
                                         confirm_before_fin=self._confirm_before_fin(pid))
                 stream.protocol = protos[0]
                 return stream
             proto = multistream.select_one_of(stream, protos, timeout=dl.left(self.negotiation_timeout))
+            stream.scope.set_protocol(proto)
         except BaseException as exc:
-            stream.reset(NegotiationError.error_code if isinstance(exc, P2PError) else 0)
+            if isinstance(exc, ResourceLimitExceeded):
+                log.debug("outbound stream to %s refused: %s", pid, exc)
+                code = ResourceLimitExceeded.error_code
+            else:
+                code = NegotiationError.error_code if isinstance(exc, P2PError) else 0
+            stream.reset(code)
             raise
         stream.protocol = proto
         return stream

@@ -59,7 +59,8 @@ Application API (all blocking calls "block the calling greenlet")
 Attributes: ``id``, ``protocol`` (settable, ``None`` until negotiated),
 ``direction`` (a :class:`~geventp2p.core.mux.Direction`, equal to ``"inbound"``/
 ``"outbound"``), ``conn`` (the muxed conn; the swarm replaces it with its connection
-object), ``remote_peer`` (``conn.remote_peer``).
+object), ``remote_peer`` (``conn.remote_peer``), ``scope`` (the resource manager's
+stream scope, set by the swarm; ``NULL_SCOPE`` without a resource manager).
 
 Streams opened and accepted by a host are instances of this class (the muxer's
 subclass), whatever the muxer and however the protocol was negotiated: no wrapper

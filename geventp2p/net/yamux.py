@@ -36,7 +36,10 @@ streams fail with ``ConnectionClosedError`` (go-yamux ``forceClose``).
 Interop: checked by hand against js-libp2p 3.3 and py-libp2p 0.8.1 peers (echo
 both directions, 300 concurrent streams, 4 MiB transfers, resets, pings).
 
-Window growth beyond 256 KiB reserves memory in ``scope`` first (see the session).
+Window growth beyond 256 KiB reserves memory first (see the session), in the
+stream's resource scope (``stream.scope``, set by the swarm: the stream, its peer,
+protocol and service and the system are charged), or in the connection's
+``scope`` for a stream without one; a refusal keeps the window as it is.
 """
 
 from __future__ import annotations
@@ -170,6 +173,7 @@ class YamuxConn(MuxConn[_y.Session, YamuxStream]):
         self._ack_waiters: deque[Event] = deque()  # open_stream calls blocked on the ACK backlog, FIFO
         self._pings: dict[int, list[AsyncResult]] = {}
         session = _y.Session(config, is_initiator, scope)
+        session.stream_scope = self._stream_scope
         session.start(_monotonic())
         super().__init__(
             conn, is_initiator, config, scope, session,
@@ -200,6 +204,14 @@ class YamuxConn(MuxConn[_y.Session, YamuxStream]):
                 waiters.remove(result)
                 if not waiters:
                     del self._pings[opaque]
+
+    def _stream_scope(self, stream_id: int) -> ResourceScope | None:
+        """The resource scope of stream ``stream_id`` (None: none, use the session's)."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return None
+        scope = stream.scope
+        return None if scope is NULL_SCOPE else scope
 
     # ------------------------------------------------------------------ MuxConn hooks
 

@@ -1,6 +1,8 @@
 """Echo - ``/echo/1.0.0``: the server writes back every byte until EOF, then closes.
 
 Not a libp2p standard protocol; the interop test peers and our tests use it.
+Both sides charge their stream to the resource manager's ``libp2p.echo`` service
+(a refusal resets the stream with code 0x1002).
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from typing import Any
 import gevent
 
 from geventp2p.exceptions import ConfigError, P2PTimeoutError
+from geventp2p.host.basic import set_stream_service
 
-__all__ = ["PROTOCOL_ID", "EchoService", "echo"]
+__all__ = ["PROTOCOL_ID", "SERVICE_NAME", "EchoService", "echo"]
 
 PROTOCOL_ID = "/echo/1.0.0"
+#: The resource manager service echo streams are charged to.
+SERVICE_NAME = "libp2p.echo"
 
 _CHUNK = 64 * 1024
 
@@ -38,6 +43,7 @@ class EchoService:
 
     def handle(self, stream: Any) -> None:
         """Echo until EOF, then close (runs on the stream's greenlet)."""
+        set_stream_service(stream, SERVICE_NAME)
         while True:
             try:
                 data = stream.read(_CHUNK, timeout=self.idle_timeout)
@@ -57,6 +63,7 @@ def echo(host: Any, peer: Any, data: bytes, timeout: float = 10.0, protocol_id: 
     """
     deadline = time.monotonic() + timeout
     stream = host.new_stream(peer, [protocol_id], timeout=timeout)
+    set_stream_service(stream, SERVICE_NAME)
     writer = None
     try:
         stream.set_deadline(deadline)

@@ -28,6 +28,11 @@ Unix time in ns, strictly increasing).  A received record is used only when it
 verifies, is signed by the connection's peer and has a higher seq than the one
 stored; otherwise ``listenAddrs`` are used.  The latest valid envelope of each
 peer is available from :meth:`IdentifyService.signed_record`.
+
+Resources: every identify and push stream, both sides, is charged to the resource
+manager's ``libp2p.identify`` service (go's name and default limits); a side that
+reads messages first reserves ``MAX_MESSAGE_SIZE`` in the stream's scope.  A
+refusal resets the stream with code 0x1002.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from geventp2p.core.event import (
 from geventp2p.core.peer import PeerId
 from geventp2p.core.record import Envelope, PeerRecord, seal_peer_record
 from geventp2p.exceptions import ConfigError, P2PError, ResourceLimitExceeded
+from geventp2p.host.basic import reserve_stream_memory, set_stream_protocol, set_stream_service
 from geventp2p.host.peerstore import (
     AGENT_VERSION,
     CONNECTED_ADDR_TTL,
@@ -84,11 +90,14 @@ __all__ = [
     "PROTOCOL_VERSION",
     "IdentifyConfig",
     "IdentifyService",
+    "SERVICE_NAME",
     "default_agent_version",
 ]
 
 log = logging.getLogger(__name__)
 
+#: The resource manager service identify streams are charged to (go's name).
+SERVICE_NAME = "libp2p.identify"
 #: Timeout of one identify or push exchange (go, js: 5 s).
 DEFAULT_TIMEOUT = IdentifyConfig.timeout
 #: Pushes sent in parallel (go: 32).
@@ -266,8 +275,13 @@ class IdentifyService:
         try:
             stream.set_deadline(deadline.at)
             multistream.select_one_of(stream, [ID], timeout=max(0.001, deadline.left(timeout) or 0.0))
-            stream.protocol = ID
-            msg = _read_all(stream)
+            set_stream_protocol(stream, ID)
+            set_stream_service(stream, SERVICE_NAME)
+            reserve_stream_memory(stream, MAX_MESSAGE_SIZE)
+            try:
+                msg = _read_all(stream)
+            finally:
+                stream.scope.release_memory(MAX_MESSAGE_SIZE)
         except BaseException:
             stream.reset()
             raise
@@ -367,6 +381,7 @@ class IdentifyService:
         )
 
     def _handle_identify(self, stream: Any) -> None:
+        set_stream_service(stream, SERVICE_NAME)
         stream.set_deadline(time.monotonic() + self.timeout)
         msg = self.build_message(getattr(stream.conn, "remote_addr", None))
         stream.write(msg.encode(MAX_OWN_MESSAGE_SIZE))
@@ -375,6 +390,8 @@ class IdentifyService:
     def _handle_push(self, stream: Any) -> None:
         stream.set_deadline(time.monotonic() + self.timeout)
         conn = stream.conn
+        set_stream_service(stream, SERVICE_NAME)
+        reserve_stream_memory(stream, MAX_MESSAGE_SIZE)
         try:
             msg = _read_all(stream)
             info = validate(msg, conn.remote_peer)
@@ -382,6 +399,8 @@ class IdentifyService:
             log.debug("identify push from %s rejected: %s", conn.remote_peer, exc)
             stream.reset()
             return
+        finally:
+            stream.scope.release_memory(MAX_MESSAGE_SIZE)
         stream.close()
         self._apply(conn, info, push=True)
 
@@ -427,7 +446,8 @@ class IdentifyService:
         try:
             stream.set_deadline(deadline.at)
             multistream.select_one_of(stream, [ID_PUSH], timeout=max(0.001, deadline.left(timeout) or 0.0))
-            stream.protocol = ID_PUSH
+            set_stream_protocol(stream, ID_PUSH)
+            set_stream_service(stream, SERVICE_NAME)
             stream.write(self.build_message(conn.remote_addr).encode(MAX_OWN_MESSAGE_SIZE))
             stream.close()
             return True

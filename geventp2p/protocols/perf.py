@@ -5,6 +5,9 @@ close the write side, read until EOF expecting exactly N bytes.  Server: read
 the 8-byte number, drain the upload until EOF, only then send N bytes and
 close.  Never enable the server on public nodes (amplification); it is off in
 ``new_host`` unless asked for (``services=[..., "perf"]``).
+
+Both sides charge their stream to the resource manager's ``libp2p.perf`` service
+(a refusal resets the stream with code 0x1002).
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from geventp2p.exceptions import ConfigError, IncompleteReadError, RemoteProtocolError
+from geventp2p.host.basic import set_stream_service
 
-__all__ = ["PROTOCOL_ID", "PerfService", "PerfResult", "perf"]
+__all__ = ["PROTOCOL_ID", "SERVICE_NAME", "PerfService", "PerfResult", "perf"]
 
 log = logging.getLogger(__name__)
 
 PROTOCOL_ID = "/perf/1.0.0"
+#: The resource manager service perf streams are charged to.
+SERVICE_NAME = "libp2p.perf"
 _BLOCK = 64 * 1024
 _ZEROS = bytes(_BLOCK)
 _MAX_U64 = (1 << 64) - 1
@@ -57,6 +63,7 @@ class PerfService:
 
     def handle(self, stream: Any) -> None:
         """Serve one perf request (runs on the stream's greenlet)."""
+        set_stream_service(stream, SERVICE_NAME)
         if self.timeout is not None:
             stream.set_deadline(time.monotonic() + self.timeout)
         try:
@@ -96,6 +103,7 @@ def perf(host: Any, peer: Any, upload_bytes: int, download_bytes: int, timeout: 
         raise ValueError("download_bytes must be a u64")
     t0 = time.monotonic()
     stream = host.new_stream(peer, [PROTOCOL_ID], timeout=timeout)
+    set_stream_service(stream, SERVICE_NAME)
     try:
         if timeout is not None:
             stream.set_deadline(t0 + timeout)

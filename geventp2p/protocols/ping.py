@@ -10,6 +10,10 @@
   folded into the peerstore's latency EWMA.  A wrong echo raises
   :class:`~geventp2p.exceptions.RemoteProtocolError`; EOF or reset ends with the
   stream error.
+
+Both sides charge their stream to the resource manager's ``libp2p.ping`` service
+(go's name and default limits), and the responder reserves its 32-byte block in
+the stream's scope; a refusal resets the stream with code 0x1002.
 """
 
 from __future__ import annotations
@@ -22,13 +26,16 @@ from typing import Any, Iterator
 import gevent
 
 from geventp2p.exceptions import ConfigError, IncompleteReadError, P2PTimeoutError, RemoteProtocolError
+from geventp2p.host.basic import reserve_stream_memory, set_stream_service
 
-__all__ = ["PROTOCOL_ID", "PING_SIZE", "PingService", "ping"]
+__all__ = ["PROTOCOL_ID", "PING_SIZE", "SERVICE_NAME", "PingService", "ping"]
 
 log = logging.getLogger(__name__)
 
 PROTOCOL_ID = "/ipfs/ping/1.0.0"
 PING_SIZE = 32
+#: The resource manager service ping streams are charged to (go's name).
+SERVICE_NAME = "libp2p.ping"
 
 
 class PingService:
@@ -72,6 +79,8 @@ class PingService:
             log.debug("ping: %s already has %d inbound ping streams; resetting", peer, n)
             stream.reset()
             return
+        set_stream_service(stream, SERVICE_NAME)  # refused: reset, the host logs it
+        reserve_stream_memory(stream, PING_SIZE)
         self._active[peer] = n + 1
         try:
             if self.max_stream_lifetime is not None:
@@ -89,6 +98,7 @@ class PingService:
                     return
                 stream.write(data)
         finally:
+            stream.scope.release_memory(PING_SIZE)
             left = self._active.get(peer, 1) - 1
             if left:
                 self._active[peer] = left
@@ -111,6 +121,7 @@ def ping(host: Any, peer: Any, count: int | None = None, interval: float = 1.0,
     if interval < 0:
         raise ValueError("interval must be >= 0")
     stream = host.new_stream(peer, [PROTOCOL_ID], timeout=timeout)
+    set_stream_service(stream, SERVICE_NAME)
     try:
         n = 0
         while count is None or n < count:

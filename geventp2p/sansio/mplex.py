@@ -102,6 +102,7 @@ from geventp2p.exceptions import (
     P2PTimeoutError,
     ProtocolError,
     ResourceLimitExceeded,
+    ResourceScopeClosed,
     StreamClosedError,
 )
 from geventp2p.sansio._mux import (
@@ -600,7 +601,7 @@ class Session(StreamTable):
             else:
                 try:
                     self.scope.reserve_memory(n)
-                except ResourceLimitExceeded as exc:
+                except (ResourceLimitExceeded, ResourceScopeClosed) as exc:  # closed: the conn is ending
                     why = f"memory limit: {exc}"
             if why is not None:
                 self._local_reset(st, RESET_CODE_RESOURCE_LIMIT, why, events)

@@ -35,8 +35,12 @@ Policies (decisions, with the implementation they follow):
   configurable); updates follow the application's reads
   (:meth:`consumed`), sent once half the window is free; the window doubles
   (auto-tuning, up to ``max_window_size``) when updates come faster than 4 RTT.
-  Each growth reserves memory in the ``scope`` first (refused -> no growth);
-  a stream's reservations are released when it leaves the table.
+  Each growth beyond the initial 256 KiB first reserves the extra bytes at
+  priority :data:`WINDOW_GROWTH_PRIORITY` (128, go-yamux's) in the stream's
+  resource scope (:attr:`Session.stream_scope` names it; default: the session's
+  ``scope``).  A refusal only keeps the window where it is: the stream goes on
+  at its current window (go-yamux).  A stream's reservations are released when
+  it leaves the table.
 * Sending: :meth:`send_data` takes as much as the send window allows and splits
   it into Data frames of at most ``max_frame_body`` bytes.  While queued, small Data
   frames of one stream are coalesced (``frames.YamuxWriteBuffer``): many small writes
@@ -87,7 +91,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 from geventp2p._speedups import frames, window
 from geventp2p.core.rcmgr import NULL_SCOPE, ResourceScope
@@ -110,6 +114,7 @@ from geventp2p.exceptions import (
     ProtocolError,
     RemoteProtocolError,
     ResourceLimitExceeded,
+    ResourceScopeClosed,
     StreamClosedError,
     WindowError,
 )
@@ -117,6 +122,7 @@ from geventp2p.exceptions import (
 __all__ = [
     "PROTOCOL_ID",
     "INITIAL_WINDOW",
+    "WINDOW_GROWTH_PRIORITY",
     "FrameType",
     "Flag",
     "GoAwayCode",
@@ -140,6 +146,9 @@ PROTOCOL_ID = "/yamux/1.0.0"
 KiB = 1024
 MiB = 1024 * KiB
 INITIAL_WINDOW = 256 * KiB
+#: Priority of a window-growth memory reservation (go-yamux: 128, about half of the
+#: scope's limit; see ``geventp2p.core.rcmgr``).
+WINDOW_GROWTH_PRIORITY = 128
 U32_MAX = 0xFFFFFFFF
 RESET_CODE_RESOURCE_LIMIT = 0x1002
 
@@ -320,7 +329,7 @@ Event = Union[
 class _Stream:
     __slots__ = (
         "stream_id", "outbound", "window", "acked", "accepted", "local_fin", "remote_fin", "read_closed", "reserved",
-        "sender",
+        "sender", "mem_scope",
     )
 
     def __init__(self, stream_id: int, outbound: bool, max_window: int) -> None:
@@ -332,8 +341,9 @@ class _Stream:
         self.local_fin = False
         self.remote_fin = False
         self.read_closed = False  # the application discards further data (close_read)
-        self.reserved = 0  # memory reserved in the scope for window growth
+        self.reserved = 0  # memory reserved in mem_scope for window growth
         self.sender: Any = None  # frames.YamuxStreamSender, made on demand
+        self.mem_scope: Any = None  # where the growth was reserved (chosen at the first growth)
 
 
 _PING_USER = 0
@@ -350,6 +360,10 @@ class Session(StreamTable):
         self.config = config = config if config is not None else YamuxConfig()
         self.is_initiator = is_initiator
         self.scope = scope
+        #: ``stream_scope(stream_id)`` -> the resource scope window growth of that
+        #: stream is charged to, or None for ``scope`` (the shell sets it; asked once
+        #: per stream, at its first growth).
+        self.stream_scope: Callable[[int], ResourceScope | None] | None = None
         self._next_id = 1 if is_initiator else 2
         self._remote_parity = 0 if is_initiator else 1  # remote ids: even if we are the client
         self._streams: dict[int, _Stream] = {}
@@ -608,10 +622,13 @@ class Session(StreamTable):
         can_grow = False
         if rtt > 0 and target < w.max_window and (target - w.recv_window - w.recv_buffered) >= target // 2:
             extra = min(target * 2, w.max_window) - target
+            mem = st.mem_scope
+            if mem is None:
+                mem = st.mem_scope = self._growth_scope(stream_id)
             try:
-                self.scope.reserve_memory(extra)
-            except ResourceLimitExceeded:
-                extra = 0
+                mem.reserve_memory(extra, WINDOW_GROWTH_PRIORITY)
+            except (ResourceLimitExceeded, ResourceScopeClosed):
+                extra = 0  # declined: the window stays, the stream goes on
             else:
                 can_grow = True
         delta = w.take_update(now, rtt, False, can_grow)
@@ -620,10 +637,18 @@ class Session(StreamTable):
             if grown:
                 st.reserved += grown
             if grown != extra:
-                self.scope.release_memory(extra - grown)
+                st.mem_scope.release_memory(extra - grown)
         if delta:
             self._queue(_WU, 0, stream_id, delta)
         return delta
+
+    def _growth_scope(self, stream_id: int) -> ResourceScope:
+        find = self.stream_scope
+        if find is not None:
+            scope = find(stream_id)
+            if scope is not None:
+                return scope
+        return self.scope
 
     def ping(self, now: float) -> int:
         """Queue a ping (SYN) unless one is outstanding; return the outstanding opaque value."""
@@ -662,7 +687,7 @@ class Session(StreamTable):
             if st.sender is not None:
                 st.sender.open = False
             if st.reserved:
-                self.scope.release_memory(st.reserved)
+                st.mem_scope.release_memory(st.reserved)
                 st.reserved = 0
         self._streams.clear()
         self._num_inbound = self._unaccepted = self._unacked = self._open_reserved = 0
@@ -672,7 +697,7 @@ class Session(StreamTable):
         if st.sender is not None:
             st.sender.open = False
         if st.reserved:
-            self.scope.release_memory(st.reserved)
+            st.mem_scope.release_memory(st.reserved)
             st.reserved = 0
         if not st.outbound:
             self._num_inbound -= 1

@@ -47,7 +47,7 @@ import geventp2p._speedups as _speedups
 from geventp2p import exceptions as geventp2p_errors
 from geventp2p.core.event import EvtPeerIdentificationCompleted
 from geventp2p.core.peer import PeerId
-from geventp2p.defaults import new_host
+from geventp2p.defaults import new_host, unlimited_limits
 from geventp2p.host.peerstore import AGENT_VERSION
 from geventp2p.net.mplex import MplexMuxer
 from geventp2p.net.yamux import YamuxMuxer
@@ -128,7 +128,9 @@ class _World:
     def host(self, muxer: str) -> Any:
         h = self.hosts.get(muxer)
         if h is None:
-            h = self.hosts[muxer] = new_host(muxers=[_muxer(muxer)], services=["identify", "ping", "echo", "perf"])
+            # a thousand concurrent streams to one peer: beyond go's default resource limits
+            h = self.hosts[muxer] = new_host(muxers=[_muxer(muxer)], services=["identify", "ping", "echo", "perf"],
+                                             limits=unlimited_limits())
             sub = h.event_bus.subscribe(EvtPeerIdentificationCompleted, buffer=256, name="interop-test")
             self._subs.append(sub)
             self._drains.spawn(self.identified.extend, sub)  # drains until the sub closes
