@@ -15,7 +15,8 @@ scope with the resource manager (``open_connection``) *before* the transport dia
 or right after accept, and hands it to ``upgrade_*(..., scope=...)``.  Once the
 security handshake names the peer the upgrader calls ``scope.set_peer(peer)``
 (a refusal closes the connection and raises ``ResourceLimitExceeded``) and gives
-the muxer the peer's scope (``scope.peer_scope()``) for its buffers.  From the
+the muxer the connection's scope for its buffers and stream windows, so they count
+against the connection's, the peer's and the system's memory limits.  From the
 call on the scope belongs to the upgrade: a failed upgrade calls ``scope.done()``;
 a successful one stores it as ``Connection.scope``, released by
 ``Connection.close()`` (the swarm releases its own connections' scopes when they
@@ -223,7 +224,7 @@ class Upgrader:
             mux_scope: Any = self.scope
             if conn_scope is not None:
                 conn_scope.set_peer(secured.remote_peer)  # ResourceLimitExceeded: the peer is full
-                mux_scope = conn_scope.peer_scope() or self.scope
+                mux_scope = conn_scope
             mux_id = secured.early_muxer
             if mux_id not in self.muxers:
                 if mux_id is not None:

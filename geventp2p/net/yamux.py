@@ -230,7 +230,12 @@ class YamuxConn(MuxConn[_y.Session, YamuxStream]):
                     self._wake_openers()
                 raise P2PTimeoutError("yamux: open_stream timed out waiting for ACKs")
             self._check_alive()  # granted by _wake_openers, or woken by the session end
-        return session.open_stream(reserved=True)
+        try:
+            return session.open_stream(reserved=True)
+        except BaseException:  # e.g. ResourceLimitExceeded for its window: give the slot back
+            session.release_open()
+            self._wake_openers()
+            raise
 
     def _wake_openers(self) -> None:
         """Give blocked ``open_stream`` calls the ACK-backlog slots that are free (FIFO)."""

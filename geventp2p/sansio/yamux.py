@@ -149,6 +149,9 @@ INITIAL_WINDOW = 256 * KiB
 #: Priority of a window-growth memory reservation (go-yamux: 128, about half of the
 #: scope's limit; see ``geventp2p.core.rcmgr``).
 WINDOW_GROWTH_PRIORITY = 128
+#: Priority of the initial-window reservation of a new stream (go-yamux: 255, i.e.
+#: granted while the scope stays within its limit).
+INITIAL_WINDOW_PRIORITY = 255
 U32_MAX = 0xFFFFFFFF
 RESET_CODE_RESOURCE_LIMIT = 0x1002
 
@@ -329,7 +332,7 @@ Event = Union[
 class _Stream:
     __slots__ = (
         "stream_id", "outbound", "window", "acked", "accepted", "local_fin", "remote_fin", "read_closed", "reserved",
-        "sender", "mem_scope",
+        "sender", "mem_scope", "base",
     )
 
     def __init__(self, stream_id: int, outbound: bool, max_window: int) -> None:
@@ -344,6 +347,7 @@ class _Stream:
         self.reserved = 0  # memory reserved in mem_scope for window growth
         self.sender: Any = None  # frames.YamuxStreamSender, made on demand
         self.mem_scope: Any = None  # where the growth was reserved (chosen at the first growth)
+        self.base = 0  # the initial window, reserved in the session's scope
 
 
 _PING_USER = 0
@@ -435,7 +439,8 @@ class Session(StreamTable):
         return st.window.target if st is not None else 0
 
     def reserved_memory(self) -> int:
-        return sum(st.reserved for st in self._streams.values())
+        """Memory held for the live streams: their initial windows and window growth."""
+        return sum(st.reserved + st.base for st in self._streams.values())
 
     # ------------------------------------------------------------------ output
 
@@ -514,10 +519,15 @@ class Session(StreamTable):
         sid = self._next_id
         if sid > U32_MAX:
             raise LocalProtocolError("yamux stream ids exhausted")
+        # the initial window is memory the peer may fill: charge it before the SYN (go-yamux
+        # does the same); ResourceLimitExceeded goes to the caller, nothing is sent
+        self.scope.reserve_memory(INITIAL_WINDOW, INITIAL_WINDOW_PRIORITY)
         if reserved:
             self._open_reserved -= 1
         self._next_id = sid + 2
-        self._streams[sid] = _Stream(sid, True, self._max_window)
+        st = _Stream(sid, True, self._max_window)
+        st.base = INITIAL_WINDOW
+        self._streams[sid] = st
         self._unacked += 1
         self._queue(_WU, _SYN, sid, 0)
         return sid
@@ -689,6 +699,9 @@ class Session(StreamTable):
             if st.reserved:
                 st.mem_scope.release_memory(st.reserved)
                 st.reserved = 0
+            if st.base:
+                self.scope.release_memory(st.base)
+                st.base = 0
         self._streams.clear()
         self._num_inbound = self._unaccepted = self._unacked = self._open_reserved = 0
 
@@ -699,6 +712,9 @@ class Session(StreamTable):
         if st.reserved:
             st.mem_scope.release_memory(st.reserved)
             st.reserved = 0
+        if st.base:
+            self.scope.release_memory(st.base)
+            st.base = 0
         if not st.outbound:
             self._num_inbound -= 1
             if not st.accepted:
@@ -919,11 +935,17 @@ class Session(StreamTable):
             reason = f"more than {self.config.max_inbound_streams} inbound streams"
         elif self._unaccepted >= self.config.accept_backlog:
             reason = f"accept backlog of {self.config.accept_backlog} is full"
+        if reason is None:
+            try:  # the initial window the peer may fill at once (go-yamux charges it too)
+                self.scope.reserve_memory(INITIAL_WINDOW, INITIAL_WINDOW_PRIORITY)
+            except (ResourceLimitExceeded, ResourceScopeClosed) as exc:
+                reason = f"no memory for its receive window: {exc}"
         if reason is not None:
             self._queue(_WU, _RST, sid, RESET_CODE_RESOURCE_LIMIT)
             events.append(StreamRefused(stream_id=sid, reason=reason))
             return None
         st = _Stream(sid, False, self._max_window)
+        st.base = INITIAL_WINDOW
         self._streams[sid] = st
         self._num_inbound += 1
         self._unaccepted += 1

@@ -217,6 +217,7 @@ def test_window_autotune_grows_with_memory_reserved_and_released():
     p = SessionPair(server_scope=scope)
     sid = p.client.open_stream()
     p.to_server()
+    assert scope.memory == y.INITIAL_WINDOW  # the initial window, charged at the SYN
     half = y.INITIAL_WINDOW // 2
     now = 0.0
     rtt = 1.0
@@ -233,15 +234,17 @@ def test_window_autotune_grows_with_memory_reserved_and_released():
     delta = p.server.consumed(sid, half, now, rtt)
     assert p.server.window_target(sid) == 2 * y.INITIAL_WINDOW
     assert delta == half + y.INITIAL_WINDOW
-    assert scope.memory == y.INITIAL_WINDOW
+    assert scope.memory == 2 * y.INITIAL_WINDOW
     p.server.reset(sid)
     assert scope.memory == 0
 
 
 def test_window_growth_refused_by_scope():
-    class Tight(NullScope):
+    class Tight(NullScope):  # grants the initial window (priority 255), nothing more
         def reserve_memory(self, size, priority=0):
-            raise ResourceLimitExceeded("test", "memory")
+            if priority < y.INITIAL_WINDOW_PRIORITY:
+                raise ResourceLimitExceeded("test", "memory")
+            super().reserve_memory(size, priority)
 
     scope = Tight()
     p = SessionPair(server_scope=scope)
@@ -253,7 +256,43 @@ def test_window_growth_refused_by_scope():
         p.to_server()
         assert p.server.consumed(sid, half, now=i * 0.1, rtt=1.0) == half
     assert p.server.window_target(sid) == y.INITIAL_WINDOW
+    assert scope.memory == y.INITIAL_WINDOW
+    p.server.reset(sid)
     assert scope.memory == 0
+
+
+def test_initial_window_is_charged_and_a_stream_without_memory_is_refused():
+    """Each stream's initial 256 KiB window is reserved in the session's scope when the
+    stream opens (go-yamux does the same), so never-read streams are bounded by memory
+    limits: an inbound SYN the scope can't cover gets RST 0x1002; an outbound open
+    raises ResourceLimitExceeded and sends nothing."""
+
+    class Capped(NullScope):
+        def __init__(self, cap):
+            super().__init__()
+            self.cap = cap
+
+        def reserve_memory(self, size, priority=0):
+            if self.memory + size > self.cap:
+                raise ResourceLimitExceeded("conn", "memory", used=self.memory, requested=size, limit=self.cap)
+            super().reserve_memory(size, priority)
+
+    server_scope, client_scope = Capped(2 * y.INITIAL_WINDOW), Capped(3 * y.INITIAL_WINDOW)
+    p = SessionPair(server_scope=server_scope, client_scope=client_scope)
+    sids = [p.client.open_stream() for _ in range(3)]
+    ev = p.to_server()
+    refused = [e for e in ev if isinstance(e, StreamRefused)]
+    assert [e.stream_id for e in refused] == [sids[2]] and "memory" in refused[0].reason
+    assert server_scope.memory == 2 * y.INITIAL_WINDOW
+    with pytest.raises(ResourceLimitExceeded):
+        p.client.open_stream()
+    assert client_scope.memory == 3 * y.INITIAL_WINDOW
+    ev = p.to_client()  # the RST for the third stream frees its window on our side
+    assert client_scope.memory == 2 * y.INITIAL_WINDOW
+    for sid in sids[:2]:
+        p.server.reset(sid)
+        p.client.reset(sid)
+    assert server_scope.memory == 0 and client_scope.memory == 0
 
 
 def test_window_grows_to_max_only():
@@ -267,7 +306,7 @@ def test_window_grows_to_max_only():
         p.to_server()
         p.server.consumed(sid, sent, now=i * 0.01, rtt=1.0)
     assert p.server.window_target(sid) == 3 * y.INITIAL_WINDOW
-    assert p.server.scope.memory == 2 * y.INITIAL_WINDOW
+    assert p.server.scope.memory == 3 * y.INITIAL_WINDOW  # initial window + growth
     p.server.close()
     assert p.server.scope.memory == 0
 
