@@ -6,6 +6,12 @@ transport frames.  All framing lives in the core; this module only moves bytes:
 ``readinto`` receives ciphertext into the decryptor's own buffer and decrypts it
 straight into the caller's buffer (no bytes object per receive), ``write``/``writev``
 seal into one pooled buffer that goes out in one call.
+
+The decryptor's buffer comes from the process-wide :data:`geventp2p.net.bufpool.POOL`
+and goes back to it whenever the connection has nothing buffered and waits for the
+transport (:meth:`NoiseConn.wait_readable`, and every receive that would wait), so an
+idle connection holds no receive buffer; it starts small and grows only while
+receives fill it (bulk traffic).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from geventp2p.crypto.backend import get_backend
 from geventp2p.crypto.keys import PrivateKey
 from geventp2p.exceptions import SecurityError, TransportError
 from geventp2p.net._deadline import timeout_scope
+from geventp2p.net.bufpool import POOL
 from geventp2p.net.rawconn import Buffer
 from geventp2p.net.rawconn import RawConn as _RawConnBase
 from geventp2p.sansio.noise import RECV_SIZE, FrameDecryptor, FrameEncryptor, Handshake, HandshakeResult
@@ -106,10 +113,11 @@ class NoiseConn(_RawConnBase):
         super().__init__()
         self._raw = raw
         self._enc = FrameEncryptor(result.send_cipher)
-        self._dec = FrameDecryptor(result.recv_cipher)  # its buffer comes with the first read
+        self._dec = FrameDecryptor(result.recv_cipher, pool=POOL)  # a buffer only while reading
         if received:
             self._dec.receive_data(received)
         self._wlock = Semaphore()  # one writer at a time: nonce order is wire order
+        self._readable = False  # wait_readable just returned: the next receive goes ahead
         self.local_peer = local_peer
         self.remote_peer = result.remote_peer
         self.remote_public_key = result.remote_public_key
@@ -151,11 +159,33 @@ class NoiseConn(_RawConnBase):
             self.close()
             raise
 
+    def wait_readable(self) -> None:
+        """Blocks the calling greenlet until a read would not wait; while it waits the
+        decryptor holds no buffer (it went back to the pool)."""
+        if self._rbuf or self._pending or self._closed:
+            return
+        dec = self._dec
+        if dec.release_buffer():  # nothing buffered: wait for the transport without it
+            self._raw_wait_readable()
+            self._readable = True  # the next receive need not wait again
+
+    def _raw_wait_readable(self) -> None:
+        wait = getattr(self._raw, "wait_readable", None)
+        if wait is not None:
+            wait()
+
     def _fill(self) -> bool:
         """Receive ciphertext into the decryptor's own buffer; False at EOF or once closed."""
         if self._closed:
             return False
         dec = self._dec
+        if self._readable:
+            self._readable = False
+        elif dec.release_buffer():
+            # about to wait with nothing buffered: hold no buffer meanwhile
+            self._raw_wait_readable()
+            if self._closed:
+                return False
         view = dec.receive_buffer()
         try:
             k = self._raw.readinto(view)

@@ -67,6 +67,8 @@ DEFAULT_READ_SIZE = 65536
 
 # sendmsg() accepts at most IOV_MAX buffers (1024 on Linux); stay well below.
 _MAX_IOV = 512
+_MSG_PEEK = getattr(_stdlib_socket, "MSG_PEEK", 2)
+_PEEK = bytearray(1)  # wait_readable's MSG_PEEK target, shared (the byte is never read)
 
 
 class PendingEcho(Protocol):
@@ -168,6 +170,16 @@ class RawConn:
         k = len(data)
         mv[:k] = data
         return k
+
+    def wait_readable(self) -> None:
+        """Blocks the calling greenlet until a read would not wait (data, EOF or an error).
+
+        Lets a reader hand its receive buffer back while the connection is idle and
+        take one again only once bytes arrived (see :mod:`geventp2p.net.bufpool`).
+        Returns at once when bytes are pushed back, a negotiation is pending or the
+        connection is closed.  The default returns at once (the read then waits);
+        ``SocketConn`` and ``NoiseConn`` wait.  Errors are left to the read that follows.
+        """
 
     def unread(self, data: Buffer) -> None:
         """Push ``data`` back; the next ``read`` returns it before anything else."""
@@ -355,6 +367,17 @@ class SocketConn(RawConn):
             if self._closed:
                 return 0
             raise TransportError(exc.errno, f"read failed: {exc.strerror or exc}") from exc
+
+    def wait_readable(self) -> None:
+        """Blocks the calling greenlet until the socket is readable (data, EOF or an
+        error): a one-byte ``MSG_PEEK`` receive, which gevent parks on the socket's own
+        read watcher."""
+        if self._rbuf or self._pending or self._closed:
+            return
+        try:
+            self._sock.recv_into(_PEEK, 1, _MSG_PEEK)
+        except OSError:
+            pass  # the read that follows reports it
 
     def _write_raw(self, data: Buffer) -> None:
         with self._wlock:
