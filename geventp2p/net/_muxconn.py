@@ -389,33 +389,37 @@ class MuxConn(Generic[S, T]):
         # buffered, and comes back once it is readable; its size follows the traffic
         detach = getattr(session, "detach_receive_buffer", None) if readinto is not None else None
         wait_readable = getattr(conn, "wait_readable", None)
+        # reads that return None instead of waiting (RawConn.readinto_nowait), else waiting ones
+        nowait = getattr(conn, "readinto_nowait", None) if wait_readable is not None else None
+        if nowait is None:
+            nowait = readinto
         sizes = _read_sizes(read_size)
         step = 0  # index of the read size in sizes: up while reads fill the view, down on small ones
         cur = sizes[0]
         top = len(sizes) - 1
-        fresh = True  # no buffer taken from the pool yet
+        fresh = True  # no buffer taken from the pool yet (the first one comes from it)
         since_yield = 0  # bytes read since the reader last let other greenlets run
         data = b""
         try:
             while not self._terminated:
                 try:
                     if readinto is not None:
-                        if detach is not None:
-                            buf = detach()
-                            if buf is not None or fresh:
-                                fresh = False
-                                if buf is not None:
-                                    _POOL.release(buf)
-                                if wait_readable is not None:
-                                    wait_readable()
-                                    if self._terminated:
-                                        break
-                                session.attach_receive_buffer(_POOL.acquire(cur))
+                        if fresh and detach is not None:
+                            fresh = False
+                            session.attach_receive_buffer(_POOL.acquire(cur))
                         view = session.receive_buffer(cur)
                         try:
-                            got = readinto(view)
+                            got = nowait(view)
                         finally:
                             view.release()
+                        if got is None:  # nothing there: wait without the frame buffer
+                            buf = detach() if detach is not None else None
+                            if buf is not None:
+                                _POOL.release(buf)
+                            wait_readable()
+                            if buf is not None and not self._terminated:
+                                session.attach_receive_buffer(_POOL.acquire(cur))
+                            continue
                         if got * 2 >= cur:
                             if step < top:
                                 step += 1

@@ -117,7 +117,6 @@ class NoiseConn(_RawConnBase):
         if received:
             self._dec.receive_data(received)
         self._wlock = Semaphore()  # one writer at a time: nonce order is wire order
-        self._readable = False  # wait_readable just returned: the next receive goes ahead
         self.local_peer = local_peer
         self.remote_peer = result.remote_peer
         self.remote_public_key = result.remote_public_key
@@ -148,6 +147,47 @@ class NoiseConn(_RawConnBase):
             self.close()
             raise
 
+    def _readinto_nowait_raw(self, mv: memoryview) -> Optional[int]:
+        dec = self._dec
+        try:
+            while True:
+                k = dec.readinto(mv)
+                if k:
+                    return k
+                got = self._fill_nowait()
+                if got is None:
+                    return None
+                if not got:
+                    return 0
+        except SecurityError:
+            self.close()
+            raise
+
+    def _fill_nowait(self) -> Optional[bool]:
+        """``_fill`` without waiting: None (nothing buffered is left held) if no
+        ciphertext is available now."""
+        if self._closed:
+            return False
+        dec = self._dec
+        nowait = getattr(self._raw, "readinto_nowait", None)
+        if nowait is None:
+            return self._fill()
+        view = dec.receive_buffer()
+        try:
+            k = nowait(view)
+        finally:
+            view.release()
+        if self._closed:
+            return False
+        if k is None:
+            dec.release_buffer()  # (kept if a partial frame is buffered)
+            return None
+        if not k:
+            dec.receive_eof()
+            return False
+        dec.receive_into(k)
+        return True
+
     def _read_raw(self, n: int) -> bytes:
         dec = self._dec
         try:
@@ -165,34 +205,61 @@ class NoiseConn(_RawConnBase):
         if self._rbuf or self._pending or self._closed:
             return
         dec = self._dec
-        if dec.release_buffer():  # nothing buffered: wait for the transport without it
-            self._raw_wait_readable()
-            self._readable = True  # the next receive need not wait again
-
-    def _raw_wait_readable(self) -> None:
+        if dec.readable:
+            return
+        dec.release_buffer()  # nothing buffered: wait for the transport without it
         wait = getattr(self._raw, "wait_readable", None)
         if wait is not None:
             wait()
 
+    def _readinto_nowait_raw(self, mv: memoryview) -> Optional[int]:
+        dec = self._dec
+        try:
+            while True:
+                k = dec.readinto(mv)
+                if k:
+                    return k
+                got = self._fill_nowait()
+                if got is None:
+                    return None
+                if not got:
+                    return 0
+        except SecurityError:
+            self.close()
+            raise
+
     def _fill(self) -> bool:
-        """Receive ciphertext into the decryptor's own buffer; False at EOF or once closed."""
+        """Receive ciphertext into the decryptor's own buffer; False at EOF or once closed.
+
+        Tries without waiting first; if nothing is there the buffer goes back to the
+        pool while the transport is waited for."""
+        got = self._fill_nowait()
+        if got is not None:
+            return got
+        self.wait_readable()
+        return self._receive(self._raw.readinto)
+
+    def _fill_nowait(self) -> Optional[bool]:
+        """``_fill`` without waiting: None (and the buffer handed back if nothing is
+        buffered) when no ciphertext is available now."""
+        got = self._receive(getattr(self._raw, "readinto_nowait", self._raw.readinto))
+        if got is None:
+            self._dec.release_buffer()  # (kept if a partial frame is buffered)
+        return got
+
+    def _receive(self, readinto: Any) -> Optional[bool]:
         if self._closed:
             return False
         dec = self._dec
-        if self._readable:
-            self._readable = False
-        elif dec.release_buffer():
-            # about to wait with nothing buffered: hold no buffer meanwhile
-            self._raw_wait_readable()
-            if self._closed:
-                return False
         view = dec.receive_buffer()
         try:
-            k = self._raw.readinto(view)
+            k = readinto(view)
         finally:
             view.release()
         if self._closed:
             return False
+        if k is None:
+            return None
         if not k:
             dec.receive_eof()  # raises if EOF cut a frame
             return False

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket as _stdlib_socket
 import struct
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Protocol, Union
@@ -161,6 +162,22 @@ class RawConn:
             return self._readinto_raw(mv)
         with timeout_scope(timeout, "read"):
             return self._readinto_raw(mv)
+
+    def readinto_nowait(self, buf: Union[bytearray, memoryview]) -> Optional[int]:
+        """Like ``readinto`` but None, instead of waiting, when no byte is available now
+        (nothing is consumed then).  A reader that gets None can hand its buffer back
+        and call :meth:`wait_readable`.  Falls back to a waiting ``readinto`` while
+        a negotiation is pending, and on transports that cannot tell (the default)."""
+        if self._rbuf or self._pending or self._closed:
+            return self.readinto(buf)
+        mv = buf if isinstance(buf, memoryview) else memoryview(buf)
+        if not len(mv):
+            raise ValueError("read size must be positive")
+        return self._readinto_nowait_raw(mv)
+
+    def _readinto_nowait_raw(self, mv: memoryview) -> Optional[int]:
+        """``_readinto_raw`` or None if it would wait (default: it waits)."""
+        return self._readinto_raw(mv)
 
     def _readinto_raw(self, mv: memoryview) -> int:
         """Block until 1..len(mv) bytes were stored in ``mv``; 0 at EOF.
@@ -363,6 +380,18 @@ class SocketConn(RawConn):
     def _readinto_raw(self, mv: memoryview) -> int:
         try:
             return self._sock.recv_into(mv)
+        except OSError as exc:
+            if self._closed:
+                return 0
+            raise TransportError(exc.errno, f"read failed: {exc.strerror or exc}") from exc
+
+    def _readinto_nowait_raw(self, mv: memoryview) -> Optional[int]:
+        # the socket is non-blocking underneath (gevent sets it so): read(2) without
+        # gevent's wait, which would park the greenlet on EAGAIN while holding ``mv``
+        try:
+            return os.readv(self._sock.fileno(), (mv,))  # (-1 once closed: EBADF, never a reused fd)
+        except BlockingIOError:
+            return None
         except OSError as exc:
             if self._closed:
                 return 0

@@ -252,6 +252,19 @@ class FrameDecryptor:
         return len(self._buf)
 
     @property
+    def readable(self) -> bool:
+        """A read returns data (or raises) without more ciphertext: plaintext decrypted
+        aside, a complete frame buffered, or a failure."""
+        if self._pt is not None or self.error is not None:
+            return True
+        pos = self._pos
+        end = self._end
+        if end - pos < 2:
+            return False
+        buf = self._buf
+        return pos + 2 + ((buf[pos] << 8) | buf[pos + 1]) <= end
+
+    @property
     def idle(self) -> bool:
         """Nothing buffered: no ciphertext, no plaintext decrypted aside."""
         return self._end == self._pos and self._pt is None
