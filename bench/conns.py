@@ -80,6 +80,8 @@ def client_main(args: argparse.Namespace) -> int:
 
     raise_nofile(args.conns + 256)
     transport, pid_text = _addr.split_p2p(args.target)
+    if pid_text is None or transport is None:
+        raise SystemExit(f"--target {args.target} needs a transport address and /p2p/<id>")
     info = PeerInfo(PeerId.from_string(pid_text), [transport])
     payload = os.urandom(args.echo_size)
     timeout = args.timeout
@@ -177,7 +179,7 @@ def _fds(pid: int) -> int:
 def _harness() -> Any:
     if str(HARNESS_DIR) not in sys.path:
         sys.path.insert(0, str(HARNESS_DIR))
-    import interop_harness  # noqa: PLC0415
+    import interop_harness  # type: ignore[import-not-found]  # noqa: PLC0415
 
     return interop_harness
 

@@ -388,9 +388,9 @@ class MuxConn(Generic[S, T]):
         # the frame buffer goes back to the pool while the connection waits with nothing
         # buffered, and comes back once it is readable; its size follows the traffic
         detach = getattr(session, "detach_receive_buffer", None) if readinto is not None else None
-        wait_readable = getattr(conn, "wait_readable", None)
+        wait_readable: Any = getattr(conn, "wait_readable", None)
         # reads that return None instead of waiting (RawConn.readinto_nowait), else waiting ones
-        nowait = getattr(conn, "readinto_nowait", None) if wait_readable is not None else None
+        nowait: Any = getattr(conn, "readinto_nowait", None) if wait_readable is not None else None
         if nowait is None:
             nowait = readinto
         sizes = _read_sizes(read_size)

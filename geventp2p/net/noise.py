@@ -147,47 +147,6 @@ class NoiseConn(_RawConnBase):
             self.close()
             raise
 
-    def _readinto_nowait_raw(self, mv: memoryview) -> Optional[int]:
-        dec = self._dec
-        try:
-            while True:
-                k = dec.readinto(mv)
-                if k:
-                    return k
-                got = self._fill_nowait()
-                if got is None:
-                    return None
-                if not got:
-                    return 0
-        except SecurityError:
-            self.close()
-            raise
-
-    def _fill_nowait(self) -> Optional[bool]:
-        """``_fill`` without waiting: None (nothing buffered is left held) if no
-        ciphertext is available now."""
-        if self._closed:
-            return False
-        dec = self._dec
-        nowait = getattr(self._raw, "readinto_nowait", None)
-        if nowait is None:
-            return self._fill()
-        view = dec.receive_buffer()
-        try:
-            k = nowait(view)
-        finally:
-            view.release()
-        if self._closed:
-            return False
-        if k is None:
-            dec.release_buffer()  # (kept if a partial frame is buffered)
-            return None
-        if not k:
-            dec.receive_eof()
-            return False
-        dec.receive_into(k)
-        return True
-
     def _read_raw(self, n: int) -> bytes:
         dec = self._dec
         try:
@@ -237,7 +196,7 @@ class NoiseConn(_RawConnBase):
         if got is not None:
             return got
         self.wait_readable()
-        return self._receive(self._raw.readinto)
+        return bool(self._receive(self._raw.readinto))  # (a waiting read never gives None)
 
     def _fill_nowait(self) -> Optional[bool]:
         """``_fill`` without waiting: None (and the buffer handed back if nothing is
