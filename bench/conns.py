@@ -31,10 +31,12 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -215,9 +217,19 @@ class Server:
     def __init__(self, kind: str, conns: int) -> None:
         ih = _harness()
         self.kind = kind
+        self._tmp: Optional[tempfile.TemporaryDirectory[str]] = None
         if kind == "js":
-            extra = ["--max-connections", str(conns + 64)]
-            self.peer = ih.start_peer("js", muxer="yamux", extra_args=extra, timeout=60)
+            # this tree's peer.mjs (--max-connections) beside the harness's installed
+            # node_modules: the harness's cached copy is shared by every checkout
+            installed = Path(ih.ensure_js_peer())
+            self._tmp = tempfile.TemporaryDirectory(prefix="geventp2p-conns-js-")
+            script = Path(self._tmp.name) / "peer.mjs"
+            shutil.copyfile(HARNESS_DIR / "peers" / "js" / "peer.mjs", script)
+            os.symlink(installed.parent / "node_modules", Path(self._tmp.name) / "node_modules")
+            argv = [shutil.which("node") or "node", str(script), "--listen", "/ip4/127.0.0.1/tcp/0",
+                    "--muxer", "yamux", "--max-connections", str(conns + 64)]
+            self.peer = ih.PeerProcess("js", argv)
+            self.peer.wait_ready(60)
         else:
             self.peer = ih.PeerProcess(kind, server_argv(kind), _env(kind, conns))
             self.peer.wait_ready(60)
@@ -247,6 +259,8 @@ class Server:
             except OSError:
                 pass
         self.peer.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
 
 def _read_json(proc: subprocess.Popen, timeout: float) -> dict[str, Any]:
