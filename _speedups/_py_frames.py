@@ -237,6 +237,8 @@ class YamuxFrameReader:
     def attach_buffer(self, buf):
         """Receive into ``buf`` (a bytearray) from now on; only while no buffer is held
         and nothing is buffered (returns False otherwise and leaves ``buf`` alone)."""
+        if not isinstance(buf, bytearray):
+            raise TypeError("attach_buffer needs a bytearray, got %s" % type(buf).__name__)
         if self._end != self._pos or len(self._buf):
             return False
         self._buf = buf

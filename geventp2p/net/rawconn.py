@@ -349,6 +349,8 @@ class SocketConn(RawConn):
         self.is_initiator = is_initiator
         self._wlock = Semaphore()
         self._has_sendmsg = hasattr(sock, "sendmsg")
+        # a plain socket: its fd may be read and peeked directly (not so a TLS socket)
+        self._plain = type(sock) is gsocket.socket
 
     @property
     def socket(self) -> Any:
@@ -388,6 +390,8 @@ class SocketConn(RawConn):
     def _readinto_nowait_raw(self, mv: memoryview) -> Optional[int]:
         # the socket is non-blocking underneath (gevent sets it so): read(2) without
         # gevent's wait, which would park the greenlet on EAGAIN while holding ``mv``
+        if not self._plain:
+            return self._readinto_raw(mv)
         try:
             return os.readv(self._sock.fileno(), (mv,))  # (-1 once closed: EBADF, never a reused fd)
         except BlockingIOError:
@@ -401,7 +405,7 @@ class SocketConn(RawConn):
         """Blocks the calling greenlet until the socket is readable (data, EOF or an
         error): a one-byte ``MSG_PEEK`` receive, which gevent parks on the socket's own
         read watcher."""
-        if self._rbuf or self._pending or self._closed:
+        if self._rbuf or self._pending or self._closed or not self._plain:
             return
         try:
             self._sock.recv_into(_PEEK, 1, _MSG_PEEK)
