@@ -16,8 +16,9 @@ process holding N geventp2p hosts, each with one connection to the server.  Phas
    later, no stream open; identify has run on every connection by then).
 
 Reported per run: RSS per connection ``(RSS - baseline) / N`` after echo and after
-idle (KiB), server fds and greenlets (geventp2p only; js: fds), connections/s and
-failures.  With ``--reps`` > 1 each figure is the median with min and max.  RSS comes
+idle (KiB), the connections the server still holds (geventp2p: its count; js: socket
+fds) and the RSS per held connection, server fds and greenlets (geventp2p only),
+connections/s and failures.  With ``--reps`` > 1 each figure is the median with min and max.  RSS comes
 from ``/proc/<pid>/status`` (VmRSS), fds from ``/proc/<pid>/fd``.  RLIMIT_NOFILE is
 raised for both processes (N + 256 descriptors are needed on each side).
 
@@ -323,6 +324,11 @@ def one_run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 rec[f"greenlets_per_conn_{name}"] = (st["greenlets"] - base["greenlets"]) / n
             if "conns" in st:
                 rec[f"server_conns_{name}"] = st["conns"]
+            # connections the server still holds (js: its socket fds); a server that
+            # dropped some has a lower RSS per N than per connection it holds
+            held = st["conns"] if st.get("conns", -1) >= 0 else st["fds"] - base["fds"]
+            rec[f"open_conns_{name}"] = held
+            rec[f"kib_per_open_conn_{name}"] = (st["rss"] - base["rss"]) / max(1, held) / KiB
             if "traced" in st:
                 rec[f"traced_kib_per_conn_{name}"] = (st["traced"] - base["traced"]) / n / KiB
         rec["baseline_fds"] = base["fds"]
@@ -349,6 +355,8 @@ def one_run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
 FIGURES = (
     ("kib_per_conn_echo", "KiB/conn after echo"),
     ("kib_per_conn_idle", "KiB/conn after idle"),
+    ("open_conns_idle", "connections open on the server (idle)"),
+    ("kib_per_open_conn_idle", "KiB per open connection (idle)"),
     ("conns_per_s", "conns/s"),
     ("failures", "failures"),
     ("fds_idle", "server fds (idle)"),
