@@ -176,8 +176,9 @@ class RawConn:
         return self._readinto_nowait_raw(mv)
 
     def _readinto_nowait_raw(self, mv: memoryview) -> Optional[int]:
-        """``_readinto_raw`` or None if it would wait (default: it waits)."""
-        return self._readinto_raw(mv)
+        """Like ``_readinto_raw`` but None if it would wait.  Default: a waiting
+        ``readinto`` (so a subclass's own ``readinto`` still applies)."""
+        return self.readinto(mv)
 
     def _readinto_raw(self, mv: memoryview) -> int:
         """Block until 1..len(mv) bytes were stored in ``mv``; 0 at EOF.
