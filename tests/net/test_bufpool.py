@@ -195,7 +195,7 @@ def test_idle_connections_hand_buffers_back_and_reacquire(pool):
         assert t.read(4096, timeout=T) == b"ping" * 256
         hits = pool.hits
         wait_until(lambda: _idle(pool, ca, cb))  # idle again: all buffers back
-        t.write(b"pong", timeout=T) if False else t.write(b"pong")
+        t.write(b"pong")
         assert s.read(10, timeout=T) == b"pong"
         wait_until(lambda: _idle(pool, ca, cb))
         assert pool.hits > hits  # buffers were taken back from the pool on readability
