@@ -34,6 +34,8 @@ cdef class YamuxFrameReader:
     @cython.locals(buf=bytearray, pos=Py_ssize_t, end=Py_ssize_t, cap=Py_ssize_t, mv=memoryview, view=memoryview)
     cpdef memoryview get_buffer(self, object size)
     cpdef list commit(self, object n)
+    cpdef object detach_buffer(self)
+    cpdef bint attach_buffer(self, bytearray buf) except -1
     @cython.locals(
         buf=bytearray, frames=list, payload=bytes, p="const unsigned char *",
         n=Py_ssize_t, pos=Py_ssize_t, limit=Py_ssize_t, start=Py_ssize_t, end=Py_ssize_t,

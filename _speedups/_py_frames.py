@@ -223,6 +223,28 @@ class YamuxFrameReader:
         mv.release()
         return view
 
+    def detach_buffer(self):
+        """Hand over the receive buffer while no bytes are buffered (the reader keeps an
+        empty one and grows it again on demand); None if bytes are buffered or no
+        buffer is held.  No view of it may be alive."""
+        if self._end != self._pos or not len(self._buf):
+            return None
+        buf = self._buf
+        self._buf = bytearray()
+        self._pos = self._end = 0
+        return buf
+
+    def attach_buffer(self, buf):
+        """Receive into ``buf`` (a bytearray) from now on; only while no buffer is held
+        and nothing is buffered (returns False otherwise and leaves ``buf`` alone)."""
+        if not isinstance(buf, bytearray):
+            raise TypeError("attach_buffer needs a bytearray, got %s" % type(buf).__name__)
+        if self._end != self._pos or len(self._buf):
+            return False
+        self._buf = buf
+        self._pos = self._end = 0
+        return True
+
     def commit(self, n):
         """``n`` bytes were written at the start of the last ``get_buffer`` view; return
         every complete frame (as ``feed``)."""

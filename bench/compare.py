@@ -2,7 +2,7 @@
 
     python -m bench.compare [--quick] [--reps N] [--impls geventp2p,geventp2p-pure,js,py]
                             [--cases a,b,...] [--out bench/results] [--no-charts] [--ref-dialers]
-                            [--pin off|split]
+                            [--pin off|split] [--many-conns N]
 
 Every run starts a fresh server process of one implementation (geventp2p via
 ``geventp2p serve`` when the CLI has it, else ``bench/driver.py serve``; js/py via the
@@ -627,6 +627,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="off (default): leave placement to the kernel; split: clients on the first CPU, "
                         "servers (and all their threads) on the last, when there are 2 or more (steadier "
                         "figures, but it slows js-libp2p, whose helper threads then share one core)")
+    p.add_argument("--many-conns", type=int, default=0, metavar="N",
+                   help="also run bench.conns: server RSS per connection with N idle noise+yamux "
+                        "connections (slow: ~1 min per run at N=1000; default 0 = off)")
     p.add_argument("--gp-server", choices=("auto", "cli", "driver"), default="auto",
                    help="geventp2p server: `geventp2p serve` (cli), bench/driver.py serve, or cli if present")
     args = p.parse_args(argv)
@@ -715,6 +718,14 @@ def main(argv=None) -> int:
 
     result = assemble(args, cases, runs, ceilings, impls, now, t_start, load_start, gp_server, reps_done, stopped)
     md = markdown(result, cases)
+    if args.many_conns > 0:
+        from bench import conns as _conns
+
+        servers = [i for i in impls if i in _conns.SERVERS]
+        log(f"many-conns: {args.many_conns} connections, servers {servers}")
+        cargs = _conns.parse_args(["--conns", str(args.many_conns), "--reps", str(min(args.reps, 3))])
+        result["many_conns"] = many = _conns.run(servers, cargs)
+        md += "\n\n## Server memory per connection (bench.conns)\n\n" + _conns.table(many) + "\n"
     pngs = [] if args.no_charts else charts(result, cases, out, stem)
     result["meta"]["charts"] = pngs
     result["meta"]["wall_seconds"] = time.monotonic() - t_start

@@ -56,6 +56,7 @@ from gevent.event import Event
 from geventp2p.core.rcmgr import NULL_SCOPE, ResourceScope
 from geventp2p.exceptions import ConnectionClosedError, P2PError, P2PTimeoutError, StreamResetError
 from geventp2p.net._deadline import Deadline, timeout_scope
+from geventp2p.net.bufpool import POOL as _POOL
 from geventp2p.core.mux import Direction
 from geventp2p.core.transport import RawConn
 from geventp2p.net.stream import Stream
@@ -85,6 +86,15 @@ _monotonic = time.monotonic
 # module globals: a class attribute lookup on an Enum costs ~50 ns per stream open
 _INBOUND = Direction.INBOUND
 _OUTBOUND = Direction.OUTBOUND
+
+#: Read sizes of the frame buffer below the muxer's ``READ_SIZE``: a connection starts
+#: with the smallest and steps up while reads fill the buffer (bulk traffic).
+_SMALL_READS = (16 * 1024, 64 * 1024)
+
+
+def _read_sizes(read_size: int) -> tuple[int, ...]:
+    return tuple(s for s in _SMALL_READS if s < read_size) + (read_size,)
+
 
 S = TypeVar("S", bound=MuxSession)
 T = TypeVar("T", bound="MuxStream")
@@ -375,17 +385,48 @@ class MuxConn(Generic[S, T]):
         bounded = self.CONTROL_BACKPRESSURE
         # receive straight into the core's frame buffer when both sides can (RawConn.readinto)
         readinto = getattr(conn, "readinto", None) if self.RECEIVE_INTO else None
+        # the frame buffer goes back to the pool while the connection waits with nothing
+        # buffered, and comes back once it is readable; its size follows the traffic
+        detach = getattr(session, "detach_receive_buffer", None) if readinto is not None else None
+        wait_readable: Any = getattr(conn, "wait_readable", None)
+        # reads that return None instead of waiting (RawConn.readinto_nowait), else waiting ones
+        nowait: Any = getattr(conn, "readinto_nowait", None) if wait_readable is not None else None
+        if nowait is None:
+            nowait = readinto
+        sizes = _read_sizes(read_size)
+        step = 0  # index of the read size in sizes: up while reads fill the view, down on small ones
+        cur = sizes[0]
+        top = len(sizes) - 1
+        fresh = True  # no buffer taken from the pool yet (the first one comes from it)
         since_yield = 0  # bytes read since the reader last let other greenlets run
         data = b""
         try:
             while not self._terminated:
                 try:
                     if readinto is not None:
-                        view = session.receive_buffer(read_size)
+                        if fresh and detach is not None:
+                            fresh = False
+                            session.attach_receive_buffer(_POOL.acquire(cur))
+                        view = session.receive_buffer(cur)
                         try:
-                            got = readinto(view)
+                            got = nowait(view)
                         finally:
                             view.release()
+                        if got is None:  # nothing there: wait without the frame buffer
+                            buf = detach() if detach is not None else None
+                            if buf is not None:
+                                _POOL.release(buf)
+                            wait_readable()
+                            if buf is not None and not self._terminated:
+                                session.attach_receive_buffer(_POOL.acquire(cur))
+                            continue
+                        if got * 2 >= cur:
+                            if step < top:
+                                step += 1
+                                cur = sizes[step]
+                        elif step and got * 8 < cur:
+                            step -= 1
+                            cur = sizes[step]
                     else:
                         data = conn.read(read_size)
                         got = len(data)
@@ -437,6 +478,11 @@ class MuxConn(Generic[S, T]):
             self._terminate(ConnectionClosedError(
                 f"{self.NAME} internal error: {exc!r}", error_code=2, remote=False
             ), cause=exc)
+        finally:
+            if detach is not None:
+                buf = detach()
+                if buf is not None:
+                    _POOL.release(buf)
 
     def _wait_drained(self) -> None:
         """The core holds its bound of queued control frames: read nothing more until

@@ -6,6 +6,12 @@ transport frames.  All framing lives in the core; this module only moves bytes:
 ``readinto`` receives ciphertext into the decryptor's own buffer and decrypts it
 straight into the caller's buffer (no bytes object per receive), ``write``/``writev``
 seal into one pooled buffer that goes out in one call.
+
+The decryptor's buffer comes from the process-wide :data:`geventp2p.net.bufpool.POOL`
+and goes back to it whenever the connection has nothing buffered and waits for the
+transport (:meth:`NoiseConn.wait_readable`, and every receive that would wait), so an
+idle connection holds no receive buffer; it starts small and grows only while
+receives fill it (bulk traffic).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from geventp2p.crypto.backend import get_backend
 from geventp2p.crypto.keys import PrivateKey
 from geventp2p.exceptions import SecurityError, TransportError
 from geventp2p.net._deadline import timeout_scope
+from geventp2p.net.bufpool import POOL
 from geventp2p.net.rawconn import Buffer
 from geventp2p.net.rawconn import RawConn as _RawConnBase
 from geventp2p.sansio.noise import RECV_SIZE, FrameDecryptor, FrameEncryptor, Handshake, HandshakeResult
@@ -106,7 +113,7 @@ class NoiseConn(_RawConnBase):
         super().__init__()
         self._raw = raw
         self._enc = FrameEncryptor(result.send_cipher)
-        self._dec = FrameDecryptor(result.recv_cipher)  # its buffer comes with the first read
+        self._dec = FrameDecryptor(result.recv_cipher, pool=POOL)  # a buffer only while reading
         if received:
             self._dec.receive_data(received)
         self._wlock = Semaphore()  # one writer at a time: nonce order is wire order
@@ -151,18 +158,67 @@ class NoiseConn(_RawConnBase):
             self.close()
             raise
 
+    def wait_readable(self) -> None:
+        """Blocks the calling greenlet until a read would not wait; while it waits the
+        decryptor holds no buffer (it went back to the pool)."""
+        if self._rbuf or self._pending or self._closed:
+            return
+        dec = self._dec
+        if dec.readable:
+            return
+        dec.release_buffer()  # nothing buffered: wait for the transport without it
+        wait = getattr(self._raw, "wait_readable", None)
+        if wait is not None:
+            wait()
+
+    def _readinto_nowait_raw(self, mv: memoryview) -> Optional[int]:
+        dec = self._dec
+        try:
+            while True:
+                k = dec.readinto(mv)
+                if k:
+                    return k
+                got = self._fill_nowait()
+                if got is None:
+                    return None
+                if not got:
+                    return 0
+        except SecurityError:
+            self.close()
+            raise
+
     def _fill(self) -> bool:
-        """Receive ciphertext into the decryptor's own buffer; False at EOF or once closed."""
+        """Receive ciphertext into the decryptor's own buffer; False at EOF or once closed.
+
+        Tries without waiting first; if nothing is there the buffer goes back to the
+        pool while the transport is waited for."""
+        got = self._fill_nowait()
+        if got is not None:
+            return got
+        self.wait_readable()
+        return bool(self._receive(self._raw.readinto))  # (a waiting read never gives None)
+
+    def _fill_nowait(self) -> Optional[bool]:
+        """``_fill`` without waiting: None (and the buffer handed back if nothing is
+        buffered) when no ciphertext is available now."""
+        got = self._receive(getattr(self._raw, "readinto_nowait", self._raw.readinto))
+        if got is None:
+            self._dec.release_buffer()  # (kept if a partial frame is buffered)
+        return got
+
+    def _receive(self, readinto: Any) -> Optional[bool]:
         if self._closed:
             return False
         dec = self._dec
         view = dec.receive_buffer()
         try:
-            k = self._raw.readinto(view)
+            k = readinto(view)
         finally:
             view.release()
         if self._closed:
             return False
+        if k is None:
+            return None
         if not k:
             dec.receive_eof()  # raises if EOF cut a frame
             return False

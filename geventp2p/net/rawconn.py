@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket as _stdlib_socket
 import struct
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Protocol, Union
@@ -67,6 +68,8 @@ DEFAULT_READ_SIZE = 65536
 
 # sendmsg() accepts at most IOV_MAX buffers (1024 on Linux); stay well below.
 _MAX_IOV = 512
+_MSG_PEEK = getattr(_stdlib_socket, "MSG_PEEK", 2)
+_PEEK = bytearray(1)  # wait_readable's MSG_PEEK target, shared (the byte is never read)
 
 
 class PendingEcho(Protocol):
@@ -160,6 +163,23 @@ class RawConn:
         with timeout_scope(timeout, "read"):
             return self._readinto_raw(mv)
 
+    def readinto_nowait(self, buf: Union[bytearray, memoryview]) -> Optional[int]:
+        """Like ``readinto`` but None, instead of waiting, when no byte is available now
+        (nothing is consumed then).  A reader that gets None can hand its buffer back
+        and call :meth:`wait_readable`.  Falls back to a waiting ``readinto`` while
+        a negotiation is pending, and on transports that cannot tell (the default)."""
+        if self._rbuf or self._pending or self._closed:
+            return self.readinto(buf)
+        mv = buf if isinstance(buf, memoryview) else memoryview(buf)
+        if not len(mv):
+            raise ValueError("read size must be positive")
+        return self._readinto_nowait_raw(mv)
+
+    def _readinto_nowait_raw(self, mv: memoryview) -> Optional[int]:
+        """Like ``_readinto_raw`` but None if it would wait.  Default: a waiting
+        ``readinto`` (so a subclass's own ``readinto`` still applies)."""
+        return self.readinto(mv)
+
     def _readinto_raw(self, mv: memoryview) -> int:
         """Block until 1..len(mv) bytes were stored in ``mv``; 0 at EOF.
 
@@ -168,6 +188,16 @@ class RawConn:
         k = len(data)
         mv[:k] = data
         return k
+
+    def wait_readable(self) -> None:
+        """Blocks the calling greenlet until a read would not wait (data, EOF or an error).
+
+        Lets a reader hand its receive buffer back while the connection is idle and
+        take one again only once bytes arrived (see :mod:`geventp2p.net.bufpool`).
+        Returns at once when bytes are pushed back, a negotiation is pending or the
+        connection is closed.  The default returns at once (the read then waits);
+        ``SocketConn`` and ``NoiseConn`` wait.  Errors are left to the read that follows.
+        """
 
     def unread(self, data: Buffer) -> None:
         """Push ``data`` back; the next ``read`` returns it before anything else."""
@@ -320,6 +350,8 @@ class SocketConn(RawConn):
         self.is_initiator = is_initiator
         self._wlock = Semaphore()
         self._has_sendmsg = hasattr(sock, "sendmsg")
+        # a plain socket: its fd may be read and peeked directly (not so a TLS socket)
+        self._plain = type(sock) is gsocket.socket
 
     @property
     def socket(self) -> Any:
@@ -355,6 +387,31 @@ class SocketConn(RawConn):
             if self._closed:
                 return 0
             raise TransportError(exc.errno, f"read failed: {exc.strerror or exc}") from exc
+
+    def _readinto_nowait_raw(self, mv: memoryview) -> Optional[int]:
+        # the socket is non-blocking underneath (gevent sets it so): read(2) without
+        # gevent's wait, which would park the greenlet on EAGAIN while holding ``mv``
+        if not self._plain:
+            return self._readinto_raw(mv)
+        try:
+            return os.readv(self._sock.fileno(), (mv,))  # (-1 once closed: EBADF, never a reused fd)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if self._closed:
+                return 0
+            raise TransportError(exc.errno, f"read failed: {exc.strerror or exc}") from exc
+
+    def wait_readable(self) -> None:
+        """Blocks the calling greenlet until the socket is readable (data, EOF or an
+        error): a one-byte ``MSG_PEEK`` receive, which gevent parks on the socket's own
+        read watcher."""
+        if self._rbuf or self._pending or self._closed or not self._plain:
+            return
+        try:
+            self._sock.recv_into(_PEEK, 1, _MSG_PEEK)
+        except OSError:
+            pass  # the read that follows reports it
 
     def _write_raw(self, data: Buffer) -> None:
         with self._wlock:

@@ -790,6 +790,15 @@ class Session(StreamTable):
         it (no copy), release it, then call :meth:`receive_into` with the byte count."""
         return self._reader.get_buffer(size)
 
+    def detach_receive_buffer(self) -> bytearray | None:
+        """The frame reader's buffer, handed over while no partial frame is buffered
+        (a shell pools it while the connection is idle); None otherwise."""
+        return self._reader.detach_buffer()  # type: ignore[no-any-return]
+
+    def attach_receive_buffer(self, buf: bytearray) -> bool:
+        """Receive into ``buf`` from now on (only while the reader holds none)."""
+        return bool(self._reader.attach_buffer(buf))
+
     def receive_into(self, n: int, now: float | None = None) -> list[Event]:
         """Like :meth:`receive_data` for ``n`` bytes written into the last
         :meth:`receive_buffer` view."""

@@ -45,7 +45,10 @@ class RawPeer:
     def read_to_eof(self, timeout=5.0):
         with gevent.Timeout(timeout):
             while True:
-                data = self.sock.recv(65536)
+                try:
+                    data = self.sock.recv(65536)
+                except ConnectionResetError:  # closed with our bytes unread: after what it sent
+                    return self.frames
                 if not data:
                     return self.frames
                 self.frames.extend(self.reader.feed(data))

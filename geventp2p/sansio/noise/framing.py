@@ -34,6 +34,7 @@ __all__ = [
     "MAX_FRAME",
     "MAX_PLAINTEXT",
     "RECV_SIZE",
+    "MIN_RECV_BUFFER",
     "KEEP_BUFFER",
     "FrameEncryptor",
     "FrameDecryptor",
@@ -45,9 +46,13 @@ Buffer = Union[bytes, bytearray, memoryview]
 
 MAX_FRAME = 65535  # the u16 length field
 MAX_PLAINTEXT = MAX_FRAME - TAG_SIZE  # 65519
-#: Ciphertext bytes a shell asks from its transport per receive.  The decryptor's
-#: buffer holds this plus one frame (320 KiB), allocated by the first receive.
+#: Ciphertext bytes a shell asks from its transport per receive under bulk traffic.
+#: The decryptor's largest buffer holds this plus one frame (320 KiB).
 RECV_SIZE = 256 * 1024
+#: The decryptor's first buffer (a few small messages; grown when a receive fills it).
+MIN_RECV_BUFFER = 16 * 1024
+#: The middle step of the buffer sizes: at least one whole frame (64 KiB) fits.
+MID_RECV_BUFFER = 128 * 1024
 
 _pack_len = struct.Struct(">H").pack
 _EMPTY = b""
@@ -194,18 +199,30 @@ class FrameDecryptor:
 
     A frame shorter than the tag, a bad tag or nonce exhaustion is a ``SecurityError``:
     plaintext decrypted before it in the same call is still returned, ``error`` is set,
-    the buffered ciphertext is dropped and every later call raises.  The buffer (``RECV_SIZE`` plus one frame) is allocated
-    by the first ``receive_buffer`` and dropped by ``release``.
+    the buffered ciphertext is dropped and every later call raises.
+
+    Buffer sizes: the first ``receive_buffer`` takes ``MIN_RECV_BUFFER`` bytes; a
+    receive that fills the free space asks for the next size (``MID_RECV_BUFFER``,
+    then ``recv_size`` plus one frame), one of less than an eighth of it for the size
+    below, and a frame larger than the buffer grows it at once.  ``release_buffer()``
+    hands the buffer back while nothing is buffered (an idle connection);
+    ``release()`` drops it (closing).
+    With a ``pool`` (``acquire(size)`` / ``release(buf)``, e.g.
+    :data:`geventp2p.net.bufpool.POOL`) buffers come from it and go back to it.
     """
 
-    __slots__ = ("cipher", "recv_size", "error", "_buf", "_pos", "_end", "_pt", "_ptpos", "_open", "_decrypt")
+    __slots__ = ("cipher", "recv_size", "error", "_buf", "_pos", "_end", "_pt", "_ptpos", "_open", "_decrypt",
+                 "_pool", "_want", "_free")
 
-    def __init__(self, cipher: CipherState, recv_size: int = RECV_SIZE) -> None:
+    def __init__(self, cipher: CipherState, recv_size: int = RECV_SIZE, pool: Any = None) -> None:
         if recv_size < 1:
             raise ValueError("recv_size must be positive")
         aead = _no_key(cipher)
         self.cipher = cipher
         self.recv_size = recv_size
+        self._pool = pool
+        self._want = self._sizes()[0]  # the size of the next buffer taken
+        self._free = 0  # length of the last receive_buffer view
         #: The SecurityError that ended this direction, or None.
         self.error: Optional[SecurityError] = None
         self._buf = bytearray()  # ciphertext: _buf[_pos:_end] not yet decrypted
@@ -231,10 +248,41 @@ class FrameDecryptor:
 
     @property
     def capacity(self) -> int:
-        """Size of the ciphertext buffer (0 until the first receive)."""
+        """Size of the ciphertext buffer (0 while none is held)."""
         return len(self._buf)
 
+    @property
+    def readable(self) -> bool:
+        """A read returns data (or raises) without more ciphertext: plaintext decrypted
+        aside, a complete frame buffered, or a failure."""
+        if self._pt is not None or self.error is not None:
+            return True
+        pos = self._pos
+        end = self._end
+        if end - pos < 2:
+            return False
+        buf = self._buf
+        return pos + 2 + ((buf[pos] << 8) | buf[pos + 1]) <= end
+
+    @property
+    def idle(self) -> bool:
+        """Nothing buffered: no ciphertext, no plaintext decrypted aside."""
+        return self._end == self._pos and self._pt is None
+
     # ------------------------------------------------------------------ filling
+
+    def _sizes(self) -> tuple[int, int, int]:
+        top = self.recv_size + MAX_FRAME + 2
+        return (min(MIN_RECV_BUFFER, top), min(MID_RECV_BUFFER, top), top)
+
+    def _take(self, size: int) -> bytearray:
+        pool = self._pool
+        return bytearray(size) if pool is None else pool.acquire(size)  # type: ignore[no-any-return]
+
+    def _give(self, buf: bytearray) -> None:
+        pool = self._pool
+        if pool is not None and buf:
+            pool.release(buf)
 
     def receive_buffer(self) -> memoryview:
         """A writable view of the free space at the end of the buffer (never empty).
@@ -242,27 +290,70 @@ class FrameDecryptor:
         Receive into it, release it, then call :meth:`receive_into` with the count.
         """
         buf = self._buf
-        if not buf:
-            buf = self._buf = bytearray(self.recv_size + MAX_FRAME + 2)
         pos = self._pos
         end = self._end
         if pos == end:
             pos = end = self._pos = self._end = 0
-        elif pos and (end == len(buf) or pos >= self.recv_size):
-            # move the partial frame (< 64 KiB) to the front; the buffer never resizes
+        if not buf:
+            buf = self._buf = self._take(self._want)
+        cap = len(buf)
+        if pos and (end == cap or pos >= cap - MAX_FRAME - 2):
+            # move the partial frame (< 64 KiB) to the front
             with memoryview(buf) as mv:
                 mv[: end - pos] = mv[pos:end]
             end -= pos
-            self._pos = 0
+            self._pos = pos = 0
             self._end = end
+        if end == cap or cap < self._want:
+            buf = self._grow(buf, end)
+        self._free = len(buf) - end
         with memoryview(buf) as mv:
             return mv[end:]
+
+    def _grow(self, buf: bytearray, end: int) -> bytearray:
+        """Move the ``end`` buffered bytes into the next larger buffer (a frame that
+        does not fit, or bulk traffic that fills every receive)."""
+        cap = len(buf)
+        size = self._want
+        if size <= cap:
+            size = next((s for s in self._sizes() if s > cap), cap + MAX_FRAME + 2)
+        self._want = size
+        new = self._take(size)
+        if end:
+            new[:end] = memoryview(buf)[:end]
+        self._buf = new
+        self._give(buf)
+        return new
 
     def receive_into(self, n: int) -> None:
         """``n`` bytes were written at the start of the last :meth:`receive_buffer` view."""
         if n < 0 or n > len(self._buf) - self._end:
             raise LocalProtocolError(f"receive_into of {n!r} bytes outside the free buffer")
         self._end += n
+        want = self._want
+        if n == self._free:  # the receive filled the buffer: bulk traffic, a larger one next
+            for size in self._sizes():
+                if size > want:
+                    self._want = size
+                    break
+        elif n * 8 < want:  # a small receive: the next buffer taken is a size smaller
+            sizes = self._sizes()
+            for size in reversed(sizes):
+                if size < want:
+                    self._want = size
+                    break
+
+    def release_buffer(self) -> bool:
+        """Hand the buffer back (to the pool, if any) when nothing is buffered; the next
+        :meth:`receive_buffer` takes one again.  True if no buffer is held now."""
+        if self._end != self._pos or self._pt is not None:
+            return False
+        buf = self._buf
+        self._pos = self._end = 0
+        if buf:
+            self._buf = bytearray()
+            self._give(buf)
+        return True
 
     def receive_data(self, data: Buffer) -> None:
         """Append ``data`` (bytes in hand, e.g. read past the handshake) with a copy.

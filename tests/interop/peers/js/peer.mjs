@@ -2,7 +2,7 @@
 //
 // Listen mode:
 //   node peer.mjs --listen /ip4/127.0.0.1/tcp/0 --muxer yamux|mplex [--security noise]
-//                 [--max-streams N] [--mplex-disconnect-threshold N]
+//                 [--max-streams N] [--mplex-disconnect-threshold N] [--max-connections N]
 //   Serves /echo/1.0.0, /ipfs/ping/1.0.0, /ipfs/id/1.0.0 (+push), /perf/1.0.0.
 //   Prints ONE JSON line {"peer_id", "addrs", "impl", "version", ...} on stdout, then
 //   stays up until SIGTERM/SIGINT or EOF on stdin.
@@ -69,6 +69,7 @@ function parseArgs (argv) {
       case '--lazy': opts.lazy = true; break
       case '--mplex-disconnect-threshold': opts.mplexDisconnectThreshold = parseInt(next(), 10); break
       case '--timeout': opts.timeout = parseFloat(next()); break
+      case '--max-connections': opts.maxConnections = parseInt(next(), 10); break
       default: throw new Error(`unknown argument ${a}`)
     }
   }
@@ -217,9 +218,9 @@ async function main () {
     connectionEncrypters: [noise()],
     streamMuxers: [streamMuxer],
     connectionManager: {
-      maxConnections: 1000,
-      inboundConnectionThreshold: 1000,
-      maxIncomingPendingConnections: 1000
+      maxConnections: opts.maxConnections ?? 1000,
+      inboundConnectionThreshold: opts.maxConnections ?? 1000,
+      maxIncomingPendingConnections: opts.maxConnections ?? 1000
     },
     services: {
       identify: identify({ maxOutboundStreams: 8, maxInboundStreams: 8 }),

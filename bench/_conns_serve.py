@@ -1,0 +1,109 @@
+"""``geventp2p serve`` for :mod:`bench.conns`, with a stats dump on SIGUSR1.
+
+    python -m bench._conns_serve serve [serve options...]
+
+Runs ``geventp2p.cli.main`` unchanged, plus:
+
+* SIGUSR1 prints one JSON line ``{"stats": {...}}`` on stdout: ``rss`` (bytes, VmRSS),
+  ``fds`` (open descriptors), ``greenlets`` (live greenlets), ``conns`` (open
+  connections of the host when it can be found), ``rss_anon`` (bytes, RssAnon);
+* ``GEVENTP2P_BENCH_CONNMGR_HIGH=N``: connection manager watermarks above ``N``
+  (the default ``high=192`` would trim the run's connections once their grace period
+  passed; go-libp2p's benchmarks raise it the same way);
+* ``GEVENTP2P_BENCH_TRACEMALLOC=1``: tracemalloc runs from the start; each SIGUSR1 also
+  writes the top allocation sites grown since the previous dump to stderr (profiling
+  only: it slows the server several times), or appends them to the file named by
+  ``GEVENTP2P_BENCH_TRACEMALLOC_OUT``.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import json
+import os
+import signal
+import sys
+import tracemalloc
+from typing import Any, Optional
+
+_last_snapshot: Optional[tracemalloc.Snapshot] = None
+
+
+def _status_field(name: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(name + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _count_greenlets() -> int:
+    from greenlet import greenlet
+
+    return sum(1 for o in gc.get_objects() if isinstance(o, greenlet) and not o.dead)
+
+
+def _count_conns() -> int:
+    from geventp2p.host.basic import BasicHost
+
+    total = 0
+    for o in gc.get_objects():
+        if isinstance(o, BasicHost):
+            try:
+                total += sum(1 for c in o.network.conns() if not c.closed)
+            except Exception:  # an API drift: the figure is optional
+                return -1
+    return total
+
+
+def dump_stats() -> dict[str, Any]:
+    global _last_snapshot
+    stats: dict[str, Any] = {
+        "rss": _status_field("VmRSS"),
+        "rss_anon": _status_field("RssAnon"),
+        "fds": len(os.listdir("/proc/self/fd")),
+        "greenlets": _count_greenlets(),
+        "conns": _count_conns(),
+    }
+    if tracemalloc.is_tracing():
+        stats["traced"] = tracemalloc.get_traced_memory()[0]
+    sys.stdout.write(json.dumps({"stats": stats}) + "\n")
+    sys.stdout.flush()
+    if tracemalloc.is_tracing():
+        snap = tracemalloc.take_snapshot().filter_traces((tracemalloc.Filter(False, tracemalloc.__file__),))
+        if _last_snapshot is not None:
+            top = snap.compare_to(_last_snapshot, "lineno")[:40]
+            text = "---- tracemalloc growth since the last dump\n" + "".join(f"{st}\n" for st in top)
+            out = os.environ.get("GEVENTP2P_BENCH_TRACEMALLOC_OUT")
+            if out:
+                with open(out, "a") as f:
+                    f.write(text)
+            else:
+                sys.stderr.write(text)
+                sys.stderr.flush()
+        _last_snapshot = snap
+    return stats
+
+
+def main() -> int:
+    if os.environ.get("GEVENTP2P_BENCH_TRACEMALLOC") == "1":
+        tracemalloc.start(int(os.environ.get("GEVENTP2P_BENCH_TRACEMALLOC_FRAMES", "1")))
+    high = int(os.environ.get("GEVENTP2P_BENCH_CONNMGR_HIGH", "0") or 0)
+    import gevent
+
+    import geventp2p
+    from geventp2p.config import ConnManagerConfig
+
+    if high > 0:
+        geventp2p.new_host = functools.partial(  # type: ignore[assignment]
+            geventp2p.new_host, connmgr=ConnManagerConfig(low=high, high=high + 1)
+        )
+    gevent.signal_handler(signal.SIGUSR1, dump_stats)
+    from geventp2p.cli import main as cli_main
+
+    return cli_main(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
