@@ -1,0 +1,257 @@
+"""PubSub interop: geventp2p's GossipSub/FloodSub against js-libp2p (@libp2p/gossipsub,
+@libp2p/floodsub) and py-libp2p (gossipsub), both directions, on 127.0.0.1.
+
+The remote peers are scripts speaking one JSON line protocol (stdin commands, stdout
+events): tests/interop/js/pubsub_peer.mjs (installed with its npm packages into
+``<cache>/npm-pubsub``) and tests/interop/peers/py/pubsub_peer.py (in the harness's
+py-libp2p venv).  Our side is a host in this process.
+
+For every remote (js gossipsub, js floodsub, py gossipsub): subscribe and publish both
+ways (we dial / they dial), 1,000 messages of 1 KiB with none lost both ways, messages
+of 1 B, 100 KiB and 900 KiB both ways, signatures checked (their signed messages pass
+our StrictSign checks; a message we forge with a bad signature is dropped by them).
+A peer that cannot be installed skips, and fails under CI=true.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+
+import gevent
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for the harness under any import mode
+
+import interop_harness as ih  # noqa: E402
+from _npm import NpmUnavailable, ensure_npm_packages, node_executable, skip_or_fail  # noqa: E402
+
+import geventp2p  # noqa: E402
+from geventp2p.core.peer import PeerId  # noqa: E402
+from geventp2p.pubsub import FloodSub, GossipSub  # noqa: E402
+
+pytestmark = pytest.mark.interop
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+JS_SCRIPT = os.path.join(HERE, "js", "pubsub_peer.mjs")
+PY_SCRIPT = os.path.join(HERE, "peers", "py", "pubsub_peer.py")
+#: Pinned to the js-libp2p release the harness's js peer uses (libp2p 3.3.11).
+JS_PACKAGES = {
+    "libp2p": "3.3.11",
+    "@chainsafe/libp2p-noise": "17.0.0",
+    "@chainsafe/libp2p-yamux": "8.0.1",
+    "@libp2p/tcp": "11.0.28",
+    "@libp2p/identify": "4.1.14",
+    "@libp2p/ping": "3.1.13",
+    "@libp2p/gossipsub": "17.1.1",
+    "@libp2p/floodsub": "11.0.28",
+    "@libp2p/crypto": "5.1.23",
+    "@libp2p/peer-id": "6.0.15",
+    "@multiformats/multiaddr": "13.0.3",
+}
+WAIT = 60.0
+REMOTES = ["js-gossipsub", "js-floodsub", "py-gossipsub"]
+
+
+def _argv(remote: str, args: list[str]) -> list[str]:
+    kind, router = remote.split("-")
+    if kind == "js":
+        try:
+            node = node_executable()
+            folder = ensure_npm_packages("npm-pubsub", JS_PACKAGES)
+        except NpmUnavailable as exc:
+            skip_or_fail(str(exc))
+        shutil.copyfile(JS_SCRIPT, folder / "pubsub_peer.mjs")  # ESM resolves packages next to the script
+        return [node, str(folder / "pubsub_peer.mjs"), "--router", router, *args]
+    python = ih.require_peer("py")
+    return [str(python), PY_SCRIPT, "--router", router, *args]
+
+
+class Remote:
+    """A running remote pubsub peer; its stdout JSON lines are kept in order."""
+
+    def __init__(self, remote: str, *args: str) -> None:
+        self.name = remote
+        self.proc = ih.PeerProcess(remote, _argv(remote, list(args)))
+        self.proc.wait_ready(WAIT)
+        self.peer_id = self.proc.info["peer_id"]
+        self.addr = self.proc.info["addrs"][0]
+        self.lines: list[dict] = []
+        self._pos = 0
+
+    def _pull(self) -> None:
+        while True:
+            line = self.proc._out.pop_line()
+            if line is None:
+                return
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                self.lines.append(obj)
+
+    def send(self, **cmd) -> None:
+        self.proc.proc.stdin.write((json.dumps(cmd) + "\n").encode())
+        self.proc.proc.stdin.flush()
+
+    def wait(self, pred, what: str, timeout: float = WAIT) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            self._pull()
+            for obj in self.lines:
+                if pred(obj):
+                    self.lines.remove(obj)
+                    return obj
+            if not self.proc.alive():
+                raise AssertionError(f"{self.name} exited before {what}\n{self.proc.stderr_tail()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: no {what} within {timeout} s\n{self.proc.stderr_tail()}")
+            gevent.sleep(0.02)
+
+    def messages(self, n: int, topic: str, timeout: float = WAIT) -> list[dict]:
+        out = []
+        deadline = time.monotonic() + timeout
+        while len(out) < n:
+            out.append(self.wait(lambda o: o.get("type") == "message" and o.get("topic") == topic,
+                                 f"message {len(out) + 1}/{n}", max(0.1, deadline - time.monotonic())))
+        return out
+
+    def no_message(self, topic: str, quiet: float) -> None:
+        end = time.monotonic() + quiet
+        while time.monotonic() < end:
+            self._pull()
+            assert not [o for o in self.lines if o.get("type") == "message" and o.get("topic") == topic], self.lines
+            gevent.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+@pytest.fixture
+def env():
+    made = []
+
+    def start_remote(remote: str, *args: str) -> Remote:
+        r = Remote(remote, *args)
+        made.append(r)
+        return r
+
+    def start_host(router: str, **kw):
+        h = geventp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0"])
+        made.append(h)
+        ps = FloodSub(h, **kw) if router == "floodsub" else GossipSub(h, **kw)
+        return h, ps
+
+    yield start_remote, start_host
+    for x in reversed(made):
+        if isinstance(x, Remote):
+            x.stop()
+        else:
+            x.close()
+
+
+def _router(remote: str) -> str:
+    return remote.split("-")[1]
+
+
+def _setup(env, remote: str, we_dial: bool = True, topic: str = "interop"):
+    """Our host + a remote peer, both subscribed to ``topic``, each knowing the other's subscription."""
+    start_remote, start_host = env
+    h, ps = start_host(_router(remote))
+    t = ps.join(topic)
+    sub = t.subscribe(buffer=4096)
+    events = t.peer_events()
+    if we_dial:
+        r = start_remote(remote, "--topic", topic)
+        h.connect(r.addr, timeout=WAIT)
+    else:
+        r = start_remote(remote, "--topic", topic, "--connect", str(h.p2p_addrs()[0]))
+    rid = PeerId.from_string(r.peer_id)
+    while True:
+        evt = events.get(timeout=WAIT)
+        if evt.peer == rid and evt.event == "joined":
+            break
+    events.cancel()
+    r.wait(lambda o: o.get("type") == "peer" and o["peer"] == str(h.id) and o["event"] == "joined",
+           "our subscription at the remote")
+    if _router(remote) == "gossipsub":
+        gevent.sleep(2.5)  # two heartbeats: both meshes formed
+    return h, ps, t, sub, r
+
+
+@pytest.mark.parametrize("we_dial", [True, False], ids=["we-dial", "they-dial"])
+@pytest.mark.parametrize("remote", REMOTES)
+def test_publish_both_ways(env, remote, we_dial):
+    h, ps, t, sub, r = _setup(env, remote, we_dial)
+    t.publish(b"hello from geventp2p", timeout=10)
+    got = r.messages(1, "interop")[0]
+    assert got["data"] == "hello from geventp2p"
+    assert got["from"] == str(h.id) and got["signed"]
+    assert len(bytes.fromhex(got["seqno"])) == 8
+    own = sub.get(timeout=WAIT)  # ours, delivered locally
+    assert own.data == b"hello from geventp2p"
+    r.send(cmd="publish", topic="interop", data_hex=b"hello from the other side".hex())
+    m = sub.get(timeout=WAIT)
+    assert m.data == b"hello from the other side"
+    assert m.from_peer == PeerId.from_string(r.peer_id)  # signed by them, verified by us
+    assert m.received_from == m.from_peer and len(m.seqno) == 8
+
+
+@pytest.mark.parametrize("remote", REMOTES)
+def test_thousand_messages_each_way(env, remote):
+    h, ps, t, sub, r = _setup(env, remote)
+    r.send(cmd="publish_many", topic="interop", count=1000, size=1024)
+    seen = set()
+    while len(seen) < 1000:
+        m = sub.get(timeout=WAIT)
+        assert len(m.data) == 1024
+        seen.add(int.from_bytes(m.data[:4], "big"))
+    assert seen == set(range(1000))
+    assert r.wait(lambda o: o.get("type") == "publish_many", "publish_many done")["errors"] == 0
+    for i in range(1000):
+        t.publish(i.to_bytes(4, "big") + b"\xab" * 1020, timeout=30)
+    got = r.messages(1000, "interop", timeout=120)
+    assert sorted(o["index"] for o in got) == list(range(1000))
+    assert ps.dropped_rpcs == 0
+
+
+@pytest.mark.parametrize("size", [1, 100 * 1024, 900 * 1024], ids=["1B", "100KiB", "900KiB"])
+@pytest.mark.parametrize("remote", REMOTES)
+def test_message_sizes(env, remote, size):
+    h, ps, t, sub, r = _setup(env, remote)
+    data = os.urandom(size)
+    t.publish(data, timeout=30)
+    got = r.messages(1, "interop")[0]
+    assert got["size"] == size and got["sha256"] == hashlib.sha256(data).hexdigest()
+    assert sub.get(timeout=WAIT).data == data  # own copy
+    r.send(cmd="publish_many", topic="interop", count=1, size=size)
+    m = sub.get(timeout=WAIT)
+    assert len(m.data) == size and m.from_peer == PeerId.from_string(r.peer_id)
+
+
+@pytest.mark.parametrize("remote", REMOTES)
+def test_bad_signature_is_rejected_by_them(env, remote):
+    """We forge a message whose signature does not verify: the remote drops it, takes the next."""
+    from geventp2p.sansio.pubsub import rpc as _rpc
+    from geventp2p.sansio.pubsub.sign import sign_message
+
+    h, ps, t, sub, r = _setup(env, remote)
+    rid = PeerId.from_string(r.peer_id)
+    good = sign_message(_rpc.Message(data=b"good", topic="interop", from_peer=bytes(h.id),
+                                     seqno=(1 << 62).to_bytes(8, "big")), h.private_key)
+    bad = sign_message(_rpc.Message(data=b"bad", topic="interop", from_peer=bytes(h.id),
+                                    seqno=((1 << 62) + 1).to_bytes(8, "big")), h.private_key)
+    bad.signature = bytes([bad.signature[0] ^ 1]) + bad.signature[1:]
+    bad.raw = None
+    peer = ps._peers[rid]  # inject both frames into our one outbound stream to them
+    peer.queue.append(_rpc.frame_rpc(_rpc.RPC(publish=[bad])))
+    peer.queue.append(_rpc.frame_rpc(_rpc.RPC(publish=[good])))
+    peer.wake.set()
+    got = r.messages(1, "interop")[0]
+    assert got["data"] == "good"
+    r.no_message("interop", 1.0)
