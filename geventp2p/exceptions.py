@@ -50,6 +50,10 @@ __all__ = [
     "SwarmClosedError",
     "AllDialsFailedError",
     "DialTimeoutError",
+    "PubSubError",
+    "RPCDecodeError",
+    "RPCTooLargeError",
+    "MessageSignatureError",
 ]
 
 
@@ -306,3 +310,22 @@ class DialTimeoutError(DialError, P2PTimeoutError):
     """The whole dial ran past its deadline."""
 
     reason = "dial timed out"
+
+
+# --------------------------------------------------------------------------- pubsub
+
+
+class PubSubError(P2PError):
+    """Base class for floodsub/gossipsub errors."""
+
+
+class RPCDecodeError(PubSubError, RemoteProtocolError, ValueError):
+    """A pubsub RPC is not a valid protobuf of the RPC schema (truncated, bad wire type...)."""
+
+
+class RPCTooLargeError(RPCDecodeError, MessageTooLargeError):
+    """A pubsub RPC is larger than the configured maximum (1 MiB by default)."""
+
+
+class MessageSignatureError(PubSubError, InvalidSignatureError):
+    """A pubsub message breaks the signature policy: missing, malformed or wrong signature or key."""
