@@ -52,12 +52,15 @@ from gevent.pool import Group, Pool
 from geventp2p._speedups import varint
 from geventp2p.core.event import EvtPeerIdentificationCompleted, EvtPeerProtocolsUpdated
 from geventp2p.core.peer import PeerId
+from geventp2p.core.mux import Direction
 from geventp2p.exceptions import (
     ConfigError,
     IncompleteReadError,
+    MessageSignatureError,
     MessageTooLargeError,
     P2PError,
     P2PTimeoutError,
+    PubSubError,
     RemoteProtocolError,
     SubscriptionClosedError,
 )
@@ -65,6 +68,8 @@ from geventp2p.net._deadline import Deadline, timeout_scope
 from geventp2p.net.notify import Notifiee
 from geventp2p.protocols.pubsub import trace as _trace
 from geventp2p.sansio import pubsub as _core
+from geventp2p.sansio.pubsub import rpc as _rpc
+from geventp2p.sansio.pubsub.sign import SeqnoCounter, SignaturePolicy, sign_message, verify_message
 
 __all__ = [
     "FLOODSUB_ID",
@@ -107,6 +112,11 @@ class ValidationResult(enum.IntEnum):
 ACCEPT = ValidationResult.ACCEPT
 REJECT = ValidationResult.REJECT
 IGNORE = ValidationResult.IGNORE
+_CORE_RESULT = {
+    ACCEPT: _core.ValidationResult.ACCEPT,
+    REJECT: _core.ValidationResult.REJECT,
+    IGNORE: _core.ValidationResult.IGNORE,
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -423,6 +433,14 @@ class Topic:
         return f"<Topic {self.name!r} subs={len(self._subs)}>"
 
 
+def _ip_of(addr: Any) -> str | None:
+    """The IP of a multiaddr (``/ip4/1.2.3.4/...``), or None."""
+    if addr is None:
+        return None
+    parts = str(addr).split("/")
+    return parts[2] if len(parts) > 2 and parts[1] in ("ip4", "ip6") else None
+
+
 class _Validator:
     __slots__ = ("fn", "timeout", "inline")
 
@@ -435,7 +453,7 @@ class _Validator:
 class _Peer:
     """One pubsub peer: the outbound stream, its queue and writer; the inbound stream."""
 
-    __slots__ = ("id", "outbound", "protocol", "queue", "wake", "writer", "inbound", "opening", "added")
+    __slots__ = ("id", "outbound", "protocol", "queue", "wake", "writer", "inbound", "opening", "added", "ready")
 
     def __init__(self, peer_id: PeerId) -> None:
         self.id = peer_id
@@ -447,6 +465,7 @@ class _Peer:
         self.inbound: Any = None
         self.opening: gevent.Greenlet | None = None
         self.added = False
+        self.ready = Event()  # set once the outbound stream is up (or failed to open)
 
 
 class _Notifiee(Notifiee):
@@ -482,6 +501,8 @@ class PubSub:
         self._blacklist: set[PeerId] = set()
         self._topic_peers: dict[str, set[PeerId]] = {}
         self._room = Event()  # set whenever a writer drained a queue (publish back-pressure)
+        self._seqno = SeqnoCounter()
+        self._local_bytes = b""
         self._closed = False
         self._notifiee = _Notifiee(self)
         self._bus_sub: Any = None
@@ -503,6 +524,7 @@ class PubSub:
     def start(self, host: Any) -> None:
         """Called by ``host.add_service``: register handlers, watch connections, start timers."""
         self.host = host
+        self._local_bytes = host.id.to_bytes()
         for proto in self.protocols:
             host.set_stream_handler(proto, self._handle_inbound)
         host.network.notify(self._notifiee)
@@ -617,6 +639,10 @@ class PubSub:
     def unregister_validator(self, topic: str) -> None:
         self._validators.pop(topic, None)
 
+    def set_msg_id_fn(self, topic: str, fn: Callable[[Any], bytes] | None) -> None:
+        """Compute ``topic``'s message ids with ``fn(rpc_message) -> bytes`` (None: the default)."""
+        self.router.set_msg_id_fn(topic, fn)
+
     def blacklist_peer(self, peer: PeerId) -> None:
         """Ignore ``peer`` from now on: its stream is closed and its messages dropped."""
         self._blacklist.add(peer)
@@ -640,6 +666,18 @@ class PubSub:
 
     def _publish(self, topic: str, data: bytes, timeout: float | None) -> bytes:
         dl = Deadline(timeout)
+        if self.options.sign:
+            msg = _rpc.Message(data=data, topic=topic, from_peer=self._local_bytes, seqno=self._seqno.next())
+            sign_message(msg, self.host.private_key)
+        else:
+            msg = _rpc.Message(data=data, topic=topic)
+        vals = self._validators.get(topic)
+        if vals:  # our own messages pass the same validators (go)
+            local = self._message(msg, b"", None)
+            for v in vals:
+                res = self._run_validator(v, local)
+                if res is not ACCEPT:
+                    raise PubSubError(f"publish on {topic!r}: own message {res.name.lower()}ed by a validator")
         cap = self.options.peer_queue_size
         while True:
             full = [p for p in self._peers.values() if p.added and len(p.queue) >= cap]
@@ -651,14 +689,16 @@ class PubSub:
                 raise P2PTimeoutError(f"publish on {topic!r}: send queues of {len(full)} peer(s) stayed full")
             self._room.wait(left)
             self._check_open()
-        msg_id: bytes = self.router.publish(topic, data, _now())
-        self._process(own=True)
+        try:
+            msg_id: bytes = self.router.publish(msg, _now())
+        finally:
+            self._process(own=True)
         return msg_id
 
     def _validation_done(self, msg_id: bytes, result: ValidationResult) -> None:
         if self._closed:
             return
-        self.router.validation_result(msg_id, _core.ValidationResult(int(result)), _now())
+        self.router.validation_result(msg_id, _CORE_RESULT[result], _now())
         self._process()
 
     # ================================================================ router events
@@ -676,7 +716,7 @@ class PubSub:
         p = self._peers.get(ev.peer)
         if p is None or p.outbound is None:
             return
-        data = ev.rpc if isinstance(ev.rpc, (bytes, bytearray)) else _core.encode_rpc(ev.rpc)
+        data = _rpc.encode_rpc(ev.rpc)
         if len(data) > self.options.max_rpc_size:
             log.debug("pubsub: RPC of %d bytes to %s over the limit; dropped", len(data), p.id)
             self.dropped_rpcs += 1
@@ -685,10 +725,17 @@ class PubSub:
             self.dropped_rpcs += 1
             self._trace(_trace.EvtPubSubRPCDropped, peer=p.id)
             return
-        p.queue.append(varint.encode_uvarint(len(data)) + bytes(data))
+        p.queue.append(varint.encode_uvarint(len(data)) + data)
         p.wake.set()
 
     def _ev_validate(self, ev: Any, own: bool) -> None:
+        if self.options.sign:
+            try:
+                verify_message(ev.msg)
+            except MessageSignatureError as exc:
+                log.debug("pubsub: message %s from %s: %s", ev.msg_id.hex(), ev.received_from, exc)
+                self._validation_done(ev.msg_id, REJECT)
+                return
         msg = self._message(ev.msg, ev.msg_id, ev.received_from)
         vals = self._validators.get(msg.topic)
         if not vals:
@@ -786,7 +833,13 @@ class PubSub:
     def _ev_drop_peer(self, ev: Any, own: bool) -> None:
         p = self._peers.get(ev.peer)
         if p is not None:
-            self._drop_peer(p, getattr(ev, "reason", "") or "router")
+            self._drop_peer(p, ev.reason or "router")
+
+    def _ev_message_dropped(self, ev: Any, own: bool) -> None:
+        if ev.reason in ("rejected", "ignored"):
+            return  # traced when the validator decided
+        self._trace(_trace.EvtPubSubMessageRejected, topic=ev.msg.topic, msg_id=ev.msg_id or b"",
+                    received_from=ev.received_from, reason=ev.reason)
 
     _handlers: dict[type, Callable[["PubSub", Any, bool], None]] = {
         _core.SendRPC: _ev_send,
@@ -795,18 +848,14 @@ class PubSub:
         _core.PeerJoinedTopic: _ev_peer_joined,
         _core.PeerLeftTopic: _ev_peer_left,
         _core.DropPeer: _ev_drop_peer,
+        _core.MessageDropped: _ev_message_dropped,
     }
 
-    def _message(self, m: Any, msg_id: bytes, received_from: Any) -> Message:
-        frm = getattr(m, "from_peer", None)
-        if frm is None:
-            raw = getattr(m, "from_", None) or getattr(m, "from_bytes", None)
-            frm = PeerId.from_bytes(raw) if raw else None
-        elif isinstance(frm, (bytes, bytearray)):
-            frm = PeerId.from_bytes(bytes(frm)) if frm else None
-        rf = received_from if received_from is not None else self.host.id
-        return Message(bytes(m.data or b""), m.topic, frm, bytes(m.seqno or b""), bytes(msg_id), rf,
-                       bytes(getattr(m, "signature", None) or b""), bytes(getattr(m, "key", None) or b""))
+    def _message(self, m: _rpc.Message, msg_id: bytes, received_from: PeerId | None) -> Message:
+        frm = PeerId.from_bytes(m.from_peer) if m.from_peer else None
+        return Message(m.data, m.topic, frm, m.seqno or b"", msg_id,
+                       received_from if received_from is not None else self.host.id,
+                       m.signature or b"", m.key or b"")
 
     # ================================================================ peers
 
@@ -850,15 +899,21 @@ class PubSub:
             stream.read(0, timeout=self.options.open_timeout)  # settles a lazy proposal's echo
         except (P2PError, OSError) as exc:
             log.debug("pubsub: %s speaks no pubsub protocol we offer (%s)", p.id, exc)
+            p.ready.set()
             return
         if self._closed or self._peers.get(p.id) is not p:
             stream.reset()
+            p.ready.set()
             return
+        conn = stream.conn
         p.outbound = stream
         p.protocol = stream.protocol
         p.added = True
         p.writer = self._group.spawn(self._write_loop, p)
-        self.router.add_peer(p.id, stream.protocol, _now())
+        self.router.add_peer(p.id, stream.protocol, _now(),
+                             outbound=getattr(conn, "direction", None) == Direction.Outbound,
+                             ip=_ip_of(getattr(conn, "remote_addr", None)))
+        p.ready.set()
         self._process()
         self._trace(_trace.EvtPubSubPeerAdded, peer=p.id, protocol=stream.protocol or "")
 
@@ -930,6 +985,7 @@ class PubSub:
         p.inbound = stream
         buf = bytearray()
         max_size = self.options.max_rpc_size
+        open_timeout = self.options.open_timeout
         try:
             while True:
                 data = self._read_frame(stream, buf, max_size)
@@ -937,19 +993,18 @@ class PubSub:
                     break
                 if not data:
                     continue  # go skips empty frames
-                if pid in self._blacklist or self._closed:
+                rpc = _rpc.decode_rpc(data, max_size)
+                if not p.added:  # the hello may come before our own stream is up: wait for it
+                    p.ready.wait(open_timeout)
+                if self._closed or pid in self._blacklist or p.inbound is not stream:
                     break
-                try:
-                    self.router.handle_rpc(pid, data, _now())
-                except RemoteProtocolError as exc:
-                    self._bad_rpc(pid, stream, f"malformed RPC: {exc}")
-                    return
+                self.router.handle_rpc(pid, rpc, _now())
                 self._process()
-        except MessageTooLargeError as exc:
+        except MessageTooLargeError as exc:  # RPCTooLargeError too
             self._bad_rpc(pid, stream, str(exc))
             return
-        except (RemoteProtocolError, IncompleteReadError) as exc:
-            self._bad_rpc(pid, stream, f"bad frame: {exc}")
+        except (RemoteProtocolError, IncompleteReadError) as exc:  # RPCDecodeError, bad varint, cut frame
+            self._bad_rpc(pid, stream, f"malformed RPC: {exc}")
             return
         except (P2PError, OSError) as exc:
             log.debug("pubsub: inbound stream from %s ended: %s", pid, exc)
@@ -966,9 +1021,8 @@ class PubSub:
         self.bad_rpcs += 1
         log.debug("pubsub: %s sent a bad RPC (%s); resetting its stream", pid, why)
         stream.reset(RemoteProtocolError.error_code)
-        penalize = getattr(self.router, "penalize_malformed", None)
-        if penalize is not None:
-            penalize(pid, _now())
+        if not self._closed:
+            self.router.handle_rpc_error(pid, why, _now())  # score penalty, then DropPeer
             self._process()
 
     @staticmethod
