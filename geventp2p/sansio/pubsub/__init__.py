@@ -63,6 +63,9 @@ Outputs, drained with ``events()`` (a list, in order):
   ``msg.topic`` (``received_from`` None for own messages).
 * ``PeerJoinedTopic(topic, peer)`` / ``PeerLeftTopic(topic, peer)``.
 * ``DropPeer(peer, reason)`` -- reset the peer's pubsub streams.
+* ``ConnectPeer(peer, signed_peer_record, reason)`` -- gossipsub wants a connection:
+  ``reason`` "px" (a PRUNE's peer exchange; verify the record before using its
+  addresses) or "direct" (a configured direct peer that is not connected).
 * ``MessageDropped(msg, msg_id, received_from, reason)`` -- for tracers.
 
 Queries: ``peers`` (peer -> protocol), ``topics`` (topic -> subscribed peers),
@@ -72,12 +75,14 @@ Queries: ``peers`` (peer -> protocol), ``topics`` (topic -> subscribed peers),
 from __future__ import annotations
 
 from geventp2p.sansio.pubsub.cache import MessageCache, SeenCache
+from geventp2p.sansio.pubsub.gossipsub import GossipSubParams, GossipSubRouter
 from geventp2p.sansio.pubsub.router import (
     FLOODSUB_ID,
     GOSSIPSUB_PROTOCOLS,
     MESHSUB_V10,
     MESHSUB_V11,
     MESHSUB_V12,
+    ConnectPeer,
     Deliver,
     DropPeer,
     Event,
@@ -107,6 +112,13 @@ from geventp2p.sansio.pubsub.rpc import (
     encode_message,
     encode_rpc,
     frame_rpc,
+)
+from geventp2p.sansio.pubsub.score import (
+    PeerScore,
+    PeerScoreParams,
+    PeerScoreThresholds,
+    TopicScoreParams,
+    score_parameter_decay,
 )
 from geventp2p.sansio.pubsub.sign import (
     SIGN_PREFIX,
@@ -155,6 +167,7 @@ __all__ = [
     "MESHSUB_V10",
     "MESHSUB_V11",
     "MESHSUB_V12",
+    "ConnectPeer",
     "Deliver",
     "DropPeer",
     "Event",
@@ -166,4 +179,11 @@ __all__ = [
     "SendRPC",
     "Validate",
     "ValidationResult",
+    "GossipSubParams",
+    "GossipSubRouter",
+    "PeerScore",
+    "PeerScoreParams",
+    "PeerScoreThresholds",
+    "TopicScoreParams",
+    "score_parameter_decay",
 ]

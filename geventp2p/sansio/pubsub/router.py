@@ -32,6 +32,7 @@ __all__ = [
     "PeerJoinedTopic",
     "PeerLeftTopic",
     "DropPeer",
+    "ConnectPeer",
     "MessageDropped",
     "Event",
     "Router",
@@ -114,6 +115,17 @@ class DropPeer:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectPeer:
+    """Gossipsub asks the shell to connect to ``peer``: a peer exchange (PX) candidate from a
+    PRUNE, with its signed peer record when one came (the shell must verify it), or a
+    direct peer that is not connected."""
+
+    peer: PeerId
+    signed_peer_record: Optional[bytes]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MessageDropped:
     """A received message was not delivered (for tracers): ``reason`` says why."""
 
@@ -123,7 +135,7 @@ class MessageDropped:
     reason: str
 
 
-Event = Union[SendRPC, Validate, Deliver, PeerJoinedTopic, PeerLeftTopic, DropPeer, MessageDropped]
+Event = Union[SendRPC, Validate, Deliver, PeerJoinedTopic, PeerLeftTopic, DropPeer, ConnectPeer, MessageDropped]
 
 
 # --------------------------------------------------------------------------- base
@@ -354,8 +366,8 @@ class Router:
         if topic not in self.joined:
             return
         self.joined.discard(topic)
-        self._on_leave(topic, now)
         self._announce(topic, False)
+        self._on_leave(topic, now)
 
     def _announce(self, topic: str, subscribe: bool) -> None:
         for peer in self.peers:
