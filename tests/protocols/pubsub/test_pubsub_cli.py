@@ -84,14 +84,6 @@ class Proc:
                 pass
 
 
-def _gossipsub_available() -> bool:
-    try:
-        import geventp2p.sansio.pubsub.gossipsub  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.fixture
 def procs():
     made: list[Proc] = []
@@ -108,8 +100,6 @@ def procs():
 
 @pytest.mark.parametrize("router", ["gossipsub", "floodsub"])
 def test_two_processes_exchange_messages(procs, router):
-    if router == "gossipsub" and not _gossipsub_available():
-        pytest.skip("the gossipsub router core is not merged yet")
     a = procs("--topic", "chat", "--topic", "other", "--router", router)
     b = procs("--topic", "chat", "--router", router, "--connect", a.info["addrs"][0])
     joined = a.next(lambda o: o.get("type") == "peer", "a peer line")

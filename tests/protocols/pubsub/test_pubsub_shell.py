@@ -33,17 +33,7 @@ def net():
         yield n
 
 
-def _gossipsub_available() -> bool:
-    try:
-        import geventp2p.sansio.pubsub.gossipsub  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _make(kind, host, **opts):
-    if kind == "gossipsub" and not _gossipsub_available():
-        pytest.skip("the gossipsub router core is not merged yet")
     options = PubSubOptions(**opts) if opts else None
     return FloodSub(host, options) if kind == "floodsub" else GossipSub(host, options=options)
 
