@@ -18,6 +18,7 @@ import gevent
 from gevent.event import Event
 
 from geventp2p.exceptions import P2PError, SubscriptionClosedError
+from geventp2p.net._deadline import Deadline
 
 __all__ = ["run_pubsub", "message_line", "peer_line"]
 
@@ -129,9 +130,10 @@ def run_pubsub(args: Any, make_host: Callable[..., Any], signal_watchers: Callab
                 conn = host.connect(ma, timeout=args.timeout)
                 connected.append(conn.remote_peer)
             if connected:  # give subscriptions a moment to arrive, so the first line has somewhere to go
-                with gevent.Timeout(PEER_READY_WAIT, False):
-                    while not stop.is_set() and not all(p in handles[0].list_peers() for p in connected):
-                        gevent.sleep(0.05)
+                dl = Deadline(PEER_READY_WAIT)
+                while not stop.is_set() and not dl.expired() \
+                        and not all(p in handles[0].list_peers() for p in connected):
+                    gevent.sleep(0.05)
             from geventp2p.cli import _make_nonblocking
 
             fd = sys.stdin.fileno()

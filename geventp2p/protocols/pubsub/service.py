@@ -98,6 +98,8 @@ GOSSIPSUB_PROTOCOLS = (*MESHSUB_IDS, FLOODSUB_ID)
 FLOODSUB_PROTOCOLS = (FLOODSUB_ID,)
 
 _READ_SIZE = 64 * 1024
+#: Longest ``close()`` waits for queued RPCs (the PRUNEs of leaving) to go out.
+_CLOSE_FLUSH = 1.0
 _now = time.monotonic
 
 
@@ -377,7 +379,7 @@ class Topic:
         self._relays += 1
         if first:
             self.ps._join(self.name)
-        done = []
+        done: list[bool] = []
 
         def cancel() -> None:
             if done:
@@ -453,7 +455,8 @@ class _Validator:
 class _Peer:
     """One pubsub peer: the outbound stream, its queue and writer; the inbound stream."""
 
-    __slots__ = ("id", "outbound", "protocol", "queue", "wake", "writer", "inbound", "opening", "added", "ready")
+    __slots__ = ("id", "outbound", "protocol", "queue", "wake", "writer", "inbound", "opening", "added", "ready",
+                 "writing")
 
     def __init__(self, peer_id: PeerId) -> None:
         self.id = peer_id
@@ -466,6 +469,7 @@ class _Peer:
         self.opening: gevent.Greenlet | None = None
         self.added = False
         self.ready = Event()  # set once the outbound stream is up (or failed to open)
+        self.writing = False
 
 
 class _Notifiee(Notifiee):
@@ -555,11 +559,12 @@ class PubSub:
             self._leave(name)
         self._closed = True
         # give the writers a moment to flush the PRUNEs, bounded
-        with gevent.Timeout(1.0, False):
-            for p in list(self._peers.values()):
-                while p.queue and p.writer is not None and not p.writer.dead:
-                    p.wake.set()
-                    gevent.sleep(0.01)
+        dl = Deadline(_CLOSE_FLUSH)
+        for p in list(self._peers.values()):
+            while (p.queue or p.writing) and p.writer is not None and not p.writer.dead and not dl.expired():
+                p.wake.set()
+                self._room.clear()
+                self._room.wait(dl.left())
         for topic in list(self._topics.values()):
             topic.close()
         host = self.host
@@ -962,7 +967,11 @@ class PubSub:
                         size += len(b)
                     data = b"".join(parts)
                 self._room.set()
-                stream.write(data, timeout=timeout)
+                p.writing = True
+                try:
+                    stream.write(data, timeout=timeout)
+                finally:
+                    p.writing = False
         except (P2PError, OSError) as exc:
             log.debug("pubsub: writing to %s failed: %s", p.id, exc)
             if not self._closed:
