@@ -12,7 +12,8 @@ Modules
   ``ControlMessage``, ``RPC``; ``encode_rpc(rpc) -> bytes``,
   ``decode_rpc(buf, max_size=MAX_RPC_SIZE) -> RPC`` (raises ``RPCTooLargeError``
   / ``RPCDecodeError`` from :mod:`geventp2p.exceptions`), ``frame_rpc`` (with the
-  uvarint length prefix).  A decoded ``Message`` keeps its wire bytes in ``.raw``.
+  uvarint length prefix), ``split_rpc(rpc, limit)`` (into RPCs of at most ``limit``
+  bytes each).  A decoded ``Message`` keeps its wire bytes in ``.raw``.
 * :mod:`.sign` -- ``sign_message(msg, private_key)``, ``verify_message(msg)``
   (raises ``MessageSignatureError``), ``SignaturePolicy`` (STRICT_SIGN,
   STRICT_NO_SIGN), ``check_policy``, ``SeqnoCounter``, message-ID functions
@@ -112,6 +113,7 @@ from geventp2p.sansio.pubsub.rpc import (
     encode_message,
     encode_rpc,
     frame_rpc,
+    split_rpc,
 )
 from geventp2p.sansio.pubsub.score import (
     PeerScore,
@@ -150,6 +152,7 @@ __all__ = [
     "encode_message",
     "encode_rpc",
     "frame_rpc",
+    "split_rpc",
     "SIGN_PREFIX",
     "MsgIdFn",
     "SeqnoCounter",

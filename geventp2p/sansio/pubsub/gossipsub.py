@@ -169,6 +169,7 @@ class GossipSubRouter(Router):
         self._lastpub: dict[str, float] = {}
         self.backoff: dict[str, dict[PeerId, float]] = {}
         self.outbound: dict[PeerId, bool] = {}
+        self._floodsub_peers: set[PeerId] = set()
         self._peerhave: dict[PeerId, int] = {}
         self._iasked: dict[PeerId, int] = {}
         self._peerdontwant: dict[PeerId, int] = {}
@@ -183,7 +184,9 @@ class GossipSubRouter(Router):
     def score(self, peer: PeerId) -> float:
         """The peer's current score (0 when scoring is off)."""
         ps = self.peer_score
-        return 0.0 if ps is None else ps.score(peer)
+        if ps is None:
+            return 0.0
+        return ps.score(peer)
 
     def set_app_score(self, peer: PeerId, value: float) -> None:
         """The application-specific score P5 of ``peer`` (weighted by ``app_specific_weight``)."""
@@ -263,10 +266,20 @@ class GossipSubRouter(Router):
 
     def _on_add_peer(self, peer: PeerId, protocol: str, now: float, outbound: bool, ip: Optional[str], known: bool) -> None:
         self.outbound[peer] = outbound
+        if protocol == FLOODSUB_ID:
+            self._floodsub_peers.add(peer)
+            if known:  # a new stream negotiated floodsub: no longer a mesh peer
+                for topic in list(self.mesh):
+                    self._remove_from_mesh(topic, peer, now)
+                for fan in self.fanout.values():
+                    fan.discard(peer)
+        else:
+            self._floodsub_peers.discard(peer)
         if self.peer_score is not None:
             self.peer_score.add_peer(peer, ip, now)
 
     def _on_remove_peer(self, peer: PeerId, now: float) -> None:
+        self._floodsub_peers.discard(peer)
         for topic, mesh in self.mesh.items():
             mesh.discard(peer)
         for peers in self.fanout.values():
@@ -311,9 +324,13 @@ class GossipSubRouter(Router):
         if len(msg.data) >= self.params.idontwant_message_threshold:
             mesh = self.mesh.get(msg.topic)
             if mesh:
+                out = None
+                peers = self.peers
                 for p in mesh:
-                    if p != peer and self.peers.get(p) == MESHSUB_V12:
-                        self._send(p, RPC(control=ControlMessage(idontwant=[ControlIDontWant([msg_id])])))
+                    if p != peer and peers.get(p) == MESHSUB_V12:
+                        if out is None:  # one RPC object shared by all the events
+                            out = RPC(control=ControlMessage(idontwant=[ControlIDontWant([msg_id])]))
+                        self._send(p, out)
 
     def _on_accepted(self, peer: PeerId, msg: Message, msg_id: bytes, now: float) -> None:
         if self.peer_score is not None:
@@ -343,9 +360,10 @@ class GossipSubRouter(Router):
             for p in self.direct:
                 if p in tmap:
                     tosend.add(p)
-            for p in tmap:
-                if self.peers.get(p) == FLOODSUB_ID and self.score(p) >= publish_threshold:
-                    tosend.add(p)
+            if self._floodsub_peers:
+                for p in tmap:
+                    if p in self._floodsub_peers and self.score(p) >= publish_threshold:
+                        tosend.add(p)
             gmap = self.mesh.get(topic)
             if gmap is None:
                 gmap = self.fanout.get(topic)
@@ -375,13 +393,15 @@ class GossipSubRouter(Router):
         return tosend
 
     def _forward(self, msg: Message, msg_id: bytes, src: PeerId, now: float) -> None:
+        out = RPC(publish=[msg])  # shared by the events: shells must not mutate it
         for p in self._targets(msg, msg_id, src, now):
-            self._send(p, RPC(publish=[msg]))
+            self._send(p, out)
 
     def _publish(self, msg: Message, msg_id: bytes, now: float) -> None:
         self.mcache.put(msg_id, msg)
+        out = RPC(publish=[msg])
         for p in self._targets(msg, msg_id, None, now):
-            self._send(p, RPC(publish=[msg]))
+            self._send(p, out)
 
     # ------------------------------------------------------------------ hooks: topics
 
@@ -428,7 +448,8 @@ class GossipSubRouter(Router):
         assert ctl is not None
         iwant = self._handle_ihave(peer, ctl, now) if ctl.ihave else []
         msgs = self._handle_iwant(peer, ctl) if ctl.iwant else []
-        prune = self._handle_graft(peer, ctl, now) if ctl.graft else []
+        # a peer we speak floodsub to cannot be a mesh member: its GRAFTs are ignored
+        prune = self._handle_graft(peer, ctl, now) if ctl.graft and self._supports_mesh(peer) else []
         if ctl.prune:
             self._handle_prune(peer, ctl, now)
         if ctl.idontwant:

@@ -61,7 +61,11 @@ class ValidationResult(Enum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SendRPC:
-    """Write ``rpc`` on the outbound stream to ``peer``."""
+    """Write ``rpc`` on the outbound stream to ``peer``.
+
+    One RPC object may be shared by several events (a message forwarded to many peers);
+    a shell must not mutate it and may cache its encoding by identity.
+    """
 
     peer: PeerId
     rpc: RPC
@@ -450,9 +454,11 @@ class FloodSubRouter(Router):
         return out
 
     def _forward(self, msg: Message, msg_id: bytes, src: PeerId, now: float) -> None:
+        out = RPC(publish=[msg])  # shared by the events: shells must not mutate it
         for p in self._targets(msg, src):
-            self._send(p, RPC(publish=[msg]))
+            self._send(p, out)
 
     def _publish(self, msg: Message, msg_id: bytes, now: float) -> None:
+        out = RPC(publish=[msg])
         for p in self._targets(msg, None):
-            self._send(p, RPC(publish=[msg]))
+            self._send(p, out)

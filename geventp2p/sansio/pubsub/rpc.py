@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from geventp2p._speedups import varint
-from geventp2p.exceptions import RPCDecodeError, RPCTooLargeError, VarintError
+from geventp2p.exceptions import LocalProtocolError, RPCDecodeError, RPCTooLargeError, VarintError
 
 __all__ = [
     "MAX_RPC_SIZE",
@@ -45,6 +45,7 @@ __all__ = [
     "decode_rpc",
     "frame_rpc",
     "signed_part",
+    "split_rpc",
 ]
 
 MAX_RPC_SIZE = 1024 * 1024
@@ -459,3 +460,95 @@ def decode_rpc(buf: bytes, max_size: int = MAX_RPC_SIZE) -> RPC:
                 rpc.control.prune += ctl.prune
                 rpc.control.idontwant += ctl.idontwant
     return rpc
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+def split_rpc(rpc: RPC, limit: int = MAX_RPC_SIZE) -> list[RPC]:
+    """Split ``rpc`` into RPCs whose encodings are at most ``limit`` bytes each.
+
+    Subscriptions, messages and control entries are packed greedily in order; IHAVE,
+    IWANT and IDONTWANT ID lists are cut into pieces when needed.  A single message
+    (or subscription, GRAFT, PRUNE, ID) that cannot fit on its own raises
+    ``LocalProtocolError``.  (Use 65536 for peers with rust-libp2p's default limit.)
+    """
+    if len(encode_rpc(rpc)) <= limit:
+        return [rpc]
+    # each piece: (kind, object, encoded size of the piece as a field of RPC or ControlMessage)
+    out: list[RPC] = []
+    cur = RPC()
+    cur_size = 0
+    ctl_size = 0  # size of the control entries in ``cur`` (without the field 3 header)
+    budget = limit - 12  # room for the control field header and varint growth
+
+    def flush() -> None:
+        nonlocal cur, cur_size, ctl_size
+        if not cur.is_empty():
+            out.append(cur)
+        cur = RPC()
+        cur_size = 0
+        ctl_size = 0
+
+    def add_top(kind: str, obj: object, size: int) -> None:
+        nonlocal cur_size
+        if size > budget:
+            raise LocalProtocolError(f"a single {kind} of {size} bytes exceeds the RPC limit of {limit}")
+        if cur_size + ctl_size + size > budget:
+            flush()
+        if kind == "subscription":
+            cur.subscriptions.append(obj)  # type: ignore[arg-type]
+        else:
+            cur.publish.append(obj)  # type: ignore[arg-type]
+        cur_size += size
+
+    def add_ctl(kind: str, obj: object, size: int) -> None:
+        nonlocal ctl_size
+        if size > budget:
+            raise LocalProtocolError(f"a single {kind} of {size} bytes exceeds the RPC limit of {limit}")
+        if cur_size + ctl_size + size > budget:
+            flush()
+        if cur.control is None:
+            cur.control = ControlMessage()
+        getattr(cur.control, kind).append(obj)
+        ctl_size += size
+
+    for s in rpc.subscriptions:
+        add_top("subscription", s, len(encode_rpc(RPC(subscriptions=[s]))))
+    for m in rpc.publish:
+        add_top("message", m, len(_ld(2, encode_message(m))))
+    ctl = rpc.control
+    if ctl is not None:
+        for g in ctl.graft:
+            add_ctl("graft", g, len(_encode_control(ControlMessage(graft=[g]))))
+        for p in ctl.prune:
+            add_ctl("prune", p, len(_encode_control(ControlMessage(prune=[p]))))
+        for kind in ("ihave", "iwant", "idontwant"):
+            for entry in getattr(ctl, kind):
+                for piece in _split_ids(kind, entry, budget):
+                    one = ControlMessage()
+                    getattr(one, kind).append(piece)
+                    add_ctl(kind, piece, len(_encode_control(one)))
+    flush()
+    return out
+
+
+def _split_ids(kind: str, entry: object, budget: int) -> list[object]:
+    ids: list[bytes] = entry.message_ids  # type: ignore[attr-defined]
+    head = 16 + (len(_topic_bytes(entry.topic)) if kind == "ihave" else 0)  # type: ignore[attr-defined]
+    pieces: list[list[bytes]] = [[]]
+    size = head
+    for mid in ids:
+        s = len(mid) + 6
+        if s + head > budget:
+            raise LocalProtocolError(f"a message ID of {len(mid)} bytes exceeds the RPC limit")
+        if size + s > budget and pieces[-1]:
+            pieces.append([])
+            size = head
+        pieces[-1].append(mid)
+        size += s
+    if kind == "ihave":
+        return [ControlIHave(entry.topic, p) for p in pieces]  # type: ignore[attr-defined]
+    if kind == "iwant":
+        return [ControlIWant(p) for p in pieces]
+    return [ControlIDontWant(p) for p in pieces]

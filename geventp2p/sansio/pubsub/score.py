@@ -325,6 +325,7 @@ class PeerScore:
                 if ts.mesh_deliveries < tp.mesh_message_deliveries_threshold:
                     deficit = tp.mesh_message_deliveries_threshold - ts.mesh_deliveries
                     ts.mesh_failure_penalty += deficit * deficit
+            ts.mesh_deliveries_active = False
             ts.in_mesh = False
         ps.connected = False
         ps.expire = now + self.params.retain_score
@@ -372,6 +373,7 @@ class PeerScore:
         if ts.mesh_deliveries_active and ts.mesh_deliveries < tp.mesh_message_deliveries_threshold:
             deficit = tp.mesh_message_deliveries_threshold - ts.mesh_deliveries
             ts.mesh_failure_penalty += deficit * deficit
+        ts.mesh_deliveries_active = False
         ts.in_mesh = False
 
     # ------------------------------------------------------------------ message outcomes

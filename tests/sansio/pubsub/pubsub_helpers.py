@@ -65,6 +65,8 @@ class Net:
         self.other: dict[PeerId, list[Event]] = {}
         self.validator = validator
         self.lost: set[tuple[PeerId, PeerId]] = set()
+        self.no_forward: set[PeerId] = set()
+        """Nodes that drop every message they should forward (their own publishes still go)."""
         self._queue: list[tuple[PeerId, PeerId, bytes]] = []
 
     def add(self, router: Router) -> Router:
@@ -106,9 +108,17 @@ class Net:
                 return
             for e in evs:
                 if isinstance(e, SendRPC):
-                    self.sent.append((who, e.peer, e.rpc))
+                    rpc = e.rpc
+                    if who in self.no_forward and rpc.publish:
+                        mine = who.to_bytes()
+                        kept = [m for m in rpc.publish if m.from_peer == mine]
+                        if len(kept) != len(rpc.publish):
+                            rpc = RPC(subscriptions=rpc.subscriptions, publish=kept, control=rpc.control)
+                            if rpc.is_empty():
+                                continue
+                    self.sent.append((who, e.peer, rpc))
                     if (who, e.peer) not in self.lost:
-                        self._queue.append((who, e.peer, encode_rpc(e.rpc)))
+                        self._queue.append((who, e.peer, encode_rpc(rpc)))
                 elif isinstance(e, Validate):
                     res = self.validator(who, e) if self.validator else ValidationResult.ACCEPT
                     r.validation_result(e.msg_id, res, self.now)

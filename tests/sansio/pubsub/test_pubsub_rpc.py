@@ -23,6 +23,7 @@ from geventp2p.sansio.pubsub import (
     decode_rpc,
     encode_rpc,
     frame_rpc,
+    split_rpc,
 )
 
 H = bytes.fromhex
@@ -212,3 +213,61 @@ def test_garbage_never_raises_anything_but_rpc_errors(buf: bytes) -> None:
         decode_rpc(buf)
     except RPCDecodeError:
         pass
+
+
+# --------------------------------------------------------------------------- split_rpc
+
+
+def _flatten(rpcs: list[RPC]) -> RPC:
+    out = RPC()
+    ctl = ControlMessage()
+    for r in rpcs:
+        out.subscriptions += r.subscriptions
+        out.publish += r.publish
+        if r.control is not None:
+            ctl.graft += r.control.graft
+            ctl.prune += r.control.prune
+            ctl.ihave += r.control.ihave
+            ctl.iwant += r.control.iwant
+            ctl.idontwant += r.control.idontwant
+    out.control = ctl if not ctl.is_empty() else None
+    return out
+
+
+def test_split_rpc_small_is_untouched() -> None:
+    rpc = RPC(subscriptions=[SubOpts(True, "a")])
+    assert split_rpc(rpc, 100) == [rpc]
+
+
+def test_split_rpc_respects_the_limit_and_keeps_everything() -> None:
+    ids = [bytes([i % 256]) * 40 for i in range(300)]
+    rpc = RPC(
+        subscriptions=[SubOpts(True, "topic-%d" % i) for i in range(50)],
+        publish=[Message(data=bytes([i]) * 3000, topic="t") for i in range(10)],
+        control=ControlMessage(
+            ihave=[ControlIHave("t", ids)],
+            iwant=[ControlIWant(ids[:100])],
+            graft=[ControlGraft("g%d" % i) for i in range(20)],
+            prune=[ControlPrune("p", [PeerInfoPX(b"x" * 38)], 60)],
+            idontwant=[ControlIDontWant(ids[:50])],
+        ),
+    )
+    limit = 4096
+    parts = split_rpc(rpc, limit)
+    assert len(parts) > 5
+    assert all(len(encode_rpc(p)) <= limit for p in parts)
+    flat = _flatten(parts)
+    assert flat.subscriptions == rpc.subscriptions and flat.publish == rpc.publish
+    assert flat.control is not None and rpc.control is not None
+    assert flat.control.graft == rpc.control.graft and flat.control.prune == rpc.control.prune
+    assert [m for i in flat.control.ihave for m in i.message_ids] == ids
+    assert {i.topic for i in flat.control.ihave} == {"t"}
+    assert [m for i in flat.control.iwant for m in i.message_ids] == ids[:100]
+    assert [m for i in flat.control.idontwant for m in i.message_ids] == ids[:50]
+
+
+def test_split_rpc_refuses_an_oversized_message() -> None:
+    from geventp2p.exceptions import LocalProtocolError
+
+    with pytest.raises(LocalProtocolError):
+        split_rpc(RPC(publish=[Message(data=b"x" * 5000, topic="t")]), 4096)
