@@ -506,6 +506,8 @@ class PubSub:
         self._topic_peers: dict[str, set[PeerId]] = {}
         self._room = Event()  # set whenever a writer drained a queue (publish back-pressure)
         self._seqno = SeqnoCounter()
+        self._last_rpc: Any = None
+        self._last_frame = b""
         self._local_bytes = b""
         self._closed = False
         self._notifiee = _Notifiee(self)
@@ -721,16 +723,22 @@ class PubSub:
         p = self._peers.get(ev.peer)
         if p is None or p.outbound is None:
             return
-        data = _rpc.encode_rpc(ev.rpc)
-        if len(data) > self.options.max_rpc_size:
-            log.debug("pubsub: RPC of %d bytes to %s over the limit; dropped", len(data), p.id)
-            self.dropped_rpcs += 1
-            return
+        rpc = ev.rpc
+        if rpc is self._last_rpc:  # the router shares one RPC object among the peers it forwards to
+            frame = self._last_frame
+        else:
+            data = _rpc.encode_rpc(rpc)
+            if len(data) > self.options.max_rpc_size:
+                log.debug("pubsub: RPC of %d bytes to %s over the limit; dropped", len(data), p.id)
+                self.dropped_rpcs += 1
+                return
+            frame = varint.encode_uvarint(len(data)) + data
+            self._last_rpc, self._last_frame = rpc, frame
         if len(p.queue) >= self.options.peer_queue_size and not own:
             self.dropped_rpcs += 1
             self._trace(_trace.EvtPubSubRPCDropped, peer=p.id)
             return
-        p.queue.append(varint.encode_uvarint(len(data)) + data)
+        p.queue.append(frame)
         p.wake.set()
 
     def _ev_validate(self, ev: Any, own: bool) -> None:
