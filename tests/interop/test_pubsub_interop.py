@@ -262,3 +262,59 @@ def test_bad_signature_is_rejected_by_them(env, remote):
     got = r.messages(1, "interop")[0]
     assert got["data"] == "good"
     r.no_message("interop", 1.0)
+
+
+GOSSIP_REMOTES = [r for r in REMOTES if r.endswith("gossipsub")]
+
+
+@pytest.mark.parametrize("remote", GOSSIP_REMOTES)
+def test_mesh_forms_both_ways_and_prune_on_leave(env, remote):
+    h, ps, t, sub, r = _setup(env, remote)
+    rid = PeerId.from_string(r.peer_id)
+    assert rid in ps.router.mesh_peers("interop")  # we grafted them (or accepted their GRAFT)
+    r.send(cmd="peers", topic="interop")
+    assert str(h.id) in r.wait(lambda o: o.get("type") == "peers", "their mesh")["mesh"]
+    sub.cancel()  # we leave: PRUNE + unsubscribe
+    deadline = time.monotonic() + WAIT
+    while True:
+        r.send(cmd="peers", topic="interop")
+        got = r.wait(lambda o: o.get("type") == "peers", "their mesh")
+        if str(h.id) not in got["mesh"] and str(h.id) not in got["peers"]:
+            break
+        assert time.monotonic() < deadline, got
+        gevent.sleep(0.2)
+    assert rid not in ps.router.mesh_peers("interop")
+
+
+@pytest.mark.parametrize("remote", REMOTES)
+def test_forwarded_through_their_node(env, remote):
+    """Two geventp2p hosts linked only through the remote peer reach each other through it."""
+    start_remote, start_host = env
+    r = start_remote(remote, "--topic", "relay")
+    rid = PeerId.from_string(r.peer_id)
+    ends = []
+    for _ in range(2):
+        h, ps = start_host(_router(remote))
+        t = ps.join("relay")
+        sub = t.subscribe()
+        events = t.peer_events()
+        h.connect(r.addr, timeout=WAIT)
+        while not (lambda e: e.peer == rid and e.event == "joined")(events.get(timeout=WAIT)):
+            pass
+        events.cancel()
+        ends.append((h, ps, t, sub))
+    for h, *_ in ends:
+        r.wait(lambda o, h=h: o.get("type") == "peer" and o["peer"] == str(h.id) and o["event"] == "joined",
+               "our subscription at the remote")
+    if _router(remote) == "gossipsub":
+        gevent.sleep(2.5)
+    (ha, _psa, ta, sa), (hb, _psb, tb, sb) = ends
+    ta.publish(b"a to b through them", timeout=10)
+    m = sb.get(timeout=WAIT)
+    assert m.data == b"a to b through them" and m.from_peer == ha.id and m.received_from == rid
+    tb.publish(b"and back", timeout=10)
+    while True:
+        m = sa.get(timeout=WAIT)
+        if m.from_peer == hb.id:
+            break
+    assert m.data == b"and back" and m.received_from == rid
