@@ -523,6 +523,8 @@ class PubSub:
         self.dropped_traces = 0
         #: Inbound streams reset for a malformed or oversized RPC.
         self.bad_rpcs = 0
+        #: Received messages not delivered, by the router's reason ("duplicate", "rejected", ...).
+        self.drop_counts: dict[str, int] = {}
         host.add_service(self)
 
     # ================================================================ lifecycle
@@ -849,6 +851,7 @@ class PubSub:
             self._drop_peer(p, ev.reason or "router")
 
     def _ev_message_dropped(self, ev: Any, own: bool) -> None:
+        self.drop_counts[ev.reason] = self.drop_counts.get(ev.reason, 0) + 1
         if ev.reason in ("rejected", "ignored"):
             return  # traced when the validator decided
         self._trace(_trace.EvtPubSubMessageRejected, topic=ev.msg.topic, msg_id=ev.msg_id or b"",
