@@ -9,7 +9,12 @@ py-libp2p venv).  Our side is a host in this process.
 For every remote (js gossipsub, js floodsub, py gossipsub): subscribe and publish both
 ways (we dial / they dial), 1,000 messages of 1 KiB with none lost both ways, messages
 of 1 B, 100 KiB and 900 KiB both ways, signatures checked (their signed messages pass
-our StrictSign checks; a message we forge with a bad signature is dropped by them).
+our StrictSign checks; a message we forge with a bad signature is dropped by them), and
+two geventp2p hosts reaching each other only through the remote.  Gossipsub remotes
+also: the mesh forms both ways and our leaving PRUNEs it; they send IDONTWANT for a
+100 KiB message.  One mixed network: 4 geventp2p hosts, 2 js and 2 py peers on a
+sparse ring, every message reaches every node, duplicates counted.  The js peer uses
+go's message id (author || seqno), as py-libp2p and we do, so gossip ids agree.
 A peer that cannot be installed skips, and fails under CI=true.
 """
 
@@ -367,3 +372,39 @@ def test_mixed_network(env, record_property):
     record_property("duplicates", json.dumps(dups))  # 8 messages; duplicates each geventp2p node saw
     print("duplicates per geventp2p node (8 messages):", sorted(dups.values()))
     assert all(n <= 8 * 3 for n in dups.values()), dups
+
+
+@pytest.mark.parametrize("remote", GOSSIP_REMOTES)
+def test_idontwant_from_them(env, remote):
+    """Triangle G1 - R - G2 - G1: R receives a 100 KiB message from G1 and tells its other mesh
+    peer G2 IDONTWANT with the message's id (gossipsub v1.2, same id function everywhere)."""
+    start_remote, start_host = env
+    r = start_remote(remote, "--topic", "idw")
+    rid = PeerId.from_string(r.peer_id)
+    (h1, ps1), (h2, ps2) = start_host("gossipsub"), start_host("gossipsub")
+    t1, t2 = ps1.join("idw"), ps2.join("idw")
+    t1.subscribe()
+    s2 = t2.subscribe()
+    idontwant: list[bytes] = []
+    orig = ps2.router.handle_rpc
+
+    def spy(peer, rpc, now):
+        if peer == rid and rpc.control is not None:
+            for d in rpc.control.idontwant:
+                idontwant.extend(d.message_ids)
+        return orig(peer, rpc, now)
+
+    ps2.router.handle_rpc = spy
+    for h in (h1, h2):
+        h.connect(r.addr, timeout=WAIT)
+    h2.connect(h1.p2p_addrs()[0], timeout=WAIT)
+    deadline = time.monotonic() + WAIT
+    while not ({rid, h2.id} <= set(ps1.router.mesh_peers("idw")) and rid in ps2.router.mesh_peers("idw")):
+        assert time.monotonic() < deadline, (ps1.router.mesh_peers("idw"), ps2.router.mesh_peers("idw"))
+        gevent.sleep(0.1)
+    assert ps1._peers[rid].protocol == "/meshsub/1.2.0"
+    mid = t1.publish(os.urandom(100 * 1024), timeout=10)
+    assert s2.get(timeout=WAIT).id == mid
+    while mid not in idontwant:
+        assert time.monotonic() < deadline + WAIT, idontwant
+        gevent.sleep(0.05)

@@ -63,6 +63,15 @@ function payload (i, size) {
   return b
 }
 
+function goMsgId (msg) {
+  if (msg.type !== 'signed') return createHash('sha256').update(msg.data).digest()
+  const from = msg.from.toMultihash().bytes
+  const out = new Uint8Array(from.length + 8)
+  out.set(from)
+  new DataView(out.buffer).setBigUint64(from.length, msg.sequenceNumber, false)
+  return out
+}
+
 async function main () {
   const opts = parseArgs(process.argv.slice(2))
   const { createLibp2p } = await import('libp2p')
@@ -85,6 +94,9 @@ async function main () {
       allowPublishToZeroTopicPeers: true,
       floodPublish: opts.floodPublish,
       fallbackToFloodsub: true,
+      // go's and py-libp2p's message id (author || seqno), so IHAVE/IWANT/IDONTWANT ids agree
+      // across implementations (js's own default is the author's public key || seqno)
+      msgIdFn: opts.sign ? goMsgId : undefined,
       maxOutboundBufferSize: 64 * 1024 * 1024,
       maxInboundDataLength: 4 * 1024 * 1024
     })
