@@ -106,7 +106,14 @@ def run_pubsub(args: Any, make_host: Callable[..., Any], signal_watchers: Callab
     try:
         host = make_host(args, listen=args.listen or DEFAULT_LISTEN, services=("identify", "ping"))
         options = PubSubOptions(sign=not args.no_sign)
-        ps = FloodSub(host, options) if args.router == "floodsub" else GossipSub(host, options=options)
+        if args.router == "floodsub":
+            ps: Any = FloodSub(host, options)
+        else:
+            from geventp2p.sansio.pubsub.gossipsub import GossipSubParams
+
+            # flood publishing (the spec's and js's default): a line goes to every peer known to
+            # be in the topic at once, before the mesh has formed
+            ps = GossipSub(host, GossipSubParams(flood_publish=True), options=options)
         handles = [ps.join(t) for t in topics]
         subs = [t.subscribe() for t in handles]
         peer_streams = [t.peer_events() for t in handles]

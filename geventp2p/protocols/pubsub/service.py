@@ -66,6 +66,7 @@ from geventp2p.exceptions import (
 )
 from geventp2p.net._deadline import Deadline, timeout_scope
 from geventp2p.net.notify import Notifiee
+from geventp2p.protocols.identify import IdentifyService
 from geventp2p.protocols.pubsub import trace as _trace
 from geventp2p.sansio import pubsub as _core
 from geventp2p.sansio.pubsub import rpc as _rpc
@@ -90,10 +91,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FLOODSUB_ID = "/floodsub/1.0.0"
-MESHSUB_IDS = ("/meshsub/1.2.0", "/meshsub/1.1.0", "/meshsub/1.0.0")
+FLOODSUB_ID = _core.FLOODSUB_ID
+MESHSUB_IDS = (_core.MESHSUB_V12, _core.MESHSUB_V11, _core.MESHSUB_V10)
 #: What a gossipsub node offers, in preference order.
-GOSSIPSUB_PROTOCOLS = (*MESHSUB_IDS, FLOODSUB_ID)
+GOSSIPSUB_PROTOCOLS = _core.GOSSIPSUB_PROTOCOLS
 #: What a floodsub node offers.
 FLOODSUB_PROTOCOLS = (FLOODSUB_ID,)
 
@@ -905,10 +906,21 @@ class PubSub:
 
     def _open_outbound(self, p: _Peer) -> None:
         host = self.host
+        identified = False
+        ids = host.service(IdentifyService)  # go opens the stream only after identify, too
+        if ids is not None:
+            for conn in host.network.conns_to_peer(p.id)[:1]:
+                identified = ids.identify_wait(conn, timeout=self.options.open_timeout)
         try:
             known = host.peerstore.supports_protocols(p.id, *self.protocols)
+            listed = bool(host.peerstore.get_protocols(p.id))
         except Exception:  # noqa: BLE001 - an unknown peer
-            known = []
+            known, listed = [], False
+        if identified and listed and not known:
+            # identify says the peer speaks no pubsub protocol: wait for a protocol update
+            log.debug("pubsub: %s speaks no pubsub protocol", p.id)
+            p.ready.set()
+            return
         protos = [x for x in self.protocols if x in known] or list(self.protocols)
         try:
             stream = host.new_stream(p.id, protos, timeout=self.options.open_timeout)

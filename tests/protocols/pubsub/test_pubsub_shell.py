@@ -6,6 +6,8 @@ outlives it) and a gevent timeout.
 
 from __future__ import annotations
 
+import time
+
 import gevent
 import pytest
 
@@ -54,6 +56,16 @@ def wait_peers(topic, peers, timeout=WAIT):
         events.cancel()
 
 
+def wait_mesh(ps, topic, peers, timeout=WAIT):
+    """Blocks until ``peers`` are in our gossipsub mesh of ``topic`` (floodsub: no-op)."""
+    if not isinstance(ps, GossipSub):
+        return
+    deadline = time.monotonic() + timeout
+    while not set(peers) <= set(ps.router.mesh_peers(topic)):
+        assert time.monotonic() < deadline, f"mesh of {topic!r}: {ps.router.mesh_peers(topic)}"
+        gevent.sleep(0.05)
+
+
 def drain(sub, n, timeout=WAIT):
     return [sub.get(timeout=timeout) for _ in range(n)]
 
@@ -67,8 +79,8 @@ def test_two_hosts_publish_both_ways(net, kind):
     sa, sb = ta.subscribe(), tb.subscribe()
     wait_peers(ta, [b.id])
     wait_peers(tb, [a.id])
-    if kind == "gossipsub":
-        gevent.sleep(1.3)  # one heartbeat: the mesh forms
+    wait_mesh(psa, "t", [b.id])
+    wait_mesh(psb, "t", [a.id])
     mid = ta.publish(b"hello from a", timeout=5)
     got = sb.get(timeout=WAIT)
     assert got.data == b"hello from a"
@@ -95,8 +107,8 @@ def test_line_of_five_forwards(net, kind):
     subs = [t.subscribe() for t in topics]
     for i, t in enumerate(topics):
         wait_peers(t, [h.id for h in hosts[max(0, i - 1):i + 2] if h is not hosts[i]])
-    if kind == "gossipsub":
-        gevent.sleep(1.3)
+    for i, p in enumerate(pss):
+        wait_mesh(p, "line", [h.id for h in hosts[max(0, i - 1):i + 2] if h is not hosts[i]])
     for i in range(20):
         topics[0].publish(b"m%d" % i, timeout=5)
     for s in subs:
@@ -183,8 +195,7 @@ def test_no_sign(net, kind):
     sb = tb.subscribe()
     ta.subscribe()
     wait_peers(ta, [b.id])
-    if kind == "gossipsub":
-        gevent.sleep(1.3)
+    wait_mesh(psa, "ns", [b.id])
     ta.publish(b"unsigned", timeout=5)
     m = sb.get(timeout=WAIT)
     assert m.data == b"unsigned"
@@ -268,7 +279,7 @@ def test_message_sizes(net, size):
     ta.subscribe()
     sb = tb.subscribe()
     wait_peers(ta, [b.id])
-    gevent.sleep(1.3)
+    wait_mesh(psa, "sz", [b.id])
     data = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
     ta.publish(data, timeout=10)
     assert sb.get(timeout=WAIT).data == data
@@ -282,7 +293,7 @@ def test_thousand_messages_none_lost(net):
     ta.subscribe()
     sb = tb.subscribe(buffer=2000)
     wait_peers(ta, [b.id])
-    gevent.sleep(1.3)
+    wait_mesh(psa, "many", [b.id])
     for i in range(1000):
         ta.publish(i.to_bytes(4, "big") + b"\xab" * 1020, timeout=10)
     got = [int.from_bytes(m.data[:4], "big") for m in drain(sb, 1000)]
@@ -366,3 +377,21 @@ def test_received_from_is_the_forwarder(net):
     m = subs[2].get(timeout=WAIT)
     assert m.from_peer == a.id and m.received_from == b.id
     assert isinstance(m.from_peer, PeerId)
+
+
+def test_peer_that_starts_pubsub_later(net):
+    """No stream toward a peer without pubsub; once it starts pubsub (identify push), one opens."""
+    a, b = net.gen_peers(2)
+    net.connect_all()
+    psa = FloodSub(a)
+    ta = psa.join("late")
+    sa = ta.subscribe()
+    assert psa.list_peers() == []
+    psb = FloodSub(b)
+    tb = psb.join("late")
+    tb.subscribe()
+    wait_peers(ta, [b.id])
+    wait_peers(tb, [a.id])
+    tb.publish(b"late but here", timeout=5)
+    assert sa.get(timeout=WAIT).data == b"late but here"
+    assert psa.list_peers() == [b.id]
