@@ -185,8 +185,22 @@ def _setup(env, remote: str, we_dial: bool = True, topic: str = "interop"):
     r.wait(lambda o: o.get("type") == "peer" and o["peer"] == str(h.id) and o["event"] == "joined",
            "our subscription at the remote")
     if _router(remote) == "gossipsub":
-        gevent.sleep(2.5)  # two heartbeats: both meshes formed
+        _wait_meshes(ps, r, topic, rid, h.id)
     return h, ps, t, sub, r
+
+
+def _wait_meshes(ps, r: Remote, topic: str, rid: PeerId, our_id: PeerId) -> None:
+    """Blocks until our gossipsub mesh of ``topic`` holds the remote and theirs holds us."""
+    deadline = time.monotonic() + WAIT
+    while rid not in ps.router.mesh_peers(topic):
+        assert time.monotonic() < deadline, "the remote never joined our mesh"
+        gevent.sleep(0.05)
+    while True:
+        r.send(cmd="peers", topic=topic)
+        if str(our_id) in r.wait(lambda o: o.get("type") == "peers", "their mesh")["mesh"]:
+            return
+        assert time.monotonic() < deadline, "we never joined the remote's mesh"
+        gevent.sleep(0.1)
 
 
 @pytest.mark.parametrize("we_dial", [True, False], ids=["we-dial", "they-dial"])
@@ -312,7 +326,8 @@ def test_forwarded_through_their_node(env, remote):
         r.wait(lambda o, h=h: o.get("type") == "peer" and o["peer"] == str(h.id) and o["event"] == "joined",
                "our subscription at the remote")
     if _router(remote) == "gossipsub":
-        gevent.sleep(2.5)
+        for h, ps, _t, _s in ends:
+            _wait_meshes(ps, r, "relay", rid, h.id)
     (ha, _psa, ta, sa), (hb, _psb, tb, sb) = ends
     ta.publish(b"a to b through them", timeout=10)
     m = sb.get(timeout=WAIT)
@@ -350,7 +365,18 @@ def test_mixed_network(env, record_property):
         while not want <= set(t.list_peers()):
             assert time.monotonic() < deadline, (h.id, want, t.list_peers())
             gevent.sleep(0.05)
-    gevent.sleep(3.0)  # heartbeats: meshes formed everywhere
+    for h, ps, _t, _sub in ours:  # our meshes hold our remote neighbours (theirs form alike)
+        want = {pid for hh, _a, pid in links if hh is h}
+        while not want <= set(ps.router.mesh_peers("mix")):
+            assert time.monotonic() < deadline, (h.id, want, ps.router.mesh_peers("mix"))
+            gevent.sleep(0.05)
+    for r in remotes:
+        while True:
+            r.send(cmd="peers", topic="mix")
+            if len(r.wait(lambda o: o.get("type") == "peers", "their mesh")["mesh"]) >= 2:
+                break
+            assert time.monotonic() < deadline, r.name
+            gevent.sleep(0.1)
     expected = set()
     for i, (h, ps, t, _sub) in enumerate(ours):
         data = f"from geventp2p {i}"
