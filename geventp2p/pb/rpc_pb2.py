@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\trpc.proto\x12\x10geventp2p.pubsub\"\xc9\x01\n\x03RPC\x12\x34\n\rsubscriptions\x18\x01 \x03(\x0b\x32\x1d.geventp2p.pubsub.RPC.SubOpts\x12*\n\x07publish\x18\x02 \x03(\x0b\x32\x19.geventp2p.pubsub.Message\x12\x31\n\x07\x63ontrol\x18\x03 \x01(\x0b\x32 .geventp2p.pubsub.ControlMessage\x1a-\n\x07SubOpts\x12\x11\n\tsubscribe\x18\x01 \x01(\x08\x12\x0f\n\x07topicid\x18\x02 \x01(\t\"c\n\x07Message\x12\x0c\n\x04\x66rom\x18\x01 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\r\n\x05seqno\x18\x03 \x01(\x0c\x12\r\n\x05topic\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x0b\n\x03key\x18\x06 \x01(\x0c\"\x83\x02\n\x0e\x43ontrolMessage\x12-\n\x05ihave\x18\x01 \x03(\x0b\x32\x1e.geventp2p.pubsub.ControlIHave\x12-\n\x05iwant\x18\x02 \x03(\x0b\x32\x1e.geventp2p.pubsub.ControlIWant\x12-\n\x05graft\x18\x03 \x03(\x0b\x32\x1e.geventp2p.pubsub.ControlGraft\x12-\n\x05prune\x18\x04 \x03(\x0b\x32\x1e.geventp2p.pubsub.ControlPrune\x12\x35\n\tidontwant\x18\x05 \x03(\x0b\x32\".geventp2p.pubsub.ControlIDontWant\"3\n\x0c\x43ontrolIHave\x12\x0f\n\x07topicID\x18\x01 \x01(\t\x12\x12\n\nmessageIDs\x18\x02 \x03(\x0c\"\"\n\x0c\x43ontrolIWant\x12\x12\n\nmessageIDs\x18\x01 \x03(\x0c\"\x1f\n\x0c\x43ontrolGraft\x12\x0f\n\x07topicID\x18\x01 \x01(\t\"[\n\x0c\x43ontrolPrune\x12\x0f\n\x07topicID\x18\x01 \x01(\t\x12)\n\x05peers\x18\x02 \x03(\x0b\x32\x1a.geventp2p.pubsub.PeerInfo\x12\x0f\n\x07\x62\x61\x63koff\x18\x03 \x01(\x04\"4\n\x08PeerInfo\x12\x0e\n\x06peerID\x18\x01 \x01(\x0c\x12\x18\n\x10signedPeerRecord\x18\x02 \x01(\x0c\"&\n\x10\x43ontrolIDontWant\x12\x12\n\nmessageIDs\x18\x01 \x03(\x0c')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\trpc.proto\x12\x10geventp2p.pubsub\"\xc9\x01\n\x03RPC\x12\x34\n\rsubscriptions\x18\x01 \x03(\x0b\x32\x1d.geventp2p.pubsub.RPC.SubOpts\x12*\n\x07publish\x18\x02 \x03(\x0b\x32\x19.geventp2p.pubsub.Message\x12\x31\n\x07\x63ontrol\x18\x03 \x01(\x0b\x32 .geventp2p.pubsub.ControlMessage\x1a-\n\x07SubOpts\x12\x11\n\tsubscribe\x18\x01 \x01(\x08\x12\x0f\n\x07topicid\x18\x02 \x01(\t\"c\n\x07Message\x12\x0c\n\x04\x66rom\x18\x01 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\r\n\x05seqno\x18\x03 \x01(\x0c\x12\r\n\x05topic\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x0b\n\x03key\x18\x06 \x01(\x0c\"\xbc\x02\n\x0e\x43ontrolMessage\x12-\n\x05ihave\x18\x01 \x03(\x0b\x32\x1e.geventp2p.pubsub.ControlIHave\x12-\n\x05iwant\x18\x02 \x03(\x0b\x32\x1e.geventp2p.pubsub.ControlIWant\x12-\n\x05graft\x18\x03 \x03(\x0b\x32\x1e.geventp2p.pubsub.ControlGraft\x12-\n\x05prune\x18\x04 \x03(\x0b\x32\x1e.geventp2p.pubsub.ControlPrune\x12\x35\n\tidontwant\x18\x05 \x03(\x0b\x32\".geventp2p.pubsub.ControlIDontWant\x12\x37\n\nextensions\x18\x06 \x01(\x0b\x32#.geventp2p.pubsub.ControlExtensions\"3\n\x0c\x43ontrolIHave\x12\x0f\n\x07topicID\x18\x01 \x01(\t\x12\x12\n\nmessageIDs\x18\x02 \x03(\x0c\"\"\n\x0c\x43ontrolIWant\x12\x12\n\nmessageIDs\x18\x01 \x03(\x0c\"\x1f\n\x0c\x43ontrolGraft\x12\x0f\n\x07topicID\x18\x01 \x01(\t\"[\n\x0c\x43ontrolPrune\x12\x0f\n\x07topicID\x18\x01 \x01(\t\x12)\n\x05peers\x18\x02 \x03(\x0b\x32\x1a.geventp2p.pubsub.PeerInfo\x12\x0f\n\x07\x62\x61\x63koff\x18\x03 \x01(\x04\"4\n\x08PeerInfo\x12\x0e\n\x06peerID\x18\x01 \x01(\x0c\x12\x18\n\x10signedPeerRecord\x18\x02 \x01(\x0c\"&\n\x10\x43ontrolIDontWant\x12\x12\n\nmessageIDs\x18\x01 \x03(\x0c\"F\n\x11\x43ontrolExtensions\x12\x17\n\x0fpartialMessages\x18\n \x01(\x08\x12\x18\n\rtestExtension\x18\x92\xa2\x8c\x03 \x01(\x08')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,17 +38,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MESSAGE']._serialized_start=235
   _globals['_MESSAGE']._serialized_end=334
   _globals['_CONTROLMESSAGE']._serialized_start=337
-  _globals['_CONTROLMESSAGE']._serialized_end=596
-  _globals['_CONTROLIHAVE']._serialized_start=598
-  _globals['_CONTROLIHAVE']._serialized_end=649
-  _globals['_CONTROLIWANT']._serialized_start=651
-  _globals['_CONTROLIWANT']._serialized_end=685
-  _globals['_CONTROLGRAFT']._serialized_start=687
-  _globals['_CONTROLGRAFT']._serialized_end=718
-  _globals['_CONTROLPRUNE']._serialized_start=720
-  _globals['_CONTROLPRUNE']._serialized_end=811
-  _globals['_PEERINFO']._serialized_start=813
-  _globals['_PEERINFO']._serialized_end=865
-  _globals['_CONTROLIDONTWANT']._serialized_start=867
-  _globals['_CONTROLIDONTWANT']._serialized_end=905
+  _globals['_CONTROLMESSAGE']._serialized_end=653
+  _globals['_CONTROLIHAVE']._serialized_start=655
+  _globals['_CONTROLIHAVE']._serialized_end=706
+  _globals['_CONTROLIWANT']._serialized_start=708
+  _globals['_CONTROLIWANT']._serialized_end=742
+  _globals['_CONTROLGRAFT']._serialized_start=744
+  _globals['_CONTROLGRAFT']._serialized_end=775
+  _globals['_CONTROLPRUNE']._serialized_start=777
+  _globals['_CONTROLPRUNE']._serialized_end=868
+  _globals['_PEERINFO']._serialized_start=870
+  _globals['_PEERINFO']._serialized_end=922
+  _globals['_CONTROLIDONTWANT']._serialized_start=924
+  _globals['_CONTROLIDONTWANT']._serialized_end=962
+  _globals['_CONTROLEXTENSIONS']._serialized_start=964
+  _globals['_CONTROLEXTENSIONS']._serialized_end=1034
 # @@protoc_insertion_point(module_scope)

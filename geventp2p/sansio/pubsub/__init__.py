@@ -2,13 +2,13 @@
 and gossipsub routers and gossipsub v1.1 peer scoring.
 
 Specs: https://github.com/libp2p/specs/tree/master/pubsub (floodsub, gossipsub
-v1.0, v1.1, v1.2).  No sockets, greenlets, clocks or logging: every input takes
+v1.0, v1.1, v1.2; v1.3 with ``GossipSubParams(v13=True)``).  No sockets, greenlets, clocks or logging: every input takes
 ``now`` (float seconds, monotonic), every output is an event.
 
 Modules
 -------
 * :mod:`.rpc` -- ``Message``, ``SubOpts``, ``ControlIHave``/``IWant``/``Graft``/
-  ``Prune`` (``PeerInfoPX`` peers, ``backoff`` seconds)/``IDontWant``,
+  ``Prune`` (``PeerInfoPX`` peers, ``backoff`` seconds)/``IDontWant``/``Extensions`` (v1.3),
   ``ControlMessage``, ``RPC``; ``encode_rpc(rpc) -> bytes``,
   ``decode_rpc(buf, max_size=MAX_RPC_SIZE) -> RPC`` (raises ``RPCTooLargeError``
   / ``RPCDecodeError`` from :mod:`geventp2p.exceptions`), ``frame_rpc`` (with the
@@ -17,7 +17,7 @@ Modules
 * :mod:`.sign` -- ``sign_message(msg, private_key)``, ``verify_message(msg)``
   (raises ``MessageSignatureError``), ``SignaturePolicy`` (STRICT_SIGN,
   STRICT_NO_SIGN), ``check_policy``, ``SeqnoCounter``, message-ID functions
-  ``default_msg_id`` (go: from + seqno), ``js_msg_id``, ``content_msg_id``.
+  ``default_msg_id`` (go: from + seqno), ``js_msg_id``, ``py_msg_id``, ``content_msg_id``.
 * :mod:`.cache` -- ``MessageCache`` (mcache), ``SeenCache``.
 * :mod:`.router` -- the events, ``ValidationResult``, the base ``Router`` and
   ``FloodSubRouter``; protocol IDs.
@@ -27,9 +27,13 @@ Modules
 
 The router contract (what a shell does)
 ---------------------------------------
-Construct ``FloodSubRouter(local_peer)`` or ``GossipSubRouter(local_peer, params,
-score_params, thresholds)``; both take the keywords ``signature_policy``,
-``msg_id_fn`` (default go's), ``seen_ttl`` (120 s) and ``max_pending_validations``.
+Construct ``FloodSubRouter(local_peer)`` or ``GossipSubRouter(local_peer, params=None,
+score_params=None, thresholds=None)`` (scoring is on when ``score_params`` is given);
+both take the keywords ``signature_policy`` (STRICT_SIGN), ``msg_id_fn`` (go's
+from + seqno; SHA-256 of the data under STRICT_NO_SIGN), ``seen_ttl`` (120 s),
+``max_pending_validations`` (8192) and ``max_topics_per_peer`` (5000).  Gossipsub also
+takes ``direct_peers``, ``peer_record`` (``PeerId -> signed peer record bytes or None``,
+attached to the PX we send) and ``seed`` (for reproducible peer selection).
 ``router.protocols`` lists the protocol IDs to offer, most preferred first.
 
 Inputs (all cheap, none blocks; call them from one greenlet):
@@ -51,12 +55,14 @@ Inputs (all cheap, none blocks; call them from one greenlet):
   answering a ``Validate`` event.
 * ``heartbeat(now)`` every ``params.heartbeat_interval`` (gossipsub; first one
   after ``params.heartbeat_initial_delay``).  Floodsub only needs it for the seen cache.
-* ``set_msg_id_fn(topic, fn)``; gossipsub also ``set_app_score(peer, value)``,
-  ``add_direct_peer``/``direct_peers``, ``score(peer)``.
+* ``set_msg_id_fn(topic, fn)``; gossipsub also ``set_app_score(peer, value)`` (P5),
+  ``add_direct_peer(peer, now)``, and the query ``score(peer)``.
 
 Outputs, drained with ``events()`` (a list, in order):
 
-* ``SendRPC(peer, rpc)`` -- write ``frame_rpc(rpc)`` on the outbound stream.
+* ``SendRPC(peer, rpc)`` -- write ``frame_rpc(rpc)`` on the outbound stream (split
+  with ``split_rpc`` when larger than the peer's limit).  One RPC object may be shared
+  by several events: never mutate it; its encoding may be cached by identity.
 * ``Validate(msg, msg_id, received_from)`` -- verify the signature (StrictSign:
   ``verify_message``) and run validators, then call ``validation_result``.
   Presence of the signature fields was already checked by the router.
@@ -70,7 +76,10 @@ Outputs, drained with ``events()`` (a list, in order):
 * ``MessageDropped(msg, msg_id, received_from, reason)`` -- for tracers.
 
 Queries: ``peers`` (peer -> protocol), ``topics`` (topic -> subscribed peers),
-``joined``, ``topic_peers(topic)``, ``mesh_peers(topic)``, ``msg_id(msg)``.
+``peer_topics``, ``joined``, ``topic_peers(topic)``, ``mesh_peers(topic)``,
+``msg_id(msg)``, ``pending_validations``; gossipsub also ``fanout_peers(topic)``,
+``in_backoff(topic, peer, now)``, ``unwanted(peer)``, ``promises()``, ``mesh``,
+``fanout``, ``backoff``, ``direct``, ``peer_score``.
 """
 
 from __future__ import annotations
@@ -83,6 +92,7 @@ from geventp2p.sansio.pubsub.router import (
     MESHSUB_V10,
     MESHSUB_V11,
     MESHSUB_V12,
+    MESHSUB_V13,
     ConnectPeer,
     Deliver,
     DropPeer,
@@ -99,6 +109,7 @@ from geventp2p.sansio.pubsub.router import (
 from geventp2p.sansio.pubsub.rpc import (
     MAX_RPC_SIZE,
     RPC,
+    ControlExtensions,
     ControlGraft,
     ControlIDontWant,
     ControlIHave,
@@ -131,6 +142,7 @@ from geventp2p.sansio.pubsub.sign import (
     content_msg_id,
     default_msg_id,
     js_msg_id,
+    py_msg_id,
     sign_message,
     verify_message,
 )
@@ -138,6 +150,7 @@ from geventp2p.sansio.pubsub.sign import (
 __all__ = [
     "MAX_RPC_SIZE",
     "RPC",
+    "ControlExtensions",
     "ControlGraft",
     "ControlIDontWant",
     "ControlIHave",
@@ -161,6 +174,7 @@ __all__ = [
     "content_msg_id",
     "default_msg_id",
     "js_msg_id",
+    "py_msg_id",
     "sign_message",
     "verify_message",
     "MessageCache",
@@ -170,6 +184,7 @@ __all__ = [
     "MESHSUB_V10",
     "MESHSUB_V11",
     "MESHSUB_V12",
+    "MESHSUB_V13",
     "ConnectPeer",
     "Deliver",
     "DropPeer",

@@ -32,9 +32,14 @@ Policies (go-libp2p-pubsub's behaviour unless said otherwise):
   mesh peers that speak ``/meshsub/1.2.0``.  Received IDONTWANT IDs (at most
   ``max_idontwant_length`` per RPC, ``max_idontwant_messages`` RPCs per heartbeat) are
   not forwarded or served to that peer for ``idontwant_message_ttl`` heartbeats.
+* A peer that sends us a copy of a message while it is being validated is not sent the
+  message when it is forwarded (it has it; an implicit IDONTWANT).
 * Graylist: every RPC of a peer below the graylist threshold is ignored (direct peers
   excepted).  A malformed RPC costs a P7 penalty.
 * Control messages of one heartbeat (GRAFT, PRUNE, IHAVE) are coalesced per peer in one RPC.
+* v1.3 (opt-in, ``v13=True``): ``/meshsub/1.3.0`` is offered first and behaves as
+  v1.2; we support no extension so we send no ``ControlExtensions``; a peer's first
+  one is recorded in ``peer_extensions``, a repeated one costs a P7 penalty of 10.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from geventp2p.sansio.pubsub.router import (
     MESHSUB_V10,
     MESHSUB_V11,
     MESHSUB_V12,
+    MESHSUB_V13,
     ConnectPeer,
     Router,
 )
@@ -60,6 +66,7 @@ from geventp2p.sansio.pubsub.rpc import (
     ControlGraft,
     ControlIDontWant,
     ControlIHave,
+    ControlExtensions,
     ControlIWant,
     ControlMessage,
     ControlPrune,
@@ -71,8 +78,9 @@ from geventp2p.sansio.pubsub.sign import MsgIdFn, SignaturePolicy, default_msg_i
 
 __all__ = ["GossipSubParams", "GossipSubRouter"]
 
-_MESH_PROTOCOLS = frozenset((MESHSUB_V10, MESHSUB_V11, MESHSUB_V12))
-_PX_PROTOCOLS = frozenset((MESHSUB_V11, MESHSUB_V12))
+_MESH_PROTOCOLS = frozenset((MESHSUB_V10, MESHSUB_V11, MESHSUB_V12, MESHSUB_V13))
+_PX_PROTOCOLS = frozenset((MESHSUB_V11, MESHSUB_V12, MESHSUB_V13))
+_IDONTWANT_PROTOCOLS = frozenset((MESHSUB_V12, MESHSUB_V13))
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,9 @@ class GossipSubParams:
     idontwant_message_ttl: int = 3
     flood_publish: bool = False
     do_px: bool = False
+    v13: bool = False
+    """Also offer ``/meshsub/1.3.0`` (v1.2 plus the Extensions control message; we
+    announce no extension and accept one ``ControlExtensions`` per peer)."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -133,7 +144,7 @@ class GossipSubParams:
 class GossipSubRouter(Router):
     """Gossipsub v1.0-v1.2 with v1.1 peer scoring (enabled when ``score_params`` is given)."""
 
-    protocols = GOSSIPSUB_PROTOCOLS
+    protocols: tuple[str, ...] = GOSSIPSUB_PROTOCOLS
 
     def __init__(
         self,
@@ -146,6 +157,7 @@ class GossipSubRouter(Router):
         msg_id_fn: MsgIdFn = default_msg_id,
         seen_ttl: float = 120.0,
         max_pending_validations: int = 8192,
+        max_topics_per_peer: int = 5000,
         direct_peers: Iterable[PeerId] = (),
         peer_record: Optional[Callable[[PeerId], Optional[bytes]]] = None,
         seed: Optional[int] = None,
@@ -156,8 +168,11 @@ class GossipSubRouter(Router):
             msg_id_fn=msg_id_fn,
             seen_ttl=seen_ttl,
             max_pending_validations=max_pending_validations,
+            max_topics_per_peer=max_topics_per_peer,
         )
         self.params = p = params if params is not None else GossipSubParams()
+        if p.v13:
+            self.protocols = (MESHSUB_V13,) + GOSSIPSUB_PROTOCOLS
         self.thresholds = thresholds if thresholds is not None else PeerScoreThresholds()
         self.peer_score: Optional[PeerScore] = PeerScore(score_params, deliveries_ttl=seen_ttl) if score_params is not None else None
         self.direct: set[PeerId] = set(direct_peers)
@@ -176,6 +191,8 @@ class GossipSubRouter(Router):
         self._unwanted: dict[PeerId, dict[bytes, int]] = {}
         self._promises: dict[bytes, dict[PeerId, float]] = {}
         self._gossip: dict[PeerId, list[ControlIHave]] = {}
+        self.peer_extensions: dict[PeerId, ControlExtensions] = {}
+        """The v1.3 extensions each peer announced."""
         self.heartbeat_ticks = 0
         self._last_refresh: Optional[float] = None
 
@@ -193,11 +210,11 @@ class GossipSubRouter(Router):
         if self.peer_score is not None:
             self.peer_score.set_app_score(peer, value)
 
-    def add_direct_peer(self, peer: PeerId) -> None:
+    def add_direct_peer(self, peer: PeerId, now: float = 0.0) -> None:
+        """Make ``peer`` a direct peer: every message is forwarded to it, it is never in a mesh."""
         self.direct.add(peer)
-        for topic, mesh in self.mesh.items():
-            if peer in mesh:
-                self._remove_from_mesh(topic, peer, 0.0)
+        for topic in list(self.mesh):
+            self._remove_from_mesh(topic, peer, now)
 
     def mesh_peers(self, topic: str) -> list[PeerId]:
         return list(self.mesh.get(topic, ()))
@@ -284,7 +301,7 @@ class GossipSubRouter(Router):
             mesh.discard(peer)
         for peers in self.fanout.values():
             peers.discard(peer)
-        for d in (self.outbound, self._peerhave, self._iasked, self._peerdontwant, self._unwanted, self._gossip):
+        for d in (self.outbound, self._peerhave, self._iasked, self._peerdontwant, self._unwanted, self._gossip, self.peer_extensions):
             d.pop(peer, None)  # type: ignore[attr-defined]
         if self.peer_score is not None:
             self.peer_score.remove_peer(peer, now)
@@ -327,7 +344,7 @@ class GossipSubRouter(Router):
                 out = None
                 peers = self.peers
                 for p in mesh:
-                    if p != peer and peers.get(p) == MESHSUB_V12:
+                    if p != peer and peers.get(p) in _IDONTWANT_PROTOCOLS:
                         if out is None:  # one RPC object shared by all the events
                             out = RPC(control=ControlMessage(idontwant=[ControlIDontWant([msg_id])]))
                         self._send(p, out)
@@ -392,10 +409,11 @@ class GossipSubRouter(Router):
                     tosend.discard(p)
         return tosend
 
-    def _forward(self, msg: Message, msg_id: bytes, src: PeerId, now: float) -> None:
+    def _forward(self, msg: Message, msg_id: bytes, src: PeerId, now: float, have: Optional[set[PeerId]] = None) -> None:
         out = RPC(publish=[msg])  # shared by the events: shells must not mutate it
         for p in self._targets(msg, msg_id, src, now):
-            self._send(p, out)
+            if have is None or p not in have:
+                self._send(p, out)
 
     def _publish(self, msg: Message, msg_id: bytes, now: float) -> None:
         self.mcache.put(msg_id, msg)
@@ -454,6 +472,12 @@ class GossipSubRouter(Router):
             self._handle_prune(peer, ctl, now)
         if ctl.idontwant:
             self._handle_idontwant(peer, ctl)
+        if ctl.extensions is not None and self.peers.get(peer) == MESHSUB_V13:
+            if peer in self.peer_extensions:  # allowed once per stream (go: penalty of 10)
+                if self.peer_score is not None:
+                    self.peer_score.add_penalty(peer, 10)
+            else:
+                self.peer_extensions[peer] = ctl.extensions
         if iwant or msgs or prune:
             out = RPC(publish=msgs)
             if iwant or prune:

@@ -17,13 +17,14 @@ from geventp2p.core.peer import PeerId
 from geventp2p.exceptions import ConfigError, LocalProtocolError
 from geventp2p.sansio.pubsub.cache import SeenCache
 from geventp2p.sansio.pubsub.rpc import RPC, Message, SubOpts
-from geventp2p.sansio.pubsub.sign import MsgIdFn, SignaturePolicy, check_policy, default_msg_id
+from geventp2p.sansio.pubsub.sign import MsgIdFn, SignaturePolicy, check_policy, content_msg_id, default_msg_id
 
 __all__ = [
     "FLOODSUB_ID",
     "MESHSUB_V10",
     "MESHSUB_V11",
     "MESHSUB_V12",
+    "MESHSUB_V13",
     "GOSSIPSUB_PROTOCOLS",
     "ValidationResult",
     "SendRPC",
@@ -43,6 +44,7 @@ FLOODSUB_ID = "/floodsub/1.0.0"
 MESHSUB_V10 = "/meshsub/1.0.0"
 MESHSUB_V11 = "/meshsub/1.1.0"
 MESHSUB_V12 = "/meshsub/1.2.0"
+MESHSUB_V13 = "/meshsub/1.3.0"
 GOSSIPSUB_PROTOCOLS = (MESHSUB_V12, MESHSUB_V11, MESHSUB_V10, FLOODSUB_ID)
 """What a gossipsub node offers, most preferred first."""
 
@@ -148,6 +150,10 @@ Event = Union[SendRPC, Validate, Deliver, PeerJoinedTopic, PeerLeftTopic, DropPe
 class Router:
     """State and message pipeline shared by :class:`FloodSubRouter` and the gossipsub router.
 
+    ``msg_id_fn`` defaults to go's ``from || seqno``, or to the SHA-256 of the data under
+    StrictNoSign (where author and seqno are absent).  A peer's subscriptions beyond
+    ``max_topics_per_peer`` are ignored.
+
     Subclasses override the ``_on_*`` hooks and :meth:`_forward` / :meth:`_publish`.
     """
 
@@ -161,16 +167,21 @@ class Router:
         msg_id_fn: MsgIdFn = default_msg_id,
         seen_ttl: float = 120.0,
         max_pending_validations: int = 8192,
+        max_topics_per_peer: int = 5000,
     ) -> None:
         if not isinstance(local_peer, PeerId):
             raise ConfigError("local_peer must be a PeerId")
-        if seen_ttl <= 0 or max_pending_validations < 1:
-            raise ConfigError("seen_ttl and max_pending_validations must be positive")
+        if seen_ttl <= 0 or max_pending_validations < 1 or max_topics_per_peer < 1:
+            raise ConfigError("seen_ttl, max_pending_validations and max_topics_per_peer must be positive")
+        if signature_policy is SignaturePolicy.STRICT_NO_SIGN and msg_id_fn is default_msg_id:
+            # from + seqno are absent under StrictNoSign: every message would get the same ID
+            msg_id_fn = content_msg_id
         self.local_peer = local_peer
         self._local_bytes = local_peer.to_bytes()
         self.signature_policy = signature_policy
         self.msg_id_fn = msg_id_fn
         self.max_pending_validations = max_pending_validations
+        self.max_topics_per_peer = max_topics_per_peer
         self._topic_msg_id: dict[str, MsgIdFn] = {}
         self.peers: dict[PeerId, str] = {}
         """Connected pubsub peers and the protocol of our outbound stream to each."""
@@ -180,6 +191,8 @@ class Router:
         self.joined: set[str] = set()
         self.seen = SeenCache(seen_ttl)
         self._pending: dict[bytes, tuple[Message, PeerId]] = {}
+        self._have: dict[bytes, set[PeerId]] = {}
+        """Peers that sent a copy of a message while it was being validated."""
         self._events: list[Event] = []
 
     # ------------------------------------------------------------------ outputs
@@ -270,7 +283,7 @@ class Router:
         mine = self.peer_topics[peer]
         topic = sub.topic
         if sub.subscribe:
-            if topic in mine:
+            if topic in mine or len(mine) >= self.max_topics_per_peer:
                 return
             mine.add(topic)
             self.topics.setdefault(topic, set()).add(peer)
@@ -309,6 +322,8 @@ class Router:
             self._drop(msg, None, peer, "message id function failed")
             return
         if not self.seen.add(msg_id, now):
+            if msg_id in self._pending:  # it has the message: no need to forward it there
+                self._have.setdefault(msg_id, set()).add(peer)
             self._on_duplicate(peer, msg, msg_id, now)
             self._drop(msg, msg_id, peer, "duplicate")
             return
@@ -325,11 +340,12 @@ class Router:
         if entry is None:
             return
         msg, src = entry
+        have = self._have.pop(msg_id, None)
         if result is ValidationResult.ACCEPT:
             self._on_accepted(src, msg, msg_id, now)
             if msg.topic in self.joined:
                 self._events.append(Deliver(msg=msg, msg_id=msg_id, received_from=src))
-            self._forward(msg, msg_id, src, now)
+            self._forward(msg, msg_id, src, now, have)
         elif result is ValidationResult.REJECT:
             self._on_rejected(src, msg, msg_id, now)
             self._drop(msg, msg_id, src, "rejected")
@@ -432,7 +448,8 @@ class Router:
     def _on_heartbeat(self, now: float) -> None:
         pass
 
-    def _forward(self, msg: Message, msg_id: bytes, src: PeerId, now: float) -> None:
+    def _forward(self, msg: Message, msg_id: bytes, src: PeerId, now: float, have: Optional[set[PeerId]] = None) -> None:
+        """Send an accepted message on; ``have``: peers known to have it already."""
         raise NotImplementedError
 
     def _publish(self, msg: Message, msg_id: bytes, now: float) -> None:
@@ -453,10 +470,11 @@ class FloodSubRouter(Router):
             out.append(p)
         return out
 
-    def _forward(self, msg: Message, msg_id: bytes, src: PeerId, now: float) -> None:
+    def _forward(self, msg: Message, msg_id: bytes, src: PeerId, now: float, have: Optional[set[PeerId]] = None) -> None:
         out = RPC(publish=[msg])  # shared by the events: shells must not mutate it
         for p in self._targets(msg, src):
-            self._send(p, out)
+            if have is None or p not in have:
+                self._send(p, out)
 
     def _publish(self, msg: Message, msg_id: bytes, now: float) -> None:
         out = RPC(publish=[msg])

@@ -2,7 +2,7 @@
 
 Schema: https://github.com/libp2p/specs/blob/master/pubsub/README.md#the-rpc and
 https://github.com/libp2p/specs/blob/master/pubsub/gossipsub/gossipsub-v1.2.md
-(``geventp2p/pb/rpc.proto`` holds the same schema for reference).
+(``geventp2p/pb/rpc.proto`` holds the same schema; the tests decode with it too).
 
 Why by hand and not the protobuf runtime: one pass turns the bytes straight into
 the slotted types below (no second conversion), every malformation becomes a
@@ -15,8 +15,8 @@ Encoding is canonical: fields in number order, optional fields only when set,
 ``bool`` as one byte.  Topic strings and ``messageIDs`` carry raw bytes: topics
 are decoded with ``surrogateescape`` so that any byte string survives a round trip,
 and message IDs are ``bytes`` (go declares them ``string`` but sends arbitrary bytes).
-Fields of the partial-messages and v1.3 extensions are skipped when received
-and never sent.
+The v1.3 ``ControlExtensions`` message is decoded (known flags only); the
+partial-messages extension's RPC field is skipped when received and never sent.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ __all__ = [
     "ControlGraft",
     "ControlPrune",
     "ControlIDontWant",
+    "ControlExtensions",
     "ControlMessage",
     "RPC",
     "encode_message",
@@ -141,15 +142,28 @@ class ControlIDontWant:
 
 
 @dataclass(slots=True, eq=True)
+class ControlExtensions:
+    """The v1.3 extensions a peer supports (sent once, in the first RPC of a stream).
+
+    Known flags: ``partial_messages`` (field 10) and ``test_extension`` (field 6492434);
+    None when absent.  Unknown extension fields are ignored.
+    """
+
+    partial_messages: Optional[bool] = None
+    test_extension: Optional[bool] = None
+
+
+@dataclass(slots=True, eq=True)
 class ControlMessage:
     ihave: list[ControlIHave] = field(default_factory=list)
     iwant: list[ControlIWant] = field(default_factory=list)
     graft: list[ControlGraft] = field(default_factory=list)
     prune: list[ControlPrune] = field(default_factory=list)
     idontwant: list[ControlIDontWant] = field(default_factory=list)
+    extensions: Optional[ControlExtensions] = None  # v1.3
 
     def is_empty(self) -> bool:
-        return not (self.ihave or self.iwant or self.graft or self.prune or self.idontwant)
+        return not (self.ihave or self.iwant or self.graft or self.prune or self.idontwant) and self.extensions is None
 
 
 @dataclass(slots=True, eq=True)
@@ -232,6 +246,14 @@ def _encode_control(ctl: ControlMessage) -> bytes:
         out.append(_ld(4, b"".join(body)))
     for d in ctl.idontwant:
         out.append(_ld(5, b"".join(_ld(1, m) for m in d.message_ids)))
+    ext = ctl.extensions
+    if ext is not None:
+        ext_body = b""
+        if ext.partial_messages is not None:
+            ext_body += _uv(10 << 3) + (b"\x01" if ext.partial_messages else b"\x00")
+        if ext.test_extension is not None:
+            ext_body += _uv(6492434 << 3) + (b"\x01" if ext.test_extension else b"\x00")
+        out.append(_ld(6, ext_body))
     return b"".join(out)
 
 
@@ -418,6 +440,18 @@ def _decode_control(buf: bytes) -> ControlMessage:
                 ctl.prune.append(_decode_prune(sub))
             else:
                 ctl.idontwant.append(ControlIDontWant(_ids(sub, 1, "ControlIDontWant")))
+        elif num == 6:
+            _want(wt, 2, num, "ControlMessage")
+            sub = _bytes_of(buf, v)
+            ext = ctl.extensions if ctl.extensions is not None else ControlExtensions()
+            for n2, w2, v2 in _fields(sub, "ControlExtensions"):
+                if n2 == 10:
+                    _want(w2, 0, n2, "ControlExtensions")
+                    ext.partial_messages = bool(v2)
+                elif n2 == 6492434:
+                    _want(w2, 0, n2, "ControlExtensions")
+                    ext.test_extension = bool(v2)
+            ctl.extensions = ext
     return ctl
 
 
@@ -459,6 +493,14 @@ def decode_rpc(buf: bytes, max_size: int = MAX_RPC_SIZE) -> RPC:
                 rpc.control.graft += ctl.graft
                 rpc.control.prune += ctl.prune
                 rpc.control.idontwant += ctl.idontwant
+                if ctl.extensions is not None:
+                    if rpc.control.extensions is None:
+                        rpc.control.extensions = ctl.extensions
+                    else:
+                        if ctl.extensions.partial_messages is not None:
+                            rpc.control.extensions.partial_messages = ctl.extensions.partial_messages
+                        if ctl.extensions.test_extension is not None:
+                            rpc.control.extensions.test_extension = ctl.extensions.test_extension
     return rpc
 
 
@@ -519,6 +561,13 @@ def split_rpc(rpc: RPC, limit: int = MAX_RPC_SIZE) -> list[RPC]:
         add_top("message", m, len(_ld(2, encode_message(m))))
     ctl = rpc.control
     if ctl is not None:
+        if ctl.extensions is not None:
+            one = ControlMessage(extensions=ctl.extensions)
+            size = len(_encode_control(one))
+            if cur_size + size > budget:
+                flush()
+            cur.control = ControlMessage(extensions=ctl.extensions)
+            ctl_size += size
         for g in ctl.graft:
             add_ctl("graft", g, len(_encode_control(ControlMessage(graft=[g]))))
         for p in ctl.prune:

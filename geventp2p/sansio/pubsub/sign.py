@@ -10,8 +10,10 @@ must hash to ``from``, or with the key inlined in ``from``.
 
 Message IDs travel in IHAVE/IWANT/IDONTWANT, so every peer of a topic must compute
 the same ones.  The default, :func:`default_msg_id`, is the spec's and go's
-``from || seqno``; :func:`js_msg_id` is js-libp2p's (``PublicKey(author) || seqno``)
-and :func:`content_msg_id` (SHA-256 of the data) is the one to use with StrictNoSign.
+``from || seqno``; :func:`js_msg_id` is js-libp2p's (``PublicKey(author) || seqno``),
+:func:`py_msg_id` py-libp2p's (``seqno || from``), and :func:`content_msg_id`
+(SHA-256 of the data) is the one to use with StrictNoSign.  Peers that disagree on IDs
+still forward full messages, but IHAVE/IWANT/IDONTWANT miss and IWANT promises break.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "SeqnoCounter",
     "default_msg_id",
     "js_msg_id",
+    "py_msg_id",
     "content_msg_id",
 ]
 
@@ -160,6 +163,11 @@ def js_msg_id(msg: Message) -> bytes:
         inline = PeerId.from_bytes(msg.from_peer).inline_public_key() if msg.from_peer else None
         key = inline if inline is not None else (msg.from_peer or b"")
     return key + (msg.seqno or b"")
+
+
+def py_msg_id(msg: Message) -> bytes:
+    """py-libp2p's default: ``seqno || from`` (the reverse of go's order)."""
+    return (msg.seqno or b"") + (msg.from_peer or b"")
 
 
 def content_msg_id(msg: Message) -> bytes:

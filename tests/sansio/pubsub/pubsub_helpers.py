@@ -57,17 +57,23 @@ class Net:
     ``validator`` (ACCEPT by default).  ``drop(src, dst)`` makes a link lose everything.
     """
 
-    def __init__(self, validator: Optional[Callable[[PeerId, Validate], ValidationResult]] = None) -> None:
+    def __init__(
+        self,
+        validator: Optional[Callable[[PeerId, Validate], ValidationResult]] = None,
+        async_validation: bool = False,
+    ) -> None:
         self.routers: dict[PeerId, Router] = {}
         self.now = 0.0
         self.delivered: dict[PeerId, list[Deliver]] = {}
         self.sent: list[tuple[PeerId, PeerId, RPC]] = []
         self.other: dict[PeerId, list[Event]] = {}
         self.validator = validator
+        self.async_validation = async_validation
+        """Answer each Validate only when its turn comes in the RPC queue (validation takes time)."""
         self.lost: set[tuple[PeerId, PeerId]] = set()
         self.no_forward: set[PeerId] = set()
         """Nodes that drop every message they should forward (their own publishes still go)."""
-        self._queue: list[tuple[PeerId, PeerId, bytes]] = []
+        self._queue: list[tuple[PeerId, PeerId, object]] = []
 
     def add(self, router: Router) -> Router:
         self.routers[router.local_peer] = router
@@ -121,7 +127,10 @@ class Net:
                         self._queue.append((who, e.peer, encode_rpc(rpc)))
                 elif isinstance(e, Validate):
                     res = self.validator(who, e) if self.validator else ValidationResult.ACCEPT
-                    r.validation_result(e.msg_id, res, self.now)
+                    if self.async_validation:
+                        self._queue.append((who, who, (e.msg_id, res)))
+                    else:
+                        r.validation_result(e.msg_id, res, self.now)
                 elif isinstance(e, Deliver):
                     self.delivered[who].append(e)
                 else:
@@ -130,10 +139,15 @@ class Net:
     def run(self, limit: int = 100000) -> None:
         n = 0
         while self._queue:
-            src, dst, wire = self._queue.pop(0)
+            src, dst, item = self._queue.pop(0)
             r = self.routers.get(dst)
-            if r is not None and src in r.peers:
-                r.handle_rpc(src, decode_rpc(wire), self.now)
+            if isinstance(item, tuple):  # a deferred validation answer
+                assert r is not None
+                r.validation_result(item[0], item[1], self.now)
+                self.pump(dst)
+            elif r is not None and src in r.peers:
+                assert isinstance(item, bytes)
+                r.handle_rpc(src, decode_rpc(item), self.now)
                 self.pump(dst)
             n += 1
             assert n < limit, "RPC storm"

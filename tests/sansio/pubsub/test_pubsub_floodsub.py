@@ -229,3 +229,13 @@ def test_config_and_protocol_checks() -> None:
         FloodSubRouter(b"x")  # type: ignore[arg-type]
     with pytest.raises(LocalProtocolError):
         FloodSubRouter(A).add_peer(B, "/meshsub/1.1.0", 0.0)
+
+
+def test_strict_no_sign_defaults_to_content_ids_and_topic_cap() -> None:
+    r = FloodSubRouter(A, signature_policy=SignaturePolicy.STRICT_NO_SIGN)
+    m = Message(data=b"abc", topic="t")
+    assert r.msg_id(m) == content_msg_id(m)
+    r = FloodSubRouter(A, max_topics_per_peer=2)
+    r.add_peer(B, FLOODSUB_ID, 0.0)
+    r.handle_rpc(B, RPC(subscriptions=[SubOpts(True, t) for t in "xyz"]), 0.0)
+    assert sorted(r.peer_topics[B]) == ["x", "y"]

@@ -15,8 +15,10 @@ from geventp2p.sansio.pubsub import (
     MESHSUB_V10,
     MESHSUB_V11,
     MESHSUB_V12,
+    MESHSUB_V13,
     RPC,
     ConnectPeer,
+    ControlExtensions,
     ControlGraft,
     ControlIDontWant,
     ControlIHave,
@@ -656,8 +658,9 @@ def test_scoring_pushes_nodes_that_do_not_forward_out_of_the_meshes() -> None:
             net.publish(author, msg(author, seq))
         net.tick()
     penalised = 0
+    gs = {x: r for x, r in net.routers.items() if isinstance(r, GossipSubRouter)}
     for x in honest:
-        r = net.routers[x]
+        r = gs[x]
         assert not set(r.mesh_peers(T)) & droppers
         for d in droppers:
             if d in r.peers:
@@ -665,4 +668,118 @@ def test_scoring_pushes_nodes_that_do_not_forward_out_of_the_meshes() -> None:
                 penalised += r.score(d) < 0
         assert len(net.got(x)) == seq  # everything still arrives
     assert penalised >= len(droppers) * 3
-    assert min(net.routers[x].score(y) for x in honest for y in net.routers[x].peers if y in honest) >= 0
+    assert min(gs[x].score(y) for x in honest for y in gs[x].peers if y in honest) >= 0
+
+
+# --------------------------------------------------------------------------- v1.3
+
+
+def test_v13_is_opt_in_and_behaves_as_v12() -> None:
+    assert MESHSUB_V13 not in GossipSubRouter(ME).protocols
+    r = router(params=GossipSubParams(v13=True), score_params=PeerScoreParams(behaviour_penalty_weight=-1.0), thresholds=PeerScoreThresholds(graylist=-1000, publish=-1000, gossip=-1000))
+    assert r.protocols[0] == MESHSUB_V13
+    ps = with_peers(r, 3, proto=MESHSUB_V13)
+    r.join(T, 0.0)
+    hello_and_grafts = r.events()
+    # we announce no extension
+    assert not any(e.rpc.control and e.rpc.control.extensions for e in sends(hello_and_grafts))
+    ext = ControlExtensions(test_extension=True)
+    r.handle_rpc(ps[0], RPC(control=ControlMessage(extensions=ext)), 0.0)
+    assert r.peer_extensions == {ps[0]: ext}
+    r.handle_rpc(ps[0], RPC(control=ControlMessage(extensions=ext)), 0.0)  # a second one: P7
+    assert r.score(ps[0]) == -100.0
+    # IDONTWANT goes to v1.3 peers too
+    r.handle_rpc(ps[1], RPC(publish=[msg(ps[1], 1, size=2000)]), 0.0)
+    idw = {e.peer for e in sends(r.events()) if e.rpc.control and e.rpc.control.idontwant}
+    assert idw == {ps[0], ps[2]}
+    r.remove_peer(ps[0], 0.0)
+    assert r.peer_extensions == {}
+
+
+def test_extensions_from_pre_v13_peers_are_ignored() -> None:
+    r = router(params=GossipSubParams(v13=True))
+    [p] = with_peers(r, 1)
+    r.handle_rpc(p, RPC(control=ControlMessage(extensions=ControlExtensions(partial_messages=True))), 0.0)
+    assert r.peer_extensions == {}
+
+
+def test_copies_received_during_validation_are_not_sent_back() -> None:
+    r = router()
+    ps = with_peers(r, 6)
+    r.join(T, 0.0)
+    r.events()
+    a, b = r.mesh_peers(T)[:2]
+    m = msg(ps[5] if ps[5] not in (a, b) else ps[4], 1)
+    r.handle_rpc(a, RPC(publish=[m]), 0.0)
+    [v] = of_type(r.events(), Validate)
+    r.handle_rpc(b, RPC(publish=[m]), 0.0)  # a copy while validating
+    r.events()
+    r.validation_result(v.msg_id, ValidationResult.ACCEPT, 0.0)
+    targets = {e.peer for e in sends(r.events()) if e.rpc.publish}
+    assert a not in targets and b not in targets and targets
+    # and nothing is left behind
+    assert r._have == {}
+
+
+@pytest.mark.parametrize("size", [100, 2000])
+def test_network_with_slow_validation_delivers_everything(size: int) -> None:
+    rng = random.Random(9)
+    net = Net(async_validation=True)
+    n = 40
+    ids = [pid(900 + i) for i in range(n)]
+    for i, x in enumerate(ids):
+        net.add(GossipSubRouter(x, seed=i))
+    edges = {(i, (i + 1) % n) for i in range(n)}
+    while len(edges) < n * 6:
+        a, b = rng.sample(range(n), 2)
+        if (b, a) not in edges:
+            edges.add((a, b))
+    for a, b in sorted(edges):
+        net.connect(ids[a], ids[b])
+    for x in ids:
+        net.join(x)
+    for _ in range(3):
+        net.tick()
+    mids = []
+    for k in range(10):
+        author = rng.choice(ids)
+        mids.append(net.publish(author, msg(author, k, size=size)))
+    for x in ids:
+        assert sorted(net.got(x)) == sorted(mids)
+
+
+def test_heartbeat_grafts_outbound_peers_up_to_d_out() -> None:
+    r = router()
+    r.join(T, 0.0)
+    inbound = with_peers(r, 6)
+    for p in inbound:
+        r.handle_rpc(p, RPC(control=ControlMessage(graft=[ControlGraft(T)])), 0.0)
+    outbound = with_peers(r, 3, start=60, outbound=True)
+    r.events()
+    r.heartbeat(1.0)
+    added = grafts(r.events())
+    assert len(added) == 2 and added <= set(outbound)
+    assert len(r.mesh_peers(T)) == 8
+
+
+def test_graft_refused_at_d_hi_carries_px_when_enabled() -> None:
+    r = router(params=GossipSubParams(do_px=True, d=2, d_lo=2, d_hi=3, d_score=1, d_out=0, prune_peers=2))
+    ps = with_peers(r, 5)
+    r.join(T, 0.0)
+    r.events()
+    for p in ps:
+        r.handle_rpc(p, RPC(control=ControlMessage(graft=[ControlGraft(T)])), 0.0)
+    pr = prunes(r.events())
+    assert len(pr) == 2
+    for peer, [prune] in pr.items():
+        assert prune.backoff == 60 and len(prune.peers) == 2
+        assert peer.to_bytes() not in {x.peer_id for x in prune.peers}
+    # a GRAFT mentioning an unknown topic suppresses PX for the whole RPC
+    r2 = router(params=GossipSubParams(do_px=True, d=2, d_lo=2, d_hi=3, d_score=1, d_out=0))
+    qs = with_peers(r2, 5)
+    r2.join(T, 0.0)
+    for p in qs[:3]:
+        r2.handle_rpc(p, RPC(control=ControlMessage(graft=[ControlGraft(T)])), 0.0)
+    r2.events()
+    r2.handle_rpc(qs[3], RPC(control=ControlMessage(graft=[ControlGraft(T), ControlGraft("unknown")])), 0.0)
+    assert prunes(r2.events()) == {qs[3]: [ControlPrune(T, [], 60)]}

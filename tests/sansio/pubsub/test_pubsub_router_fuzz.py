@@ -13,7 +13,9 @@ from geventp2p.sansio.pubsub import (
     MESHSUB_V10,
     MESHSUB_V11,
     MESHSUB_V12,
+    MESHSUB_V13,
     RPC,
+    ControlExtensions,
     ControlGraft,
     ControlIDontWant,
     ControlIHave,
@@ -70,6 +72,7 @@ _ctl = st.builds(
         max_size=2,
     ),
     idontwant=st.lists(st.builds(ControlIDontWant, message_ids=_ids), max_size=2),
+    extensions=st.none() | st.builds(ControlExtensions, partial_messages=st.none() | st.booleans()),
 )
 _rpc = st.builds(
     RPC,
@@ -83,7 +86,7 @@ _action = st.one_of(
     st.tuples(st.just("join"), st.sampled_from(TOPICS)),
     st.tuples(st.just("leave"), st.sampled_from(TOPICS)),
     st.tuples(st.just("remove"), _peer),
-    st.tuples(st.just("add"), _peer, st.sampled_from([MESHSUB_V12, MESHSUB_V11, MESHSUB_V10, FLOODSUB_ID]), st.booleans()),
+    st.tuples(st.just("add"), _peer, st.sampled_from([MESHSUB_V13, MESHSUB_V12, MESHSUB_V11, MESHSUB_V10, FLOODSUB_ID]), st.booleans()),
     st.tuples(st.just("publish"), st.sampled_from(TOPICS), st.integers(0, 1000)),
     st.tuples(st.just("bad"), _peer),
 )
@@ -92,7 +95,7 @@ _action = st.one_of(
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_action, max_size=40), st.sampled_from([ValidationResult.ACCEPT, ValidationResult.REJECT, ValidationResult.IGNORE]), st.booleans())
 def test_random_inputs_keep_invariants(actions: list, verdict: ValidationResult, scored: bool) -> None:
-    params = GossipSubParams(d=3, d_lo=2, d_hi=4, d_score=1, d_out=0, d_lazy=2, do_px=True, opportunistic_graft_ticks=2)
+    params = GossipSubParams(d=3, d_lo=2, d_hi=4, d_score=1, d_out=0, d_lazy=2, do_px=True, opportunistic_graft_ticks=2, v13=True)
     sp = PeerScoreParams(
         topics={"a": TopicScoreParams(mesh_message_deliveries_weight=-1, mesh_message_deliveries_threshold=1, mesh_message_deliveries_cap=2, mesh_message_deliveries_activation=1, invalid_message_deliveries_weight=-1, first_message_deliveries_weight=1, first_message_deliveries_cap=5)},
         app_specific_weight=1,

@@ -11,6 +11,7 @@ from geventp2p.exceptions import MessageTooLargeError, RemoteProtocolError, RPCD
 from geventp2p.pb import rpc_pb2
 from geventp2p.sansio.pubsub import (
     RPC,
+    ControlExtensions,
     ControlGraft,
     ControlIDontWant,
     ControlIHave,
@@ -74,9 +75,26 @@ def test_frame_has_uvarint_length() -> None:
 
 
 def test_unknown_fields_are_skipped() -> None:
-    # RPC field 10 (partial extension), control field 6 (extensions), a fixed32 and a fixed64 field.
-    wire = H("0a05" "0801" "120161") + H("5202" "0000") + H("1a04" "3202" "5001") + H("7d01020304") + H("790102030405060708")
-    assert decode_rpc(wire) == RPC(subscriptions=[SubOpts(True, "a")], control=ControlMessage())
+    # RPC field 10 (partial extension), an unknown extension (field 11) inside the v1.3
+    # extensions (control field 6), control field 9, a fixed32 and a fixed64 field.
+    wire = (
+        H("0a05" "0801" "120161")
+        + H("5202" "0000")
+        + H("1a08" "3204" "5001" "5801" "4a00")
+        + H("7d01020304")
+        + H("790102030405060708")
+    )
+    assert decode_rpc(wire) == RPC(
+        subscriptions=[SubOpts(True, "a")], control=ControlMessage(extensions=ControlExtensions(partial_messages=True))
+    )
+
+
+def test_extensions_vector() -> None:
+    rpc = RPC(control=ControlMessage(extensions=ControlExtensions(partial_messages=False, test_extension=True)))
+    wire = H("1a09" "3207" "5000" "9091e21801")
+    assert encode_rpc(rpc) == wire
+    assert decode_rpc(wire) == rpc
+    assert encode_rpc(RPC(control=ControlMessage(extensions=ControlExtensions()))) == H("1a02" "3200")
 
 
 def test_repeated_control_fields_merge() -> None:
@@ -167,6 +185,8 @@ _ctl = st.builds(
         max_size=2,
     ),
     idontwant=st.lists(st.builds(ControlIDontWant, message_ids=st.lists(_b, max_size=3)), max_size=2),
+    extensions=st.none()
+    | st.builds(ControlExtensions, partial_messages=st.none() | st.booleans(), test_extension=st.none() | st.booleans()),
 )
 _rpcs = st.builds(
     RPC,
@@ -198,6 +218,13 @@ def test_round_trip_and_protobuf_agree(rpc: RPC) -> None:
         assert [list(i.messageIDs) for i in c.iwant] == [i.message_ids for i in rpc.control.iwant]
         assert [g.topicID for g in c.graft] == [g.topic for g in rpc.control.graft]
         assert [list(i.messageIDs) for i in c.idontwant] == [i.message_ids for i in rpc.control.idontwant]
+        ext = rpc.control.extensions
+        assert c.HasField("extensions") == (ext is not None)
+        if ext is not None:
+            assert (_opt(c.extensions, "partialMessages"), _opt(c.extensions, "testExtension")) == (
+                ext.partial_messages,
+                ext.test_extension,
+            )
         assert [
             (p.topicID, [(_opt(x, "peerID"), _opt(x, "signedPeerRecord")) for x in p.peers], _opt(p, "backoff"))
             for p in c.prune
@@ -230,6 +257,7 @@ def _flatten(rpcs: list[RPC]) -> RPC:
             ctl.ihave += r.control.ihave
             ctl.iwant += r.control.iwant
             ctl.idontwant += r.control.idontwant
+            ctl.extensions = ctl.extensions or r.control.extensions
     out.control = ctl if not ctl.is_empty() else None
     return out
 
@@ -250,6 +278,7 @@ def test_split_rpc_respects_the_limit_and_keeps_everything() -> None:
             graft=[ControlGraft("g%d" % i) for i in range(20)],
             prune=[ControlPrune("p", [PeerInfoPX(b"x" * 38)], 60)],
             idontwant=[ControlIDontWant(ids[:50])],
+            extensions=ControlExtensions(partial_messages=True),
         ),
     )
     limit = 4096
@@ -264,6 +293,7 @@ def test_split_rpc_respects_the_limit_and_keeps_everything() -> None:
     assert {i.topic for i in flat.control.ihave} == {"t"}
     assert [m for i in flat.control.iwant for m in i.message_ids] == ids[:100]
     assert [m for i in flat.control.idontwant for m in i.message_ids] == ids[:50]
+    assert [p.control.extensions for p in parts if p.control and p.control.extensions] == [ControlExtensions(True)]
 
 
 def test_split_rpc_refuses_an_oversized_message() -> None:

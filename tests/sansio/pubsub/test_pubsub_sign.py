@@ -19,6 +19,7 @@ from geventp2p.sansio.pubsub import (
     encode_rpc,
     frame_rpc,
     js_msg_id,
+    py_msg_id,
     sign_message,
     verify_message,
 )
@@ -62,6 +63,7 @@ def test_spec_vector_message_ids() -> None:
     verify_message(msg)
     assert default_msg_id(msg) == SPEC_ID + H("0000000000000001")
     assert js_msg_id(msg) == SPEC_ID[2:] + H("0000000000000001")
+    assert py_msg_id(msg) == H("0000000000000001") + SPEC_ID
     assert content_msg_id(msg) == H("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824")
 
 
