@@ -457,7 +457,7 @@ class _Peer:
     """One pubsub peer: the outbound stream, its queue and writer; the inbound stream."""
 
     __slots__ = ("id", "outbound", "protocol", "queue", "wake", "writer", "inbound", "opening", "added", "ready",
-                 "writing")
+                 "writing", "retry")
 
     def __init__(self, peer_id: PeerId) -> None:
         self.id = peer_id
@@ -471,6 +471,7 @@ class _Peer:
         self.added = False
         self.ready = Event()  # set once the outbound stream is up (or failed to open)
         self.writing = False
+        self.retry = False
 
 
 class _Notifiee(Notifiee):
@@ -900,11 +901,21 @@ class PubSub:
             if isinstance(evt, EvtPeerProtocolsUpdated) and not any(a in self.protocols for a in evt.added):
                 continue
             p = self._peers.get(evt.peer)
-            if p is not None and p.outbound is None and (p.opening is None or p.opening.dead) \
-                    and self.host.network.conns_to_peer(evt.peer):
+            if p is None or p.outbound is not None or not self.host.network.conns_to_peer(evt.peer):
+                continue
+            if p.opening is not None and not p.opening.dead:
+                p.retry = True  # news while an attempt runs: try again if that one fails
+            else:
                 self._on_connected(evt.peer)
 
     def _open_outbound(self, p: _Peer) -> None:
+        """Open the outbound stream; once more if protocol news came in during a failed try."""
+        while True:
+            p.retry = False
+            if self._try_open(p) or not p.retry or self._closed or self._peers.get(p.id) is not p:
+                return
+
+    def _try_open(self, p: _Peer) -> bool:
         host = self.host
         identified = False
         ids = host.service(IdentifyService)  # go opens the stream only after identify, too
@@ -920,7 +931,7 @@ class PubSub:
             # identify says the peer speaks no pubsub protocol: wait for a protocol update
             log.debug("pubsub: %s speaks no pubsub protocol", p.id)
             p.ready.set()
-            return
+            return False
         protos = [x for x in self.protocols if x in known] or list(self.protocols)
         try:
             stream = host.new_stream(p.id, protos, timeout=self.options.open_timeout)
@@ -928,11 +939,11 @@ class PubSub:
         except (P2PError, OSError) as exc:
             log.debug("pubsub: %s speaks no pubsub protocol we offer (%s)", p.id, exc)
             p.ready.set()
-            return
+            return False
         if self._closed or self._peers.get(p.id) is not p:
             stream.reset()
             p.ready.set()
-            return
+            return False
         conn = stream.conn
         p.outbound = stream
         p.protocol = stream.protocol
@@ -944,6 +955,7 @@ class PubSub:
         p.ready.set()
         self._process()
         self._trace(_trace.EvtPubSubPeerAdded, peer=p.id, protocol=stream.protocol or "")
+        return True
 
     def _drop_peer(self, p: _Peer, reason: str, close_streams: bool = True) -> None:
         if self._peers.get(p.id) is not p:

@@ -26,7 +26,7 @@ from geventp2p.protocols.pubsub.trace import EvtPubSubMessageDelivered, EvtPubSu
 from geventp2p.testing.mocknet import MockNet
 
 ROUTERS = {"floodsub": FloodSub, "gossipsub": GossipSub}
-WAIT = 15.0
+WAIT = 30.0
 
 
 @pytest.fixture
