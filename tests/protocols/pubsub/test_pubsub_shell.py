@@ -395,3 +395,22 @@ def test_peer_that_starts_pubsub_later(net):
     tb.publish(b"late but here", timeout=5)
     assert sa.get(timeout=WAIT).data == b"late but here"
     assert psa.list_peers() == [b.id]
+
+
+def test_slow_peer_queue_overflows_and_is_counted(net):
+    """A forwarder never blocks on a slow peer: RPCs past its queue are dropped and counted (go)."""
+    a, b, c = net.gen_peers(3)
+    net.connect_peers(a, b)
+    net.link_peers(b, c, bandwidth=50_000, max_buffer=64 * 1024)
+    net.connect_peers(b, c)
+    psa, psb, psc = (FloodSub(h, PubSubOptions(peer_queue_size=8)) for h in (a, b, c))
+    ta, tb, tc = psa.join("slow"), psb.join("slow"), psc.join("slow")
+    sb = tb.subscribe(buffer=1000)
+    tc.subscribe()
+    wait_peers(tb, [c.id])
+    wait_peers(ta, [b.id])
+    for i in range(100):
+        ta.publish(i.to_bytes(4, "big") + b"\0" * (16 * 1024), timeout=10)
+    assert len(drain(sb, 100)) == 100  # b got all of them, while c's queue was full
+    assert psb.dropped_rpcs > 0
+    assert len(psb._peers[c.id].queue) <= 8
