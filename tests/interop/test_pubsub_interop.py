@@ -434,3 +434,42 @@ def test_idontwant_from_them(env, remote):
     while mid not in idontwant:
         assert time.monotonic() < deadline + WAIT, idontwant
         gevent.sleep(0.05)
+
+
+def test_two_cli_processes_and_a_js_peer(env):
+    """The README workflow: two `geventp2p pubsub` processes and a js peer exchange messages."""
+    import subprocess
+
+    start_remote, _start_host = env
+    js = start_remote("js-gossipsub", "--topic", "cli")
+    cli = [sys.executable, "-m", "geventp2p.cli", "pubsub", "--topic", "cli"]
+    a = ih.PeerProcess("cli-a", [*cli, "--connect", js.addr])
+    procs = [a]
+    try:
+        a.wait_ready(WAIT)
+        b = ih.PeerProcess("cli-b", [*cli, "--connect", a.info["addrs"][0]])
+        procs.append(b)
+        b.wait_ready(WAIT)
+        ra, rb = Remote.__new__(Remote), Remote.__new__(Remote)
+        for r, p in ((ra, a), (rb, b)):
+            r.name, r.proc, r.lines, r.peer_id = p.kind, p, [], p.info["peer_id"]
+        js.wait(lambda o: o.get("type") == "peer" and o["peer"] == ra.peer_id and o["event"] == "joined",
+                "cli-a at js")
+        rb.wait(lambda o: o.get("type") == "peer" and o["peer"] == ra.peer_id, "cli-a at cli-b")
+        b.proc.stdin.write(b"hello from cli-b\n")
+        b.proc.stdin.flush()
+        got = js.wait(lambda o: o.get("type") == "message" and o.get("data") == "hello from cli-b", "b's line at js")
+        assert got["from"] == rb.peer_id
+        ra.wait(lambda o: o.get("type") == "message" and o.get("data") == "hello from cli-b", "b's line at a")
+        js.send(cmd="publish", topic="cli", data_hex=b"hello from js".hex())
+        for r in (ra, rb):
+            m = r.wait(lambda o: o.get("type") == "message" and o.get("data") == "hello from js", "js at the CLIs")
+            assert m["from"] == js.peer_id
+        for p in (b, a):
+            p.proc.stdin.close()
+            assert p.proc.wait(timeout=WAIT) == 0  # EOF: clean exit
+    except subprocess.TimeoutExpired:
+        pytest.fail("a geventp2p pubsub process did not exit at EOF")
+    finally:
+        for p in procs:
+            p.stop()
