@@ -12,7 +12,8 @@ of 1 B, 100 KiB and 900 KiB both ways, signatures checked (their signed messages
 our StrictSign checks; a message we forge with a bad signature is dropped by them), and
 two geventp2p hosts reaching each other only through the remote.  Gossipsub remotes
 also: the mesh forms both ways and our leaving PRUNEs it; they send IDONTWANT for a
-100 KiB message.  One mixed network: 4 geventp2p hosts, 2 js and 2 py peers on a
+100 KiB message; outside each other's mesh they fetch our message with IWANT after our
+IHAVE.  One mixed network: 4 geventp2p hosts, 2 js and 2 py peers on a
 sparse ring, every message reaches every node, duplicates counted.  The js peer uses
 go's message id (author || seqno), as py-libp2p and we do, so gossip ids agree.
 A peer that cannot be installed skips, and fails under CI=true.
@@ -164,7 +165,7 @@ def _router(remote: str) -> str:
     return remote.split("-")[1]
 
 
-def _setup(env, remote: str, we_dial: bool = True, topic: str = "interop"):
+def _setup(env, remote: str, we_dial: bool = True, topic: str = "interop", extra: tuple = ()):
     """Our host + a remote peer, both subscribed to ``topic``, each knowing the other's subscription."""
     start_remote, start_host = env
     h, ps = start_host(_router(remote))
@@ -172,10 +173,10 @@ def _setup(env, remote: str, we_dial: bool = True, topic: str = "interop"):
     sub = t.subscribe(buffer=4096)
     events = t.peer_events()
     if we_dial:
-        r = start_remote(remote, "--topic", topic)
+        r = start_remote(remote, "--topic", topic, *extra)
         h.connect(r.addr, timeout=WAIT)
     else:
-        r = start_remote(remote, "--topic", topic, "--connect", str(h.p2p_addrs()[0]))
+        r = start_remote(remote, "--topic", topic, "--connect", str(h.p2p_addrs()[0]), *extra)
     rid = PeerId.from_string(r.peer_id)
     while True:
         evt = events.get(timeout=WAIT)
@@ -473,3 +474,44 @@ def test_two_cli_processes_and_a_js_peer(env):
     finally:
         for p in procs:
             p.stop()
+
+
+@pytest.mark.parametrize("remote", GOSSIP_REMOTES)
+def test_ihave_iwant_recovery(env, remote):
+    """Out of each other's mesh (we PRUNE them, with backoff, and drop them from ours) and
+    without flood publishing, our message reaches them only as gossip: our IHAVE at a
+    heartbeat, their IWANT, then the message.  (Their own messages may still come straight:
+    js and py send to non-mesh topic peers when their mesh is empty.)"""
+    from geventp2p.sansio.pubsub import rpc as _rpc
+
+    h, ps, t, sub, r = _setup(env, remote, topic="gossip", extra=("--no-flood-publish",))
+    rid = PeerId.from_string(r.peer_id)
+    iwant: list[bytes] = []
+    orig = ps.router.handle_rpc
+
+    def spy(peer, rpc, now):
+        if peer == rid and rpc.control is not None:
+            for iw in rpc.control.iwant:
+                iwant.extend(iw.message_ids)
+        return orig(peer, rpc, now)
+
+    ps.router.handle_rpc = spy
+    ps.router.mesh["gossip"].discard(rid)
+    ps.router.backoff.setdefault("gossip", {})[rid] = time.monotonic() + 120
+    peer = ps._peers[rid]
+    prune = _rpc.RPC(control=_rpc.ControlMessage(prune=[_rpc.ControlPrune(topic="gossip", backoff=60)]))
+    peer.queue.append(_rpc.frame_rpc(prune))
+    peer.wake.set()
+    deadline = time.monotonic() + WAIT
+    while True:
+        r.send(cmd="peers", topic="gossip")
+        if str(h.id) not in r.wait(lambda o: o.get("type") == "peers", "their mesh")["mesh"]:
+            break
+        assert time.monotonic() < deadline, "the remote kept us in its mesh"
+        gevent.sleep(0.1)
+    mid = t.publish(b"gossiped to them", timeout=10)
+    got = r.wait(lambda o: o.get("type") == "message" and o.get("data") == "gossiped to them",
+                 "our message, fetched with IWANT")
+    assert got["from"] == str(h.id)
+    assert mid in iwant
+    assert rid not in ps.router.mesh_peers("gossip")

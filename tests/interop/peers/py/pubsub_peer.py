@@ -230,6 +230,7 @@ def main() -> int:
     p.add_argument("--topic", action="append", default=[])
     p.add_argument("--connect", action="append", default=[])
     p.add_argument("--no-sign", action="store_true")
+    p.add_argument("--no-flood-publish", action="store_true", help="accepted for symmetry with the js peer")
     opts = p.parse_args()
     try:
         trio.run(run, opts)
