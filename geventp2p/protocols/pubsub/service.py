@@ -436,6 +436,15 @@ class Topic:
         return f"<Topic {self.name!r} subs={len(self._subs)}>"
 
 
+def _has_subscribers(em: Any, bus: Any) -> bool:
+    """Whether an event of ``em``'s type would reach anyone (the bus has no public query for
+    this; an unknown bus shape counts as yes)."""
+    node = getattr(em, "_node", None)
+    if node is None:
+        return True
+    return bool(getattr(node, "subs", True) or getattr(bus, "_wildcard_subs", True))
+
+
 def _ip_of(addr: Any) -> str | None:
     """The IP of a multiaddr (``/ip4/1.2.3.4/...``), or None."""
     if addr is None:
@@ -1107,8 +1116,9 @@ class PubSub:
             gevent.sleep(max(0.0, nxt - _now()))
 
     def _trace(self, kind: type, **fields: Any) -> None:
-        if not self._emitters:
-            return
+        em = self._emitters.get(kind)
+        if em is None or not _has_subscribers(em, self.host.event_bus):
+            return  # nobody listens: no event object, no dispatcher wake-up
         if len(self._trace_q) >= _trace.TRACE_BACKLOG:
             self.dropped_traces += 1
             return
