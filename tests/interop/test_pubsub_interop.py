@@ -462,10 +462,20 @@ def test_two_cli_processes_and_a_js_peer(env):
         got = js.wait(lambda o: o.get("type") == "message" and o.get("data") == "hello from cli-b", "b's line at js")
         assert got["from"] == rb.peer_id
         ra.wait(lambda o: o.get("type") == "message" and o.get("data") == "hello from cli-b", "b's line at a")
-        js.send(cmd="publish", topic="cli", data_hex=b"hello from js".hex())
-        for r in (ra, rb):
-            m = r.wait(lambda o: o.get("type") == "message" and o.get("data") == "hello from js", "js at the CLIs")
-            assert m["from"] == js.peer_id
+        # cli-b joins cli-a's mesh at a heartbeat of cli-a; until then a message cli-a gets from
+        # js is not forwarded to it (nor gossiped: the graft comes first).  Publish until it is.
+        deadline = time.monotonic() + WAIT
+        for n in range(10_000):
+            js.send(cmd="publish", topic="cli", data_hex=f"hello from js {n}".encode().hex())
+            try:
+                m = rb.wait(lambda o: o.get("type") == "message" and o.get("data", "").startswith("hello from js"),
+                            "js at cli-b", timeout=0.5)
+                break
+            except AssertionError:
+                assert time.monotonic() < deadline, "js's messages never reached cli-b through cli-a"
+        assert m["from"] == js.peer_id
+        m = ra.wait(lambda o: o.get("type") == "message" and o.get("data") == f"hello from js {n}", "js at cli-a")
+        assert m["from"] == js.peer_id
         for p in (b, a):
             p.proc.stdin.close()
             assert p.proc.wait(timeout=WAIT) == 0  # EOF: clean exit
