@@ -30,6 +30,10 @@ Commands::
     geventp2p stream MA --protocol P      stdin -> stream -> stdout, half-close at EOF
     geventp2p demo [--streams N] [--bytes B] [--muxer yamux|mplex] [--json]
         --json: one object, keys documented in geventp2p.demo.DemoResult.to_json
+    geventp2p pubsub --topic T [--topic T2]... [--listen MA]... [--connect MA]...
+                     [--router gossipsub|floodsub] [--key FILE] [--no-sign]
+        first stdout line as serve; then JSON lines per message / peer event;
+        stdin lines are published on the first topic; EOF or SIGINT/SIGTERM -> exit 0.
 
 MA must end in ``/p2p/<peer id>`` unless ``--peer-id`` is given.  Network
 commands share ``--key``, ``--security``, ``--muxer`` and ``-v/--verbose``
@@ -801,6 +805,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- pubsub
+
+
+def _register_pubsub(sub) -> None:
+    p = sub.add_parser(
+        "pubsub",
+        help="subscribe to topics and publish stdin lines (gossipsub or floodsub)",
+        description=(
+            "Join --topic topics and serve ping and identify.  stdout: first "
+            '{"peer_id": ..., "addrs": [...]} as serve prints, then one JSON line per message '
+            '{"type": "message", "topic", "from", "seqno", "id", "data"} (own messages too; data that '
+            'is not UTF-8 is base64 with "encoding": "base64") and per peer event {"type": "peer", '
+            '"topic", "peer", "event": "joined"|"left"}.  stdin: each line is published without its '
+            'newline on the first --topic (a JSON object {"publish": TEXT, "topic": T} publishes TEXT '
+            "on T), the next line read only once the previous message is queued to its peers.  EOF, "
+            "SIGINT or SIGTERM: leave the meshes, close, exit 0."
+        ),
+    )
+    p.add_argument("--topic", "-t", action="append", required=True, metavar="T",
+                   help="topic to subscribe to (repeatable; the first one gets stdin lines)")
+    p.add_argument("--listen", "-l", action="append", metavar="MA",
+                   help="listen address (repeatable; default: /ip4/127.0.0.1/tcp/0)")
+    p.add_argument("--connect", "-c", action="append", default=[], metavar="MA",
+                   help="peer to connect to, ending in /p2p/<id> (repeatable)")
+    p.add_argument("--router", choices=("gossipsub", "floodsub"), default="gossipsub",
+                   help="pubsub router (default: gossipsub)")
+    p.add_argument("--no-sign", action="store_true",
+                   help="StrictNoSign: publish unsigned messages without from/seqno, accept only those")
+    p.add_argument("--timeout", type=_pos_float, default=30.0, metavar="S",
+                   help="timeout for each --connect (default: 30 s)")
+    _add_stack_options(p)
+    p.set_defaults(func=cmd_pubsub)
+
+
+def cmd_pubsub(args: argparse.Namespace) -> int:
+    from geventp2p.protocols.pubsub.cli import run_pubsub
+
+    _setup_logging(args.verbose)
+    return run_pubsub(args, _make_host, _SignalWatchers)
+
+
 # --------------------------------------------------------------------------- entry point
 
 REGISTRARS: list[Callable] = [
@@ -812,6 +857,7 @@ REGISTRARS: list[Callable] = [
     _register_perf,
     _register_stream,
     _register_demo,
+    _register_pubsub,
 ]
 
 
