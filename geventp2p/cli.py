@@ -225,7 +225,7 @@ def _add_stack_options(p: argparse.ArgumentParser, key_help: str = "a fresh Ed25
     p.add_argument("--key", "-k", metavar="FILE", help=f"identity key file (default: {key_help})")
     p.add_argument("--security", type=_name_list(SECURITY_NAMES), default=None, metavar="LIST",
                    help=f"security protocols in preference order, comma-separated ({','.join(SECURITY_NAMES)}; "
-                        "default: noise)")
+                        "default: noise,tls)")
     p.add_argument("--muxer", type=_name_list(MUXER_NAMES), default=None, metavar="LIST",
                    help=f"stream muxers in preference order, comma-separated ({','.join(MUXER_NAMES)}; "
                         "default: yamux,mplex)")

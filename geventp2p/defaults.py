@@ -3,7 +3,7 @@
 Defaults (go-libp2p ``defaults.go`` style: they fill only what the caller left out):
 
 * listen on ``/ip4/127.0.0.1/tcp/0``
-* security: Noise (its early-muxer list is our muxer ids, in order)
+* security: Noise, then TLS 1.3 (both offer our muxer ids, in order, for early muxer negotiation)
 * muxers: yamux, then mplex
 * transports: TCP
 * services: identify and ping; echo and perf are off (perf amplifies traffic).
@@ -19,7 +19,7 @@ table the CLI and the demo build from too:
 ====================  ==============================================
 kind                  names
 ====================  ==============================================
-``security``          ``noise``, ``plaintext`` (tests/debugging only)
+``security``          ``noise``, ``tls``, ``plaintext`` (tests/debugging only)
 ``muxer``             ``yamux``, ``mplex``
 ``transport``         ``tcp``, ``memory``
 ``service``           ``identify``, ``ping``, ``echo``, ``perf``
@@ -74,7 +74,7 @@ __all__ = [
 ]
 
 DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
-DEFAULT_SECURITY = ("noise",)
+DEFAULT_SECURITY = ("noise", "tls")
 DEFAULT_MUXERS = ("yamux", "mplex")
 DEFAULT_TRANSPORTS = ("tcp",)
 DEFAULT_SERVICES = ("identify", "ping")
@@ -131,6 +131,14 @@ def _noise(ctx: BuildContext, config: Any) -> Any:
     noise = config if config is not None else ctx.noise
     return NoiseTransport(ctx.key, muxers=ctx.muxer_ids if noise.early_muxer_negotiation else (),
                           backend=noise.crypto_backend)
+
+
+def _tls(ctx: BuildContext, config: Any) -> Any:
+    from geventp2p.net.tls import TlsTransport
+
+    if ctx.key is None:
+        raise ConfigError("tls needs the host key")
+    return TlsTransport(ctx.key, muxers=ctx.muxer_ids, config=config)
 
 
 def _plaintext(ctx: BuildContext, config: Any) -> Any:
@@ -197,6 +205,7 @@ def _table(*entries: Factory) -> dict[str, Factory]:
 FACTORIES: dict[str, dict[str, Factory]] = {
     "security": _table(
         Factory("security", "noise", _noise, "geventp2p.config:NoiseConfig"),
+        Factory("security", "tls", _tls, "geventp2p.sansio.tls:TlsConfig"),
         Factory("security", "plaintext", _plaintext),
     ),
     "muxer": _table(
@@ -394,7 +403,7 @@ def new_host(
       ``key_file``: a key file, loaded, or created with a new Ed25519 key (mode
       0600) when missing (see :func:`geventp2p.load_or_create_identity`).
     * ``security``, ``muxers``, ``transports``: names from :data:`FACTORIES` or
-      instances, in preference order (defaults: noise; yamux, mplex; tcp).
+      instances, in preference order (defaults: noise, tls; yamux, mplex; tcp).
     * ``services``: names (``identify``, ``ping``, ``echo``, ``perf``) or objects
       with ``start(host)``/``close()``, started in order; default ``["identify",
       "ping"]``; the list replaces the default.
