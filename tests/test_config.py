@@ -171,7 +171,7 @@ def test_host_config_records_what_was_built(tmp_path):
         cfg = h.config
         assert isinstance(cfg, HostConfig)
         assert cfg.peer_id == str(h.id) and cfg.key_source == "generated" and cfg.key_type == "Ed25519"
-        assert cfg.listen == () and cfg.transports == ("tcp",)
+        assert cfg.listen == () and cfg.transports == ("tcp", "ws")
         assert cfg.security == ("/noise", "/tls/1.0.0") and cfg.muxers == ("/mplex/6.7.0",)
         assert cfg.services == ("identify", "EchoService", "Custom")
         assert cfg.identify == IdentifyConfig(agent_version="me/1", timeout=2.0, push=False)
