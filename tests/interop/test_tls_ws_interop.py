@@ -1,0 +1,195 @@
+"""TLS 1.3 and WebSocket against real js-libp2p peers (@libp2p/tls, @libp2p/websockets).
+
+Variants (yamux in all):
+
+* ``tls``:    TCP + ``/tls/1.0.0``: the js peer offers TLS only;
+* ``ws``:     ``/tcp/N/ws`` + Noise: the js peer listens on WebSocket only;
+* ``ws-tls``: ``/tcp/N/ws`` + TLS.
+
+Both directions: we dial a js listener (``Outbound``: our host keeps its default
+security list, Noise then TLS, and its default transports, so it must reach a
+TLS-only or WebSocket-only peer with the defaults), and js dialer processes dial
+our host (``Inbound``).  Scenarios: ping, identify, echo of 1 MiB, 500 concurrent
+echo streams on one connection.  Like the other interop modules: skipped when a
+peer cannot be installed, a failure under CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import gevent
+import gevent.pool
+import pytest
+
+import interop_harness as ih
+from geventp2p.core.peer import PeerId
+from geventp2p.defaults import new_host
+from geventp2p.host.peerstore import AGENT_VERSION
+from geventp2p.net.notify import NotifyBundle
+from geventp2p.net.yamux import YamuxMuxer
+from geventp2p.protocols.echo import echo
+from geventp2p.protocols.ping import ping
+from geventp2p.sansio.yamux import YamuxConfig
+
+pytestmark = pytest.mark.interop
+
+ECHO, PING, IDENTIFY = "/echo/1.0.0", "/ipfs/ping/1.0.0", "/ipfs/id/1.0.0"
+#: variant -> (js listen address, js --security, our expected security id, over WebSocket)
+VARIANTS = {
+    "tls": ("/ip4/127.0.0.1/tcp/0", "tls", "/tls/1.0.0", False),
+    "ws": ("/ip4/127.0.0.1/tcp/0/ws", "noise", "/noise", True),
+    "ws-tls": ("/ip4/127.0.0.1/tcp/0/ws", "tls", "/tls/1.0.0", True),
+}
+ECHO_BYTES = 1 << 20
+STREAMS = 500
+STREAM_BYTES = 1024
+STREAM_LIMIT = 2048
+OP_TIMEOUT = 60.0
+
+
+class _World:
+    def __init__(self) -> None:
+        self.host = new_host(
+            listen=["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0/ws"],
+            muxers=[YamuxMuxer(YamuxConfig(max_inbound_streams=STREAM_LIMIT, accept_backlog=STREAM_LIMIT))],
+            services=["identify", "ping", "echo"],
+        )
+        self.peers: dict[str, ih.PeerProcess] = {}
+
+    def peer(self, variant: str) -> ih.PeerProcess:
+        ih.require_peer("js")
+        p = self.peers.get(variant)
+        if p is None:
+            listen, security, _sec_id, _ws = VARIANTS[variant]
+            p = self.peers[variant] = ih.start_peer("js", listen=listen, extra_args=["--security", security])
+        assert p.alive(), f"js {variant} listener died\n{p.stderr_tail()}"
+        return p
+
+    def connected(self, variant: str) -> tuple[Any, PeerId, Any]:
+        p = self.peer(variant)
+        pid = PeerId.from_string(p.peer_id)
+        with gevent.Timeout(OP_TIMEOUT):
+            conn = self.host.connect(p.addr, timeout=20)
+        return self.host, pid, conn
+
+    def our_addr(self, ws: bool) -> str:
+        for a in self.host.p2p_addrs():
+            if ("/ws/" in str(a)) == ws:
+                return str(a)
+        raise AssertionError(f"no {'ws' if ws else 'tcp'} address in {self.host.p2p_addrs()}")
+
+    def close(self) -> None:
+        self.host.close()
+        for p in self.peers.values():
+            p.stop()
+
+
+@pytest.fixture(scope="module")
+def world():
+    w = _World()
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+class TestOutbound:
+    """geventp2p (default security and transports) dials a js listener."""
+
+    def test_connection_and_ping(self, world, variant):
+        h, pid, conn = world.connected(variant)
+        _listen, _sec, sec_id, ws = VARIANTS[variant]
+        assert conn.security == sec_id and conn.muxer == "/yamux/1.0.0"
+        assert ("/ws" in str(conn.remote_addr)) == ws
+        with gevent.Timeout(OP_TIMEOUT):
+            rtts = list(ping(h, pid, count=3, interval=0.05))
+        assert len(rtts) == 3 and all(0 < r < 5 for r in rtts)
+
+    def test_identify(self, world, variant):
+        h, pid, _conn = world.connected(variant)
+        deadline = time.monotonic() + 10
+        while not h.peerstore.get(pid, AGENT_VERSION, ""):
+            assert time.monotonic() < deadline, "identify did not complete"
+            gevent.sleep(0.02)
+        assert h.peerstore.get(pid, AGENT_VERSION, "").startswith("js-libp2p/")
+        assert {PING, ECHO, IDENTIFY} <= set(h.peerstore.get_protocols(pid))
+        pk = h.peerstore.pubkey(pid)
+        assert pk is not None and PeerId.from_public_key(pk) == pid
+
+    def test_echo_1mib(self, world, variant):
+        h, pid, _conn = world.connected(variant)
+        data = os.urandom(ECHO_BYTES)
+        with gevent.Timeout(OP_TIMEOUT):
+            assert echo(h, pid, data, timeout=OP_TIMEOUT) == data
+
+    def test_concurrent_streams(self, world, variant):
+        h, pid, conn = world.connected(variant)
+
+        def one(i: int) -> None:
+            payload = os.urandom(STREAM_BYTES)
+            assert echo(h, pid, payload, timeout=OP_TIMEOUT) == payload, f"stream {i}"
+
+        pool = gevent.pool.Pool(STREAMS)
+        with gevent.Timeout(OP_TIMEOUT + 10):
+            jobs = [pool.spawn(one, i) for i in range(STREAMS)]
+            gevent.joinall(jobs)
+        errors = [repr(g.exception) for g in jobs if not g.successful()]
+        assert not errors, f"{len(errors)}/{STREAMS} streams failed, e.g. {sorted(set(errors))[:5]}"
+        assert h.network.conns_to_peer(pid) == [conn]
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+class TestInbound:
+    """A js dialer process dials our host (which offers Noise and TLS, TCP and WebSocket)."""
+
+    def _dial(self, world, variant: str, scenario: str, **kw: Any) -> dict:
+        ih.require_peer("js")
+        _listen, security, sec_id, ws = VARIANTS[variant]
+        res = ih.run_dialer("js", world.our_addr(ws), scenario, timeout=OP_TIMEOUT,
+                            extra_args=["--security", security], **kw)
+        assert res["ok"], f"js dialer, {variant}, {scenario} against geventp2p: {res}"
+        return res
+
+    def _inbound_securities(self, world, pid: PeerId) -> set[str]:
+        return {c.security for c in world.host.network.conns_to_peer(pid)}
+
+    def test_ping(self, world, variant):
+        res = self._dial(world, variant, "ping", count=3)
+        assert len(res["rtts"]) == 3
+
+    def test_identify(self, world, variant):
+        res = self._dial(world, variant, "identify")
+        assert res["peer_id"] == str(world.host.id)
+        assert {PING, ECHO, IDENTIFY} <= set(res["protocols"])
+        assert res["agentVersion"].startswith("geventp2p")
+        _listen, _sec, _sec_id, ws = VARIANTS[variant]
+        assert any(("/ws" in a) == ws for a in res["listenAddrs"])
+
+    def test_echo_1mib(self, world, variant):
+        res = self._dial(world, variant, "echo", bytes=ECHO_BYTES)
+        assert res["ok"]
+
+    def test_concurrent_streams(self, world, variant):
+        res = self._dial(world, variant, "streams", count=STREAMS, bytes=STREAM_BYTES)
+        assert res["streams"] == STREAMS and res["failures"] == 0, res
+
+    def test_security_used(self, world, variant):
+        """Our side of a js dialer's connection really is TLS / WebSocket."""
+        seen: list[tuple[str, str]] = []
+        bundle = NotifyBundle(connected=lambda _net, c: seen.append((c.security, str(c.remote_addr)))
+                              if c.direction == "inbound" else None)
+        world.host.network.notify(bundle)
+        try:
+            self._dial(world, variant, "ping", count=1)
+            deadline = time.monotonic() + 10
+            while not seen:  # notifications are delivered on their own greenlet
+                assert time.monotonic() < deadline, "no inbound connection notified"
+                gevent.sleep(0.02)
+        finally:
+            world.host.network.stop_notify(bundle)
+        _listen, _sec, sec_id, ws = VARIANTS[variant]
+        assert [(sec, "/ws" in addr) for sec, addr in seen] == [(sec_id, ws)]
