@@ -198,17 +198,18 @@ class TlsConn(_RawConnBase):
             if prefix:
                 bufs.insert(0, prefix)
         if bufs:
-            self._send(bufs if len(bufs) == 1 else (b"".join(bufs),))  # one record where it fits
+            self._send(bufs)  # small buffers share a record, large ones are not copied
 
     def _write_raw(self, data: Buffer) -> None:
         self._send((data,))
 
     def _send(self, buffers: Sequence[Buffer]) -> None:
         with self._wlock:
-            self._session.send(buffers)
-            out = self._session.data_to_send()
-            if out:
-                self._raw.write(out)
+            chunks = self._session.send(buffers)
+            if len(chunks) == 1:
+                self._raw.write(chunks[0])
+            elif chunks:
+                self._raw.writev(chunks)  # no join: one sendmsg
 
     # ------------------------------------------------------------------ closing
 

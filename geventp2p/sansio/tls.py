@@ -53,7 +53,11 @@ __all__ = ["TlsConfig", "TlsSession", "PROTOCOL_ID", "ALPN_LIBP2P"]
 PROTOCOL_ID = "/tls/1.0.0"
 #: The ALPN protocol every libp2p TLS endpoint offers (last, after any muxer ids).
 ALPN_LIBP2P = "libp2p"
-_READ_CHUNK = 256 * 1024
+_READ_CHUNK = 120 * 1024  # below glibc's default mmap threshold (128 KiB)
+_WRITE_PIECE = 7 * 16384  # plaintext per SSL_write: its ciphertext fits one _READ_CHUNK
+_SLACK = 4096
+_MAX_RECORD = 16384
+_RECORD_OVERHEAD = 22
 
 
 @dataclass(frozen=True)
@@ -210,42 +214,95 @@ class TlsSession:
 
     def data_to_send(self) -> bytes:
         """Ciphertext waiting to go out (b"" if none)."""
-        out = []
+        out = self._drain(0)
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def _drain(self, expected: int) -> list[bytes]:
+        """The queued ciphertext as chunks of at most ``_READ_CHUNK`` bytes.
+
+        pyOpenSSL allocates the whole ``bufsiz`` on every ``bio_read``; a large one is a
+        fresh mmap (page faults on every byte), so chunks stay below glibc's mmap
+        threshold and the first read is sized to what ``send`` is known to have queued.
+        """
+        size = min(expected + _SLACK, _READ_CHUNK) if expected else _SLACK
+        out: list[bytes] = []
+        read = self._conn.bio_read
         while True:
             try:
-                out.append(self._conn.bio_read(_READ_CHUNK))
+                chunk = read(size)
             except SSL.WantReadError:
-                break
-        return b"".join(out)
+                return out
+            out.append(chunk)
+            size = _READ_CHUNK if len(chunk) == size else _SLACK
 
-    def send(self, buffers: Iterable[Any]) -> None:
-        """Encrypt ``buffers`` (whole) into the outgoing ciphertext."""
+    def send(self, buffers: Iterable[Any]) -> list[bytes]:
+        """Encrypt ``buffers`` (whole); returns all ciphertext now due, in order, as chunks."""
         conn = self._conn
+        out: list[bytes] = []  # ciphertext left by a read (a KeyUpdate answer) comes first: the BIO is FIFO
+        small: list[Any] = []
+        small_len = 0
         try:
             for b in buffers:
-                view = memoryview(b).cast("B") if not isinstance(b, bytes) else b
-                total = len(view)
-                done = 0
-                while done < total:
-                    done += conn.send(view[done:] if done else view)
+                n = b.nbytes if type(b) is memoryview else len(b)
+                if n < _MAX_RECORD:  # coalesce small buffers (frame headers) into one record
+                    small.append(b)
+                    small_len += n
+                    if small_len < _MAX_RECORD:
+                        continue
+                    b, n = b"".join(small), small_len
+                    small, small_len = [], 0
+                elif small:
+                    out += self._write(conn, b"".join(small), small_len)
+                    small, small_len = [], 0
+                out += self._write(conn, b, n)
+            if small:
+                out += self._write(conn, small[0] if len(small) == 1 else b"".join(small), small_len)
         except SSL.Error as exc:
             raise SecurityError(f"TLS send failed: {exc}") from exc
+        return out
+
+    def _write(self, conn: Any, data: Any, total: int) -> list[bytes]:
+        view = data if type(data) is bytes else memoryview(data).cast("B")
+        out: list[bytes] = []
+        done = 0
+        while done < total:  # pieces of at most _WRITE_PIECE plaintext bytes, drained at once
+            end = min(done + _WRITE_PIECE, total)
+            piece = view[done:end] if done or end < total else view
+            k = conn.send(piece)
+            done += k
+            # TLS 1.3 record: 5-byte header + up to 16 KiB + content type + 16-byte tag
+            out += self._drain(k + _RECORD_OVERHEAD * (-(-k // _MAX_RECORD)))
+        return out
 
     def recv_into(self, buf: Any, nbytes: int) -> Optional[int]:
         """Decrypt up to ``nbytes`` into ``buf``: the count, 0 at the end of the stream
         (close_notify or transport EOF), or None when more ciphertext is needed."""
-        try:
-            return self._conn.recv_into(buf, nbytes)
-        except SSL.WantReadError:
-            return 0 if self._eof else None
-        except SSL.ZeroReturnError:
-            return 0  # close_notify: the peer will send no more
-        except SSL.SysCallError:
-            if self._eof:
-                return 0  # transport EOF without close_notify (lenient, as go)
-            raise SecurityError("TLS record layer failed") from None
-        except SSL.Error as exc:
-            raise SecurityError(f"TLS record failed: {exc}") from exc
+        view = buf if isinstance(buf, memoryview) else memoryview(buf)
+        recv = self._conn.recv_into
+        total = 0
+        while total < nbytes:
+            # one record per SSL_read (<= 16 KiB): ask for no more, pyOpenSSL allocates it all
+            want = nbytes - total
+            try:
+                k = recv(view[total:] if total else view, want if want < _MAX_RECORD else _MAX_RECORD)
+            except SSL.WantReadError:
+                if total:
+                    break
+                return 0 if self._eof else None
+            except SSL.ZeroReturnError:
+                if total:
+                    break
+                return 0  # close_notify: the peer will send no more
+            except SSL.SysCallError:
+                if total:
+                    break
+                if self._eof:
+                    return 0  # transport EOF without close_notify (lenient, as go)
+                raise SecurityError("TLS record layer failed") from None
+            except SSL.Error as exc:
+                raise SecurityError(f"TLS record failed: {exc}") from exc
+            total += k
+        return total
 
     def close_notify(self) -> None:
         """Queue a close_notify alert (half-close: we send nothing more)."""
