@@ -215,7 +215,7 @@ class WsConn(_RawConnBase):
             conn._receive(data)
             for ev in conn._events:
                 if isinstance(ev, AcceptConnection):
-                    conn._events = []
+                    conn._events = conn._events[conn._events.index(ev) + 1:]
                     conn._handle_events()  # frames that came with the answer
                     return conn
                 if isinstance(ev, RejectConnection):

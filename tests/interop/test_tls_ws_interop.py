@@ -1,4 +1,5 @@
-"""TLS 1.3 and WebSocket against real js-libp2p peers (@libp2p/tls, @libp2p/websockets).
+"""TLS 1.3 and WebSocket against real js-libp2p (@libp2p/tls, @libp2p/websockets) and
+py-libp2p 0.8.1 (its TLSTransport and WebsocketTransport) peers.
 
 Variants (yamux in all):
 
@@ -8,8 +9,8 @@ Variants (yamux in all):
 
 Both directions: we dial a js listener (``Outbound``: our host keeps its default
 security list, Noise then TLS, and its default transports, so it must reach a
-TLS-only or WebSocket-only peer with the defaults), and js dialer processes dial
-our host (``Inbound``).  Scenarios: ping, identify, echo of 1 MiB, 500 concurrent
+TLS-only or WebSocket-only peer with the defaults), and js/py dialer processes
+dial our host (``Inbound``).  Scenarios: ping, identify, echo of 1 MiB, 500 concurrent
 echo streams on one connection.  Like the other interop modules: skipped when a
 peer cannot be installed, a failure under CI=true.
 """
@@ -37,6 +38,8 @@ from geventp2p.sansio.yamux import YamuxConfig
 pytestmark = pytest.mark.interop
 
 ECHO, PING, IDENTIFY = "/echo/1.0.0", "/ipfs/ping/1.0.0", "/ipfs/id/1.0.0"
+KINDS = ("js", "py")
+AGENT_PREFIX = {"js": "js-libp2p/", "py": "py-libp2p/"}
 #: variant -> (js listen address, js --security, our expected security id, over WebSocket)
 VARIANTS = {
     "tls": ("/ip4/127.0.0.1/tcp/0", "tls", "/tls/1.0.0", False),
@@ -57,19 +60,20 @@ class _World:
             muxers=[YamuxMuxer(YamuxConfig(max_inbound_streams=STREAM_LIMIT, accept_backlog=STREAM_LIMIT))],
             services=["identify", "ping", "echo"],
         )
-        self.peers: dict[str, ih.PeerProcess] = {}
+        self.peers: dict[tuple[str, str], ih.PeerProcess] = {}
 
-    def peer(self, variant: str) -> ih.PeerProcess:
-        ih.require_peer("js")
-        p = self.peers.get(variant)
+    def peer(self, kind: str, variant: str) -> ih.PeerProcess:
+        ih.require_peer(kind)
+        p = self.peers.get((kind, variant))
         if p is None:
             listen, security, _sec_id, _ws = VARIANTS[variant]
-            p = self.peers[variant] = ih.start_peer("js", listen=listen, extra_args=["--security", security])
-        assert p.alive(), f"js {variant} listener died\n{p.stderr_tail()}"
+            p = self.peers[(kind, variant)] = ih.start_peer(kind, listen=listen,
+                                                            extra_args=["--security", security])
+        assert p.alive(), f"{kind} {variant} listener died\n{p.stderr_tail()}"
         return p
 
-    def connected(self, variant: str) -> tuple[Any, PeerId, Any]:
-        p = self.peer(variant)
+    def connected(self, kind: str, variant: str) -> tuple[Any, PeerId, Any]:
+        p = self.peer(kind, variant)
         pid = PeerId.from_string(p.peer_id)
         with gevent.Timeout(OP_TIMEOUT):
             conn = self.host.connect(p.addr, timeout=20)
@@ -97,11 +101,12 @@ def world():
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("kind", KINDS)
 class TestOutbound:
-    """geventp2p (default security and transports) dials a js listener."""
+    """geventp2p (default security and transports) dials a js/py listener."""
 
-    def test_connection_and_ping(self, world, variant):
-        h, pid, conn = world.connected(variant)
+    def test_connection_and_ping(self, world, kind, variant):
+        h, pid, conn = world.connected(kind, variant)
         _listen, _sec, sec_id, ws = VARIANTS[variant]
         assert conn.security == sec_id and conn.muxer == "/yamux/1.0.0"
         assert ("/ws" in str(conn.remote_addr)) == ws
@@ -109,25 +114,25 @@ class TestOutbound:
             rtts = list(ping(h, pid, count=3, interval=0.05))
         assert len(rtts) == 3 and all(0 < r < 5 for r in rtts)
 
-    def test_identify(self, world, variant):
-        h, pid, _conn = world.connected(variant)
+    def test_identify(self, world, kind, variant):
+        h, pid, _conn = world.connected(kind, variant)
         deadline = time.monotonic() + 10
         while not h.peerstore.get(pid, AGENT_VERSION, ""):
             assert time.monotonic() < deadline, "identify did not complete"
             gevent.sleep(0.02)
-        assert h.peerstore.get(pid, AGENT_VERSION, "").startswith("js-libp2p/")
+        assert h.peerstore.get(pid, AGENT_VERSION, "").startswith(AGENT_PREFIX[kind])
         assert {PING, ECHO, IDENTIFY} <= set(h.peerstore.get_protocols(pid))
         pk = h.peerstore.pubkey(pid)
         assert pk is not None and PeerId.from_public_key(pk) == pid
 
-    def test_echo_1mib(self, world, variant):
-        h, pid, _conn = world.connected(variant)
+    def test_echo_1mib(self, world, kind, variant):
+        h, pid, _conn = world.connected(kind, variant)
         data = os.urandom(ECHO_BYTES)
         with gevent.Timeout(OP_TIMEOUT):
             assert echo(h, pid, data, timeout=OP_TIMEOUT) == data
 
-    def test_concurrent_streams(self, world, variant):
-        h, pid, conn = world.connected(variant)
+    def test_concurrent_streams(self, world, kind, variant):
+        h, pid, conn = world.connected(kind, variant)
 
         def one(i: int) -> None:
             payload = os.urandom(STREAM_BYTES)
@@ -143,48 +148,49 @@ class TestOutbound:
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("kind", KINDS)
 class TestInbound:
-    """A js dialer process dials our host (which offers Noise and TLS, TCP and WebSocket)."""
+    """A js/py dialer process dials our host (which offers Noise and TLS, TCP and WebSocket)."""
 
-    def _dial(self, world, variant: str, scenario: str, **kw: Any) -> dict:
-        ih.require_peer("js")
+    def _dial(self, world, kind: str, variant: str, scenario: str, **kw: Any) -> dict:
+        ih.require_peer(kind)
         _listen, security, sec_id, ws = VARIANTS[variant]
-        res = ih.run_dialer("js", world.our_addr(ws), scenario, timeout=OP_TIMEOUT,
+        res = ih.run_dialer(kind, world.our_addr(ws), scenario, timeout=OP_TIMEOUT,
                             extra_args=["--security", security], **kw)
-        assert res["ok"], f"js dialer, {variant}, {scenario} against geventp2p: {res}"
+        assert res["ok"], f"{kind} dialer, {variant}, {scenario} against geventp2p: {res}"
         return res
 
     def _inbound_securities(self, world, pid: PeerId) -> set[str]:
         return {c.security for c in world.host.network.conns_to_peer(pid)}
 
-    def test_ping(self, world, variant):
-        res = self._dial(world, variant, "ping", count=3)
+    def test_ping(self, world, kind, variant):
+        res = self._dial(world, kind, variant, "ping", count=3)
         assert len(res["rtts"]) == 3
 
-    def test_identify(self, world, variant):
-        res = self._dial(world, variant, "identify")
+    def test_identify(self, world, kind, variant):
+        res = self._dial(world, kind, variant, "identify")
         assert res["peer_id"] == str(world.host.id)
         assert {PING, ECHO, IDENTIFY} <= set(res["protocols"])
         assert res["agentVersion"].startswith("geventp2p")
         _listen, _sec, _sec_id, ws = VARIANTS[variant]
         assert any(("/ws" in a) == ws for a in res["listenAddrs"])
 
-    def test_echo_1mib(self, world, variant):
-        res = self._dial(world, variant, "echo", bytes=ECHO_BYTES)
+    def test_echo_1mib(self, world, kind, variant):
+        res = self._dial(world, kind, variant, "echo", bytes=ECHO_BYTES)
         assert res["ok"]
 
-    def test_concurrent_streams(self, world, variant):
-        res = self._dial(world, variant, "streams", count=STREAMS, bytes=STREAM_BYTES)
+    def test_concurrent_streams(self, world, kind, variant):
+        res = self._dial(world, kind, variant, "streams", count=STREAMS, bytes=STREAM_BYTES)
         assert res["streams"] == STREAMS and res["failures"] == 0, res
 
-    def test_security_used(self, world, variant):
+    def test_security_used(self, world, kind, variant):
         """Our side of a js dialer's connection really is TLS / WebSocket."""
         seen: list[tuple[str, str]] = []
         bundle = NotifyBundle(connected=lambda _net, c: seen.append((c.security, str(c.remote_addr)))
                               if c.direction == "inbound" else None)
         world.host.network.notify(bundle)
         try:
-            self._dial(world, variant, "ping", count=1)
+            self._dial(world, kind, variant, "ping", count=1)
             deadline = time.monotonic() + 10
             while not seen:  # notifications are delivered on their own greenlet
                 assert time.monotonic() < deadline, "no inbound connection notified"

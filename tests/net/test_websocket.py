@@ -213,3 +213,31 @@ class TestYamuxConformanceWsNoise(MuxerConformance):
 class TestYamuxConformanceWsTls(MuxerConformance):
     make_pair = staticmethod(_ws_factory(YamuxMuxer(), TlsTransport))
     test_concurrent_streams_10k = None
+
+
+def test_frames_that_arrive_with_the_101_are_kept():
+    """A server may send its first bytes in the same segment as the upgrade answer."""
+    lsock = gsocket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    port = lsock.getsockname()[1]
+
+    def server():
+        s, _ = lsock.accept()
+        ws = WSConnection(ConnectionType.SERVER)
+        while True:
+            ws.receive_data(s.recv(65536))
+            if any(isinstance(e, Request) for e in ws.events()):
+                break
+        s.sendall(ws.send(AcceptConnection()) + ws.send(BytesMessage(data=b"greeting")))
+        return s
+
+    g = gevent.spawn(server)
+    try:
+        c = WsTransport().dial(Multiaddr(f"/ip4/127.0.0.1/tcp/{port}/ws"), timeout=10)
+        assert c.read(100, timeout=10) == b"greeting"
+        c.close()
+        g.get(timeout=10).close()
+    finally:
+        g.kill()
+        lsock.close()
