@@ -254,6 +254,18 @@ def _setup_logging(verbose: int) -> None:
     logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
 
 
+def _warnings_to_stderr(name: str) -> None:
+    import logging
+
+    logger = logging.getLogger(name)
+    if not any(getattr(h, "_geventp2p_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(logging.Formatter("geventp2p: warning: %(message)s"))
+        handler._geventp2p_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+
 def _load_private_key(path: str) -> Any:
     from geventp2p.crypto.keys import PrivateKey
 
@@ -340,6 +352,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from geventp2p.defaults import DEFAULT_LISTEN
 
     _setup_logging(args.verbose)
+    if not args.verbose:  # still say which --listen address no transport serves (and other swarm warnings)
+        _warnings_to_stderr("geventp2p.net.swarm")
     stop = Event()
     received: list = []
 

@@ -241,3 +241,34 @@ def test_frames_that_arrive_with_the_101_are_kept():
     finally:
         g.kill()
         lsock.close()
+
+
+def test_cli_serve_ws_and_tls_warns_for_quic():
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "geventp2p.cli", "serve", "--listen", "/ip4/127.0.0.1/tcp/0/ws",
+         "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--security", "tls,noise"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        with gevent.Timeout(60):
+            line = proc.stdout.readline()  # blocks this test only: no other greenlet runs here
+        info = json.loads(line)
+        assert len(info["addrs"]) == 1 and "/ws/p2p/" in info["addrs"][0]
+        client = geventp2p.new_host(listen=[])
+        try:
+            conn = client.connect(info["addrs"][0], timeout=20)
+            assert conn.security in ("/noise", "/tls/1.0.0") and str(conn.remote_addr).endswith("/ws")
+        finally:
+            client.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)  # serve closes cleanly and exits 0
+        try:
+            _out, err = proc.communicate(input=b"", timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _out, err = proc.communicate()
+    assert b"/ip4/127.0.0.1/udp/0/quic-v1" in err and b"warning" in err
