@@ -242,7 +242,8 @@ async function main () {
 
   const node = await createLibp2p({
     addresses: { listen: opts.listen != null ? [opts.listen] : [] },
-    transports: [tcp(), webSockets()],
+    // WebSocket only when a /ws address is involved: the TCP-only node stays the stock one
+    transports: /\/wss?(\/|$)/.test(opts.listen ?? opts.dial) ? [tcp(), webSockets()] : [tcp()],
     connectionEncrypters: [opts.security === 'tls' ? tls() : noise()],
     streamMuxers: [streamMuxer],
     connectionManager: {

@@ -145,7 +145,9 @@ def make_host(opts: argparse.Namespace):
                 key_pair, noise_privkey=create_x25519_key_pair().private_key
             )
         }
-    # TCP and WebSocket transports (a /ws listen address picks WebSocket)
+    if "/ws" not in (opts.listen or opts.dial or ""):  # the stock TCP-only host
+        return new_host(key_pair=key_pair, muxer_opt=muxer_opt, sec_opt=sec_opt)
+    # a /ws address: TCP and WebSocket transports (the listen address picks WebSocket)
     listen = [multiaddr.Multiaddr(opts.listen)] if opts.listen else None
     return new_host(key_pair=key_pair, muxer_opt=muxer_opt, sec_opt=sec_opt,
                     listen_addrs=listen, enable_websocket=True)
