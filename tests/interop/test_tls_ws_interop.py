@@ -135,8 +135,24 @@ class TestOutbound:
         h, pid, conn = world.connected(kind, variant)
 
         def one(i: int) -> None:
+            # write + FIN, then read (as test_geventp2p_interop.py).  Not echo(): it reads
+            # first, so the lazy proposal goes out alone and the FIN can reach js 3.3.11
+            # before its handler iterates the stream, which loses it (1 of 500 streams hung
+            # now and then in the pure-Python build over TLS, always the same one)
             payload = os.urandom(STREAM_BYTES)
-            assert echo(h, pid, payload, timeout=OP_TIMEOUT) == payload, f"stream {i}"
+            s = h.new_stream(pid, [ECHO], timeout=OP_TIMEOUT)
+            got = b""
+            try:
+                s.set_deadline(time.monotonic() + OP_TIMEOUT)
+                s.write(payload)
+                s.close_write()
+                while chunk := s.read():
+                    got += chunk
+            except BaseException as exc:
+                s.reset()
+                raise AssertionError(f"stream {i}: {len(got)} bytes echoed, then {exc!r}") from exc
+            s.close()
+            assert got == payload, f"stream {i}: echo mismatch"
 
         pool = gevent.pool.Pool(STREAMS)
         with gevent.Timeout(OP_TIMEOUT + 10):
