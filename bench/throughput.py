@@ -60,6 +60,10 @@ def _stack(args):
         from geventp2p.net.noise import NoiseTransport
 
         sec = NoiseTransport(key, muxers=())
+    elif args.security == "tls":
+        from geventp2p.net.tls import TlsTransport
+
+        sec = TlsTransport(key, muxers=())
     else:
         from geventp2p.net.plaintext import PlaintextTransport
 
@@ -422,7 +426,7 @@ def _client_main(args) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__.split("\n\n")[0])
-    p.add_argument("--security", choices=("noise", "plaintext", "raw"), default="noise")
+    p.add_argument("--security", choices=("noise", "tls", "plaintext", "raw"), default="noise")
     p.add_argument("--muxer", choices=("yamux", "mplex"), default="yamux")
     p.add_argument("--mib", type=float, default=256)
     p.add_argument("--write-size", type=int, default=65536)

@@ -235,7 +235,7 @@ def _add_stack_options(p: argparse.ArgumentParser, key_help: str = "a fresh Ed25
     p.add_argument("--key", "-k", metavar="FILE", help=f"identity key file (default: {key_help})")
     p.add_argument("--security", type=_name_list(SECURITY_NAMES), default=None, metavar="LIST",
                    help=f"security protocols in preference order, comma-separated ({','.join(SECURITY_NAMES)}; "
-                        "default: noise)")
+                        "default: noise,tls)")
     p.add_argument("--muxer", type=_name_list(MUXER_NAMES), default=None, metavar="LIST",
                    help=f"stream muxers in preference order, comma-separated ({','.join(MUXER_NAMES)}; "
                         "default: yamux,mplex)")
@@ -268,6 +268,18 @@ def _setup_logging(verbose: int, quiet_level: Optional[int] = None) -> None:
     else:
         assert quiet_level is not None
         logger.setLevel(quiet_level)
+
+
+def _warnings_to_stderr(name: str) -> None:
+    import logging
+
+    logger = logging.getLogger(name)
+    if not any(getattr(h, "_geventp2p_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(logging.Formatter("geventp2p: warning: %(message)s"))
+        handler._geventp2p_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
 
 
 def _load_private_key(path: str) -> Any:
@@ -469,6 +481,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from geventp2p.host.rcmgr import new_resource_manager
 
     _setup_logging(args.verbose, logging.WARNING if args.debug_rcmgr else None)
+    if not args.verbose:  # still say which --listen address no transport serves (and other swarm warnings)
+        _warnings_to_stderr("geventp2p.net.swarm")
     stop = Event()
     received: list = []
 

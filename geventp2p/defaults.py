@@ -3,9 +3,9 @@
 Defaults (go-libp2p ``defaults.go`` style: they fill only what the caller left out):
 
 * listen on ``/ip4/127.0.0.1/tcp/0``
-* security: Noise (its early-muxer list is our muxer ids, in order)
+* security: Noise, then TLS 1.3 (both offer our muxer ids, in order, for early muxer negotiation)
 * muxers: yamux, then mplex
-* transports: TCP
+* transports: TCP, then WebSocket (``/tcp/N/ws``; no ``/wss``)
 * services: identify and ping; echo and perf are off (perf amplifies traffic).
 * a connection manager with go's watermarks (``ConnManagerConfig()``: low 160,
   high 192, 60 s grace, 10 s silence);
@@ -22,9 +22,9 @@ table the CLI and the demo build from too:
 ====================  ==============================================
 kind                  names
 ====================  ==============================================
-``security``          ``noise``, ``plaintext`` (tests/debugging only)
+``security``          ``noise``, ``tls``, ``plaintext`` (tests/debugging only)
 ``muxer``             ``yamux``, ``mplex``
-``transport``         ``tcp``, ``memory``
+``transport``         ``tcp``, ``ws``, ``memory``
 ``service``           ``identify``, ``ping``, ``echo``, ``perf``
 ====================  ==============================================
 
@@ -78,9 +78,9 @@ __all__ = [
 ]
 
 DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
-DEFAULT_SECURITY = ("noise",)
+DEFAULT_SECURITY = ("noise", "tls")
 DEFAULT_MUXERS = ("yamux", "mplex")
-DEFAULT_TRANSPORTS = ("tcp",)
+DEFAULT_TRANSPORTS = ("tcp", "ws")
 DEFAULT_SERVICES = ("identify", "ping")
 #: go-libp2p's connection manager defaults (``libp2p.New``).
 DEFAULT_CONNMGR = ConnManagerConfig()
@@ -137,6 +137,14 @@ def _noise(ctx: BuildContext, config: Any) -> Any:
                           backend=noise.crypto_backend)
 
 
+def _tls(ctx: BuildContext, config: Any) -> Any:
+    from geventp2p.net.tls import TlsTransport
+
+    if ctx.key is None:
+        raise ConfigError("tls needs the host key")
+    return TlsTransport(ctx.key, muxers=ctx.muxer_ids, config=config)
+
+
 def _plaintext(ctx: BuildContext, config: Any) -> Any:
     from geventp2p.net.plaintext import PlaintextTransport
 
@@ -161,6 +169,12 @@ def _tcp(ctx: BuildContext, config: Any) -> Any:
     from geventp2p.net.tcp import TcpTransport
 
     return TcpTransport(config)
+
+
+def _ws(ctx: BuildContext, config: Any) -> Any:
+    from geventp2p.net.websocket import WsTransport
+
+    return WsTransport(config)
 
 
 def _memory(ctx: BuildContext, config: Any) -> Any:
@@ -201,6 +215,7 @@ def _table(*entries: Factory) -> dict[str, Factory]:
 FACTORIES: dict[str, dict[str, Factory]] = {
     "security": _table(
         Factory("security", "noise", _noise, "geventp2p.config:NoiseConfig"),
+        Factory("security", "tls", _tls, "geventp2p.sansio.tls:TlsConfig"),
         Factory("security", "plaintext", _plaintext),
     ),
     "muxer": _table(
@@ -209,6 +224,7 @@ FACTORIES: dict[str, dict[str, Factory]] = {
     ),
     "transport": _table(
         Factory("transport", "tcp", _tcp, "geventp2p.net.tcp:TcpConfig"),
+        Factory("transport", "ws", _ws, "geventp2p.net.websocket:WsConfig"),
         Factory("transport", "memory", _memory, "geventp2p.net.memory:PipeConfig"),
     ),
     "service": _table(
@@ -288,7 +304,7 @@ def make_security(key: "PrivateKey", security: Any = None, muxer_ids: Iterable[s
 
 
 def make_transports(transports: Any = None) -> list[Any]:
-    """Transport instances from names/instances (default TCP)."""
+    """Transport instances from names/instances (default TCP, WebSocket)."""
     return [build("transport", t) if isinstance(t, str) else t
             for t in _as_list(DEFAULT_TRANSPORTS if transports is None else transports, "transports")]
 
@@ -429,7 +445,7 @@ def new_host(
       ``key_file``: a key file, loaded, or created with a new Ed25519 key (mode
       0600) when missing (see :func:`geventp2p.load_or_create_identity`).
     * ``security``, ``muxers``, ``transports``: names from :data:`FACTORIES` or
-      instances, in preference order (defaults: noise; yamux, mplex; tcp).
+      instances, in preference order (defaults: noise, tls; yamux, mplex; tcp, ws).
     * ``services``: names (``identify``, ``ping``, ``echo``, ``perf``) or objects
       with ``start(host)``/``close()``, started in order; default ``["identify",
       "ping"]``; the list replaces the default.

@@ -27,6 +27,7 @@ __all__ = [
     "SecurityError",
     "PeerIdMismatchError",
     "InvalidSignatureError",
+    "TlsCertificateError",
     "InvalidKeyError",
     "InvalidPeerIdError",
     "MultiaddrError",
@@ -127,6 +128,10 @@ class PeerIdMismatchError(SecurityError):
 
 class InvalidSignatureError(SecurityError):
     """A signature did not verify."""
+
+
+class TlsCertificateError(SecurityError):
+    """A peer's libp2p TLS certificate breaks a rule of the spec (count, validity, extensions)."""
 
 
 class InvalidKeyError(P2PError, ValueError):

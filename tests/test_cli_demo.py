@@ -115,7 +115,7 @@ def test_format_table_reports_bulk_failure():
 
 
 @pytest.mark.parametrize("kwargs", [dict(streams=-1), dict(stream_bytes=0), dict(concurrency=0), dict(muxer="spdy"),
-                                    dict(security="tls"), dict(latency_samples=-1)])
+                                    dict(security="ssl"), dict(latency_samples=-1)])
 def test_run_demo_rejects_bad_arguments(kwargs):
     from geventp2p.exceptions import ConfigError
 

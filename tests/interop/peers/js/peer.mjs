@@ -1,7 +1,7 @@
 // js-libp2p interop peer for the geventp2p test harness.
 //
 // Listen mode:
-//   node peer.mjs --listen /ip4/127.0.0.1/tcp/0 --muxer yamux|mplex [--security noise]
+//   node peer.mjs --listen /ip4/127.0.0.1/tcp/0[/ws] --muxer yamux|mplex [--security noise|tls]
 //                 [--max-streams N] [--mplex-disconnect-threshold N] [--max-connections N]
 //   Serves /echo/1.0.0, /ipfs/ping/1.0.0, /ipfs/id/1.0.0 (+push), /perf/1.0.0.
 //   Prints ONE JSON line {"peer_id", "addrs", "impl", "version", ...} on stdout, then
@@ -77,7 +77,7 @@ function parseArgs (argv) {
     throw new Error('exactly one of --listen or --dial is required')
   }
   if (!['yamux', 'mplex'].includes(opts.muxer)) throw new Error(`unknown muxer ${opts.muxer}`)
-  if (opts.security !== 'noise') throw new Error(`unsupported security ${opts.security}`)
+  if (!['noise', 'tls'].includes(opts.security)) throw new Error(`unsupported security ${opts.security}`)
   return opts
 }
 
@@ -188,6 +188,35 @@ async function main () {
   const { yamux } = await import('@chainsafe/libp2p-yamux')
   const { mplex } = await import('@libp2p/mplex')
   const { tcp } = await import('@libp2p/tcp')
+  const { tls } = await import('@libp2p/tls')
+  const { webSockets } = await import('@libp2p/websockets')
+  // @libp2p/websockets dials with the global WebSocket, which Node has from 22 on; on an
+  // older Node give it the `ws` package's (a dependency of @libp2p/websockets).  `ws` can
+  // emit a message in the same tick as 'open' (frames that arrived with the HTTP 101),
+  // before @libp2p/websockets has added its 'message' listener (it awaits 'open' first),
+  // and such a message would be lost: hold messages until a listener is there.
+  if (typeof globalThis.WebSocket !== 'function') {
+    const { WebSocket: WS } = await import('ws')
+    class HoldingWebSocket extends WS {
+      emit (event, ...args) {
+        if (event === 'message' && this.listenerCount('message') === 0) {
+          (this._held ??= []).push(args)
+          return false
+        }
+        return super.emit(event, ...args)
+      }
+
+      addEventListener (type, listener, options) {
+        super.addEventListener(type, listener, options)
+        if (type === 'message' && this._held != null) {
+          const held = this._held
+          this._held = null
+          for (const args of held) super.emit('message', ...args)
+        }
+      }
+    }
+    globalThis.WebSocket = HoldingWebSocket
+  }
   const { identify, identifyPush } = await import('@libp2p/identify')
   const { ping } = await import('@libp2p/ping')
   const { multiaddr } = await import('@multiformats/multiaddr')
@@ -214,8 +243,9 @@ async function main () {
 
   const node = await createLibp2p({
     addresses: { listen: opts.listen != null ? [opts.listen] : [] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
+    // WebSocket only when a /ws address is involved: the TCP-only node stays the stock one
+    transports: /\/wss?(\/|$)/.test(opts.listen ?? opts.dial) ? [tcp(), webSockets()] : [tcp()],
+    connectionEncrypters: [opts.security === 'tls' ? tls() : noise()],
     streamMuxers: [streamMuxer],
     connectionManager: {
       maxConnections: opts.maxConnections ?? 1000,

@@ -2,7 +2,7 @@
 
 Listen mode::
 
-    python peer.py --listen /ip4/127.0.0.1/tcp/0 --muxer yamux|mplex [--security noise]
+    python peer.py --listen /ip4/127.0.0.1/tcp/0[/ws] --muxer yamux|mplex [--security noise|tls]
                    [--max-streams N]
 
 serves /echo/1.0.0, /ipfs/ping/1.0.0, /ipfs/id/1.0.0 (+push) and /perf/1.0.0 (py-libp2p's
@@ -72,7 +72,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     mode.add_argument("--listen")
     mode.add_argument("--dial")
     p.add_argument("--muxer", choices=("yamux", "mplex"), default="yamux")
-    p.add_argument("--security", choices=("noise",), default="noise")
+    p.add_argument("--security", choices=("noise", "tls"), default="noise")
     p.add_argument("--max-streams", type=int, default=2048)
     p.add_argument(
         "--scenario", choices=("ping", "echo", "identify", "perf", "streams"), default="ping"
@@ -135,12 +135,22 @@ def make_host(opts: argparse.Namespace):
         muxer_opt = {TProtocol(YAMUX_PROTOCOL_ID): Yamux}
     else:
         muxer_opt = {TProtocol(MPLEX_PROTOCOL_ID): Mplex}
-    sec_opt = {
-        TProtocol(NOISE_PROTOCOL_ID): NoiseTransport(
-            key_pair, noise_privkey=create_x25519_key_pair().private_key
-        )
-    }
-    return new_host(key_pair=key_pair, muxer_opt=muxer_opt, sec_opt=sec_opt)
+    if opts.security == "tls":
+        from libp2p.security.tls.transport import PROTOCOL_ID as TLS_PROTOCOL_ID, TLSTransport
+
+        sec_opt = {TProtocol(TLS_PROTOCOL_ID): TLSTransport(key_pair)}
+    else:
+        sec_opt = {
+            TProtocol(NOISE_PROTOCOL_ID): NoiseTransport(
+                key_pair, noise_privkey=create_x25519_key_pair().private_key
+            )
+        }
+    if "/ws" not in (opts.listen or opts.dial or ""):  # the stock TCP-only host
+        return new_host(key_pair=key_pair, muxer_opt=muxer_opt, sec_opt=sec_opt)
+    # a /ws address: TCP and WebSocket transports (the listen address picks WebSocket)
+    listen = [multiaddr.Multiaddr(opts.listen)] if opts.listen else None
+    return new_host(key_pair=key_pair, muxer_opt=muxer_opt, sec_opt=sec_opt,
+                    listen_addrs=listen, enable_websocket=True)
 
 
 async def wait_for_stop() -> str:

@@ -1,0 +1,335 @@
+"""WebSocket transport (``/ws``): ``wsproto``'s sans-I/O WebSocket under a thin gevent shell.
+
+https://github.com/libp2p/specs/blob/master/websockets/README.md (and RFC 6455)
+
+* Addresses: ``/ip4|ip6|dns|dns4|dns6/<host>/tcp/<port>/ws`` with an optional
+  trailing ``/p2p/<id>``.  ``/wss`` (WebSocket over TLS with a CA certificate) is
+  not supported: such addresses are neither dialled nor listened on.
+* Dialling opens a TCP connection, sends the HTTP/1.1 upgrade request for ``/``
+  and waits for the ``101`` answer; listening accepts TCP connections and answers
+  the upgrade.  Then binary messages carry the libp2p byte stream in both
+  directions (frame boundaries mean nothing) and the normal upgrade
+  (multistream, Noise/TLS, yamux/mplex) runs over it.
+* Pings are answered; a close frame from the peer is answered and reads EOF;
+  text messages are a protocol error (close code 1003).
+
+``WsConn`` is a :class:`~geventp2p.net.rawconn.RawConn`; every method that waits
+blocks the calling greenlet.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from gevent.lock import Semaphore
+from multiaddr import Multiaddr
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from geventp2p.core import addr as maddr
+from geventp2p.core.transport import RawConn
+from geventp2p.exceptions import ConfigError, MultiaddrError, P2PTimeoutError, TransportError
+from geventp2p.net._deadline import Deadline, timeout_scope
+from geventp2p.net.rawconn import Buffer
+from geventp2p.net.rawconn import RawConn as _RawConnBase
+from geventp2p.net.tcp import TcpConfig, TcpListener, TcpTransport
+
+__all__ = ["WsConfig", "WsTransport", "WsListener", "WsConn"]
+
+log = logging.getLogger(__name__)
+
+_RECV_SIZE = 262144
+_WS = Multiaddr("/ws")
+
+
+@dataclass(frozen=True)
+class WsConfig:
+    """WebSocket transport settings.
+
+    handshake_timeout: seconds for the HTTP upgrade, each side (the dialer's TCP
+      connect has its own ``tcp.connect_timeout``).
+    tcp: the TCP transport underneath.
+    """
+
+    handshake_timeout: float = 10.0
+    tcp: TcpConfig = TcpConfig()
+
+    def __post_init__(self) -> None:
+        if not self.handshake_timeout > 0:
+            raise ConfigError("handshake_timeout must be > 0")
+        if not isinstance(self.tcp, TcpConfig):
+            raise ConfigError("WsConfig.tcp must be a TcpConfig")
+
+
+def _split(ma: Any) -> tuple[Multiaddr, str, int]:
+    """``(tcp address, host, port)`` of a ``.../tcp/N/ws[/p2p/id]`` address; MultiaddrError otherwise."""
+    transport, _peer = maddr.split_p2p(ma)
+    comps = maddr.components(transport) if transport is not None else ()
+    if not comps or comps[-1].code != maddr.P_WS:
+        raise MultiaddrError(f"{ma} is not a /ws address")
+    text = str(transport)
+    tcp = Multiaddr(text[: -len("/ws")])
+    host, port, _family = maddr.tcp_host_port(tcp)  # strict: nothing else between /tcp and /ws
+    return tcp, host, port
+
+
+def _with_ws(ma: Optional[Multiaddr]) -> Optional[Multiaddr]:
+    return None if ma is None else ma.encapsulate(_WS)
+
+
+class WsTransport:
+    """Dial and listen on ``/tcp/N/ws`` multiaddrs."""
+
+    name = "ws"
+
+    def __init__(self, config: Optional[WsConfig] = None) -> None:
+        if config is None:
+            config = WsConfig()
+        elif not isinstance(config, WsConfig):
+            raise ConfigError(f"expected WsConfig, got {type(config).__name__}")
+        self.config = config
+        self._tcp = TcpTransport(config.tcp)
+
+    def can_dial(self, ma: Any) -> bool:
+        """True for an ip4/ip6/dns/dns4/dns6 + tcp + ws address (optional /p2p)."""
+        try:
+            _split(ma)
+        except Exception:
+            return False
+        return True
+
+    can_listen = can_dial
+
+    def dial(self, ma: Any, timeout: Optional[float] = None) -> "WsConn":
+        """Blocks the calling greenlet until the WebSocket is open (TCP connect + upgrade).
+
+        Raises MultiaddrError, TransportError (refused, or the upgrade was refused)
+        and P2PTimeoutError.
+        """
+        tcp_ma, host, port = _split(ma)
+        dl = Deadline(timeout)
+        raw = self._tcp.dial(tcp_ma, timeout=dl.left() if timeout is not None else None)
+        try:
+            hs_timeout = self.config.handshake_timeout if timeout is None else dl.left()
+            with timeout_scope(hs_timeout, f"websocket upgrade to {ma}"):
+                return WsConn.open_client(raw, _host_header(host, port))
+        except BaseException:
+            raw.close()
+            raise
+
+    def listen(self, ma: Any, handler: Callable[["WsConn"], None]) -> "WsListener":
+        """Bind and start accepting; ``handler(conn)`` runs in its own greenlet per upgraded
+        connection.  Does not block."""
+        tcp_ma, _host, _port = _split(ma)
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        return WsListener(self, tcp_ma, handler)
+
+
+def _host_header(host: str, port: int) -> str:
+    return f"[{host.split('%', 1)[0]}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class WsListener:
+    """A TCP listener that answers the WebSocket upgrade before handing connections on."""
+
+    def __init__(self, transport: WsTransport, tcp_ma: Multiaddr, handler: Callable[["WsConn"], None]) -> None:
+        self.transport = transport
+        self._handler = handler
+        self._tcp: TcpListener = transport._tcp.listen(tcp_ma, self._on_tcp)
+
+    @property
+    def multiaddr(self) -> Multiaddr:
+        """The bound address (real port), ``.../tcp/N/ws``."""
+        bound = self._tcp.multiaddr
+        if bound is None:  # pragma: no cover - TCP listeners always have one
+            raise TransportError(errno.EINVAL, "listener has no address")
+        return bound.encapsulate(_WS)
+
+    @property
+    def closed(self) -> bool:
+        return self._tcp.closed
+
+    def _on_tcp(self, raw: RawConn) -> None:
+        try:
+            with timeout_scope(self.transport.config.handshake_timeout, "websocket upgrade"):
+                conn = WsConn.open_server(raw)
+        except (TransportError, P2PTimeoutError) as exc:
+            log.debug("websocket upgrade from %s failed: %s", raw.remote_addr, exc)
+            raw.close()
+            return
+        self._handler(conn)
+
+    def close(self, stop_handlers: bool = False, timeout: Optional[float] = 5.0) -> None:
+        """Stop accepting (idempotent); optionally kill handler greenlets too."""
+        self._tcp.close(stop_handlers=stop_handlers, timeout=timeout)
+
+    def __enter__(self) -> "WsListener":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close(stop_handlers=True)
+
+    def __repr__(self) -> str:
+        return f"<WsListener {self.multiaddr} {'closed' if self.closed else 'listening'}>"
+
+
+class WsConn(_RawConnBase):
+    """A RawConn carried in WebSocket binary messages over a TCP ``RawConn``."""
+
+    def __init__(self, raw: RawConn, ws: WSConnection) -> None:
+        super().__init__()
+        self._raw = raw
+        self._ws = ws
+        self._chunks: deque[bytes] = deque()
+        self._eof = False
+        self._wlock = Semaphore()  # one writer at a time: frames go out whole and in order
+        self.local_addr = _with_ws(raw.local_addr)
+        self.remote_addr = _with_ws(raw.remote_addr)
+        self.is_initiator = raw.is_initiator
+
+    # ------------------------------------------------------------------ handshakes
+
+    @classmethod
+    def open_client(cls, raw: RawConn, host: str) -> "WsConn":
+        """Blocks the calling greenlet for the client upgrade (the caller bounds it)."""
+        ws = WSConnection(ConnectionType.CLIENT)
+        raw.write(ws.send(Request(host=host, target="/")))
+        conn = cls(raw, ws)
+        while True:
+            data = raw.read(_RECV_SIZE)
+            conn._receive(data)
+            for ev in conn._events:
+                if isinstance(ev, AcceptConnection):
+                    conn._events = conn._events[conn._events.index(ev) + 1:]
+                    conn._handle_events()  # frames that came with the answer
+                    return conn
+                if isinstance(ev, RejectConnection):
+                    raise TransportError(errno.ECONNREFUSED, f"websocket upgrade refused (HTTP {ev.status_code})")
+            if not data:
+                raise TransportError(errno.ECONNRESET, "connection closed during the websocket upgrade")
+
+    @classmethod
+    def open_server(cls, raw: RawConn) -> "WsConn":
+        """Blocks the calling greenlet for the server side of the upgrade (the caller bounds it)."""
+        ws = WSConnection(ConnectionType.SERVER)
+        conn = cls(raw, ws)
+        while True:
+            data = raw.read(_RECV_SIZE)
+            conn._receive(data)
+            for ev in conn._events:
+                if isinstance(ev, Request):
+                    raw.write(ws.send(AcceptConnection()))
+                    conn._events = conn._events[conn._events.index(ev) + 1:]
+                    conn._handle_events()  # frames pipelined after the request
+                    return conn
+            if not data:
+                raise TransportError(errno.ECONNRESET, "connection closed during the websocket upgrade")
+
+    # ------------------------------------------------------------------ reading
+
+    _events: list[Any] = []
+
+    def _receive(self, data: bytes) -> None:
+        try:
+            self._ws.receive_data(data if data else None)
+            self._events = list(self._ws.events())
+        except RemoteProtocolError as exc:
+            raise TransportError(errno.EPROTO, f"websocket protocol error: {exc}") from exc
+
+    def _handle_events(self) -> None:
+        for ev in self._events:
+            if isinstance(ev, BytesMessage):
+                if ev.data:
+                    self._chunks.append(bytes(ev.data))
+            elif isinstance(ev, Ping):
+                self._send_control(ev.response())
+            elif isinstance(ev, CloseConnection):
+                if self._ws.state is ConnectionState.REMOTE_CLOSING:
+                    self._send_control(ev.response())
+                self._eof = True
+            elif isinstance(ev, TextMessage):
+                self._send_control(CloseConnection(code=1003, reason="libp2p needs binary messages"))
+                raise TransportError(errno.EPROTO, "websocket text message (libp2p uses binary messages)")
+        self._events = []
+
+    def _send_control(self, event: Any) -> None:
+        try:
+            with self._wlock:
+                data = self._ws.send(event)
+                if data:
+                    self._raw.write(data)
+        except (LocalProtocolError, TransportError):
+            log.debug("could not send websocket %s", type(event).__name__, exc_info=True)
+
+    def _read_raw(self, n: int) -> bytes:
+        chunks = self._chunks
+        while not chunks:
+            if self._eof or self._closed:
+                return b""
+            data = self._raw.read(_RECV_SIZE)
+            if self._closed:
+                return b""
+            self._receive(data)
+            self._handle_events()
+            if not data:
+                self._eof = True
+        first = chunks[0]
+        if len(first) <= n:
+            return chunks.popleft()
+        chunks[0] = first[n:]
+        return first[:n]
+
+    # ------------------------------------------------------------------ writing
+
+    def _write_raw(self, data: Buffer) -> None:
+        with self._wlock:
+            try:
+                frame = self._ws.send(BytesMessage(data=bytes(data)))
+            except LocalProtocolError as exc:
+                raise TransportError(errno.EPIPE, f"websocket closed for writing: {exc}") from exc
+            self._raw.write(frame)
+
+    # ------------------------------------------------------------------ closing
+
+    def close_write(self) -> None:
+        """Send a close frame (the peer reads EOF); reading goes on until the peer's close."""
+        if self._closed:
+            return
+        if self._prefix:
+            self._flush_prefix()
+        if self._ws.state is ConnectionState.OPEN:
+            self._send_control(CloseConnection(code=1000))
+
+    def _close_raw(self) -> None:
+        if self._ws.state is ConnectionState.OPEN and not self._wlock.locked():
+            try:  # a polite close frame if it can go out at once; the socket closes anyway
+                with timeout_scope(0.5, "websocket close"):
+                    self._send_control(CloseConnection(code=1000))
+            except P2PTimeoutError:
+                pass
+        try:
+            self._raw.close()
+        except Exception:  # pragma: no cover - close errors are not actionable
+            log.debug("error closing websocket transport", exc_info=True)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._raw.closed
+
+    def __repr__(self) -> str:
+        return f"<WsConn {self.local_addr} <-> {self.remote_addr} {'closed' if self.closed else 'open'}>"
