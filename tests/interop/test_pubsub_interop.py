@@ -222,14 +222,7 @@ def test_publish_both_ways(env, remote, we_dial):
     assert m.received_from == m.from_peer and len(m.seqno) == 8
 
 
-_SHORT_SEQNO = pytest.mark.xfail(
-    reason="@libp2p/floodsub writes the seqno bigint without leading zero bytes (7 bytes for 1 "
-           "message in 256); the core's StrictSign check wants exactly 8 (go accepts any length)",
-    strict=False)
-
-
-@pytest.mark.parametrize("remote", [pytest.param(r, marks=_SHORT_SEQNO) if r == "js-floodsub" else r
-                                    for r in REMOTES])
+@pytest.mark.parametrize("remote", REMOTES)
 def test_thousand_messages_each_way(env, remote):
     h, ps, t, sub, r = _setup(env, remote)
     r.send(cmd="publish_many", topic="interop", count=1000, size=1024)

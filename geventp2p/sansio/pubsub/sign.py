@@ -124,8 +124,9 @@ def check_policy(msg: Message, policy: SignaturePolicy) -> str | None:
             return "missing signature"
         if msg.from_peer is None:
             return "missing author"
-        if msg.seqno is None or len(msg.seqno) != 8:
-            return "seqno must be 8 bytes"
+        # 8 bytes on the wire; like go, accept 1..8 (js floodsub drops leading zero bytes)
+        if msg.seqno is None or not 0 < len(msg.seqno) <= 8:
+            return "seqno must be 1 to 8 bytes"
         return None
     if msg.from_peer is not None or msg.seqno is not None or msg.signature is not None or msg.key is not None:
         return "unexpected author, seqno, signature or key under StrictNoSign"

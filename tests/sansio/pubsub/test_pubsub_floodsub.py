@@ -105,7 +105,8 @@ def test_messages_for_unjoined_topics_are_dropped() -> None:
     "m,reason",
     [
         (Message(data=b"x", topic="t"), "missing signature"),
-        (Message(data=b"x", topic="t", from_peer=B.to_bytes(), seqno=b"\x01", signature=b"s"), "seqno must be 8 bytes"),
+        (Message(data=b"x", topic="t", from_peer=B.to_bytes(), seqno=b"", signature=b"s"), "seqno must be 1 to 8 bytes"),
+        (Message(data=b"x", topic="t", from_peer=B.to_bytes(), seqno=bytes(9), signature=b"s"), "seqno must be 1 to 8 bytes"),
         (msg(A, 1), "self origin"),
     ],
 )

@@ -127,8 +127,13 @@ def test_policy() -> None:
     bare = Message(data=b"x", topic="t")
     assert check_policy(bare, SignaturePolicy.STRICT_NO_SIGN) is None
     assert check_policy(bare, SignaturePolicy.STRICT_SIGN) == "missing signature"
+    # go accepts any non-empty seqno up to 8 bytes (js floodsub writes 1 in 256 without its
+    # leading zero byte); empty or longer is refused
     short_seqno = Message(data=b"x", topic="t", from_peer=SPEC_ID, seqno=b"\x01", signature=b"s")
-    assert check_policy(short_seqno, SignaturePolicy.STRICT_SIGN) == "seqno must be 8 bytes"
+    assert check_policy(short_seqno, SignaturePolicy.STRICT_SIGN) is None
+    for bad in (b"", bytes(9)):
+        m = Message(data=b"x", topic="t", from_peer=SPEC_ID, seqno=bad, signature=b"s")
+        assert check_policy(m, SignaturePolicy.STRICT_SIGN) == "seqno must be 1 to 8 bytes"
 
 
 def test_seqno_counter_wraps_and_is_8_bytes() -> None:
