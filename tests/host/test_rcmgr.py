@@ -309,6 +309,30 @@ def test_peer_stream_limit_and_blocked_counts(caplog):
     assert all_zero(m)
 
 
+@pytest.mark.parametrize("limits,scope,step", [
+    ({"System": {"StreamsInbound": 0}}, "scope system", "open"),
+    ({"Transient": {"StreamsInbound": 0}}, "scope transient", "open"),
+    ({"ProtocolDefault": {"StreamsInbound": 0}}, "scope protocol:/echo/1.0.0", "protocol"),
+    ({"ServiceDefault": {"StreamsInbound": 0}}, "scope service:echo", "service"),
+])
+def test_refusal_by_a_shared_scope_names_the_peer(caplog, limits, scope, step):
+    """A system, transient, protocol or service scope has no peer of its own; the log
+    line names the peer whose stream asked (what --debug-rcmgr promises)."""
+    m = mgr(LimitConfig.from_dict(limits), debug=True)
+    with caplog.at_level(logging.WARNING, logger="geventp2p.rcmgr"):
+        s = None
+        with pytest.raises(ResourceLimitExceeded):
+            s = m.open_stream(PEER_A, "inbound")
+            s.set_protocol("/echo/1.0.0")
+            if step == "service":
+                s.set_service("echo")
+        if s is not None:
+            s.done()
+    lines = [r.getMessage() for r in caplog.records if r.name == "geventp2p.rcmgr"]
+    assert len(lines) == 1 and scope in lines[0] and f"peer={PEER_A}" in lines[0], lines
+    assert all_zero(m)
+
+
 def test_spans_release_everything_and_nest():
     m = mgr()
     s = m.open_stream(PEER_A, "outbound")

@@ -105,13 +105,15 @@ class ResourceManagerImpl:
         self.closed = False
 
     # -- refusal reporting ------------------------------------------------------------
-    def _refused(self, scope: Scope, resource: str, used: int, requested: int, limit: int) -> None:
+    def _refused(self, scope: Scope, resource: str, used: int, requested: int, limit: int, peer: Any = None) -> None:
         name = scope.name.split(".span-", 1)[0]
         kind = name.split("-", 1)[0] if name.startswith(("conn-", "stream-")) else name.split(":", 1)[0]
         self.blocked[(kind, resource)] += 1
         level = logging.WARNING if self.debug else logging.DEBUG
         if log.isEnabledFor(level):
-            peer = f" peer={scope.peer}" if scope.peer is not None else ""
+            if peer is None:
+                peer = scope.peer
+            peer = f" peer={peer}" if peer is not None else ""
             log.log(
                 level,
                 "rcmgr: refused %s in scope %s%s: used %d + requested %d > limit %d",

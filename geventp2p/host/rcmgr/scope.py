@@ -29,7 +29,7 @@ _span_ids = itertools.count(1)
 _NO_LIMIT = BaseLimit.unlimited()
 
 #: What a refusal is reported to: ``(scope, resource, used, requested, limit)``.
-RefusalHook = Callable[["Scope", str, int, int, int], None]
+RefusalHook = Callable[["Scope", str, int, int, int, Any], None]
 
 
 def is_inbound(direction: Direction | str) -> bool:
@@ -71,58 +71,60 @@ class Scope:
         self.refs = 0  # child scopes attached (the manager may drop unused keyed scopes)
 
     # -- checks of this scope alone (no change) -------------------------------------
-    def _refuse(self, resource: str, used: int, requested: int, limit: int) -> ResourceLimitExceeded:
+    def _refuse(self, resource: str, used: int, requested: int, limit: int, peer: Any = None) -> ResourceLimitExceeded:
+        """``peer``: the peer of the scope the request started from (an ancestor that
+        refuses, e.g. the system or a protocol scope, has none of its own)."""
         if self._hook is not None:
-            self._hook(self, resource, used, requested, limit)
+            self._hook(self, resource, used, requested, limit, peer if peer is not None else self.peer)
         return ResourceLimitExceeded(
             self.name, resource, self.stat(), used=used, requested=requested, limit=limit
         )
 
-    def _check_memory(self, size: int, priority: int) -> None:
+    def _check_memory(self, size: int, priority: int, peer: Any = None) -> None:
         limit = self.limit.memory
         threshold = limit * (1 + priority) // 256
         if self.memory + size > threshold:
-            raise self._refuse("memory", self.memory, size, limit)
+            raise self._refuse("memory", self.memory, size, limit, peer)
 
-    def _check_streams(self, inbound: bool, n: int = 1) -> None:
+    def _check_streams(self, inbound: bool, n: int = 1, peer: Any = None) -> None:
         lim = self.limit
         if inbound:
             if self.streams_in + n > lim.streams_inbound:
-                raise self._refuse("streams (inbound)", self.streams_in, n, lim.streams_inbound)
+                raise self._refuse("streams (inbound)", self.streams_in, n, lim.streams_inbound, peer)
         elif self.streams_out + n > lim.streams_outbound:
-            raise self._refuse("streams (outbound)", self.streams_out, n, lim.streams_outbound)
+            raise self._refuse("streams (outbound)", self.streams_out, n, lim.streams_outbound, peer)
         total = self.streams_in + self.streams_out
         if total + n > lim.streams:
-            raise self._refuse("streams", total, n, lim.streams)
+            raise self._refuse("streams", total, n, lim.streams, peer)
 
-    def _check_conns(self, inbound: bool, use_fd: bool, n: int = 1) -> None:
+    def _check_conns(self, inbound: bool, use_fd: bool, n: int = 1, peer: Any = None) -> None:
         lim = self.limit
         if inbound:
             if self.conns_in + n > lim.conns_inbound:
-                raise self._refuse("conns (inbound)", self.conns_in, n, lim.conns_inbound)
+                raise self._refuse("conns (inbound)", self.conns_in, n, lim.conns_inbound, peer)
         elif self.conns_out + n > lim.conns_outbound:
-            raise self._refuse("conns (outbound)", self.conns_out, n, lim.conns_outbound)
+            raise self._refuse("conns (outbound)", self.conns_out, n, lim.conns_outbound, peer)
         total = self.conns_in + self.conns_out
         if total + n > lim.conns:
-            raise self._refuse("conns", total, n, lim.conns)
+            raise self._refuse("conns", total, n, lim.conns, peer)
         if use_fd and self.fds + n > lim.fd:
-            raise self._refuse("fd", self.fds, n, lim.fd)
+            raise self._refuse("fd", self.fds, n, lim.fd, peer)
 
-    def _check_stat(self, st: ScopeStat) -> None:
+    def _check_stat(self, st: ScopeStat, peer: Any = None) -> None:
         """Could this scope take ``st`` on top of its usage (go ``ReserveForChild``)?"""
         if st.memory:
-            self._check_memory(st.memory, Priority.ALWAYS)
+            self._check_memory(st.memory, Priority.ALWAYS, peer)
         if st.num_streams_inbound:
-            self._check_streams(True, st.num_streams_inbound)
+            self._check_streams(True, st.num_streams_inbound, peer)
         if st.num_streams_outbound:
-            self._check_streams(False, st.num_streams_outbound)
+            self._check_streams(False, st.num_streams_outbound, peer)
         if st.num_conns_inbound:
-            self._check_conns(True, bool(st.num_fd), st.num_conns_inbound)
+            self._check_conns(True, bool(st.num_fd), st.num_conns_inbound, peer)
         if st.num_conns_outbound:
-            self._check_conns(False, bool(st.num_fd), st.num_conns_outbound)
+            self._check_conns(False, bool(st.num_fd), st.num_conns_outbound, peer)
         if st.num_fd and not (st.num_conns_inbound or st.num_conns_outbound):
             if self.fds + st.num_fd > self.limit.fd:
-                raise self._refuse("fd", self.fds, st.num_fd, self.limit.fd)
+                raise self._refuse("fd", self.fds, st.num_fd, self.limit.fd, peer)
 
     def _add_stat(self, st: ScopeStat, sign: int) -> None:
         self.streams_in += sign * st.num_streams_inbound
@@ -145,7 +147,7 @@ class Scope:
             raise ValueError("cannot reserve a negative amount of memory")
         self._check_memory(size, priority)
         for e in self.edges:
-            e._check_memory(size, priority)
+            e._check_memory(size, priority, self.peer)
         self.memory += size
         for e in self.edges:
             e.memory += size
@@ -161,7 +163,7 @@ class Scope:
         inbound = is_inbound(direction)
         self._check_streams(inbound)
         for e in self.edges:
-            e._check_streams(inbound)
+            e._check_streams(inbound, 1, self.peer)
         for s in (self, *self.edges):
             if inbound:
                 s.streams_in += 1
@@ -181,7 +183,7 @@ class Scope:
         inbound = is_inbound(direction)
         self._check_conns(inbound, use_fd)
         for e in self.edges:
-            e._check_conns(inbound, use_fd)
+            e._check_conns(inbound, use_fd, 1, self.peer)
         for s in (self, *self.edges):
             if inbound:
                 s.conns_in += 1
@@ -270,7 +272,7 @@ class ConnScope(Scope):
         ps = self._mgr._peer(peer)
         st = self.stat()
         try:
-            ps._check_stat(st)
+            ps._check_stat(st, peer)
         except ResourceLimitExceeded:
             self._mgr._maybe_drop_peer(ps)
             raise
@@ -337,7 +339,7 @@ class StreamScope(Scope):
         st = self.stat()
         try:
             for s in pair:
-                s._check_stat(st)
+                s._check_stat(st, self.peer)
         except ResourceLimitExceeded:
             for s in pair:
                 self._mgr._maybe_drop(s)
