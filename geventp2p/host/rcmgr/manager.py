@@ -166,7 +166,7 @@ class ResourceManagerImpl:
 
     def _maybe_drop(self, scope: Scope) -> None:
         """Forget a keyed scope nothing is charged to and nothing refers to."""
-        if scope.refs or not scope.stat().is_zero():
+        if scope.refs or not scope._is_empty():
             return
         name = scope.name
         if name.startswith("service-peer:"):

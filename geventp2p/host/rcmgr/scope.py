@@ -110,29 +110,34 @@ class Scope:
         if use_fd and self.fds + n > lim.fd:
             raise self._refuse("fd", self.fds, n, lim.fd, peer)
 
-    def _check_stat(self, st: ScopeStat, peer: Any = None) -> None:
-        """Could this scope take ``st`` on top of its usage (go ``ReserveForChild``)?"""
-        if st.memory:
-            self._check_memory(st.memory, Priority.ALWAYS, peer)
-        if st.num_streams_inbound:
-            self._check_streams(True, st.num_streams_inbound, peer)
-        if st.num_streams_outbound:
-            self._check_streams(False, st.num_streams_outbound, peer)
-        if st.num_conns_inbound:
-            self._check_conns(True, bool(st.num_fd), st.num_conns_inbound, peer)
-        if st.num_conns_outbound:
-            self._check_conns(False, bool(st.num_fd), st.num_conns_outbound, peer)
-        if st.num_fd and not (st.num_conns_inbound or st.num_conns_outbound):
-            if self.fds + st.num_fd > self.limit.fd:
-                raise self._refuse("fd", self.fds, st.num_fd, self.limit.fd, peer)
+    def _check_usage(self, src: "Scope", peer: Any = None) -> None:
+        """Could this scope take ``src``'s usage on top of its own (go ``ReserveForChild``)?
+        Reads ``src``'s counters directly: no ScopeStat per stream on the hot path."""
+        if src.memory:
+            self._check_memory(src.memory, Priority.ALWAYS, peer)
+        if src.streams_in:
+            self._check_streams(True, src.streams_in, peer)
+        if src.streams_out:
+            self._check_streams(False, src.streams_out, peer)
+        if src.conns_in:
+            self._check_conns(True, bool(src.fds), src.conns_in, peer)
+        if src.conns_out:
+            self._check_conns(False, bool(src.fds), src.conns_out, peer)
+        if src.fds and not (src.conns_in or src.conns_out):
+            if self.fds + src.fds > self.limit.fd:
+                raise self._refuse("fd", self.fds, src.fds, self.limit.fd, peer)
 
-    def _add_stat(self, st: ScopeStat, sign: int) -> None:
-        self.streams_in += sign * st.num_streams_inbound
-        self.streams_out += sign * st.num_streams_outbound
-        self.conns_in += sign * st.num_conns_inbound
-        self.conns_out += sign * st.num_conns_outbound
-        self.fds += sign * st.num_fd
-        self.memory += sign * st.memory
+    def _add_usage(self, src: "Scope", sign: int) -> None:
+        self.streams_in += sign * src.streams_in
+        self.streams_out += sign * src.streams_out
+        self.conns_in += sign * src.conns_in
+        self.conns_out += sign * src.conns_out
+        self.fds += sign * src.fds
+        self.memory += sign * src.memory
+
+    def _is_empty(self) -> bool:
+        return not (self.streams_in or self.streams_out or self.conns_in or self.conns_out
+                    or self.fds or self.memory)
 
     def _live(self) -> None:
         if self.closed:
@@ -224,11 +229,10 @@ class Scope:
         if self.closed:
             return
         self.closed = True
-        st = self.stat()
-        if not st.is_zero():
+        if not self._is_empty():
             for e in self.edges:
-                e._add_stat(st, -1)
-        self._add_stat(st, -1)
+                e._add_usage(self, -1)
+            self.streams_in = self.streams_out = self.conns_in = self.conns_out = self.fds = self.memory = 0
 
     def __repr__(self) -> str:
         return f"<Scope {self.name} {self.stat()}>"
@@ -270,14 +274,13 @@ class ConnScope(Scope):
         if self._peer_scope is not None:
             raise ConfigError(f"{self.name}: the peer is already set")
         ps = self._mgr._peer(peer)
-        st = self.stat()
         try:
-            ps._check_stat(st, peer)
+            ps._check_usage(self, peer)
         except ResourceLimitExceeded:
             self._mgr._maybe_drop_peer(ps)
             raise
-        ps._add_stat(st, +1)
-        self._transient._add_stat(st, -1)
+        ps._add_usage(self, +1)
+        self._transient._add_usage(self, -1)
         ps.refs += 1
         self._peer_scope = ps
         self.peer = peer
@@ -336,16 +339,15 @@ class StreamScope(Scope):
     def _attach(self, pair: tuple[Scope, Scope]) -> tuple[Scope, Scope]:
         """Charge this stream's usage to both scopes of ``pair`` (each checked alone) and
         return it; on refusal change nothing and let the manager forget unused scopes."""
-        st = self.stat()
         try:
             for s in pair:
-                s._check_stat(st, self.peer)
+                s._check_usage(self, self.peer)
         except ResourceLimitExceeded:
             for s in pair:
                 self._mgr._maybe_drop(s)
             raise
         for s in pair:
-            s._add_stat(st, +1)
+            s._add_usage(self, +1)
             s.refs += 1
         return pair
 
@@ -364,7 +366,7 @@ class StreamScope(Scope):
         transient = self._transient
         self._transient = None
         if transient is not None:
-            transient._add_stat(self.stat(), -1)
+            transient._add_usage(self, -1)
         self.edges = [self._peer_scope, *pair, *[e for e in self.edges if e is not transient and e is not self._peer_scope]]
 
     def set_service(self, service: str) -> None:
