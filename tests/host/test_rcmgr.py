@@ -368,6 +368,7 @@ def test_keyed_scopes_are_dropped_when_unused():
         s.set_protocol("/echo/1.0.0")
         s.done()
         c.done()
+    m.stat()  # sweeps the unused keyed scopes (also done every IDLE_SWEEP of them)
     assert not m._peers and not m._protocol_peers and not m._service_peers
     assert all_zero(m)
 

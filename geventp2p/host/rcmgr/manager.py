@@ -102,6 +102,10 @@ class ResourceManagerImpl:
         self._service_peers: dict[tuple[str, Any], Scope] = {}
         self._protocol_peers: dict[tuple[str, Any], Scope] = {}
         self._ids = itertools.count(1)
+        # keyed scopes that became unused, forgotten in batches (go sweeps them every
+        # minute): a peer's next stream finds its scopes still there instead of
+        # building and dropping them for every stream
+        self._idle: dict[Scope, None] = {}
         self.closed = False
 
     # -- refusal reporting ------------------------------------------------------------
@@ -164,18 +168,36 @@ class ResourceManagerImpl:
             )
         return s
 
+    #: unused keyed scopes kept before a sweep forgets them
+    IDLE_SWEEP = 1024
+
     def _maybe_drop(self, scope: Scope) -> None:
-        """Forget a keyed scope nothing is charged to and nothing refers to."""
-        if scope.refs or not scope._is_empty():
+        """Note a keyed scope nothing may be charged to any more; forgotten at the next sweep."""
+        if scope.refs:
             return
-        name = scope.name
-        if name.startswith("service-peer:"):
-            self._service_peers.pop((name[13:], scope.peer), None)
-        elif name.startswith("protocol-peer:"):
-            self._protocol_peers.pop((name[14:], scope.peer), None)
-        elif name.startswith("peer:"):
-            self._peers.pop(scope.peer, None)
-        # service and protocol scopes are few and kept for the stats
+        idle = self._idle
+        idle[scope] = None
+        if len(idle) >= self.IDLE_SWEEP:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """Forget the noted keyed scopes that are still unused and empty."""
+        idle, self._idle = self._idle, {}
+        for scope in idle:
+            if scope.refs or not scope._is_empty():
+                continue
+            name = scope.name
+            if name.startswith("service-peer:"):
+                d: dict[Any, Scope] = self._service_peers
+                key: Any = (name[13:], scope.peer)
+            elif name.startswith("protocol-peer:"):
+                d, key = self._protocol_peers, (name[14:], scope.peer)
+            elif name.startswith("peer:"):
+                d, key = self._peers, scope.peer
+            else:
+                continue  # service and protocol scopes are few and kept for the stats
+            if d.get(key) is scope:
+                del d[key]
 
     _maybe_drop_peer = _maybe_drop
 
@@ -259,6 +281,7 @@ class ResourceManagerImpl:
     # -- stats ------------------------------------------------------------------------
     def stat(self) -> dict[str, Any]:
         """A tree of usage: system, transient, services, protocols, peers (non-zero only)."""
+        self._sweep()
 
         def nz(items: Iterable[tuple[Any, Scope]]) -> dict[str, ScopeStat]:
             return {str(k): s.stat() for k, s in items if not s.stat().is_zero()}

@@ -338,16 +338,26 @@ class StreamScope(Scope):
 
     def _attach(self, pair: tuple[Scope, Scope]) -> tuple[Scope, Scope]:
         """Charge this stream's usage to both scopes of ``pair`` (each checked alone) and
-        return it; on refusal change nothing and let the manager forget unused scopes."""
+        return it; on refusal change nothing and let the manager forget unused scopes.
+
+        A stream scope holds one stream and some memory, so the checks and the counters
+        are written out here (no ScopeStat, few calls: this runs for every stream)."""
+        inbound, mem, peer = self.inbound, self.memory, self.peer
         try:
             for s in pair:
-                s._check_usage(self, self.peer)
+                s._check_streams(inbound, 1, peer)
+                if mem:
+                    s._check_memory(mem, Priority.ALWAYS, peer)
         except ResourceLimitExceeded:
             for s in pair:
                 self._mgr._maybe_drop(s)
             raise
         for s in pair:
-            s._add_usage(self, +1)
+            if inbound:
+                s.streams_in += 1
+            else:
+                s.streams_out += 1
+            s.memory += mem
             s.refs += 1
         return pair
 
@@ -366,7 +376,11 @@ class StreamScope(Scope):
         transient = self._transient
         self._transient = None
         if transient is not None:
-            transient._add_usage(self, -1)
+            if self.inbound:
+                transient.streams_in -= 1
+            else:
+                transient.streams_out -= 1
+            transient.memory -= self.memory
         self.edges = [self._peer_scope, *pair, *[e for e in self.edges if e is not transient and e is not self._peer_scope]]
 
     def set_service(self, service: str) -> None:
@@ -385,7 +399,13 @@ class StreamScope(Scope):
     def done(self) -> None:
         if self.closed:
             return
-        super().done()
+        self.closed = True
+        si, so, mem = self.streams_in, self.streams_out, self.memory
+        for e in self.edges:  # Scope.done without its generic bookkeeping: one stream, some memory
+            e.streams_in -= si
+            e.streams_out -= so
+            e.memory -= mem
+        self.streams_in = self.streams_out = self.memory = 0
         mgr = self._mgr
         for s in (self._proto, self._proto_peer, self._svc, self._svc_peer):
             if s is not None:
