@@ -24,7 +24,6 @@ from typing import Any
 
 import gevent
 import gevent.socket as gsocket
-import gevent.subprocess
 import pytest
 
 from geventp2p.crypto.keys import KeyType, generate_key
@@ -227,12 +226,14 @@ def test_thousand_silent_sockets_from_one_address_do_not_stop_another(netns):
         b = swarm(rb, f"/ip4/{ours}/tcp/0", inbound_first_byte_timeout=60)
         a = swarm()  # dials from our address, not the crowd's
         port = int(str(b.listen_addresses()[0]).rsplit("/", 1)[1])
-        proc = gevent.subprocess.Popen(
+        # a plain Popen, read and reaped cooperatively: gevent.subprocess would install a
+        # process-wide SIGCHLD child watcher that reaps every later test's children
+        proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, sys.executable, "-c", _ATTACKER, ours, str(port), str(CROWD)],
-            stdin=gevent.subprocess.PIPE, stdout=gevent.subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )
         try:
-            line = proc.stdout.readline()
+            line = _read_line(proc.stdout)
             assert line.startswith("ready"), line
             # the crowd's address got 16 connections (the burst), 8 held at a time; the
             # rest were refused before any handshake
@@ -245,8 +246,32 @@ def test_thousand_silent_sockets_from_one_address_do_not_stop_another(netns):
             assert took < 2.0, f"handshake took {took:.2f}s"
         finally:
             proc.stdin.close()
-            proc.wait(timeout=20)
+            _reap(proc, 20)
             a.close()
         wait_for(lambda: not b._silent and not b.conns())
         wait_for(lambda: all_zero(rb) and len(rb.conn_limiter) == 0)
         b.close()
+
+
+def _read_line(pipe: Any) -> str:
+    """One line from ``pipe`` without blocking the hub (our listener keeps accepting)."""
+    fd = pipe.fileno()
+    os.set_blocking(fd, False)
+    buf = b""
+    while not buf.endswith(b"\n"):
+        gsocket.wait_read(fd)
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        buf += chunk
+    return buf.decode()
+
+
+def _reap(proc: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait(5)
+            break
+        gevent.sleep(0.05)

@@ -27,7 +27,7 @@ import pytest
 
 import interop_harness as ih
 from geventp2p.core.peer import PeerId
-from geventp2p.defaults import new_host
+from geventp2p.defaults import new_host, unlimited_limits
 from geventp2p.host.peerstore import AGENT_VERSION
 from geventp2p.net.notify import NotifyBundle
 from geventp2p.net.yamux import YamuxMuxer
@@ -59,6 +59,9 @@ class _World:
             listen=["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0/ws"],
             muxers=[YamuxMuxer(YamuxConfig(max_inbound_streams=STREAM_LIMIT, accept_backlog=STREAM_LIMIT))],
             services=["identify", "ping", "echo"],
+            # 500 streams on one connection: each holds a 256 KiB window, past the default
+            # 32 MiB connection memory limit
+            limits=unlimited_limits(),
         )
         self.peers: dict[tuple[str, str], ih.PeerProcess] = {}
 
