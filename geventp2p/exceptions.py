@@ -56,6 +56,17 @@ __all__ = [
     "RPCDecodeError",
     "RPCTooLargeError",
     "MessageSignatureError",
+    "P2PServerError",
+    "ServerStoppedError",
+    "TopicNotRegisteredError",
+    "TopicAlreadyRegisteredError",
+    "FeedTimeoutError",
+    "DirectSendError",
+    "DirectSendTimeoutError",
+    "DirectMessageError",
+    "UnknownTopicError",
+    "UndecodableMessageError",
+    "DirectFrameTooLargeError",
 ]
 
 
@@ -341,3 +352,67 @@ class RPCTooLargeError(RPCDecodeError, MessageTooLargeError):
 
 class MessageSignatureError(PubSubError, InvalidSignatureError):
     """A pubsub message breaks the signature policy: missing, malformed or wrong signature or key."""
+
+
+# --------------------------------------------------------------------------- p2p Server (geventp2p.p2p)
+
+
+class P2PServerError(P2PError):
+    """Base class for errors of the application-level :mod:`geventp2p.p2p` Server."""
+
+
+class ServerStoppedError(P2PServerError):
+    """The Server is not running (never started, or stopped); ``status()`` returns one."""
+
+
+class TopicNotRegisteredError(P2PServerError, LookupError):
+    """No topic is registered for this message type (or topic name)."""
+
+
+class TopicAlreadyRegisteredError(P2PServerError, ValueError):
+    """The message type or the topic is already registered (to another topic or type)."""
+
+
+class FeedTimeoutError(P2PTimeoutError):
+    """``Feed.send`` timed out; ``nsent`` subscribers had taken the value by then."""
+
+    def __init__(self, message: str, nsent: int) -> None:
+        super().__init__(message)
+        self.nsent = nsent
+
+
+class DirectSendError(P2PServerError):
+    """A direct send failed: ``peer`` names the peer, ``cause`` the underlying error."""
+
+    def __init__(self, peer: Any, cause: BaseException | str) -> None:
+        super().__init__(f"direct send to {peer} failed: {cause}")
+        self.peer = peer
+        self.cause = cause
+
+
+class DirectSendTimeoutError(DirectSendError, P2PTimeoutError):
+    """A direct send did not finish within its timeout."""
+
+
+class DirectMessageError(P2PServerError, RemoteProtocolError):
+    """A peer sent a bad direct-protocol frame; its stream is reset with ``error_code``.
+
+    ``peer`` is the sender, ``topic`` the frame's topic when it was read.
+    """
+
+    def __init__(self, message: str, *, peer: Any = None, topic: str | None = None) -> None:
+        super().__init__(f"{message} (from {peer})" if peer is not None else message)
+        self.peer = peer
+        self.topic = topic
+
+
+class UnknownTopicError(DirectMessageError):
+    """A direct frame names a topic this Server has not registered."""
+
+
+class UndecodableMessageError(DirectMessageError):
+    """A direct frame's payload (or its topic header) does not decode."""
+
+
+class DirectFrameTooLargeError(DirectMessageError, MessageTooLargeError):
+    """A direct frame declares more bytes than ``max_frame_size``."""
