@@ -92,6 +92,7 @@ log = logging.getLogger(__name__)
 
 DIRECT_PROTOCOL_ID = _direct.PROTOCOL_ID
 _Validator = Callable[[Message], Any]
+_PAST = {ACCEPT: "accepted", REJECT: "rejected", IGNORE: "ignored"}
 
 
 def make_peer(addr: Any) -> PeerInfo:
@@ -419,6 +420,34 @@ class Server:
         reg = self._registration(message_type)
         return self._ps.list_peers(reg.topic) if self._ps is not None else []
 
+    def mesh_peers(self, message_type: type) -> list[PeerId]:
+        """Peers a broadcast of ``message_type`` goes to first: the gossipsub mesh of its
+        topic (floodsub: every subscribed peer)."""
+        reg = self._registration(message_type)
+        ps = self._ps
+        if ps is None:
+            return []
+        mesh = getattr(ps.router, "mesh_peers", None)
+        return list(mesh(reg.topic)) if mesh is not None else ps.list_peers(reg.topic)
+
+    def wait_for_peers(self, message_type: type, count: int = 1, timeout: float | None = 30.0) -> list[PeerId]:
+        """Blocks the calling greenlet until ``count`` peers are in ``message_type``'s mesh.
+
+        Gossipsub grafts peers at its heartbeat, so right after connecting a broadcast
+        may reach nobody; call this first.  Returns the mesh peers; raises
+        P2PTimeoutError after ``timeout`` seconds.
+        """
+        self._check_running()
+        dl = Deadline(timeout)
+        while True:
+            peers = self.mesh_peers(message_type)
+            if len(peers) >= count:
+                return peers
+            if dl.expired():
+                raise P2PTimeoutError(f"{len(peers)} of {count} peers in the mesh of "
+                                      f"{self.topic_of(message_type)!r} after {timeout} s")
+            gevent.sleep(0.02 if dl.left() is None else min(0.02, dl.left() or 0.0))
+
     # ================================================================ topics
 
     def register_topic(self, topic: str, message_type: type, *adapters: Adapter) -> None:
@@ -582,7 +611,7 @@ class Server:
                 log.exception("p2p validator for %r raised", reg.topic)
                 res = REJECT
             if res is not ACCEPT:
-                self._count(f"{msg.via}_{res.name.lower()}ed")
+                self._count(f"{msg.via}_{_PAST[res]}")
                 return res, None
         cur = gevent.getcurrent()
         try:
