@@ -32,7 +32,7 @@ from geventp2p.exceptions import (
     UnknownTopicError,
 )
 from geventp2p.p2p.adapters import Adapter, DuplicateFilter, Handler, LoggingAdapter, Message, RateLimiter, chain
-from geventp2p.p2p.encoding import PROTOBUF, Encoding, ProtobufEncoding
+from geventp2p.p2p.encoding import PROTOBUF, Encoding, ProtobufEncoding, SszSnappyEncoding
 from geventp2p.p2p.feed import ErrChannel, Feed, Subscription
 from geventp2p.p2p.server import DIRECT_PROTOCOL_ID, Broadcaster, Sender, Server, ServerConfig, make_peer
 from geventp2p.protocols.pubsub import ACCEPT, IGNORE, REJECT, ValidationResult
@@ -56,6 +56,7 @@ __all__ = [
     "ErrChannel",
     "Encoding",
     "ProtobufEncoding",
+    "SszSnappyEncoding",
     "PROTOBUF",
     "ValidationResult",
     "ACCEPT",

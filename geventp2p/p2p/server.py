@@ -481,8 +481,8 @@ class Server:
         ps = self._ps
         cfg = self.config
         if not ps.options.sign:
-            enc = cfg.encoding
-            ps.set_msg_id_fn(reg.topic, lambda m: enc.message_id(m.data))
+            enc, topic = cfg.encoding, reg.topic
+            ps.set_msg_id_fn(reg.topic, lambda m: enc.message_id(topic, m.data))
         ps.register_validator(reg.topic, lambda pm: self._validate(reg, pm), inline=cfg.inline_validation)
         reg.pubsub_topic = ps.join(reg.topic)
         reg.sub = reg.pubsub_topic.subscribe()
@@ -531,7 +531,9 @@ class Server:
         Publishes on the topic registered for ``type(msg)``.  Raises TypeError for a
         value that is not a message of the encoding, TopicNotRegisteredError for an
         unregistered type, ServerStoppedError when not running, P2PTimeoutError when
-        the peers' send queues stay full for ``timeout`` seconds.
+        the peers' send queues stay full for ``timeout`` seconds.  Under StrictNoSign
+        (``sign=False``) ids are content addresses, so broadcasting the same content
+        again within the seen-cache window raises LocalProtocolError (a duplicate).
         """
         reg = self._registration_for(msg)
         self._check_running()
