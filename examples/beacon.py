@@ -65,7 +65,8 @@ def main() -> int:
             srv.wait_for_peers(Block, want, timeout=20)
             srv.wait_for_peers(Attestation, want, timeout=20)
 
-        last, q = nodes[-1], Queue()
+        last = nodes[-1]
+        q: Queue = Queue()
         last.subscribe(Block, q)
         last.subscribe(Attestation, q)
         status_q: Queue = Queue()
@@ -81,7 +82,8 @@ def main() -> int:
                                                signature=bytes(96)), timeout=10)
         nodes[1].send(Status(head_slot=3, head_root=bytes(32), finalized_epoch=0), nodes[3].peer_info(), timeout=10)
 
-        blocks, attestations = [], []
+        blocks: list[Message] = []
+        attestations: list[Message] = []
         with gevent.Timeout(20):
             while len(blocks) < 3 or len(attestations) < 2 * (N - 2):
                 m = q.get()

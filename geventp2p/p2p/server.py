@@ -549,7 +549,9 @@ class Server:
         ``timeout`` (default ``config.send_timeout``) bounds dial, negotiation and
         write.  Raises TypeError / TopicNotRegisteredError as :meth:`broadcast`, and
         :class:`DirectSendError` (``.peer``, ``.cause``; DirectSendTimeoutError on
-        timeout) when the send fails.
+        timeout) when the send fails.  The receiver's verdict is not waited for: a
+        receiver that cannot use the frame (unknown topic, undecodable) resets the
+        stream and records the error on its side (``server.errors``, ``on_error``).
         """
         reg = self._registration_for(msg)
         self._check_running()
@@ -569,6 +571,7 @@ class Server:
             with timeout_scope(to, f"direct send to {pid}"):
                 stream = self._host.new_stream(pid, [cfg.direct_protocol], timeout=dl.left())
                 stream.write(frame, timeout=dl.left())
+                stream.close_write()  # raises if the peer reset the stream meanwhile
                 stream.close()
         except P2PTimeoutError as exc:
             if stream is not None:
