@@ -467,3 +467,42 @@ def test_other_type_for_feed() -> None:
         with pytest.raises(TypeError):
             s.feed(Other).send(Other(x=1))                     # a feed carries Message values
         assert isinstance(s.peer_id, PeerId)
+
+
+def test_pooled_validation_adapter_errors_and_direct_validators() -> None:
+    """inline_validation=False: adapters may block; an adapter that raises REJECTs; direct
+    messages pass the validators too."""
+    def slow(nxt: Handler) -> Handler:
+        def h(m: Message) -> None:
+            gevent.sleep(0.01)  # blocking is fine on the validation pool
+            if m.data.n == 13:
+                raise RuntimeError("unlucky")
+            nxt(m)
+        return h
+
+    with servers(2, inline_validation=False) as (a, b):
+        a.register_topic("ping", Ping)
+        b.register_topic("ping", Ping, slow)
+        b.register_validator(Ping, lambda m: m.data.n != 666)
+        q: Queue = Queue()
+        b.subscribe(Ping, q)
+        connect(a, b)
+        a.wait_for_peers(Ping, timeout=WAIT)
+        for n in (13, 666, 1):
+            a.broadcast(Ping(n=n), timeout=WAIT)
+        assert q.get(timeout=WAIT).data.n == 1
+        a.send(Ping(n=666), b.peer_id, timeout=WAIT)
+        a.send(Ping(n=2), b.peer_id, timeout=WAIT)
+        assert q.get(timeout=WAIT).data.n == 2 and q.qsize() == 0
+        assert b.stats["pubsub_rejected"] == 2 and b.stats["direct_rejected"] == 1
+
+
+def test_status_reports_a_host_closed_underneath() -> None:
+    with servers(1) as (s,):
+        s.register_topic("ping", Ping)
+        assert s.status() is None
+        s.host.close()
+        err = s.status()
+        assert isinstance(err, ServerStoppedError) and "host" in str(err)
+        with pytest.raises(ServerStoppedError):
+            s.broadcast(Ping(n=1))
