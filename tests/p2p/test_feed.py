@@ -160,3 +160,17 @@ def test_context_manager_unsubscribes() -> None:
     with feed.subscribe(Queue()) as sub:
         assert sub.active
     assert not sub.active and sub.err().closed
+
+
+def test_unbuffered_channel_like_go() -> None:
+    """gevent.queue.Channel (no buffer): send waits until a receiver takes the value."""
+    from gevent.queue import Channel
+
+    feed = Feed()
+    ch = Channel()
+    feed.subscribe(ch)
+    g = gevent.spawn(feed.send, "v")
+    gevent.sleep(0.02)
+    assert not g.ready()
+    assert ch.get(timeout=5) == "v"
+    assert g.get(timeout=5) == 1
