@@ -90,7 +90,7 @@ def read_frame(stream: Any, buf: bytearray, max_size: int, timeout: float | None
                 body = bytes(buf[start:start + length])
                 del buf[:start + length]
                 return body
-            rest = stream.read_exactly(length - have, timeout=timeout)
+            rest: bytes = stream.read_exactly(length - have, timeout=timeout)
             body = bytes(buf[start:]) + rest
             buf.clear()
             return body

@@ -111,11 +111,13 @@ class SszSnappyEncoding:
     name = "ssz_snappy"
 
     def __init__(self, max_decompressed: int = 10 * 1024 * 1024) -> None:
+        from importlib import import_module
+
         try:
-            import cramjam
-            import ssz
-            from ssz.exceptions import SSZException
-            from ssz.sedes import Serializable
+            cramjam: Any = import_module("cramjam")
+            ssz: Any = import_module("ssz")
+            ssz_exceptions: Any = import_module("ssz.exceptions")
+            ssz_sedes: Any = import_module("ssz.sedes")
         except ImportError as exc:
             from geventp2p.exceptions import ConfigError
 
@@ -123,8 +125,8 @@ class SszSnappyEncoding:
                               f"(pip install ssz cramjam): {exc}") from exc
         self._ssz = ssz
         self._snappy = cramjam.snappy
-        self._ssz_error = SSZException
-        self._base = Serializable
+        self._ssz_error: type[Exception] = ssz_exceptions.SSZException
+        self._base: type = ssz_sedes.Serializable
         self.max_decompressed = max_decompressed
 
     def check_type(self, message_type: type) -> None:

@@ -94,7 +94,7 @@ class Subscription:
         self._feed: Optional[Feed] = feed
         self.channel = channel
         self._err = ErrChannel()
-        self._pending: Optional[gevent.Greenlet] = None  # the send blocked on this channel
+        self._pending: Optional[gevent.Greenlet[..., Any]] = None  # the send blocked on this channel
 
     @property
     def active(self) -> bool:
