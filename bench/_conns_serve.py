@@ -10,6 +10,9 @@ Runs ``geventp2p.cli.main`` unchanged, plus:
 * ``GEVENTP2P_BENCH_CONNMGR_HIGH=N``: connection manager watermarks above ``N``
   (the default ``high=192`` would trim the run's connections once their grace period
   passed; go-libp2p's benchmarks raise it the same way);
+* ``GEVENTP2P_BENCH_MALLOC_TRIM=1``: each stats dump calls glibc ``malloc_trim(0)``
+  first, so RSS shows live memory rather than free heap kept for reuse (for example
+  the stacks of greenlets that ended when their connections went idle);
 * ``GEVENTP2P_BENCH_TRACEMALLOC=1``: tracemalloc runs from the start; each SIGUSR1 also
   writes the top allocation sites grown since the previous dump to stderr (profiling
   only: it slows the server several times), or appends them to the file named by
