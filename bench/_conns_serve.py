@@ -10,6 +10,9 @@ Runs ``geventp2p.cli.main`` unchanged, plus:
 * ``GEVENTP2P_BENCH_CONNMGR_HIGH=N``: connection manager watermarks above ``N``
   (the default ``high=192`` would trim the run's connections once their grace period
   passed; go-libp2p's benchmarks raise it the same way);
+* ``GEVENTP2P_BENCH_MALLOC_TRIM=1``: each stats dump calls glibc ``malloc_trim(0)``
+  first, so RSS shows live memory rather than free heap kept for reuse (for example
+  the stacks of greenlets that ended when their connections went idle);
 * ``GEVENTP2P_BENCH_TRACEMALLOC=1``: tracemalloc runs from the start; each SIGUSR1 also
   writes the top allocation sites grown since the previous dump to stderr (profiling
   only: it slows the server several times), or appends them to the file named by
@@ -59,6 +62,15 @@ def _count_conns() -> int:
 
 def dump_stats() -> dict[str, Any]:
     global _last_snapshot
+    if os.environ.get("GEVENTP2P_BENCH_MALLOC_TRIM") == "1":
+        # hand free heap pages back first: RSS then shows live memory, not what the
+        # allocator keeps for reuse (e.g. the stacks of greenlets that ended)
+        import ctypes
+
+        try:
+            ctypes.CDLL(None).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc
+            pass
     stats: dict[str, Any] = {
         "rss": _status_field("VmRSS"),
         "rss_anon": _status_field("RssAnon"),

@@ -21,7 +21,7 @@ Structural ``typing.Protocol`` types; no I/O and no gevent here.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from geventp2p.core.rcmgr import ResourceScope
@@ -186,6 +186,11 @@ class MuxedConn(Protocol):
 
     def accept_stream(self, timeout: float | None = None) -> MuxedStream:
         """Blocks until the remote opens a stream; ``ConnectionClosedError`` once over."""
+
+    def serve(self, on_stream: Callable[[MuxedStream], None], on_closed: Callable[[], None]) -> None:
+        """Instead of ``accept_stream``: hand each inbound stream to ``on_stream`` as it
+        arrives and call ``on_closed()`` once the session is over.  Both callbacks must
+        not block (spawn the work).  The swarm serves its connections this way."""
 
     def close(self) -> None:
         """End the session: streams are reset, the conn closed.  Blocks briefly

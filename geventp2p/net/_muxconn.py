@@ -46,11 +46,14 @@ they block only on the protocol's back-pressure (yamux's send window) or while
 from __future__ import annotations
 
 import logging
+import os
 import time
+import weakref
 from collections import deque
 from typing import Any, Callable, ClassVar, Generic, TypeVar
 
 import gevent
+from gevent import get_hub
 from gevent.event import Event
 
 from geventp2p.core.rcmgr import NULL_SCOPE, ResourceScope
@@ -71,7 +74,8 @@ from geventp2p.sansio._mux import (
     StreamReset,
 )
 
-__all__ = ["MuxConn", "MuxStream", "CLOSE_FLUSH_TIMEOUT", "GOAWAY_FLUSH_TIMEOUT", "WRITE_FAILURE_DRAIN"]
+__all__ = ["MuxConn", "MuxStream", "CLOSE_FLUSH_TIMEOUT", "GOAWAY_FLUSH_TIMEOUT", "WRITE_FAILURE_DRAIN",
+           "IDLE_RETIRE_AFTER", "set_idle_retire_after"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +85,10 @@ GOAWAY_FLUSH_TIMEOUT = 0.1
 CLOSE_FLUSH_TIMEOUT = 1.0
 #: After a failed connection write, how long the reader may keep draining received data.
 WRITE_FAILURE_DRAIN = 5.0
+#: A connection whose reader and writer both waited this long (between one and two
+#: periods) with nothing to do gives up its greenlets until the socket is readable,
+#: something is queued, or a timer is due (a parked greenlet costs ~8 KiB).
+IDLE_RETIRE_AFTER = float(os.environ.get("GEVENTP2P_IDLE_RETIRE_AFTER", "5.0") or 0.0)
 
 _monotonic = time.monotonic
 # module globals: a class attribute lookup on an Enum costs ~50 ns per stream open
@@ -221,10 +229,25 @@ class MuxConn(Generic[S, T]):
         self._read_paused = False
         #: How often the reader paused because the core's control backlog was full.
         self.read_pauses = 0
+        # inbound streams go to _on_stream instead of the accept queue once serve() ran
+        self._on_stream: Callable[[T], None] | None = None
+        self._on_closed: Callable[[], None] | None = None
+        # idle retirement (see _IdleSweeper): the reader/writer flag the one place where
+        # they may be ended, and count their wake-ups so an idle period can be told
+        self._reader_parked = False
+        self._writer_parked = False
+        self._reader_retired = False
+        self._writer_retired = False
+        self._activity = 0
+        self._activity_seen = -1
+        self._read_watch: Any = None
+        self._write_timer: Any = None
+        self._wake_event = self._wake_writer  # the real event, while _wake_writer may be a respawner
         self._reader = gevent.spawn(self._read_loop)
         self._writer = gevent.spawn(self._write_loop)
         if session.bytes_to_send:
             self._wake_writer.set()
+        _IdleSweeper.track(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._terminated else "open"
@@ -286,6 +309,29 @@ class MuxConn(Generic[S, T]):
             elif deadline.expired():
                 raise P2PTimeoutError(f"{self.NAME}: accept_stream timed out")
             self._accept_event.wait(deadline.left())
+
+    def serve(self, on_stream: Callable[[T], None], on_closed: Callable[[], None]) -> None:
+        """Hand every inbound stream to ``on_stream`` instead of queueing it for
+        :meth:`accept_stream` (streams already queued are handed over now), and call
+        ``on_closed()`` once when the session is over.
+
+        Both run on the muxer's reader (or whichever greenlet ends the session) and must
+        not block: spawn the work.  Serving costs no greenlet while no stream arrives
+        (an accept loop parks one per connection).
+        """
+        self._on_closed = on_closed
+        if self._terminated:
+            self._on_closed = None
+            on_closed()
+            return
+        self._on_stream = on_stream
+        queue = self._accept_queue
+        while queue:
+            stream = queue.popleft()
+            if stream._reset_error is not None and stream._reset_error.remote:
+                continue
+            self._session.mark_accepted(stream._key)
+            on_stream(stream)
 
     def close(self, code: int = 0, *, timeout: float | None = None) -> None:
         """Close the session: every stream fails with ``ConnectionClosedError``, the
@@ -416,7 +462,14 @@ class MuxConn(Generic[S, T]):
                             buf = detach() if detach is not None else None
                             if buf is not None:
                                 _POOL.release(buf)
-                            wait_readable()
+                            self._reader_parked = True
+                            try:
+                                wait_readable()
+                            except _Retire:  # idle: the socket's watcher starts a new reader
+                                return
+                            finally:
+                                self._reader_parked = False
+                            self._activity += 1
                             if buf is not None and not self._terminated:
                                 session.attach_receive_buffer(_POOL.acquire(cur))
                             continue
@@ -525,6 +578,11 @@ class MuxConn(Generic[S, T]):
                 key = ev.stream_id
                 stream = self.STREAM_CLASS(self, key, _INBOUND)
                 streams[key] = stream
+                serve = self._on_stream
+                if serve is not None:
+                    self._session.mark_accepted(key)
+                    serve(stream)
+                    continue
                 queue = self._accept_queue
                 if len(queue) >= self.config.accept_backlog:
                     # at most accept_backlog queued streams are alive (the core refuses
@@ -573,6 +631,7 @@ class MuxConn(Generic[S, T]):
         batch_limit = self._write_batch_size
         timed = bool(self._write_timeout)
         scope = self._write_scope
+        retired = False
         try:
             while True:
                 if self._terminated:
@@ -605,12 +664,21 @@ class MuxConn(Generic[S, T]):
                 deadline = session.next_deadline()
                 wake.clear()
                 self._wake_pending = False
-                if deadline is None:
-                    wake.wait()
-                else:
-                    remaining = deadline - _monotonic()
-                    if remaining > 0:
-                        wake.wait(remaining)
+                self._writer_parked = True
+                try:
+                    if deadline is None:
+                        wake.wait()
+                    else:
+                        remaining = deadline - _monotonic()
+                        if remaining > 0:
+                            wake.wait(remaining)
+                except _Retire:  # idle: a write, close() or the core's timer starts a new writer
+                    retired = True
+                    return
+                finally:
+                    self._writer_parked = False
+                self._activity += 1
+                if deadline is not None:
                     now = _monotonic()
                     if now >= deadline:
                         self._handle_events(session.handle_timer(now))
@@ -629,7 +697,9 @@ class MuxConn(Generic[S, T]):
                 f"{self.NAME} internal error: {exc!r}", error_code=2, remote=False
             ), cause=exc)
         finally:
-            if self._terminated or self._write_failure is None:
+            if retired:
+                pass
+            elif self._terminated or self._write_failure is None:
                 self._finish()
             # else: the reader drains what the peer already sent, then ends the session
 
@@ -663,6 +733,8 @@ class MuxConn(Generic[S, T]):
         if self._terminated:
             return
         error.__cause__ = cause
+        if self._reader_retired:
+            self._respawn_reader()
         if self._reader.dead:
             self._terminate(error)
             return
@@ -680,6 +752,75 @@ class MuxConn(Generic[S, T]):
         if self.conn.closed or s.go_away_received is not None:
             return False
         return self._local_close or s.go_away_sent is not None
+
+    # ------------------------------------------------------------------ idle retirement
+
+    def _idle_tick(self) -> bool:
+        """Called by the sweeper in the hub every ``IDLE_RETIRE_AFTER`` seconds; ends the
+        reader and writer greenlets of a connection that stayed idle for a whole period.
+        False once the session is over (the sweeper forgets it)."""
+        if self._terminated:
+            return False
+        if self._activity != self._activity_seen:
+            self._activity_seen = self._activity
+            return True
+        if self._writer_parked and not self._session.bytes_to_send:
+            self._retire_writer()
+        if self._reader_parked:
+            self._retire_reader()
+        return True
+
+    def _retire_reader(self) -> None:
+        # runs in the hub: the reader is switched out inside wait_readable (the only place
+        # it sets _reader_parked), so the exception lands exactly there
+        readable_fileno = getattr(self.conn, "readable_fileno", None)  # optional, as wait_readable
+        fileno = readable_fileno() if readable_fileno is not None else None
+        if fileno is None:
+            return
+        self._reader.throw(_Retire)
+        if not self._reader.dead:  # pragma: no cover - the reader returns on _Retire
+            return
+        self._reader_retired = True
+        watch = self._read_watch
+        if watch is None:
+            watch = self._read_watch = get_hub().loop.io(fileno, 1)
+        watch.start(self._respawn_reader)
+
+    def _respawn_reader(self) -> None:
+        watch = self._read_watch
+        if watch is not None:
+            watch.stop()
+        if not self._reader_retired or self._terminated:
+            return
+        self._reader_retired = False
+        self._activity += 1
+        self._reader = gevent.spawn(self._read_loop)
+
+    def _retire_writer(self) -> None:
+        # runs in the hub, the writer switched out in its wait (see _retire_reader)
+        self._writer.throw(_Retire)
+        if not self._writer.dead:  # pragma: no cover - the writer returns on _Retire
+            return
+        self._writer_retired = True
+        self._wake_writer = _WriterRespawn(self)  # type: ignore[assignment]
+        deadline = self._session.next_deadline()
+        if deadline is not None:
+            timer = self._write_timer = get_hub().loop.timer(max(0.0, deadline - _monotonic()))
+            timer.start(self._respawn_writer)
+
+    def _respawn_writer(self) -> None:
+        timer = self._write_timer
+        if timer is not None:
+            self._write_timer = None
+            timer.stop()
+            timer.close()
+        if not self._writer_retired:
+            return
+        self._writer_retired = False
+        self._activity += 1
+        wake = self._wake_writer = self._wake_event
+        wake.set()
+        self._writer = gevent.spawn(self._write_loop)
 
     # ------------------------------------------------------------------ termination
 
@@ -712,7 +853,17 @@ class MuxConn(Generic[S, T]):
             waiting._notify_writable()
         self._on_terminate(error)
         self._drained.set()
-        self._wake_writer.set()
+        watch = self._read_watch
+        if watch is not None:
+            self._read_watch = None
+            watch.stop()
+            watch.close()
+        self._wake_writer.set()  # (a retired writer is started again to flush and finish)
+        on_closed = self._on_closed
+        if on_closed is not None:
+            self._on_closed = None
+            self._on_stream = None
+            on_closed()
         if self._writer.dead:
             self._finish()
         elif self._in_write and gevent.getcurrent() is not self._writer:
@@ -732,6 +883,92 @@ class MuxConn(Generic[S, T]):
         except Exception:  # pragma: no cover - close errors are not actionable
             log.debug("%s: error closing the connection", self.NAME, exc_info=True)
         self._closed_event.set()
+
+
+def set_idle_retire_after(seconds: float) -> float:
+    """Set how long a connection idles before its reader and writer greenlets end
+    (``IDLE_RETIRE_AFTER``; 0 turns retirement off for connections opened from now on).
+    Returns the previous value.  Also settable with ``GEVENTP2P_IDLE_RETIRE_AFTER``."""
+    global IDLE_RETIRE_AFTER
+    if not seconds >= 0:
+        raise ValueError(f"seconds must be >= 0, got {seconds!r}")
+    old, IDLE_RETIRE_AFTER = IDLE_RETIRE_AFTER, float(seconds)
+    return old
+
+
+class _Retire(BaseException):
+    """Thrown by the idle sweeper into a parked reader or writer: return, the connection
+    is idle (a BaseException, so the loops' ``except Exception`` do not take it)."""
+
+
+class _WriterRespawn:
+    """Stands in for ``_wake_writer`` while the writer is retired: the first ``set()``
+    (a write, a close, the core's timer) starts a writer again."""
+
+    __slots__ = ("_mux",)
+
+    def __init__(self, mux: "MuxConn[Any, Any]") -> None:
+        self._mux = mux
+
+    def set(self) -> None:
+        self._mux._respawn_writer()
+
+    def clear(self) -> None:
+        pass
+
+    def is_set(self) -> bool:
+        return False
+
+
+class _IdleSweeper:
+    """One repeating hub timer per hub that lets idle connections give up their greenlets.
+
+    Runs in the hub (no greenlet of its own, so it never shows up as a leak); it stops
+    while no connection is tracked and does not keep the loop alive."""
+
+    _by_hub: "weakref.WeakKeyDictionary[Any, _IdleSweeper]" = weakref.WeakKeyDictionary()
+
+    def __init__(self, hub: Any, period: float) -> None:
+        self.conns: "weakref.WeakSet[MuxConn[Any, Any]]" = weakref.WeakSet()
+        self.period = period
+        self.timer = hub.loop.timer(period, period, ref=False)
+        self.running = False
+
+    @classmethod
+    def track(cls, mux: "MuxConn[Any, Any]") -> None:
+        period = IDLE_RETIRE_AFTER
+        if period <= 0:
+            return
+        hub = get_hub()
+        sweeper = cls._by_hub.get(hub)
+        if sweeper is None or sweeper.period != period:
+            if sweeper is not None:
+                sweeper.timer.stop()
+                sweeper.timer.close()
+                mux_set = sweeper.conns
+            else:
+                mux_set = None
+            sweeper = cls._by_hub[hub] = cls(hub, period)
+            if mux_set is not None:
+                sweeper.conns.update(mux_set)
+        sweeper.conns.add(mux)
+        if not sweeper.running:
+            sweeper.running = True
+            sweeper.timer.start(sweeper.sweep)
+
+    def sweep(self) -> None:
+        conns = self.conns
+        for mux in list(conns):
+            try:
+                alive = mux._idle_tick()
+            except Exception:  # pragma: no cover - a bug must not stop the sweeper
+                log.exception("idle sweep of %r failed", mux)
+                alive = False
+            if not alive:
+                conns.discard(mux)
+        if not conns:
+            self.running = False
+            self.timer.stop()
 
 
 def _copy(err: ConnectionClosedError) -> ConnectionClosedError:

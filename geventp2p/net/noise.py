@@ -171,6 +171,12 @@ class NoiseConn(_RawConnBase):
         if wait is not None:
             wait()
 
+    def readable_fileno(self) -> Optional[int]:
+        if self._rbuf or self._pending or self._closed or self._dec.readable:
+            return None
+        fileno = getattr(self._raw, "readable_fileno", None)  # an optional RawConn method
+        return fileno() if fileno is not None else None
+
     def _readinto_nowait_raw(self, mv: memoryview) -> Optional[int]:
         dec = self._dec
         try:

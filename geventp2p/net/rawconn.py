@@ -199,6 +199,13 @@ class RawConn:
         ``SocketConn`` and ``NoiseConn`` wait.  Errors are left to the read that follows.
         """
 
+    def readable_fileno(self) -> Optional[int]:
+        """The descriptor whose readability means a read would not wait, when nothing is
+        buffered here: a reader may then stop (no greenlet parked) and start again when
+        the descriptor becomes readable.  None when that is not known (the default):
+        the reader keeps waiting in :meth:`wait_readable` or its read."""
+        return None
+
     def unread(self, data: Buffer) -> None:
         """Push ``data`` back; the next ``read`` returns it before anything else."""
         if data:
@@ -401,6 +408,11 @@ class SocketConn(RawConn):
             if self._closed:
                 return 0
             raise TransportError(exc.errno, f"read failed: {exc.strerror or exc}") from exc
+
+    def readable_fileno(self) -> Optional[int]:
+        if self._rbuf or self._pending or self._closed or not self._plain:
+            return None
+        return self._sock.fileno()
 
     def wait_readable(self) -> None:
         """Blocks the calling greenlet until the socket is readable (data, EOF or an

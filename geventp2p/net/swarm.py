@@ -642,7 +642,7 @@ class Swarm:
         self._notify("connected", sc)
         if first:
             self._connectedness_changed(peer, Connectedness.Connected)
-        self.group.spawn(sc._accept_loop)
+        sc._serve()
         return sc
 
     def _remove_conn(self, sc: SwarmConn) -> None:

@@ -60,8 +60,8 @@ class SwarmConn(Connection):
 
     Same attributes as :class:`~geventp2p.net.upgrader.Connection` plus ``id``,
     ``swarm``, ``limited`` (False: relayed connections do not exist yet) and
-    ``streams()``.  Inbound streams are consumed by the accept loop and go to
-    the swarm's stream handler; do not call ``accept_stream``.
+    ``streams()``.  Inbound streams go straight from the muxer to the swarm's
+    stream handler; do not call ``accept_stream``.
     """
 
     #: Who dialed (the enum member; the upgrader's ``Connection`` may still hold the string).
@@ -132,46 +132,39 @@ class SwarmConn(Connection):
             s.scope.done()
             self.swarm._notify("closed_stream", s)
 
-    def _accept_loop(self) -> None:
-        """Accepts the next inbound stream, hands accepting on to a fresh greenlet and runs
-        the stream's handler on this one (one greenlet per stream).
+    def _serve(self) -> None:
+        """Start taking inbound streams: the muxer hands each one over as it arrives
+        (no greenlet waits for them) and says when the session is over."""
+        self.muxed.serve(self._on_inbound, self._on_muxed_closed)
 
-        Running the handler at once, before the muxer's writer wakes, lets its first
-        reply leave in the same segment as the stream's ACK.  The greenlet that finds
-        the session over closes the connection.
-        """
+    def _on_inbound(self, inner: Stream) -> None:
+        # on the muxer's reader: no blocking here, the stream's own greenlet does the rest
+        self.swarm.group.spawn(self._serve_stream, inner)
+
+    def _on_muxed_closed(self) -> None:
+        self.swarm.group.spawn(self.swarm._close_conn, self, 0)
+
+    def _serve_stream(self, inner: Stream) -> None:
+        """Charges the inbound stream to the resource manager, makes it ours and runs the
+        swarm's stream handler on it (one greenlet per stream)."""
         swarm = self.swarm
-        stream = handler = None
+        if self._removed:
+            inner.reset()
+            return
         try:
-            while True:
-                try:
-                    inner = self.muxed.accept_stream()
-                except ConnectionClosedError:
-                    break
-                except P2PError as exc:
-                    log.debug("accept_stream on %r failed: %s", self, exc)
-                    break
-                try:
-                    scope = swarm.resource_manager.open_stream(self.remote_peer, Direction.INBOUND)
-                except ResourceLimitExceeded as exc:
-                    log.debug("inbound stream on %r refused: %s", self, exc)
-                    inner.reset(ResourceLimitExceeded.error_code)
-                    continue
-                inner.scope = scope
-                s = self._adopt(inner)
-                handler = swarm.stream_handler
-                if handler is None:
-                    log.debug("no stream handler; resetting inbound stream on %r", self)
-                    s.reset()
-                    continue
-                stream = s
-                swarm.group.spawn(self._accept_loop)
-                break
-        finally:
-            if stream is None:
-                swarm._close_conn(self, 0)
-        if stream is not None and handler is not None:
-            _run_handler(handler, stream)
+            scope = swarm.resource_manager.open_stream(self.remote_peer, Direction.INBOUND)
+        except ResourceLimitExceeded as exc:
+            log.debug("inbound stream on %r refused: %s", self, exc)
+            inner.reset(ResourceLimitExceeded.error_code)
+            return
+        inner.scope = scope
+        s = self._adopt(inner)
+        handler = swarm.stream_handler
+        if handler is None:
+            log.debug("no stream handler; resetting inbound stream on %r", self)
+            s.reset()
+            return
+        _run_handler(handler, s)
 
     # ------------------------------------------------------------------ lifecycle
 
