@@ -23,7 +23,7 @@ import errno
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from gevent.lock import Semaphore
 from multiaddr import Multiaddr
@@ -53,6 +53,10 @@ __all__ = ["WsConfig", "WsTransport", "WsListener", "WsConn"]
 log = logging.getLogger(__name__)
 
 _RECV_SIZE = 262144
+#: Largest binary message we send.  py-libp2p (trio-websocket's default
+#: ``max_message_size``) closes the connection on a message over 1 MiB, and a
+#: muxer's batched write can be larger than that: it goes out as several messages.
+_MAX_MESSAGE = 256 * 1024
 _WS = Multiaddr("/ws")
 
 
@@ -296,13 +300,31 @@ class WsConn(_RawConnBase):
 
     # ------------------------------------------------------------------ writing
 
+    def writev(self, buffers: Iterable[Buffer]) -> None:
+        """Blocks the calling greenlet until all buffers are written, in order."""
+        if self._closed:
+            raise TransportError(errno.EBADF, "write on a closed connection")
+        bufs: list[Buffer] = [b for b in buffers if b]
+        if self._pending:
+            prefix = self._take_prefix()
+            if prefix:
+                bufs.insert(0, prefix)  # same message: negotiation + first message
+        if bufs:
+            self._write_raw(bufs[0] if len(bufs) == 1 else b"".join(bufs))
+
     def _write_raw(self, data: Buffer) -> None:
+        view = memoryview(data).cast("B") if type(data) is not bytes else memoryview(data)
+        total = len(view)
         with self._wlock:
             try:
-                frame = self._ws.send(BytesMessage(data=bytes(data)))
+                if total <= _MAX_MESSAGE:
+                    self._raw.write(self._ws.send(BytesMessage(data=view)))
+                    return
+                frames = [self._ws.send(BytesMessage(data=view[i:i + _MAX_MESSAGE]))
+                          for i in range(0, total, _MAX_MESSAGE)]
             except LocalProtocolError as exc:
                 raise TransportError(errno.EPIPE, f"websocket closed for writing: {exc}") from exc
-            self._raw.write(frame)
+            self._raw.writev(frames)  # one sendmsg for all of them
 
     # ------------------------------------------------------------------ closing
 

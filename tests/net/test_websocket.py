@@ -84,6 +84,58 @@ def test_bytes_both_ways_and_half_close(ws_pair):
     assert s.read(10, timeout=10) == b""
 
 
+def test_large_writes_are_split_into_messages_of_bounded_size():
+    """A write (or a muxer's batched writev) above the message cap goes out as several
+    binary messages, none over the cap: py-libp2p closes the connection on a message over
+    1 MiB.  A bare wsproto server sees the messages as they are framed."""
+    from geventp2p.net import websocket as wsmod
+
+    lsock = gsocket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    port = lsock.getsockname()[1]
+    big = bytes(range(256)) * (12 * 1024)  # 3 MiB
+    sizes: list[int] = []
+    cur = [0]
+    got = bytearray()
+
+    def server():
+        sock, _ = lsock.accept()
+        ws = WSConnection(ConnectionType.SERVER)
+        while len(got) < 2 * len(big) + 4:
+            data = sock.recv(262144)
+            assert data, "client closed early"
+            ws.receive_data(data)
+            for ev in ws.events():
+                if isinstance(ev, Request):
+                    sock.sendall(ws.send(AcceptConnection()))
+                elif isinstance(ev, BytesMessage):  # a message may arrive in several events
+                    cur[0] += len(ev.data)
+                    got.extend(ev.data)
+                    if ev.message_finished:
+                        sizes.append(cur[0])
+                        cur[0] = 0
+        sock.close()
+
+    srv = gevent.spawn(server)
+    c = WsTransport().dial(Multiaddr(f"/ip4/127.0.0.1/tcp/{port}/ws"), timeout=10)
+
+    def client():
+        c.write(big)
+        c.writev([b"ab", big, b"cd"])
+
+    try:
+        w = gevent.spawn(client)
+        srv.get(timeout=30)  # raises the server's failure
+        w.get(timeout=30)
+    finally:
+        c.close()
+        lsock.close()
+    assert bytes(got) == big + b"ab" + big + b"cd"
+    assert max(sizes) <= wsmod._MAX_MESSAGE <= 1 << 20
+    assert len(sizes) >= 2 * (len(big) // wsmod._MAX_MESSAGE)
+
+
 def test_dns4_dial(ws_pair):
     lst, make = ws_pair
     port = str(lst.multiaddr).split("/")[4]
