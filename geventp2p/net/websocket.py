@@ -63,6 +63,8 @@ _MAX_MESSAGE = 256 * 1024
 _FIN_BINARY = 0x82  # FIN + opcode 2: one whole binary message per frame
 _HEADER16 = struct.Struct("!BBH")
 _HEADER64 = struct.Struct("!BBQ")
+_MAX_HTTP_HEAD = 65536  # the upgrade request or answer, headers included
+_OP_CONTINUATION, _OP_TEXT, _OP_BINARY = 0x0, 0x1, 0x2
 _WS = Multiaddr("/ws")
 
 
@@ -232,6 +234,13 @@ class WsConn(_RawConnBase):
         self._ws = ws
         self._chunks: deque[bytes] = deque()
         self._eof = False
+        # frame reader state: bytes of an incomplete header or control frame, payload
+        # bytes left of the current binary frame, its masking key (rotated to the next
+        # byte; None: unmasked), and whether a fragmented binary message is open
+        self._carry = b""
+        self._left = 0
+        self._key: Optional[bytes] = None
+        self._in_binary = False
         self._wlock = Semaphore()  # one writer at a time: frames go out whole and in order
         self.local_addr = _with_ws(raw.local_addr)
         self.remote_addr = _with_ws(raw.remote_addr)
@@ -245,35 +254,43 @@ class WsConn(_RawConnBase):
         ws = WSConnection(ConnectionType.CLIENT)
         raw.write(ws.send(Request(host=host, target="/")))
         conn = cls(raw, ws)
-        while True:
-            data = raw.read(_RECV_SIZE)
-            conn._receive(data)
-            for ev in conn._events:
-                if isinstance(ev, AcceptConnection):
-                    conn._events = conn._events[conn._events.index(ev) + 1:]
-                    conn._handle_events()  # frames that came with the answer
-                    return conn
-                if isinstance(ev, RejectConnection):
-                    raise TransportError(errno.ECONNREFUSED, f"websocket upgrade refused (HTTP {ev.status_code})")
-            if not data:
-                raise TransportError(errno.ECONNRESET, "connection closed during the websocket upgrade")
+        rest = conn._read_http_head()
+        for ev in conn._events:
+            if isinstance(ev, AcceptConnection):
+                conn._feed(rest)  # frames that came with the answer
+                return conn
+            if isinstance(ev, RejectConnection):
+                raise TransportError(errno.ECONNREFUSED, f"websocket upgrade refused (HTTP {ev.status_code})")
+        raise TransportError(errno.EPROTO, "no websocket upgrade answer")
 
     @classmethod
     def open_server(cls, raw: RawConn) -> "WsConn":
         """Blocks the calling greenlet for the server side of the upgrade (the caller bounds it)."""
         ws = WSConnection(ConnectionType.SERVER)
         conn = cls(raw, ws)
+        rest = conn._read_http_head()
+        for ev in conn._events:
+            if isinstance(ev, Request):
+                raw.write(ws.send(AcceptConnection()))
+                conn._feed(rest)  # frames pipelined after the request
+                return conn
+        raise TransportError(errno.EPROTO, "no websocket upgrade request")
+
+    def _read_http_head(self) -> bytes:
+        """Read the HTTP upgrade request or answer (up to its blank line) into wsproto;
+        return the bytes after it (frames), which wsproto never sees."""
+        head = b""
         while True:
-            data = raw.read(_RECV_SIZE)
-            conn._receive(data)
-            for ev in conn._events:
-                if isinstance(ev, Request):
-                    raw.write(ws.send(AcceptConnection()))
-                    conn._events = conn._events[conn._events.index(ev) + 1:]
-                    conn._handle_events()  # frames pipelined after the request
-                    return conn
+            data = self._raw.read(_RECV_SIZE)
             if not data:
                 raise TransportError(errno.ECONNRESET, "connection closed during the websocket upgrade")
+            head += data
+            end = head.find(b"\r\n\r\n")
+            if end >= 0:
+                self._receive(head[: end + 4])
+                return head[end + 4:]
+            if len(head) > _MAX_HTTP_HEAD:
+                raise TransportError(errno.EPROTO, "websocket upgrade: HTTP head too long")
 
     # ------------------------------------------------------------------ reading
 
@@ -311,6 +328,80 @@ class WsConn(_RawConnBase):
         except (LocalProtocolError, TransportError):
             log.debug("could not send websocket %s", type(event).__name__, exc_info=True)
 
+    def _feed(self, data: bytes) -> None:
+        """Split received bytes into frames.  Binary data frames (and their continuations)
+        are read here, unmasked by :mod:`geventp2p._speedups.wsmask`, streamed as they
+        arrive; every other frame (ping, pong, close, text, anything invalid) is handed
+        whole to wsproto, which answers it or raises.  wsproto copies a payload four times
+        and unmasks it in pure Python, which capped what a server could receive."""
+        if self._carry:
+            data = self._carry + data
+            self._carry = b""
+        mv = memoryview(data)
+        end = len(data)
+        pos = 0
+        chunks = self._chunks
+        while pos < end:
+            left = self._left
+            if left:
+                take = left if left <= end - pos else end - pos
+                key = self._key
+                if key is None:
+                    chunks.append(data if take == end else data[pos:pos + take])
+                else:
+                    buf = bytearray(mv[pos:pos + take])
+                    wsmask.mask_into(buf, 0, key)
+                    r = take & 3
+                    if r:
+                        self._key = key[r:] + key[:r]
+                    chunks.append(bytes(buf))
+                pos += take
+                self._left = left - take
+                continue
+            # a frame header: 2 bytes, then 0/2/8 bytes of length, then 0/4 of masking key
+            if end - pos < 2:
+                break
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            n = b1 & 0x7F
+            hl = 2 + (2 if n == 126 else 8 if n == 127 else 0) + (4 if b1 & 0x80 else 0)
+            if end - pos < hl:
+                break
+            if n == 126:
+                n = int.from_bytes(data[pos + 2:pos + 4], "big")
+            elif n == 127:
+                n = int.from_bytes(data[pos + 2:pos + 10], "big")
+            opcode = b0 & 0x0F
+            # no extension bits, masked exactly when we are the server, a sane length
+            sound = b0 & 0x70 == 0 and bool(b1 & 0x80) is not self._ws.client and n < 1 << 63
+            if sound and opcode in (_OP_BINARY, _OP_CONTINUATION):
+                if (opcode == _OP_BINARY) is self._in_binary:
+                    raise TransportError(errno.EPROTO, "websocket protocol error: "
+                                         + ("a binary frame inside a fragmented message" if self._in_binary
+                                            else "a continuation frame outside a message"))
+                self._in_binary = not b0 & 0x80  # FIN clear: continuations follow
+                self._key = data[pos + hl - 4:pos + hl] if b1 & 0x80 else None
+                self._left = n
+                pos += hl
+                continue
+            if sound and opcode == _OP_TEXT:
+                self._send_control(CloseConnection(code=1003, reason="libp2p needs binary messages"))
+                raise TransportError(errno.EPROTO, "websocket text message (libp2p uses binary messages)")
+            # control frames (<= 125 bytes) go to wsproto whole; a frame it must refuse
+            # (bad bits, opcode, masking or length) fails there at its header
+            size = hl + n if n <= 125 else hl
+            if end - pos < size:
+                break
+            self._receive(data[pos:pos + size])
+            self._handle_events()
+            if n > 125:  # pragma: no cover - wsproto refuses such a header itself
+                raise TransportError(errno.EPROTO, f"websocket protocol error: frame opcode {opcode:#x}, {n} bytes")
+            pos += size
+            if self._eof:
+                return
+        if pos < end:
+            self._carry = data[pos:]
+
     def _read_raw(self, n: int) -> bytes:
         chunks = self._chunks
         while not chunks:
@@ -319,10 +410,12 @@ class WsConn(_RawConnBase):
             data = self._raw.read(_RECV_SIZE)
             if self._closed:
                 return b""
-            self._receive(data)
-            self._handle_events()
             if not data:
+                self._receive(data)  # wsproto reports the abrupt end (close code 1006)
+                self._handle_events()
                 self._eof = True
+            else:
+                self._feed(data)
         first = chunks[0]
         if len(first) <= n:
             return chunks.popleft()

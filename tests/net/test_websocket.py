@@ -136,6 +136,81 @@ def test_large_writes_are_split_into_messages_of_bounded_size():
     assert len(sizes) >= 2 * (len(big) // wsmod._MAX_MESSAGE)
 
 
+class _Sink:
+    """A stand-in transport under a WsConn fed by hand: records what it writes."""
+
+    local_addr = remote_addr = None
+    is_initiator = False
+    closed = False
+
+    def __init__(self) -> None:
+        self.sent = bytearray()
+
+    def write(self, data) -> None:
+        self.sent += data
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _fed_server():
+    """A server-side WsConn after the upgrade, and the wsproto client talking to it."""
+    from geventp2p.net.websocket import WsConn
+
+    client, server = WSConnection(ConnectionType.CLIENT), WSConnection(ConnectionType.SERVER)
+    server.receive_data(client.send(Request(host="x", target="/")))
+    assert any(isinstance(e, Request) for e in server.events())
+    client.receive_data(server.send(AcceptConnection()))
+    assert any(isinstance(e, AcceptConnection) for e in client.events())
+    sink = _Sink()
+    return WsConn(sink, server), client, sink
+
+
+@pytest.mark.parametrize("piece", [1, 3, 7, 1000, 1 << 20])
+def test_reader_streams_masked_fragmented_messages_in_any_chunking(piece):
+    """Our frame reader: masked frames cut anywhere (headers, keys, payloads), a
+    fragmented binary message with a ping between its fragments, 7- 16- and 64-bit lengths."""
+    conn, client, sink = _fed_server()
+    parts = [b"a" * 5, bytes(range(256)) * 3, b"z" * 70000]
+    wire = client.send(BytesMessage(data=parts[0]))
+    wire += client.send(BytesMessage(data=parts[1], message_finished=False))
+    wire += client.send(Ping(payload=b"hi"))
+    wire += client.send(BytesMessage(data=parts[2], message_finished=True))
+    wire += client.send(BytesMessage(data=b""))  # an empty message reads as nothing
+    wire += client.send(BytesMessage(data=b"end"))
+    for i in range(0, len(wire), piece):
+        conn._feed(wire[i:i + piece])
+    got = b"".join(conn._chunks)
+    assert got == b"".join(parts) + b"end"
+    client.receive_data(bytes(sink.sent))
+    assert [e.payload for e in client.events() if isinstance(e, Pong)] == [b"hi"]
+
+
+def test_reader_refuses_bad_frames():
+    from wsproto.events import CloseConnection
+
+    conn, client, _sink = _fed_server()
+    with pytest.raises(TransportError, match="text"):
+        conn._feed(client.send(TextMessage(data="x" * 300)))  # longer than a control frame
+    conn, client, _sink = _fed_server()
+    frag = client.send(BytesMessage(data=b"ab", message_finished=False))
+    conn._feed(frag)
+    with pytest.raises(TransportError, match="inside a fragmented"):
+        conn._feed(bytes([0x82, 0x80]) + bytes(4))  # a new masked binary frame, FIN, empty
+    conn, _client, _sink = _fed_server()
+    with pytest.raises(TransportError, match="outside a message"):
+        conn._feed(bytes([0x80, 0x80]) + bytes(4))  # a masked continuation, FIN, empty
+    for bad in (bytes([0x82, 0x02]) + b"ab",  # unmasked: a server must refuse it
+                bytes([0xC2, 0x82]) + bytes(4) + b"ab",  # RSV1 set, no extension agreed
+                bytes([0x83, 0x80]) + bytes(4)):  # reserved opcode
+        conn, _client, _sink = _fed_server()
+        conn._feed(bad + bytes([0x82, 0x81]) + bytes(4) + b"x")  # wsproto fails it: the end
+        assert conn._eof and not conn._chunks, bad
+    conn, client, _sink = _fed_server()
+    conn._feed(client.send(CloseConnection(code=1000)))
+    assert conn._eof
+
+
 def test_dns4_dial(ws_pair):
     lst, make = ws_pair
     port = str(lst.multiaddr).split("/")[4]
