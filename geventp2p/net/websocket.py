@@ -96,9 +96,11 @@ def _split(ma: Any) -> tuple[Multiaddr, str, int]:
     """``(tcp address, host, port)`` of a ``.../tcp/N/ws[/p2p/id]`` address; MultiaddrError otherwise."""
     transport, _peer = maddr.split_p2p(ma)
     comps = maddr.components(transport) if transport is not None else ()
+    text = str(transport)
+    if text.endswith(("/wss", "/tls/ws")) or "/tls/sni/" in text:
+        raise MultiaddrError(f"{ma}: /wss (WebSocket over TLS) is not supported, only /ws")
     if not comps or comps[-1].code != maddr.P_WS:
         raise MultiaddrError(f"{ma} is not a /ws address")
-    text = str(transport)
     tcp = Multiaddr(text[: -len("/ws")])
     host, port, _family = maddr.tcp_host_port(tcp)  # strict: nothing else between /tcp and /ws
     return tcp, host, port
