@@ -50,7 +50,10 @@ MiB = 1024 * 1024
 GP, GP_PURE, JS, PY = "geventp2p", "geventp2p-pure", "js", "py"
 IMPLS = (GP, GP_PURE, JS, PY)
 REF_DIALERS = ("js->js", "py->py")
-OWN_SECURITY = {GP: ("noise", "plaintext"), GP_PURE: ("noise", "plaintext"), JS: ("noise",), PY: ("noise",)}
+OWN_SECURITY = {GP: ("noise", "tls", "plaintext"), GP_PURE: ("noise", "tls", "plaintext"), JS: ("noise", "tls"),
+                PY: ("noise", "tls")}
+#: transport -> server listen address
+LISTEN = {"tcp": "/ip4/127.0.0.1/tcp/0", "ws": "/ip4/127.0.0.1/tcp/0/ws"}
 
 
 def log(msg: str) -> None:
@@ -76,6 +79,7 @@ class Case:
     scenario: str  # driver scenario
     security: str = "noise"
     muxer: str = "yamux"
+    transport: str = "tcp"  # key of LISTEN: "tcp" or "ws" (WebSocket over TCP)
     args: dict[str, Any] = field(default_factory=dict)
     metrics: list[Metric] = field(default_factory=list)
     impls: tuple[str, ...] = IMPLS
@@ -133,12 +137,15 @@ def build_cases(quick: bool) -> list[Case]:
     cases: list[Case] = []
     tmo = 15.0 if quick else 60.0
     for direction in ("up", "down"):
-        for sec, mux in (("noise", "yamux"), ("noise", "mplex"), ("plaintext", "yamux")):
+        for tr, sec, mux in (("tcp", "noise", "yamux"), ("tcp", "noise", "mplex"), ("tcp", "plaintext", "yamux"),
+                             ("tcp", "tls", "yamux"), ("ws", "noise", "yamux")):
+            pre = "ws-" if tr == "ws" else ""
             cases.append(Case(
-                name=f"perf-{direction}-{sec}-{mux}",
-                title=f"a. perf {direction}load {perf_bytes // MiB} MiB, {sec}+{mux}",
-                scenario=f"perf-{direction}", security=sec, muxer=mux,
-                args={"bytes": perf_bytes}, metrics=[MIB_S], ref="perf" if sec == "noise" else None, timeout=tmo,
+                name=f"perf-{direction}-{pre}{sec}-{mux}",
+                title=f"a. perf {direction}load {perf_bytes // MiB} MiB, {pre.replace('-', '+')}{sec}+{mux}",
+                scenario=f"perf-{direction}", security=sec, muxer=mux, transport=tr,
+                args={"bytes": perf_bytes}, metrics=[MIB_S], ref="perf" if sec != "plaintext" else None,
+                timeout=tmo,
             ))
     cases.append(Case(
         name="echo-rounds", title=f"b. {rounds} sequential open+echo 1 KiB", scenario="echo-rounds",
@@ -158,6 +165,13 @@ def build_cases(quick: bool) -> list[Case]:
         name="connections", title=f"d. {conns} fresh connections (noise+yamux)", scenario="connections",
         args={"count": conns}, timeout=tmo, metrics=[Metric("ms_per_conn", "per connection", "ms", False)],
     ))
+    for tr, sec in (("tcp", "tls"), ("ws", "noise")):
+        pre = "ws-" if tr == "ws" else ""
+        cases.append(Case(
+            name=f"connections-{pre}{sec}-yamux", title=f"d. {conns} fresh connections ({pre.replace('-', '+')}{sec}+yamux)",
+            scenario="connections", security=sec, transport=tr, args={"count": conns}, timeout=tmo,
+            metrics=[Metric("ms_per_conn", "per connection", "ms", False)],
+        ))
     cases.append(Case(
         name="frames", title=f"f. 1 KiB writes on one stream ({frames_bytes // MiB} MiB, perf upload)",
         scenario="frames", args={"bytes": frames_bytes, "write-size": KiB}, impls=(GP, GP_PURE), timeout=tmo,
@@ -170,6 +184,7 @@ def build_cases(quick: bool) -> list[Case]:
 TARGETS: dict[tuple[str, str], tuple[str, float, str]] = {
     ("perf-up-noise-yamux", "mib_s"): (">=", 600, "js 260, py 162 earlier"),
     ("perf-up-plaintext-yamux", "mib_s"): (">=raw", 0.5, "50% of raw gevent socket"),
+    ("perf-up-tls-yamux", "mib_s"): (">=js", 2.0, "2x js's TLS+yamux in the same run"),
     ("echo-rounds", "streams_per_s"): (">=", 2000, "js 667, py 430"),
     ("echo-rounds", "p99_ms"): ("<=", 2.0, "js 5.3, py 4.6"),
     ("concurrent-1000", "seconds"): ("<=", 0.4, "js 1.19, py 1.71"),
@@ -226,7 +241,7 @@ def gp_server_argv(case: Case, mode: str) -> list[str]:
             and "--max-streams" not in help_text:
         help_text = None  # default limits (yamux 1000 inbound) would reset the extra streams
     if help_text is not None:
-        argv = [sys.executable, "-m", "geventp2p.cli", "serve", "--listen", "/ip4/127.0.0.1/tcp/0",
+        argv = [sys.executable, "-m", "geventp2p.cli", "serve", "--listen", LISTEN[case.transport],
                 "--security", case.security, "--muxer", case.muxer]
         if "--max-streams" in help_text and case.max_streams:
             argv += ["--max-streams", str(case.max_streams)]
@@ -234,10 +249,19 @@ def gp_server_argv(case: Case, mode: str) -> list[str]:
             if flag in help_text:
                 argv.append(flag)
         return argv
-    argv = [sys.executable, str(DRIVER), "serve", "--security", case.security, "--muxer", case.muxer]
+    argv = [sys.executable, str(DRIVER), "serve", "--security", case.security, "--muxer", case.muxer,
+            "--listen", LISTEN[case.transport]]
     if case.max_streams:
         argv += ["--max-streams", str(case.max_streams)]
     return argv
+
+
+def peer_extra(case: Case) -> list[str]:
+    """js/py peer flags for ``case`` besides the listen address and muxer."""
+    extra = ["--max-streams", str(case.max_streams)] if case.max_streams else []
+    if case.security != "noise":
+        extra += ["--security", case.security]
+    return extra
 
 
 def start_server(impl: str, case: Case, gp_mode: str):
@@ -246,8 +270,8 @@ def start_server(impl: str, case: Case, gp_mode: str):
         if impl in (GP, GP_PURE):
             peer = ih.PeerProcess(impl, gp_server_argv(case, gp_mode), _impl_env(impl))
         else:
-            extra = ["--max-streams", str(case.max_streams)] if case.max_streams else []
-            return ih.start_peer(impl, muxer=case.muxer, extra_args=extra, timeout=60)
+            return ih.start_peer(impl, muxer=case.muxer, listen=LISTEN[case.transport], extra_args=peer_extra(case),
+                                 timeout=60)
     peer.wait_ready(60)
     return peer
 
@@ -343,14 +367,16 @@ def ref_run(kind: str, case: Case) -> dict[str, Any]:
     ih = _harness()
     impl = kind.split("->")[0]
     rec: dict[str, Any] = {"case": case.name, "impl": kind}
-    extra = ["--max-streams", str(case.max_streams)] if case.max_streams else []
+    extra = peer_extra(case)
+    sec_args = ["--security", case.security] if case.security != "noise" else []
     try:
-        with ih.start_peer(impl, muxer=case.muxer, extra_args=extra, timeout=60) as server:
+        with ih.start_peer(impl, muxer=case.muxer, listen=LISTEN[case.transport], extra_args=extra,
+                           timeout=60) as server:
             if case.ref == "perf":
                 n = case.args["bytes"]
                 up, down = (n, 0) if case.scenario == "perf-up" else (0, n)
                 res = ih.run_dialer(impl, server.addr, "perf", muxer=case.muxer, timeout=case.timeout,
-                                    extra_args=["--upload", str(up), "--download", str(down)])
+                                    extra_args=["--upload", str(up), "--download", str(down), *sec_args])
                 if res.get("ok"):
                     res["mib_s"] = n / MiB / res["timeSeconds"]
             else:
@@ -445,6 +471,10 @@ def target_text(case: Case, m: Metric, ceilings: dict, summary: dict) -> str:
         pure = _median(summary, case, GP_PURE, m.key)
         txt = f"x{val} vs pure"
         ok = None if gp is None or not pure else gp / pure >= val
+    elif op == ">=js":
+        js = _median(summary, case, JS, m.key)
+        txt = f">= {val:g}x js"
+        ok = None if gp is None or not js else gp / js >= val
     else:
         txt = f"{op} {_fmt(val, m)}"
         ok = None if gp is None else (gp >= val if op == ">=" else gp <= val)
@@ -758,7 +788,7 @@ def assemble(args, cases, runs, ceilings, impls, now, t_start, load_start, gp_se
             "load_end": _load(),
             "wall_seconds": time.monotonic() - t_start,
             "cases": [{"name": c.name, "title": c.title, "scenario": c.scenario, "security": c.security,
-                       "muxer": c.muxer, "args": c.args} for c in cases],
+                       "muxer": c.muxer, "transport": c.transport, "args": c.args} for c in cases],
         },
         "ceilings": ceilings,
         "summary": summarize(runs, cases),

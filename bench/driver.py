@@ -344,7 +344,7 @@ def parse_args(argv=None):
     sub = p.add_subparsers(dest="mode", required=True)
     for name in ("serve", "client"):
         q = sub.add_parser(name)
-        q.add_argument("--security", choices=("noise", "plaintext"), default="noise")
+        q.add_argument("--security", choices=("noise", "tls", "plaintext"), default="noise")
         q.add_argument("--muxer", choices=("yamux", "mplex"), default="yamux")
         q.add_argument("--max-streams", type=int, default=None,
                        help="inbound stream limit of the muxer (default: the muxer's own)")

@@ -1,7 +1,7 @@
 """Smoke test of the comparison runner: ``python -m bench.compare --quick`` for geventp2p only.
 
 Lives in bench/ (not tests/) so CI does not pay for it; run it with
-``python -m pytest bench/test_bench_compare_smoke.py -q`` (about 10 s).
+``python -m pytest bench/test_bench_compare_smoke.py -q`` (about 15 s).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_compare_quick_geventp2p_only(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "bench.compare", "--quick", "--impls", "geventp2p", "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, timeout=110,
+        cwd=ROOT, capture_output=True, timeout=180,
     )
     err = proc.stderr.decode("utf-8", "replace")
     assert proc.returncode == 0, err[-3000:]
@@ -33,6 +33,12 @@ def test_compare_quick_geventp2p_only(tmp_path):
 
     cases = build_cases(quick=True)
     assert {c.name for c in cases} == set(result["summary"])
+    # scenarios a and d over TLS and over WebSocket
+    assert {"perf-up-tls-yamux", "perf-down-tls-yamux", "perf-up-ws-noise-yamux", "perf-down-ws-noise-yamux",
+            "connections-tls-yamux", "connections-ws-noise-yamux"} <= set(result["summary"])
+    meta_cases = {c["name"]: c for c in result["meta"]["cases"]}
+    assert meta_cases["perf-up-ws-noise-yamux"]["transport"] == "ws"
+    assert meta_cases["connections-tls-yamux"]["security"] == "tls"
     for case in cases:
         entry = result["summary"][case.name]["geventp2p"]
         assert entry["runs"] == entry["ok_runs"] == 1, (case.name, entry)

@@ -58,6 +58,7 @@ _WRITE_PIECE = 7 * 16384  # plaintext per SSL_write: its ciphertext fits one _RE
 _SLACK = 4096
 _MAX_RECORD = 16384
 _RECORD_OVERHEAD = 22
+_SSL_MODE_ENABLE_PARTIAL_WRITE = 0x1  # OpenSSL's SSL_MODE_ENABLE_PARTIAL_WRITE (ssl.h)
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,12 @@ class TlsSession:
         cert, cert_key = certificate if certificate is not None else tlscert.make_certificate(host_key)
         ctx = SSL.Context(SSL.TLS_METHOD)
         ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
+        # pyOpenSSL turns partial writes on: SSL_write then stops after one 16 KiB record
+        # and every record costs a Python round (send + drain).  Into a memory BIO a write
+        # cannot block, so whole writes are safe: up to _WRITE_PIECE per call.
+        clear_mode = getattr(ctx, "clear_mode", None)  # absent in older pyOpenSSL: partial writes, still correct
+        if clear_mode is not None:
+            clear_mode(_SSL_MODE_ENABLE_PARTIAL_WRITE)
         ctx.use_certificate(cert)
         ctx.use_privatekey(cert_key)
         ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, self._verify_callback)
@@ -233,7 +240,9 @@ class TlsSession:
             except SSL.WantReadError:
                 return out
             out.append(chunk)
-            size = _READ_CHUNK if len(chunk) == size else _SLACK
+            if len(chunk) < size:
+                return out  # a memory BIO hands out all it holds up to ``size``: now empty
+            size = _READ_CHUNK
 
     def send(self, buffers: Iterable[Any]) -> list[bytes]:
         """Encrypt ``buffers`` (whole); returns all ciphertext now due, in order, as chunks."""

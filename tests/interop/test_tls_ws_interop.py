@@ -11,8 +11,10 @@ Both directions: we dial a js listener (``Outbound``: our host keeps its default
 security list, Noise then TLS, and its default transports, so it must reach a
 TLS-only or WebSocket-only peer with the defaults), and js/py dialer processes
 dial our host (``Inbound``).  Scenarios: ping, identify, echo of 1 MiB, 500 concurrent
-echo streams on one connection.  Like the other interop modules: skipped when a
-peer cannot be installed, a failure under CI=true.
+echo streams on one connection, perf of 16 MiB up and 16 MiB down.  ``test_defaults_reach``
+dials the TLS-only and WebSocket-only peers from a host built by ``new_host()`` with no
+arguments at all.  Like the other interop modules: skipped when a peer cannot be
+installed, a failure under CI=true.
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ from geventp2p.host.peerstore import AGENT_VERSION
 from geventp2p.net.notify import NotifyBundle
 from geventp2p.net.yamux import YamuxMuxer
 from geventp2p.protocols.echo import echo
+from geventp2p.protocols.perf import perf
 from geventp2p.protocols.ping import ping
 from geventp2p.sansio.yamux import YamuxConfig
 
 pytestmark = pytest.mark.interop
 
-ECHO, PING, IDENTIFY = "/echo/1.0.0", "/ipfs/ping/1.0.0", "/ipfs/id/1.0.0"
+ECHO, PING, IDENTIFY, PERF = "/echo/1.0.0", "/ipfs/ping/1.0.0", "/ipfs/id/1.0.0", "/perf/1.0.0"
 KINDS = ("js", "py")
 AGENT_PREFIX = {"js": "js-libp2p/", "py": "py-libp2p/"}
 #: variant -> (js listen address, js --security, our expected security id, over WebSocket)
@@ -50,6 +53,7 @@ ECHO_BYTES = 1 << 20
 STREAMS = 500
 STREAM_BYTES = 1024
 STREAM_LIMIT = 2048
+PERF_BYTES = 16 << 20  # each way
 OP_TIMEOUT = 60.0
 
 
@@ -58,7 +62,7 @@ class _World:
         self.host = new_host(
             listen=["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/tcp/0/ws"],
             muxers=[YamuxMuxer(YamuxConfig(max_inbound_streams=STREAM_LIMIT, accept_backlog=STREAM_LIMIT))],
-            services=["identify", "ping", "echo"],
+            services=["identify", "ping", "echo", "perf"],
             # 500 streams on one connection: each holds a 256 KiB window, past the default
             # 32 MiB connection memory limit
             limits=unlimited_limits(),
@@ -165,17 +169,33 @@ class TestOutbound:
         assert not errors, f"{len(errors)}/{STREAMS} streams failed, e.g. {sorted(set(errors))[:5]}"
         assert h.network.conns_to_peer(pid) == [conn]
 
+    def test_perf_16mib(self, world, kind, variant):
+        """Upload 16 MiB, then download 16 MiB, then both on one stream."""
+        h, pid, conn = world.connected(kind, variant)
+        n = PERF_BYTES
+        with gevent.Timeout(3 * OP_TIMEOUT):
+            up = perf(h, pid, n, 0, timeout=OP_TIMEOUT)
+            down = perf(h, pid, 0, n, timeout=OP_TIMEOUT)
+            both = perf(h, pid, n, n, timeout=OP_TIMEOUT)
+        assert (up.upload_bytes, up.download_bytes) == (n, 0)
+        assert (down.upload_bytes, down.download_bytes) == (0, n)
+        assert (both.upload_bytes, both.download_bytes) == (n, n)
+        assert down.download_time > 0 and both.download_time > 0
+        assert h.network.conns_to_peer(pid) == [conn]
+        assert world.peer(kind, variant).alive()
+
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("kind", KINDS)
 class TestInbound:
     """A js/py dialer process dials our host (which offers Noise and TLS, TCP and WebSocket)."""
 
-    def _dial(self, world, kind: str, variant: str, scenario: str, **kw: Any) -> dict:
+    def _dial(self, world, kind: str, variant: str, scenario: str, extra_args: tuple[str, ...] = (),
+              **kw: Any) -> dict:
         ih.require_peer(kind)
         _listen, security, sec_id, ws = VARIANTS[variant]
         res = ih.run_dialer(kind, world.our_addr(ws), scenario, timeout=OP_TIMEOUT,
-                            extra_args=["--security", security], **kw)
+                            extra_args=["--security", security, *extra_args], **kw)
         assert res["ok"], f"{kind} dialer, {variant}, {scenario} against geventp2p: {res}"
         return res
 
@@ -202,6 +222,13 @@ class TestInbound:
         res = self._dial(world, kind, variant, "streams", count=STREAMS, bytes=STREAM_BYTES)
         assert res["streams"] == STREAMS and res["failures"] == 0, res
 
+    def test_perf_16mib(self, world, kind, variant):
+        n = PERF_BYTES
+        res = self._dial(world, kind, variant, "perf", extra_args=("--upload", str(n), "--download", str(n)))
+        assert res["type"] == "final"
+        assert res["uploadBytes"] == n and res["downloadBytes"] == n
+        assert res["timeSeconds"] > 0
+
     def test_security_used(self, world, kind, variant):
         """Our side of a js dialer's connection really is TLS / WebSocket."""
         seen: list[tuple[str, str]] = []
@@ -218,3 +245,23 @@ class TestInbound:
             world.host.network.stop_notify(bundle)
         _listen, _sec, sec_id, ws = VARIANTS[variant]
         assert [(sec, "/ws" in addr) for sec, addr in seen] == [(sec_id, ws)]
+
+
+@pytest.mark.parametrize("variant", ["tls", "ws"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_defaults_reach(world, kind, variant):
+    """A peer that offers only TLS (TCP) or only WebSocket (Noise) is reached by a host
+    built with ``new_host()`` and no arguments: default security, muxers, transports."""
+    p = world.peer(kind, variant)
+    pid = PeerId.from_string(p.peer_id)
+    h = new_host()
+    try:
+        with gevent.Timeout(OP_TIMEOUT):
+            conn = h.connect(p.addr, timeout=20)
+            rtts = list(ping(h, pid, count=2, interval=0.05))
+        _listen, _sec, sec_id, ws = VARIANTS[variant]
+        assert conn.security == sec_id and conn.muxer == "/yamux/1.0.0"
+        assert ("/ws" in str(conn.remote_addr)) == ws
+        assert len(rtts) == 2
+    finally:
+        h.close()

@@ -333,3 +333,28 @@ def test_hosts_default_reaches_tls_only_peer_and_noise_stays_first():
     finally:
         for h in (tls_only, default, noise_only):
             h.close()
+
+
+def test_session_writes_whole_pieces_and_drains_them_at_once():
+    """One SSL_write per piece of up to 7 records (partial writes off), its ciphertext
+    drained as one chunk; the other side decrypts it all, in order."""
+    from geventp2p.sansio import tls as stls
+
+    client, server = stls.TlsSession(True, generate_key()), stls.TlsSession(False, generate_key())
+    while not (client.finished and server.finished):
+        server.receive_data(client.data_to_send())
+        client.receive_data(server.data_to_send())
+    piece = bytes(range(256)) * (stls._WRITE_PIECE // 256)
+    chunks = server.send([piece])
+    assert len(chunks) == 1  # with partial writes: one chunk per 16 KiB record
+    records = -(-len(piece) // stls._MAX_RECORD)
+    assert len(chunks[0]) == len(piece) + records * stls._RECORD_OVERHEAD
+    data = piece * 3 + b"tail"
+    chunks += server.send([b"hdr", memoryview(data), b"x" * 100])
+    assert server.data_to_send() == b""  # nothing left behind in the BIO
+    client.receive_data(b"".join(chunks))
+    buf = bytearray(1 << 20)
+    got = bytearray()
+    while (k := client.recv_into(buf, len(buf))):
+        got += buf[:k]
+    assert bytes(got) == piece + b"hdr" + data + b"x" * 100

@@ -42,7 +42,7 @@ def test_addresses(ma, ok):
     if "/ws" in ma and ma.endswith(("/ws", PID)) and "/tls/" not in ma:
         assert not TcpTransport().can_dial(Multiaddr(ma))  # TCP leaves /ws to us
     if not ok:
-        with pytest.raises(MultiaddrError):
+        with pytest.raises(MultiaddrError, match="not supported" if "/tls/ws" in ma or "/wss" in ma else "not a /ws"):
             t.dial(Multiaddr(ma), timeout=1)
 
 
@@ -82,6 +82,133 @@ def test_bytes_both_ways_and_half_close(ws_pair):
     assert c.read(10, timeout=10) == b"abcd"
     c.close_write()
     assert s.read(10, timeout=10) == b""
+
+
+def test_large_writes_are_split_into_messages_of_bounded_size():
+    """A write (or a muxer's batched writev) above the message cap goes out as several
+    binary messages, none over the cap: py-libp2p closes the connection on a message over
+    1 MiB.  A bare wsproto server sees the messages as they are framed."""
+    from geventp2p.net import websocket as wsmod
+
+    lsock = gsocket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    port = lsock.getsockname()[1]
+    big = bytes(range(256)) * (12 * 1024)  # 3 MiB
+    sizes: list[int] = []
+    cur = [0]
+    got = bytearray()
+
+    def server():
+        sock, _ = lsock.accept()
+        ws = WSConnection(ConnectionType.SERVER)
+        while len(got) < 2 * len(big) + 4:
+            data = sock.recv(262144)
+            assert data, "client closed early"
+            ws.receive_data(data)
+            for ev in ws.events():
+                if isinstance(ev, Request):
+                    sock.sendall(ws.send(AcceptConnection()))
+                elif isinstance(ev, BytesMessage):  # a message may arrive in several events
+                    cur[0] += len(ev.data)
+                    got.extend(ev.data)
+                    if ev.message_finished:
+                        sizes.append(cur[0])
+                        cur[0] = 0
+        sock.close()
+
+    srv = gevent.spawn(server)
+    c = WsTransport().dial(Multiaddr(f"/ip4/127.0.0.1/tcp/{port}/ws"), timeout=10)
+
+    def client():
+        c.write(big)
+        c.writev([b"ab", big, b"cd"])
+
+    try:
+        w = gevent.spawn(client)
+        srv.get(timeout=30)  # raises the server's failure
+        w.get(timeout=30)
+    finally:
+        c.close()
+        lsock.close()
+    assert bytes(got) == big + b"ab" + big + b"cd"
+    assert max(sizes) <= wsmod._MAX_MESSAGE <= 1 << 20
+    assert len(sizes) >= 2 * (len(big) // wsmod._MAX_MESSAGE)
+
+
+class _Sink:
+    """A stand-in transport under a WsConn fed by hand: records what it writes."""
+
+    local_addr = remote_addr = None
+    is_initiator = False
+    closed = False
+
+    def __init__(self) -> None:
+        self.sent = bytearray()
+
+    def write(self, data) -> None:
+        self.sent += data
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _fed_server():
+    """A server-side WsConn after the upgrade, and the wsproto client talking to it."""
+    from geventp2p.net.websocket import WsConn
+
+    client, server = WSConnection(ConnectionType.CLIENT), WSConnection(ConnectionType.SERVER)
+    server.receive_data(client.send(Request(host="x", target="/")))
+    assert any(isinstance(e, Request) for e in server.events())
+    client.receive_data(server.send(AcceptConnection()))
+    assert any(isinstance(e, AcceptConnection) for e in client.events())
+    sink = _Sink()
+    return WsConn(sink, server), client, sink
+
+
+@pytest.mark.parametrize("piece", [1, 3, 7, 1000, 1 << 20])
+def test_reader_streams_masked_fragmented_messages_in_any_chunking(piece):
+    """Our frame reader: masked frames cut anywhere (headers, keys, payloads), a
+    fragmented binary message with a ping between its fragments, 7- 16- and 64-bit lengths."""
+    conn, client, sink = _fed_server()
+    parts = [b"a" * 5, bytes(range(256)) * 3, b"z" * 70000]
+    wire = client.send(BytesMessage(data=parts[0]))
+    wire += client.send(BytesMessage(data=parts[1], message_finished=False))
+    wire += client.send(Ping(payload=b"hi"))
+    wire += client.send(BytesMessage(data=parts[2], message_finished=True))
+    wire += client.send(BytesMessage(data=b""))  # an empty message reads as nothing
+    wire += client.send(BytesMessage(data=b"end"))
+    for i in range(0, len(wire), piece):
+        conn._feed(wire[i:i + piece])
+    got = b"".join(conn._chunks)
+    assert got == b"".join(parts) + b"end"
+    client.receive_data(bytes(sink.sent))
+    assert [e.payload for e in client.events() if isinstance(e, Pong)] == [b"hi"]
+
+
+def test_reader_refuses_bad_frames():
+    from wsproto.events import CloseConnection
+
+    conn, client, _sink = _fed_server()
+    with pytest.raises(TransportError, match="text"):
+        conn._feed(client.send(TextMessage(data="x" * 300)))  # longer than a control frame
+    conn, client, _sink = _fed_server()
+    frag = client.send(BytesMessage(data=b"ab", message_finished=False))
+    conn._feed(frag)
+    with pytest.raises(TransportError, match="inside a fragmented"):
+        conn._feed(bytes([0x82, 0x80]) + bytes(4))  # a new masked binary frame, FIN, empty
+    conn, _client, _sink = _fed_server()
+    with pytest.raises(TransportError, match="outside a message"):
+        conn._feed(bytes([0x80, 0x80]) + bytes(4))  # a masked continuation, FIN, empty
+    for bad in (bytes([0x82, 0x02]) + b"ab",  # unmasked: a server must refuse it
+                bytes([0xC2, 0x82]) + bytes(4) + b"ab",  # RSV1 set, no extension agreed
+                bytes([0x83, 0x80]) + bytes(4)):  # reserved opcode
+        conn, _client, _sink = _fed_server()
+        conn._feed(bad + bytes([0x82, 0x81]) + bytes(4) + b"x")  # wsproto fails it: the end
+        assert conn._eof and not conn._chunks, bad
+    conn, client, _sink = _fed_server()
+    conn._feed(client.send(CloseConnection(code=1000)))
+    assert conn._eof
 
 
 def test_dns4_dial(ws_pair):
