@@ -116,14 +116,9 @@ async def run(opts: argparse.Namespace) -> None:
                     await nursery.start(_run_router, router)
                 await pubsub.wait_until_ready()
 
-                async def reader(sub) -> None:
-                    while True:
-                        msg = await sub.get()
-                        emit(message_line(msg))
-
                 for t in opts.topic:
                     sub = await pubsub.subscribe(t)
-                    nursery.start_soon(reader, sub)
+                    nursery.start_soon(_reader, sub)
                 emit({"type": "ready", "peer_id": host.get_id().to_base58(),
                       "addrs": [f"{a}/p2p/{host.get_id().to_base58()}" if "/p2p/" not in str(a) else str(a)
                                 for a in host.get_addrs()]})
@@ -133,6 +128,15 @@ async def run(opts: argparse.Namespace) -> None:
                 nursery.start_soon(_on_signal, nursery)
                 await _commands(pubsub, host, nursery)
                 nursery.cancel_scope.cancel()
+
+
+async def _reader(sub) -> None:
+    """Print the subscription's messages until it is closed (an unsubscribe closes it)."""
+    try:
+        while True:
+            emit(message_line(await sub.get()))
+    except (trio.EndOfChannel, trio.ClosedResourceError):
+        return
 
 
 async def _run_router(router, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -181,17 +185,13 @@ async def _commands(pubsub, host, nursery) -> None:
             try:
                 if name == "subscribe":
                     sub = await pubsub.subscribe(cmd["topic"])
-                    if cmd["topic"] not in subs:
+                    if subs.get(cmd["topic"]) is not sub:
                         subs[cmd["topic"]] = sub
-
-                        async def reader(s=sub) -> None:
-                            while True:
-                                emit(message_line(await s.get()))
-
-                        nursery.start_soon(reader)
+                        nursery.start_soon(_reader, sub)
                     emit({"type": "subscribe", "topic": cmd["topic"]})
                 elif name == "unsubscribe":
                     await pubsub.unsubscribe(cmd["topic"])
+                    subs.pop(cmd["topic"], None)
                     emit({"type": "unsubscribe", "topic": cmd["topic"]})
                 elif name == "publish":
                     await pubsub.publish(cmd["topic"], bytes.fromhex(cmd["data_hex"]))
