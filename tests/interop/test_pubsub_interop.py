@@ -765,3 +765,42 @@ def test_ihave_iwant_recovery_from_them(env, remote):
     iwant = [x for _t, rpc in outbound if rpc.control is not None for iw in rpc.control.iwant for x in iw.message_ids]
     assert mid in ihave and mid in iwant
     assert not _grafts(inbound, topic) and not _grafts(outbound, topic)
+
+
+@pytest.mark.parametrize("v13", [True, False], ids=["we-offer-1.3", "we-offer-1.2"])
+@pytest.mark.parametrize("remote", ["js-gossipsub", "py-gossipsub", "py-gossipsub-1.3", "py-gossipsub-1.3-ext"])
+def test_meshsub_13_negotiation(env, remote, v13):
+    """/meshsub/1.3.0 where both speak it (py-libp2p when told to offer it), a clean fall
+    back to 1.2.0 otherwise (js, py by default, or we without v13); the mesh forms and
+    messages flow both ways on whatever was chosen.  A peer's v1.3 Extensions (py's test
+    extension) are recorded."""
+    from geventp2p.sansio.pubsub import GossipSubParams
+
+    start_remote, start_host = env
+    base, *flags = remote.split("-1.3")
+    extra = ["--meshsub13"] if flags else []
+    if flags and flags[0] == "-ext":
+        extra.append("--test-extension")
+    r = start_remote(base, "--topic", "v13", *extra)
+    rid = PeerId.from_string(r.peer_id)
+    h, ps = start_host("gossipsub", config=GossipSubParams(v13=v13))
+    assert ("/meshsub/1.3.0" in ps.protocols) is v13
+    t = ps.join("v13")
+    sub = t.subscribe()
+    h.connect(r.addr, timeout=WAIT)
+    r.wait(lambda o: o.get("type") == "peer" and o["peer"] == str(h.id) and o["event"] == "joined", "us at R")
+    _wait_meshes(ps, r, "v13", rid, h.id)
+    want = "/meshsub/1.3.0" if v13 and flags else "/meshsub/1.2.0"
+    assert ps._peers[rid].protocol == want
+    t.publish(b"v13 to them", timeout=10)
+    assert r.messages(1, "v13")[0]["data"] == "v13 to them"
+    r.send(cmd="publish", topic="v13", data_hex=b"v13 to us".hex())
+    while True:
+        m = sub.get(timeout=WAIT)
+        if m.data == b"v13 to us":
+            break
+    ext = ps.router.peer_extensions.get(rid)
+    if want == "/meshsub/1.3.0" and flags[0] == "-ext":
+        assert ext is not None and ext.test_extension
+    elif want != "/meshsub/1.3.0":
+        assert ext is None

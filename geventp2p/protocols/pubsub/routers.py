@@ -42,7 +42,7 @@ class FloodSub(PubSub):
 
 
 class GossipSub(PubSub):
-    """Gossipsub v1.2 (``/meshsub/1.2.0``, 1.1.0, 1.0.0; floodsub to floodsub-only peers).
+    """Gossipsub v1.3 (``/meshsub/1.3.0``, 1.2.0, 1.1.0, 1.0.0; floodsub to floodsub-only peers).
 
     ``GossipSub(host, config)``: ``config`` is a
     :class:`~geventp2p.sansio.pubsub.gossipsub.GossipSubParams` (D, heartbeat, backoff,

@@ -6,7 +6,7 @@ protocol rule; this module only moves bytes, time and validation results in and
 RPCs, deliveries and peer facts out:
 
 * **Streams.**  Toward each connected peer that speaks a pubsub protocol we open
-  *one* outbound stream, offering ``/meshsub/1.2.0``, ``/meshsub/1.1.0``,
+  *one* outbound stream, offering ``/meshsub/1.3.0``, ``/meshsub/1.2.0``, ``/meshsub/1.1.0``,
   ``/meshsub/1.0.0`` and ``/floodsub/1.0.0`` (gossipsub; floodsub offers only the
   last).  It is write-only.  The stream the peer opened to us is read-only: never
   written to, never half-closed, kept open for the life of the connection (go
@@ -102,7 +102,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FLOODSUB_ID = _core.FLOODSUB_ID
-MESHSUB_IDS = (_core.MESHSUB_V12, _core.MESHSUB_V11, _core.MESHSUB_V10)
+MESHSUB_IDS = (_core.MESHSUB_V13, _core.MESHSUB_V12, _core.MESHSUB_V11, _core.MESHSUB_V10)
 #: What a gossipsub node offers, in preference order.
 GOSSIPSUB_PROTOCOLS = _core.GOSSIPSUB_PROTOCOLS
 #: What a floodsub node offers.

@@ -216,3 +216,26 @@ def test_direct_peers_are_validated(net):
     with pytest.raises(ConfigError):
         GossipSub(a, direct_peers=[42])
     assert a.pubsub is None and not [s for s in a.services if isinstance(s, PubSub)]
+
+
+# ---------------------------------------------------------------- /meshsub/1.3.0
+
+
+@pytest.mark.parametrize("v13_a, v13_b, want", [(True, True, "/meshsub/1.3.0"), (True, False, "/meshsub/1.2.0"),
+                                                (False, True, "/meshsub/1.2.0")])
+def test_meshsub_13_by_default_and_fallback(net, v13_a, v13_b, want):
+    a, b = net.gen_peers(2)
+    net.connect_all()
+    psa = GossipSub(a, GossipSubParams(v13=v13_a))
+    psb = GossipSub(b, GossipSubParams(v13=v13_b))
+    if v13_a and v13_b:
+        assert GossipSub(net.add_peer(), None).protocols[0] == "/meshsub/1.3.0"  # the default
+    ta, tb = psa.join("v"), psb.join("v")
+    ta.subscribe()
+    sb = tb.subscribe()
+    wait_subscribed(psa, "v", [b.id])
+    wait_subscribed(psb, "v", [a.id])
+    assert psa._peers[b.id].protocol == want and psb._peers[a.id].protocol == want
+    wait_for(lambda: b.id in psa.router.mesh_peers("v"), "mesh")
+    ta.publish(b"x" * 2000, timeout=10)
+    assert sb.get(timeout=WAIT).data == b"x" * 2000
