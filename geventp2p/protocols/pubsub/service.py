@@ -1045,8 +1045,9 @@ class PubSub:
             listed = bool(host.peerstore.get_protocols(p.id))
         except Exception:  # noqa: BLE001 - an unknown peer
             known, listed = [], False
-        if identified and listed and not known:
-            # identify says the peer speaks no pubsub protocol: wait for a protocol update
+        if identified and listed and not known and p.inbound is None:
+            # identify says the peer speaks no pubsub protocol (and it opened us no pubsub
+            # stream, which would prove otherwise): wait for a protocol update
             log.debug("pubsub: %s speaks no pubsub protocol", p.id)
             p.ready.set()
             return False
@@ -1157,7 +1158,7 @@ class PubSub:
                     continue  # go skips empty frames
                 rpc = _rpc.decode_rpc(data, max_size)
                 if not p.added:  # the hello may come before our own stream is up: wait for it
-                    p.ready.wait(open_timeout)
+                    self._wait_outbound(p, Deadline(open_timeout))
                 if self._closed or pid in self._blacklist or p.inbound is not stream:
                     break
                 self.router.handle_rpc(pid, rpc, _now())
@@ -1178,6 +1179,24 @@ class PubSub:
         if self._closed or pid in self._blacklist:
             stream.reset()
         # at EOF the host closes the stream: the peer ended its side first
+
+    def _wait_outbound(self, p: _Peer, dl: Deadline) -> None:
+        """Blocks the inbound greenlet until our outbound stream to ``p`` is up (the router
+        drops RPCs of peers it does not know yet).  An attempt that ended without a stream,
+        e.g. because identify had not yet listed the peer's pubsub protocols, is made once
+        more: the peer's inbound stream shows it speaks pubsub."""
+        tried = False
+        while not p.added and not self._closed and self._peers.get(p.id) is p:
+            g = p.opening
+            if g is None or g.dead:
+                if tried:
+                    return
+                tried = True
+                g = p.opening = self._group.spawn(self._open_outbound, p)
+            left = dl.left()
+            if left is not None and left <= 0:
+                return
+            g.join(left)
 
     def _bad_rpc(self, pid: PeerId, stream: Any, why: str) -> None:
         self.bad_rpcs += 1
