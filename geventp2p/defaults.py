@@ -435,6 +435,7 @@ def new_host(
     enable_ping: Optional[bool] = None,
     enable_echo: Optional[bool] = None,
     enable_perf: Optional[bool] = None,
+    pubsub: Any = None,
 ) -> "BasicHost":
     """Build, start and return a :class:`~geventp2p.host.basic.BasicHost`.
 
@@ -465,6 +466,10 @@ def new_host(
       ``LimitConfig`` (go's ``PartialLimitConfig``: overrides of the defaults), a
       ``ConcreteLimitConfig`` (every limit; :func:`unlimited_limits`), or the path
       of a limits file in go's JSON format.  ``host.resource_manager`` holds it.
+    * ``pubsub``: start a pubsub service as ``host.pubsub`` (closed with the host):
+      ``"gossipsub"``, ``"floodsub"``, a ``PubSubOptions``, a ``GossipSubParams``, a dict
+      of ``GossipSub``/``FloodSub`` keywords with ``"router"``, or ``fn(host) -> service``
+      (see :func:`geventp2p.protocols.pubsub.routers.make_pubsub`).  Default: none.
     * ``enable_*``: deprecated (``DeprecationWarning``), use ``services``.
 
     ``host.config`` (a :class:`HostConfig`) records what was built.  Raises
@@ -520,6 +525,10 @@ def new_host(
         started = make_services(wanted, identify_cfg)
         for _name, svc in started:
             host.add_service(svc)
+        if pubsub is not None:
+            from geventp2p.protocols.pubsub.routers import make_pubsub
+
+            host.pubsub = make_pubsub(host, pubsub)
         host.config = HostConfig(
             peer_id=str(PeerId.from_public_key(priv.public_key())),
             key_source=key_source,

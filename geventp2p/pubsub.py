@@ -4,6 +4,7 @@ A blocking API over the floodsub and gossipsub routers (spec:
 https://github.com/libp2p/specs/tree/master/pubsub)::
 
     ps = GossipSub(host)                 # or FloodSub(host); closed with the host
+    # or: host = geventp2p.new_host(pubsub="gossipsub"); ps = host.pubsub
     topic = ps.join("news")
     sub = topic.subscribe()
     topic.publish(b"hello", timeout=5)   # blocks until queued to its peers
@@ -35,6 +36,7 @@ from geventp2p.protocols.pubsub import (
     Subscription,
     Topic,
     ValidationResult,
+    make_pubsub,
 )
 
 __all__ = [
@@ -56,4 +58,5 @@ __all__ = [
     "FLOODSUB_PROTOCOLS",
     "GOSSIPSUB_PROTOCOLS",
     "TRACE_EVENT_TYPES",
+    "make_pubsub",
 ]

@@ -192,6 +192,8 @@ class BasicHost:
 
     #: What :func:`geventp2p.new_host` built; None for a host assembled by hand.
     config: HostConfig | None = None
+    #: The pubsub service ``new_host(pubsub=...)`` started (closed with the host), else None.
+    pubsub: Any = None
 
     def __init__(
         self,

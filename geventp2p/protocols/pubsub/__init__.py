@@ -16,7 +16,7 @@ The protocol rules live in the sans-I/O routers of :mod:`geventp2p.sansio.pubsub
 
 from __future__ import annotations
 
-from geventp2p.protocols.pubsub.routers import FloodSub, GossipSub
+from geventp2p.protocols.pubsub.routers import FloodSub, GossipSub, make_pubsub
 from geventp2p.protocols.pubsub.service import (
     ACCEPT,
     FLOODSUB_ID,
@@ -55,4 +55,5 @@ __all__ = [
     "FLOODSUB_PROTOCOLS",
     "GOSSIPSUB_PROTOCOLS",
     "TRACE_EVENT_TYPES",
+    "make_pubsub",
 ]

@@ -6,7 +6,7 @@ protocol rule; this module only moves bytes, time and validation results in and
 RPCs, deliveries and peer facts out:
 
 * **Streams.**  Toward each connected peer that speaks a pubsub protocol we open
-  *one* outbound stream, offering ``/meshsub/1.2.0``, ``/meshsub/1.1.0``,
+  *one* outbound stream, offering ``/meshsub/1.3.0``, ``/meshsub/1.2.0``, ``/meshsub/1.1.0``,
   ``/meshsub/1.0.0`` and ``/floodsub/1.0.0`` (gossipsub; floodsub offers only the
   last).  It is write-only.  The stream the peer opened to us is read-only: never
   written to, never half-closed, kept open for the life of the connection (go
@@ -27,6 +27,13 @@ RPCs, deliveries and peer facts out:
   pool (``validate_concurrency``) with a per-validator timeout (a timeout counts as
   IGNORE).  When the pool is full the message is ignored (``throttled``), like go's
   validation throttle.
+* **Connections the router asks for** (``ConnectPeer``): peers offered in a PRUNE's
+  peer exchange (a signed peer record, when present, is verified and its addresses
+  used; a bad one drops the offer) and configured direct peers (first after
+  ``direct_connect_initial_delay``, then every ``direct_connect_ticks`` heartbeats
+  while not connected) are dialled by at most ``connectors`` greenlets from a queue of
+  ``max_pending_connections`` (go: 8 and 128); a full queue drops the offer.  Direct
+  peers are protected in the connection manager.
 * **Greenlets.**  All of them live in one ``gevent.pool.Group``; ``close()`` prunes
   our meshes, closes the outbound streams, resets the inbound ones and kills the
   group.  Stream handler greenlets belong to the swarm and end when their stream
@@ -53,6 +60,8 @@ from geventp2p._speedups import varint
 from geventp2p.core.event import EvtPeerIdentificationCompleted, EvtPeerProtocolsUpdated
 from geventp2p.core.peer import PeerId
 from geventp2p.core.mux import Direction
+from geventp2p.core.record import consume_peer_record
+from geventp2p.crypto.keys import unmarshal_public_key
 from geventp2p.exceptions import (
     ConfigError,
     IncompleteReadError,
@@ -65,6 +74,7 @@ from geventp2p.exceptions import (
     SubscriptionClosedError,
 )
 from geventp2p.net._deadline import Deadline, timeout_scope
+from geventp2p.host.peerstore import PERMANENT_ADDR_TTL, TEMP_ADDR_TTL
 from geventp2p.net.notify import Notifiee
 from geventp2p.protocols.identify import IdentifyService
 from geventp2p.protocols.pubsub import trace as _trace
@@ -92,7 +102,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FLOODSUB_ID = _core.FLOODSUB_ID
-MESHSUB_IDS = (_core.MESHSUB_V12, _core.MESHSUB_V11, _core.MESHSUB_V10)
+MESHSUB_IDS = (_core.MESHSUB_V13, _core.MESHSUB_V12, _core.MESHSUB_V11, _core.MESHSUB_V10)
 #: What a gossipsub node offers, in preference order.
 GOSSIPSUB_PROTOCOLS = _core.GOSSIPSUB_PROTOCOLS
 #: What a floodsub node offers.
@@ -102,6 +112,8 @@ _READ_SIZE = 64 * 1024
 #: Longest ``close()`` waits for queued RPCs (the PRUNEs of leaving) to go out.
 _CLOSE_FLUSH = 1.0
 _now = time.monotonic
+#: The connection manager's protection tag of direct peers.
+_DIRECT_TAG = "pubsub:direct"
 
 
 class ValidationResult(enum.IntEnum):
@@ -134,7 +146,10 @@ class PubSubOptions:
     ``subscription_buffer``: messages a subscription holds before new ones are dropped.
     ``heartbeat_interval`` / ``heartbeat_initial_delay``: seconds.  ``open_timeout``:
     opening and negotiating the outbound stream.  ``trace``: emit tracer events on the
-    host's event bus.
+    host's event bus.  ``connectors``: greenlets dialling the peers the router asks for
+    (PX, direct peers; go: 8); ``max_pending_connections``: their queue (go: 128);
+    ``connect_timeout``: one such dial (go: 30 s); ``direct_connect_initial_delay``: the
+    first dial of the direct peers after start (go: 1 s).
     """
 
     sign: bool = True
@@ -148,18 +163,23 @@ class PubSubOptions:
     heartbeat_initial_delay: float = 0.1
     open_timeout: float = 10.0
     trace: bool = True
+    connectors: int = 8
+    max_pending_connections: int = 128
+    connect_timeout: float = 30.0
+    direct_connect_initial_delay: float = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.sign, bool):
             raise ConfigError("sign must be a bool")
-        for name in ("max_rpc_size", "peer_queue_size", "validate_concurrency", "subscription_buffer"):
+        for name in ("max_rpc_size", "peer_queue_size", "validate_concurrency", "subscription_buffer",
+                     "connectors", "max_pending_connections"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
-        for name in ("write_timeout", "heartbeat_interval", "open_timeout"):
+        for name in ("write_timeout", "heartbeat_interval", "open_timeout", "connect_timeout"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0")
-        if self.heartbeat_initial_delay < 0:
-            raise ConfigError("heartbeat_initial_delay must be >= 0")
+        if self.heartbeat_initial_delay < 0 or self.direct_connect_initial_delay < 0:
+            raise ConfigError("heartbeat_initial_delay and direct_connect_initial_delay must be >= 0")
         if self.validator_timeout is not None and not self.validator_timeout > 0:
             raise ConfigError("validator_timeout must be > 0 or None")
 
@@ -501,6 +521,9 @@ class PubSub:
     ``host.add_service`` (closed with the host) and starts at once.
     """
 
+    #: Direct peers (gossipsub) and the addresses given for them; set before ``start``.
+    direct_peers: dict[PeerId, list[Any]]
+
     def __init__(self, host: Any, router: Any, protocols: Iterable[str],
                  options: PubSubOptions | None = None) -> None:
         self.options = options if options is not None else PubSubOptions()
@@ -536,6 +559,14 @@ class PubSub:
         self.bad_rpcs = 0
         #: Received messages not delivered, by the router's reason ("duplicate", "rejected", ...).
         self.drop_counts: dict[str, int] = {}
+        #: Dials the router asked for, by ``"<reason>:<outcome>"`` (reason "px" or "direct";
+        #: outcome "connected", "failed", "no_addrs", "bad_record"), and "dropped" (queue full).
+        self.connect_counts: dict[str, int] = {}
+        self._connect_q: deque[tuple[PeerId, bytes | None, str]] = deque()
+        self._connect_pending: set[PeerId] = set()
+        self._connectors = 0
+        if not hasattr(self, "direct_peers"):
+            self.direct_peers = {}
         host.add_service(self)
 
     # ================================================================ lifecycle
@@ -557,6 +588,14 @@ class PubSub:
             self._group.spawn(self._trace_loop)
         for pid in host.network.peers():  # already connected before we started
             self._on_connected(pid)
+        if self.direct_peers:
+            cm = getattr(host, "connmgr", None)
+            for pid, addrs in self.direct_peers.items():
+                if addrs:
+                    host.peerstore.add_addrs(pid, addrs, PERMANENT_ADDR_TTL)
+                if cm is not None:
+                    cm.protect(pid, _DIRECT_TAG)
+            self._group.spawn(self._direct_connect_first)
 
     @property
     def closed(self) -> bool:
@@ -584,6 +623,10 @@ class PubSub:
             topic.close()
         host = self.host
         if host is not None:
+            cm = getattr(host, "connmgr", None)
+            if cm is not None:
+                for pid in self.direct_peers:
+                    cm.unprotect(pid, _DIRECT_TAG)
             for proto in self.protocols:
                 if proto in host.get_protocols():
                     host.remove_stream_handler(proto)
@@ -868,6 +911,71 @@ class PubSub:
         self._trace(_trace.EvtPubSubMessageRejected, topic=ev.msg.topic, msg_id=ev.msg_id or b"",
                     received_from=ev.received_from, reason=ev.reason)
 
+    def _ev_connect(self, ev: Any, own: bool) -> None:
+        self._queue_connect(ev.peer, ev.signed_peer_record, ev.reason)
+
+    # ================================================================ connector
+
+    def _count(self, key: str) -> None:
+        self.connect_counts[key] = self.connect_counts.get(key, 0) + 1
+
+    def _queue_connect(self, pid: PeerId, record: bytes | None, reason: str) -> None:
+        """Queue a dial of ``pid`` for the connector greenlets; never switches greenlets."""
+        if self._closed or pid == self.host.id or pid in self._blacklist or pid in self._connect_pending:
+            return
+        if self.host.network.conns_to_peer(pid):
+            return
+        if len(self._connect_q) >= self.options.max_pending_connections:
+            self._count("dropped")
+            log.debug("pubsub: too many pending connections; not dialling %s (%s)", pid, reason)
+            return
+        self._connect_pending.add(pid)
+        self._connect_q.append((pid, record, reason))
+        if self._connectors < self.options.connectors:
+            self._connectors += 1
+            self._group.spawn(self._connector)
+
+    def _connector(self) -> None:
+        try:
+            while self._connect_q and not self._closed:
+                pid, record, reason = self._connect_q.popleft()
+                try:
+                    self._connect(pid, record, reason)
+                finally:
+                    self._connect_pending.discard(pid)
+        finally:
+            self._connectors -= 1
+
+    def _connect(self, pid: PeerId, record: bytes | None, reason: str) -> None:
+        """Blocks this connector greenlet while dialling ``pid`` (bounded by ``connect_timeout``)."""
+        host = self.host
+        if host.network.conns_to_peer(pid):
+            return
+        if record:
+            try:
+                _env, rec = consume_peer_record(record, pid, decode_key=unmarshal_public_key)
+            except P2PError as exc:
+                self._count(f"{reason}:bad_record")
+                log.debug("pubsub: bogus signed peer record for %s (%s): %s", pid, reason, exc)
+                return
+            if rec.addrs:
+                host.peerstore.add_addrs(pid, rec.addrs, TEMP_ADDR_TTL)
+        if not host.peerstore.addrs(pid):
+            self._count(f"{reason}:no_addrs")
+            return
+        try:
+            host.connect(pid, timeout=self.options.connect_timeout)
+        except (P2PError, OSError) as exc:
+            self._count(f"{reason}:failed")
+            log.debug("pubsub: dialling %s (%s) failed: %s", pid, reason, exc)
+            return
+        self._count(f"{reason}:connected")
+
+    def _direct_connect_first(self) -> None:
+        gevent.sleep(self.options.direct_connect_initial_delay)
+        for pid in sorted(self.direct_peers, key=bytes):
+            self._queue_connect(pid, None, "direct")
+
     _handlers: dict[type, Callable[["PubSub", Any, bool], None]] = {
         _core.SendRPC: _ev_send,
         _core.Validate: _ev_validate,
@@ -876,6 +984,7 @@ class PubSub:
         _core.PeerLeftTopic: _ev_peer_left,
         _core.DropPeer: _ev_drop_peer,
         _core.MessageDropped: _ev_message_dropped,
+        _core.ConnectPeer: _ev_connect,
     }
 
     def _message(self, m: _rpc.Message, msg_id: bytes, received_from: PeerId | None) -> Message:
@@ -936,8 +1045,9 @@ class PubSub:
             listed = bool(host.peerstore.get_protocols(p.id))
         except Exception:  # noqa: BLE001 - an unknown peer
             known, listed = [], False
-        if identified and listed and not known:
-            # identify says the peer speaks no pubsub protocol: wait for a protocol update
+        if identified and listed and not known and p.inbound is None:
+            # identify says the peer speaks no pubsub protocol (and it opened us no pubsub
+            # stream, which would prove otherwise): wait for a protocol update
             log.debug("pubsub: %s speaks no pubsub protocol", p.id)
             p.ready.set()
             return False
@@ -1048,7 +1158,7 @@ class PubSub:
                     continue  # go skips empty frames
                 rpc = _rpc.decode_rpc(data, max_size)
                 if not p.added:  # the hello may come before our own stream is up: wait for it
-                    p.ready.wait(open_timeout)
+                    self._wait_outbound(p, Deadline(open_timeout))
                 if self._closed or pid in self._blacklist or p.inbound is not stream:
                     break
                 self.router.handle_rpc(pid, rpc, _now())
@@ -1069,6 +1179,24 @@ class PubSub:
         if self._closed or pid in self._blacklist:
             stream.reset()
         # at EOF the host closes the stream: the peer ended its side first
+
+    def _wait_outbound(self, p: _Peer, dl: Deadline) -> None:
+        """Blocks the inbound greenlet until our outbound stream to ``p`` is up (the router
+        drops RPCs of peers it does not know yet).  An attempt that ended without a stream,
+        e.g. because identify had not yet listed the peer's pubsub protocols, is made once
+        more: the peer's inbound stream shows it speaks pubsub."""
+        tried = False
+        while not p.added and not self._closed and self._peers.get(p.id) is p:
+            g = p.opening
+            if g is None or g.dead:
+                if tried:
+                    return
+                tried = True
+                g = p.opening = self._group.spawn(self._open_outbound, p)
+            left = dl.left()
+            if left is not None and left <= 0:
+                return
+            g.join(left)
 
     def _bad_rpc(self, pid: PeerId, stream: Any, why: str) -> None:
         self.bad_rpcs += 1

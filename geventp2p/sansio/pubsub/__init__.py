@@ -2,7 +2,7 @@
 and gossipsub routers and gossipsub v1.1 peer scoring.
 
 Specs: https://github.com/libp2p/specs/tree/master/pubsub (floodsub, gossipsub
-v1.0, v1.1, v1.2; v1.3 with ``GossipSubParams(v13=True)``).  No sockets, greenlets, clocks or logging: every input takes
+v1.0, v1.1, v1.2, v1.3; ``GossipSubParams(v13=False)`` leaves 1.3 out).  No sockets, greenlets, clocks or logging: every input takes
 ``now`` (float seconds, monotonic), every output is an event.
 
 Modules

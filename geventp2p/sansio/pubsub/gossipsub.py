@@ -37,9 +37,11 @@ Policies (go-libp2p-pubsub's behaviour unless said otherwise):
 * Graylist: every RPC of a peer below the graylist threshold is ignored (direct peers
   excepted).  A malformed RPC costs a P7 penalty.
 * Control messages of one heartbeat (GRAFT, PRUNE, IHAVE) are coalesced per peer in one RPC.
-* v1.3 (opt-in, ``v13=True``): ``/meshsub/1.3.0`` is offered first and behaves as
-  v1.2; we support no extension so we send no ``ControlExtensions``; a peer's first
-  one is recorded in ``peer_extensions``, a repeated one costs a P7 penalty of 10.
+* v1.3 (on by default; ``v13=False`` offers 1.2.0 first): ``/meshsub/1.3.0`` is offered
+  first and behaves as v1.2; we support no extension so we send no ``ControlExtensions``;
+  a peer's first one is recorded in ``peer_extensions``, a repeated one costs a P7
+  penalty of 10.  Peers without 1.3 (js-libp2p, py-libp2p unless it offers it) negotiate
+  1.2.0 through multistream-select.
 """
 
 from __future__ import annotations
@@ -116,8 +118,8 @@ class GossipSubParams:
     idontwant_message_ttl: int = 3
     flood_publish: bool = False
     do_px: bool = False
-    v13: bool = False
-    """Also offer ``/meshsub/1.3.0`` (v1.2 plus the Extensions control message; we
+    v13: bool = True
+    """Offer ``/meshsub/1.3.0`` first (v1.2 plus the Extensions control message; we
     announce no extension and accept one ``ControlExtensions`` per peer)."""
 
     def __post_init__(self) -> None:
@@ -171,8 +173,8 @@ class GossipSubRouter(Router):
             max_topics_per_peer=max_topics_per_peer,
         )
         self.params = p = params if params is not None else GossipSubParams()
-        if p.v13:
-            self.protocols = (MESHSUB_V13,) + GOSSIPSUB_PROTOCOLS
+        if not p.v13:
+            self.protocols = tuple(x for x in GOSSIPSUB_PROTOCOLS if x != MESHSUB_V13)
         self.thresholds = thresholds if thresholds is not None else PeerScoreThresholds()
         self.peer_score: Optional[PeerScore] = PeerScore(score_params, deliveries_ttl=seen_ttl) if score_params is not None else None
         self.direct: set[PeerId] = set(direct_peers)

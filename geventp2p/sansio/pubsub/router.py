@@ -45,7 +45,7 @@ MESHSUB_V10 = "/meshsub/1.0.0"
 MESHSUB_V11 = "/meshsub/1.1.0"
 MESHSUB_V12 = "/meshsub/1.2.0"
 MESHSUB_V13 = "/meshsub/1.3.0"
-GOSSIPSUB_PROTOCOLS = (MESHSUB_V12, MESHSUB_V11, MESHSUB_V10, FLOODSUB_ID)
+GOSSIPSUB_PROTOCOLS = (MESHSUB_V13, MESHSUB_V12, MESHSUB_V11, MESHSUB_V10, FLOODSUB_ID)
 """What a gossipsub node offers, most preferred first."""
 
 

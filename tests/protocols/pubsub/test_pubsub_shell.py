@@ -414,3 +414,32 @@ def test_slow_peer_queue_overflows_and_is_counted(net):
     assert len(drain(sb, 100)) == 100  # b got all of them, while c's queue was full
     assert psb.dropped_rpcs > 0
     assert len(psb._peers[c.id].queue) <= 8
+
+
+def test_hello_before_our_stream_is_up_is_not_lost(net):
+    """Our attempts to open the outbound stream end without one (as when identify had not
+    yet listed the peer's pubsub protocols) until the peer's hello comes on its inbound
+    stream: that makes us try again, and the hello is processed once our stream is up,
+    not dropped."""
+    a, b = net.gen_peers(2)
+    psa = GossipSub(a)
+    ta = psa.join("hello")
+    ta.subscribe()
+    real = psa._try_open
+    calls = []
+
+    def fails_until_the_peer_talks(p):
+        calls.append(p.id)
+        if p.inbound is None:
+            p.ready.set()
+            return False
+        return real(p)
+
+    psa._try_open = fails_until_the_peer_talks
+    psb = GossipSub(b)
+    tb = psb.join("hello")
+    tb.subscribe()
+    net.connect_all()
+    wait_peers(ta, [b.id])  # b's hello reached a's router
+    wait_peers(tb, [a.id])
+    assert len(calls) >= 2

@@ -82,7 +82,7 @@ def test_default_params_are_go_defaults() -> None:
     assert (p.max_idontwant_length, p.max_idontwant_messages, p.idontwant_message_threshold, p.idontwant_message_ttl) == (10, 1000, 1024, 3)
     assert (p.opportunistic_graft_ticks, p.opportunistic_graft_peers, p.direct_connect_ticks) == (60, 2, 300)
     assert (p.flood_publish, p.do_px) == (False, False)
-    assert GossipSubRouter(ME).protocols == (MESHSUB_V12, MESHSUB_V11, MESHSUB_V10, FLOODSUB_ID)
+    assert GossipSubRouter(ME).protocols == (MESHSUB_V13, MESHSUB_V12, MESHSUB_V11, MESHSUB_V10, FLOODSUB_ID)
 
 
 @pytest.mark.parametrize(
@@ -674,9 +674,10 @@ def test_scoring_pushes_nodes_that_do_not_forward_out_of_the_meshes() -> None:
 # --------------------------------------------------------------------------- v1.3
 
 
-def test_v13_is_opt_in_and_behaves_as_v12() -> None:
-    assert MESHSUB_V13 not in GossipSubRouter(ME).protocols
-    r = router(params=GossipSubParams(v13=True), score_params=PeerScoreParams(behaviour_penalty_weight=-1.0), thresholds=PeerScoreThresholds(graylist=-1000, publish=-1000, gossip=-1000))
+def test_v13_is_on_by_default_can_be_left_out_and_behaves_as_v12() -> None:
+    assert GossipSubRouter(ME).protocols[0] == MESHSUB_V13
+    assert GossipSubRouter(ME, GossipSubParams(v13=False)).protocols == (MESHSUB_V12, MESHSUB_V11, MESHSUB_V10, FLOODSUB_ID)
+    r = router(params=GossipSubParams(), score_params=PeerScoreParams(behaviour_penalty_weight=-1.0), thresholds=PeerScoreThresholds(graylist=-1000, publish=-1000, gossip=-1000))
     assert r.protocols[0] == MESHSUB_V13
     ps = with_peers(r, 3, proto=MESHSUB_V13)
     r.join(T, 0.0)

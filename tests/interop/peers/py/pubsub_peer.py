@@ -3,7 +3,7 @@
 Runs in the interop venv (trio).  Same line protocol as tests/interop/js/pubsub_peer.mjs::
 
     python pubsub_peer.py --router gossipsub|floodsub [--listen MA] [--topic T]...
-                          [--connect MA]... [--no-sign]
+                          [--connect MA]... [--no-sign] [--meshsub13 [--test-extension]]
 
 stdout (JSON lines): {"type": "ready", "peer_id", "addrs"} first, then "message",
 "peer" and command answers; stdin (JSON lines): subscribe, unsubscribe, publish,
@@ -36,6 +36,7 @@ from libp2p.pubsub.gossipsub import (  # noqa: E402
     PROTOCOL_ID as MESHSUB_10,
     PROTOCOL_ID_V11 as MESHSUB_11,
     PROTOCOL_ID_V12 as MESHSUB_12,
+    PROTOCOL_ID_V13 as MESHSUB_13,
     GossipSub,
 )
 import libp2p.pubsub.pubsub as _pubsub_mod  # noqa: E402
@@ -102,8 +103,11 @@ async def run(opts: argparse.Namespace) -> None:
     if opts.router == "floodsub":
         router = FloodSub(protocols=[FLOODSUB_ID])
     else:
+        from libp2p.pubsub.extensions import PeerExtensions
+
         router = GossipSub(
-            protocols=[MESHSUB_12, MESHSUB_11, MESHSUB_10, FLOODSUB_ID],
+            protocols=([MESHSUB_13] if opts.meshsub13 else []) + [MESHSUB_12, MESHSUB_11, MESHSUB_10, FLOODSUB_ID],
+            my_extensions=PeerExtensions(test_extension=opts.test_extension),
             degree=6, degree_low=4, degree_high=12,
             heartbeat_interval=1, heartbeat_initial_delay=0.1,
             spam_protection_enabled=False,
@@ -116,14 +120,9 @@ async def run(opts: argparse.Namespace) -> None:
                     await nursery.start(_run_router, router)
                 await pubsub.wait_until_ready()
 
-                async def reader(sub) -> None:
-                    while True:
-                        msg = await sub.get()
-                        emit(message_line(msg))
-
                 for t in opts.topic:
                     sub = await pubsub.subscribe(t)
-                    nursery.start_soon(reader, sub)
+                    nursery.start_soon(_reader, sub)
                 emit({"type": "ready", "peer_id": host.get_id().to_base58(),
                       "addrs": [f"{a}/p2p/{host.get_id().to_base58()}" if "/p2p/" not in str(a) else str(a)
                                 for a in host.get_addrs()]})
@@ -133,6 +132,15 @@ async def run(opts: argparse.Namespace) -> None:
                 nursery.start_soon(_on_signal, nursery)
                 await _commands(pubsub, host, nursery)
                 nursery.cancel_scope.cancel()
+
+
+async def _reader(sub) -> None:
+    """Print the subscription's messages until it is closed (an unsubscribe closes it)."""
+    try:
+        while True:
+            emit(message_line(await sub.get()))
+    except (trio.EndOfChannel, trio.ClosedResourceError):
+        return
 
 
 async def _run_router(router, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -181,17 +189,13 @@ async def _commands(pubsub, host, nursery) -> None:
             try:
                 if name == "subscribe":
                     sub = await pubsub.subscribe(cmd["topic"])
-                    if cmd["topic"] not in subs:
+                    if subs.get(cmd["topic"]) is not sub:
                         subs[cmd["topic"]] = sub
-
-                        async def reader(s=sub) -> None:
-                            while True:
-                                emit(message_line(await s.get()))
-
-                        nursery.start_soon(reader)
+                        nursery.start_soon(_reader, sub)
                     emit({"type": "subscribe", "topic": cmd["topic"]})
                 elif name == "unsubscribe":
                     await pubsub.unsubscribe(cmd["topic"])
+                    subs.pop(cmd["topic"], None)
                     emit({"type": "unsubscribe", "topic": cmd["topic"]})
                 elif name == "publish":
                     await pubsub.publish(cmd["topic"], bytes.fromhex(cmd["data_hex"]))
@@ -230,6 +234,9 @@ def main() -> int:
     p.add_argument("--topic", action="append", default=[])
     p.add_argument("--connect", action="append", default=[])
     p.add_argument("--no-sign", action="store_true")
+    p.add_argument("--meshsub13", action="store_true", help="also offer /meshsub/1.3.0 (first)")
+    p.add_argument("--test-extension", action="store_true",
+                   help="announce the v1.3 test extension in the first RPC (with --meshsub13)")
     p.add_argument("--no-flood-publish", action="store_true", help="accepted for symmetry with the js peer")
     opts = p.parse_args()
     try:
