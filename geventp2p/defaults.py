@@ -24,7 +24,7 @@ kind                  names
 ====================  ==============================================
 ``security``          ``noise``, ``tls``, ``plaintext`` (tests/debugging only)
 ``muxer``             ``yamux``, ``mplex``
-``transport``         ``tcp``, ``ws``, ``memory``
+``transport``         ``tcp``, ``ws``, ``quic``, ``memory``
 ``service``           ``identify``, ``ping``, ``echo``, ``perf``
 ====================  ==============================================
 
@@ -177,6 +177,14 @@ def _ws(ctx: BuildContext, config: Any) -> Any:
     return WsTransport(config)
 
 
+def _quic(ctx: BuildContext, config: Any) -> Any:
+    from geventp2p.net.quic import QuicTransport
+
+    if ctx.key is None:
+        raise ConfigError("quic needs the host key")
+    return QuicTransport(ctx.key, config)
+
+
 def _memory(ctx: BuildContext, config: Any) -> Any:
     from geventp2p.net.memory import MemoryTransport
 
@@ -225,6 +233,7 @@ FACTORIES: dict[str, dict[str, Factory]] = {
     "transport": _table(
         Factory("transport", "tcp", _tcp, "geventp2p.net.tcp:TcpConfig"),
         Factory("transport", "ws", _ws, "geventp2p.net.websocket:WsConfig"),
+        Factory("transport", "quic", _quic, "geventp2p.sansio.quic:QuicConfig"),
         Factory("transport", "memory", _memory, "geventp2p.net.memory:PipeConfig"),
     ),
     "service": _table(
@@ -303,9 +312,10 @@ def make_security(key: "PrivateKey", security: Any = None, muxer_ids: Iterable[s
     return out
 
 
-def make_transports(transports: Any = None) -> list[Any]:
-    """Transport instances from names/instances (default TCP, WebSocket)."""
-    return [build("transport", t) if isinstance(t, str) else t
+def make_transports(transports: Any = None, key: Optional["PrivateKey"] = None) -> list[Any]:
+    """Transport instances from names/instances (default TCP, QUIC, WebSocket; QUIC needs ``key``)."""
+    ctx = BuildContext(key=key)
+    return [build("transport", t, ctx) if isinstance(t, str) else t
             for t in _as_list(DEFAULT_TRANSPORTS if transports is None else transports, "transports")]
 
 
@@ -500,7 +510,7 @@ def new_host(
     trans_given = _as_list(DEFAULT_TRANSPORTS if transports is None else transports, "transports")
     mux = make_muxers(mux_given)
     sec = make_security(priv, sec_given, [m.PROTOCOL_ID for m in mux], noise_cfg)
-    trans = make_transports(trans_given)
+    trans = make_transports(trans_given, priv)
     if isinstance(listen, (str, bytes)):
         listen = [listen]
     listen = list(listen)

@@ -163,6 +163,9 @@ class QuicRawConn:
     #: The upgrader adopts this connection as it is (already secured and muxed).
     secure_muxed = True
     early_muxer: Optional[str] = None
+    #: What the ``Connection`` reports as its security and muxer protocols.
+    SECURITY = SECURITY
+    MUXER = MUXER
 
     def __init__(self, endpoint: _Endpoint, remote: tuple[Any, ...], is_initiator: bool,
                  local_peer: PeerId, owns_endpoint: bool,
