@@ -5,7 +5,7 @@ Defaults (go-libp2p ``defaults.go`` style: they fill only what the caller left o
 * listen on ``/ip4/127.0.0.1/tcp/0``
 * security: Noise, then TLS 1.3 (both offer our muxer ids, in order, for early muxer negotiation)
 * muxers: yamux, then mplex
-* transports: TCP, then WebSocket (``/tcp/N/ws``; no ``/wss``)
+* transports: TCP, QUIC v1 (``/udp/N/quic-v1``), WebSocket (``/tcp/N/ws``; no ``/wss``)
 * services: identify and ping; echo and perf are off (perf amplifies traffic).
 * a connection manager with go's watermarks (``ConnManagerConfig()``: low 160,
   high 192, 60 s grace, 10 s silence);
@@ -80,7 +80,7 @@ __all__ = [
 DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
 DEFAULT_SECURITY = ("noise", "tls")
 DEFAULT_MUXERS = ("yamux", "mplex")
-DEFAULT_TRANSPORTS = ("tcp", "ws")
+DEFAULT_TRANSPORTS = ("tcp", "quic", "ws")
 DEFAULT_SERVICES = ("identify", "ping")
 #: go-libp2p's connection manager defaults (``libp2p.New``).
 DEFAULT_CONNMGR = ConnManagerConfig()
@@ -455,7 +455,7 @@ def new_host(
       ``key_file``: a key file, loaded, or created with a new Ed25519 key (mode
       0600) when missing (see :func:`geventp2p.load_or_create_identity`).
     * ``security``, ``muxers``, ``transports``: names from :data:`FACTORIES` or
-      instances, in preference order (defaults: noise, tls; yamux, mplex; tcp, ws).
+      instances, in preference order (defaults: noise, tls; yamux, mplex; tcp, quic, ws).
     * ``services``: names (``identify``, ``ping``, ``echo``, ``perf``) or objects
       with ``start(host)``/``close()``, started in order; default ``["identify",
       "ping"]``; the list replaces the default.

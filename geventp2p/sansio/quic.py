@@ -171,10 +171,8 @@ class _Libp2pQuicConnection(QuicConnection):
             ctx._server_handle_certificate_verify = server_verify
 
     def _get_or_create_stream(self, frame_type: int, stream_id: int) -> Any:
-        known = stream_id in self._streams
         stream = super()._get_or_create_stream(frame_type, stream_id)
-        if not known:
-            self._p2p._peer_opened(stream_id)
+        self._p2p._peer_opened(stream_id)
         return stream
 
     def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
@@ -238,6 +236,8 @@ class QuicSession:
         self._closed_read: set[int] = set()
         self._streams: set[int] = set()
         self._new_peer_streams: list[int] = []
+        #: the lowest bidirectional stream id the peer has not opened yet (client: 0, 4, ...)
+        self._next_peer_stream = 1 if is_client else 0
         self._dirty = False
         self._closed = False
         self._go_away_sent: Optional[int] = None
@@ -338,10 +338,13 @@ class QuicSession:
         return self._events()
 
     def _peer_opened(self, stream_id: int) -> None:
-        # aioquic opens every lower-numbered stream of the peer with this one
-        if stream_id & 2:
-            return  # a unidirectional stream: refused by MAX_STREAMS_UNI = 0 anyway
-        self._new_peer_streams.append(stream_id)
+        """A frame named ``stream_id``: a new peer stream opens every lower-numbered one of
+        its kind that is not open yet (RFC 9000 section 3.2; aioquic creates them too)."""
+        nxt = self._next_peer_stream
+        if stream_id < nxt or stream_id & 3 != nxt & 3:
+            return  # known, or ours, or unidirectional (refused by MAX_STREAMS_UNI = 0 anyway)
+        self._new_peer_streams.extend(range(nxt, stream_id + 4, 4))
+        self._next_peer_stream = stream_id + 4
 
     def _events(self) -> list[Any]:
         out: list[Any] = []
@@ -352,10 +355,9 @@ class QuicSession:
             new = self._new_peer_streams
             if new:
                 self._new_peer_streams = []
-                for sid in sorted(new):
-                    if sid not in streams:
-                        streams.add(sid)
-                        out.append(StreamOpened(stream_id=sid))
+                for sid in new:
+                    streams.add(sid)
+                    out.append(StreamOpened(stream_id=sid))
             if ev is None:
                 # aioquic reports the end only after its closing/draining period: act now
                 ce = quic._close_event

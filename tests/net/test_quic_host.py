@@ -222,3 +222,34 @@ def test_host_dial_checks_the_peer_id():
         other.close()
         client.close()
         server.close()
+
+
+def test_cli_serve_listens_on_quic():
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "geventp2p.cli", "serve", "--listen", QUIC],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        with gevent.Timeout(60):
+            line = proc.stdout.readline()  # blocks this test only: no other greenlet runs here
+        info = json.loads(line)
+        assert len(info["addrs"]) == 1 and "/quic-v1/p2p/" in info["addrs"][0]
+        client = geventp2p.new_host(listen=[])  # default transports: QUIC among them
+        try:
+            conn = client.connect(info["addrs"][0], timeout=20)
+            assert conn.muxer == "/quic-v1"
+            assert echo(client, conn.remote_peer, b"over quic", timeout=20) == b"over quic"
+        finally:
+            client.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)  # serve closes cleanly and exits 0
+        try:
+            proc.communicate(input=b"", timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0
