@@ -2,7 +2,7 @@
 
 Defaults (go-libp2p ``defaults.go`` style: they fill only what the caller left out):
 
-* listen on ``/ip4/127.0.0.1/tcp/0``
+* listen on ``/ip4/127.0.0.1/tcp/0`` and ``/ip4/127.0.0.1/udp/0/quic-v1``
 * security: Noise, then TLS 1.3 (both offer our muxer ids, in order, for early muxer negotiation)
 * muxers: yamux, then mplex
 * transports: TCP, QUIC v1 (``/udp/N/quic-v1``), WebSocket (``/tcp/N/ws``; no ``/wss``)
@@ -77,7 +77,7 @@ __all__ = [
     "unlimited_limits",
 ]
 
-DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
+DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1")
 DEFAULT_SECURITY = ("noise", "tls")
 DEFAULT_MUXERS = ("yamux", "mplex")
 DEFAULT_TRANSPORTS = ("tcp", "quic", "ws")

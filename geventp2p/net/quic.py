@@ -218,6 +218,13 @@ class QuicRawConn:
                 raise P2PTimeoutError("quic: read timed out")
         return queue.popleft()
 
+    def readinto(self, buf: bytearray | memoryview, timeout: Optional[float] = None) -> int:
+        """``read`` into ``buf`` (a datagram longer than ``buf`` is cut: size it for 64 KiB)."""
+        data = self.read(len(buf), timeout)
+        n = min(len(data), len(buf))
+        buf[:n] = data[:n]
+        return n
+
     def write(self, data: Any) -> None:
         self.writev((data,))
 

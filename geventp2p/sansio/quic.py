@@ -351,7 +351,7 @@ class QuicSession:
         quic = self.quic
         streams = self._streams
         while True:
-            ev = quic.next_event()
+            ev: Any = quic.next_event()
             new = self._new_peer_streams
             if new:
                 self._new_peer_streams = []
