@@ -135,12 +135,18 @@ class TestOutbound:
         h, pid, conn = world.connected(kind)
 
         def one(i: int) -> None:
+            # write, read the echo, then FIN and wait for the peer's FIN.  A FIN that reaches
+            # js-libp2p 3.3.11 in the packet that opens the stream (proposal + data + FIN)
+            # is lost now and then before its handler iterates the stream: the echo comes
+            # back and js then waits for a FIN it dropped (seen here in 1-50 of 500
+            # streams; test_tls_ws_interop.py notes the same js behaviour over TLS)
             payload = os.urandom(STREAM_BYTES)
             s = h.new_stream(pid, [ECHO], timeout=OP_TIMEOUT)
             got = b""
             try:
                 s.set_deadline(time.monotonic() + OP_TIMEOUT)
                 s.write(payload)
+                got = s.read_exactly(len(payload))
                 s.close_write()
                 while chunk := s.read():
                     got += chunk
