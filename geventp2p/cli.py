@@ -447,7 +447,7 @@ def _register_serve(sub) -> None:
         ),
     )
     p.add_argument("--listen", "-l", action="append", metavar="MA",
-                   help="listen address (repeatable; default: /ip4/127.0.0.1/tcp/0)")
+                   help="listen address (repeatable; default: /ip4/127.0.0.1/tcp/0 and /ip4/127.0.0.1/udp/0/quic-v1)")
     p.add_argument("--max-streams", type=_pos_int, default=None, metavar="N",
                    help="inbound streams one connection may hold open (and wait to be accepted); "
                         "more are refused with a reset (default: the muxer's, yamux 16384, mplex 1024); "
@@ -840,7 +840,7 @@ def _register_pubsub(sub) -> None:
     p.add_argument("--topic", "-t", action="append", required=True, metavar="T",
                    help="topic to subscribe to (repeatable; the first one gets stdin lines)")
     p.add_argument("--listen", "-l", action="append", metavar="MA",
-                   help="listen address (repeatable; default: /ip4/127.0.0.1/tcp/0)")
+                   help="listen address (repeatable; default: /ip4/127.0.0.1/tcp/0 and /ip4/127.0.0.1/udp/0/quic-v1)")
     p.add_argument("--connect", "-c", action="append", default=[], metavar="MA",
                    help="peer to connect to, ending in /p2p/<id> (repeatable)")
     p.add_argument("--router", choices=("gossipsub", "floodsub"), default="gossipsub",

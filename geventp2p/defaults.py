@@ -2,10 +2,10 @@
 
 Defaults (go-libp2p ``defaults.go`` style: they fill only what the caller left out):
 
-* listen on ``/ip4/127.0.0.1/tcp/0``
+* listen on ``/ip4/127.0.0.1/tcp/0`` and ``/ip4/127.0.0.1/udp/0/quic-v1``
 * security: Noise, then TLS 1.3 (both offer our muxer ids, in order, for early muxer negotiation)
 * muxers: yamux, then mplex
-* transports: TCP, then WebSocket (``/tcp/N/ws``; no ``/wss``)
+* transports: TCP, QUIC v1 (``/udp/N/quic-v1``), WebSocket (``/tcp/N/ws``; no ``/wss``)
 * services: identify and ping; echo and perf are off (perf amplifies traffic).
 * a connection manager with go's watermarks (``ConnManagerConfig()``: low 160,
   high 192, 60 s grace, 10 s silence);
@@ -24,7 +24,7 @@ kind                  names
 ====================  ==============================================
 ``security``          ``noise``, ``tls``, ``plaintext`` (tests/debugging only)
 ``muxer``             ``yamux``, ``mplex``
-``transport``         ``tcp``, ``ws``, ``memory``
+``transport``         ``tcp``, ``ws``, ``quic``, ``memory``
 ``service``           ``identify``, ``ping``, ``echo``, ``perf``
 ====================  ==============================================
 
@@ -77,10 +77,10 @@ __all__ = [
     "unlimited_limits",
 ]
 
-DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0",)
+DEFAULT_LISTEN = ("/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1")
 DEFAULT_SECURITY = ("noise", "tls")
 DEFAULT_MUXERS = ("yamux", "mplex")
-DEFAULT_TRANSPORTS = ("tcp", "ws")
+DEFAULT_TRANSPORTS = ("tcp", "quic", "ws")
 DEFAULT_SERVICES = ("identify", "ping")
 #: go-libp2p's connection manager defaults (``libp2p.New``).
 DEFAULT_CONNMGR = ConnManagerConfig()
@@ -177,6 +177,14 @@ def _ws(ctx: BuildContext, config: Any) -> Any:
     return WsTransport(config)
 
 
+def _quic(ctx: BuildContext, config: Any) -> Any:
+    from geventp2p.net.quic import QuicTransport
+
+    if ctx.key is None:
+        raise ConfigError("quic needs the host key")
+    return QuicTransport(ctx.key, config)
+
+
 def _memory(ctx: BuildContext, config: Any) -> Any:
     from geventp2p.net.memory import MemoryTransport
 
@@ -225,6 +233,7 @@ FACTORIES: dict[str, dict[str, Factory]] = {
     "transport": _table(
         Factory("transport", "tcp", _tcp, "geventp2p.net.tcp:TcpConfig"),
         Factory("transport", "ws", _ws, "geventp2p.net.websocket:WsConfig"),
+        Factory("transport", "quic", _quic, "geventp2p.sansio.quic:QuicConfig"),
         Factory("transport", "memory", _memory, "geventp2p.net.memory:PipeConfig"),
     ),
     "service": _table(
@@ -303,9 +312,10 @@ def make_security(key: "PrivateKey", security: Any = None, muxer_ids: Iterable[s
     return out
 
 
-def make_transports(transports: Any = None) -> list[Any]:
-    """Transport instances from names/instances (default TCP, WebSocket)."""
-    return [build("transport", t) if isinstance(t, str) else t
+def make_transports(transports: Any = None, key: Optional["PrivateKey"] = None) -> list[Any]:
+    """Transport instances from names/instances (default TCP, QUIC, WebSocket; QUIC needs ``key``)."""
+    ctx = BuildContext(key=key)
+    return [build("transport", t, ctx) if isinstance(t, str) else t
             for t in _as_list(DEFAULT_TRANSPORTS if transports is None else transports, "transports")]
 
 
@@ -446,7 +456,7 @@ def new_host(
       ``key_file``: a key file, loaded, or created with a new Ed25519 key (mode
       0600) when missing (see :func:`geventp2p.load_or_create_identity`).
     * ``security``, ``muxers``, ``transports``: names from :data:`FACTORIES` or
-      instances, in preference order (defaults: noise, tls; yamux, mplex; tcp, ws).
+      instances, in preference order (defaults: noise, tls; yamux, mplex; tcp, quic, ws).
     * ``services``: names (``identify``, ``ping``, ``echo``, ``perf``) or objects
       with ``start(host)``/``close()``, started in order; default ``["identify",
       "ping"]``; the list replaces the default.
@@ -505,7 +515,7 @@ def new_host(
     trans_given = _as_list(DEFAULT_TRANSPORTS if transports is None else transports, "transports")
     mux = make_muxers(mux_given)
     sec = make_security(priv, sec_given, [m.PROTOCOL_ID for m in mux], noise_cfg)
-    trans = make_transports(trans_given)
+    trans = make_transports(trans_given, priv)
     if isinstance(listen, (str, bytes)):
         listen = [listen]
     listen = list(listen)

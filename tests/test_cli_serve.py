@@ -75,7 +75,7 @@ def test_serve_first_line_is_json(server):
     assert pid.startswith("12D3KooW")  # Ed25519 identity by default
     assert server["addrs"], "no listen address"
     for a in server["addrs"]:
-        assert re.fullmatch(rf"/ip4/127\.0\.0\.1/tcp/[1-9]\d*/p2p/{pid}", a), a
+        assert re.fullmatch(rf"/ip4/127\.0\.0\.1/(tcp/[1-9]\d*|udp/[1-9]\d*/quic-v1)/p2p/{pid}", a), a
 
 
 def test_ping(server):

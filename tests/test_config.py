@@ -171,7 +171,7 @@ def test_host_config_records_what_was_built(tmp_path):
         cfg = h.config
         assert isinstance(cfg, HostConfig)
         assert cfg.peer_id == str(h.id) and cfg.key_source == "generated" and cfg.key_type == "Ed25519"
-        assert cfg.listen == () and cfg.transports == ("tcp", "ws")
+        assert cfg.listen == () and cfg.transports == ("tcp", "quic", "ws")
         assert cfg.security == ("/noise", "/tls/1.0.0") and cfg.muxers == ("/mplex/6.7.0",)
         assert cfg.services == ("identify", "EchoService", "Custom")
         assert cfg.identify == IdentifyConfig(agent_version="me/1", timeout=2.0, push=False)
@@ -231,7 +231,7 @@ def test_enable_flags_still_work_and_warn():
     (dict(services=[object()]), "not a service"),
     (dict(muxers=["spdy"]), "unknown muxer 'spdy'"),
     (dict(security=["ssl"]), "unknown security 'ssl'"),
-    (dict(transports=["quic"]), "unknown transport 'quic'"),
+    (dict(transports=["sctp"]), "unknown transport 'sctp'"),
     (dict(key=b"\x00", key_file="x.key"), "key or key_file"),
 ])
 def test_new_host_config_errors(kwargs, fragment):

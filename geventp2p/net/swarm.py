@@ -528,8 +528,8 @@ class Swarm:
         scope = self._open_inbound_scope(raw)
         if scope is None:
             return
-        if not self._first_byte(raw, scope, deadline):
-            return
+        if not getattr(raw, "secure_muxed", False) and not self._first_byte(raw, scope, deadline):
+            return  # (QUIC: the handshake already happened)
         try:
             conn = self.upgrader.upgrade_inbound(raw, timeout=max(0.001, deadline.left() or 0.0), scope=scope)
         except P2PError as exc:

@@ -195,7 +195,8 @@ def _order_key(ma: Any) -> tuple:
             except ValueError:
                 port = 0
             break
-    return (not _addr.is_loopback(ma), not ip6, port)
+    quic = any(c.code == _addr.P_QUIC_V1 for c in comps)  # QUIC before TCP, as go ranks them
+    return (not _addr.is_loopback(ma), not quic, not ip6, port)
 
 
 def rank_addrs(

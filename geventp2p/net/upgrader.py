@@ -62,7 +62,7 @@ from ..core.mux import Direction, Multiplexer, MuxedConn
 from ..core.rcmgr import NULL_SCOPE, ConnManagementScope, ResourceScope
 from ..core.sec import SecureConn, SecureTransport
 from ..core.transport import RawConn
-from ..exceptions import ConfigError, NegotiationError
+from ..exceptions import ConfigError, NegotiationError, PeerIdMismatchError
 from . import multistream
 from ._deadline import Deadline
 from .rawconn import RawConn as _RawConnBase
@@ -217,6 +217,8 @@ class Upgrader:
 
     def _upgrade(self, raw: RawConn, remote_peer: Optional[PeerId], timeout: float | None,
                  conn_scope: Optional[ConnManagementScope], *, outbound: bool) -> Connection:
+        if getattr(raw, "secure_muxed", False):  # QUIC: secured and muxed by the transport
+            return self._adopt(raw, remote_peer, conn_scope, outbound)
         deadline = Deadline(self.config.upgrade_timeout if timeout is None else timeout)
         secured: Optional[SecureConn] = None
         try:
@@ -252,6 +254,27 @@ class Upgrader:
         )
         log.debug("upgraded %r", conn)
         return conn
+
+    def _adopt(self, raw: Any, remote_peer: Optional[PeerId], conn_scope: Optional[ConnManagementScope],
+               outbound: bool) -> Connection:
+        """A connection the transport already secured and muxed (``raw.muxed``; QUIC):
+        check the expected peer, charge the scope, wrap it."""
+        try:
+            if remote_peer is not None and raw.remote_peer != remote_peer:
+                raise PeerIdMismatchError(remote_peer, raw.remote_peer)
+            if conn_scope is not None:
+                conn_scope.set_peer(raw.remote_peer)  # ResourceLimitExceeded: the peer is full
+                raw.muxed.scope = conn_scope
+        except BaseException:
+            try:
+                raw.close()
+            finally:
+                if conn_scope is not None:
+                    conn_scope.done()
+            raise
+        return Connection(raw.muxed, raw, direction=OUTBOUND if outbound else INBOUND,
+                          security=raw.SECURITY, muxer=raw.MUXER,
+                          scope=NULL_SCOPE if conn_scope is None else conn_scope)
 
     def _secure(self, raw: RawConn, remote_peer: Optional[PeerId], deadline: Deadline,
                 outbound: bool) -> tuple[SecureConn, str]:

@@ -266,7 +266,7 @@ def test_new_host_key_and_errors(make_host):
     h = make_host(key=key.marshal(), listen=())
     assert h.id == geventp2p.PeerId.from_public_key(key.public_key())
     assert h.addrs() == []
-    for bad in ({"security": "ssl"}, {"muxers": "spdy"}, {"transports": "quic"}, {"key": 42},
+    for bad in ({"security": "ssl"}, {"muxers": "spdy"}, {"transports": "sctp"}, {"key": 42},
                 {"muxers": []}, {"security": [object()]}):
         with pytest.raises(ConfigError):
             geventp2p.new_host(**bad)

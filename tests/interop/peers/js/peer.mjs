@@ -1,7 +1,7 @@
 // js-libp2p interop peer for the geventp2p test harness.
 //
 // Listen mode:
-//   node peer.mjs --listen /ip4/127.0.0.1/tcp/0[/ws] --muxer yamux|mplex [--security noise|tls]
+//   node peer.mjs --listen /ip4/127.0.0.1/tcp/0[/ws] | /ip4/127.0.0.1/udp/0/quic-v1 --muxer yamux|mplex [--security noise|tls]
 //                 [--max-streams N] [--mplex-disconnect-threshold N] [--max-connections N]
 //   Serves /echo/1.0.0, /ipfs/ping/1.0.0, /ipfs/id/1.0.0 (+push), /perf/1.0.0.
 //   Prints ONE JSON line {"peer_id", "addrs", "impl", "version", ...} on stdout, then
@@ -243,8 +243,10 @@ async function main () {
 
   const node = await createLibp2p({
     addresses: { listen: opts.listen != null ? [opts.listen] : [] },
-    // WebSocket only when a /ws address is involved: the TCP-only node stays the stock one
-    transports: /\/wss?(\/|$)/.test(opts.listen ?? opts.dial) ? [tcp(), webSockets()] : [tcp()],
+    // WebSocket only when a /ws address is involved, QUIC (@chainsafe/libp2p-quic) only for /quic-v1: the TCP-only node stays the stock one
+    transports: /\/quic-v1(\/|$)/.test(opts.listen ?? opts.dial)
+      ? [tcp(), (await import('@chainsafe/libp2p-quic')).quic({ maxConcurrentStreamLimit: opts.maxStreams + 64 })]
+      : /\/wss?(\/|$)/.test(opts.listen ?? opts.dial) ? [tcp(), webSockets()] : [tcp()],
     connectionEncrypters: [opts.security === 'tls' ? tls() : noise()],
     streamMuxers: [streamMuxer],
     connectionManager: {

@@ -2,7 +2,7 @@
 
 Listen mode::
 
-    python peer.py --listen /ip4/127.0.0.1/tcp/0[/ws] --muxer yamux|mplex [--security noise|tls]
+    python peer.py --listen /ip4/127.0.0.1/tcp/0[/ws] | /ip4/127.0.0.1/udp/0/quic-v1 --muxer yamux|mplex [--security noise|tls]
                    [--max-streams N]
 
 serves /echo/1.0.0, /ipfs/ping/1.0.0, /ipfs/id/1.0.0 (+push) and /perf/1.0.0 (py-libp2p's
@@ -127,6 +127,10 @@ async def echo_handler(stream) -> None:
             pass
 
 
+#: Where a QUIC dialer listens (py-libp2p's swarm must run a listener).
+QUIC_ANY = "/ip4/127.0.0.1/udp/0/quic-v1"
+
+
 def make_host(opts: argparse.Namespace):
     key_pair = create_new_key_pair()
     # Only the requested muxer is offered (py-libp2p's muxer_preference would also offer
@@ -145,6 +149,9 @@ def make_host(opts: argparse.Namespace):
                 key_pair, noise_privkey=create_x25519_key_pair().private_key
             )
         }
+    if "/quic-v1" in (opts.listen or opts.dial or ""):  # QUIC v1 (py-libp2p's aioquic transport)
+        return new_host(key_pair=key_pair, muxer_opt=muxer_opt, sec_opt=sec_opt,
+                        listen_addrs=[multiaddr.Multiaddr(opts.listen or QUIC_ANY)], enable_quic=True)
     if "/ws" not in (opts.listen or opts.dial or ""):  # the stock TCP-only host
         return new_host(key_pair=key_pair, muxer_opt=muxer_opt, sec_opt=sec_opt)
     # a /ws address: TCP and WebSocket transports (the listen address picks WebSocket)
@@ -340,7 +347,8 @@ async def dial_main(opts: argparse.Namespace) -> int:
     host = make_host(opts)
     started = time.perf_counter()
     # py-libp2p needs the swarm running; listen on an ephemeral loopback port.
-    async with host.run(listen_addrs=[multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+    local = QUIC_ANY if "/quic-v1" in opts.dial else "/ip4/127.0.0.1/tcp/0"
+    async with host.run(listen_addrs=[multiaddr.Multiaddr(local)]):
         try:
             with trio.fail_after(opts.timeout):
                 result = await run_scenario(host, opts)

@@ -1,0 +1,533 @@
+"""QUIC v1 transport (``/quic-v1``): aioquic's sans-I/O connection under a gevent UDP shell.
+
+https://github.com/libp2p/specs/blob/master/quic/README.md
+
+* :class:`QuicTransport` dials and listens on ``/ip4|ip6/<ip>/udp/<port>/quic-v1``.
+  A listener owns one UDP socket that all its connections share: an endpoint
+  greenlet receives every datagram and hands it to the connection of its source
+  address (a new address sending an Initial packet starts a new server
+  connection).  Each dial uses a UDP socket of its own.
+* A QUIC connection is already secured and multiplexed: :class:`QuicConn` is the
+  shared muxer shell (:class:`geventp2p.net._muxconn.MuxConn`: reader and writer
+  greenlets, termination, the accept queue) around the sans-I/O
+  :class:`geventp2p.sansio.quic.QuicSession`, and its streams are
+  :class:`QuicStream`, the same blocking :class:`~geventp2p.net.stream.Stream` as
+  yamux's.  Multistream still selects each stream's protocol.
+* What the transport returns (``dial``, or the listener's handler argument) is a
+  :class:`QuicRawConn` with ``secure_muxed = True``: the datagram pipe under the
+  connection, which also names both peers (the secured side) and holds the
+  muxed connection (``muxed``).  The upgrader adopts it as it is (no
+  multistream, no security or muxer round).
+* The handshake runs on the connection's own greenlets; ``dial`` (and the
+  listener, before calling its handler) wait for it, at most
+  ``QuicConfig.handshake_timeout``.  A refused certificate raises the typed
+  error of the TLS transport (``TlsCertificateError``, ``InvalidSignatureError``,
+  ``PeerIdMismatchError`` when the dialled peer is not the expected one).
+
+Close codes: ``close(code)`` sends an application CONNECTION_CLOSE with the
+libp2p connection code; a stream ``reset(code)`` sends RESET_STREAM and
+STOP_SENDING with the libp2p stream code.  Not supported: connection migration,
+0-RTT and session resumption, path MTU discovery (datagrams are at most
+``QuicConfig.max_datagram_size``), Retry / address validation tokens, version
+negotiation beyond QUIC v1 and v2, draft-29 ``/quic``, and reusing the listen
+socket for dials (hole punching).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections import deque
+from typing import Any, Callable, Iterable, Optional
+
+import gevent
+import gevent.socket as gsocket
+from gevent.event import Event
+
+from aioquic.buffer import Buffer as _QBuffer
+from aioquic.quic.packet import QuicPacketType, pull_quic_header
+
+from geventp2p.core import addr as maddr
+from geventp2p.core.mux import Direction
+from geventp2p.core.peer import PeerId
+from geventp2p.core.rcmgr import NULL_SCOPE, ResourceScope
+from geventp2p.crypto import tlscert
+from geventp2p.crypto.keys import PrivateKey
+from geventp2p.exceptions import (
+    ConfigError,
+    ConnectionClosedError,
+    MultiaddrError,
+    P2PTimeoutError,
+    SecurityError,
+    StreamResetError,
+    TransportError,
+)
+from geventp2p.net._deadline import Deadline
+from geventp2p.net._muxconn import MuxConn, MuxStream
+from geventp2p.sansio.quic import ALPN, HandshakeDone, QuicConfig, QuicSession, WriteStopped
+
+__all__ = ["QuicTransport", "QuicListener", "QuicConn", "QuicStream", "QuicRawConn", "QuicConfig", "ALPN"]
+
+log = logging.getLogger(__name__)
+
+_monotonic = time.monotonic
+#: Security and muxer names a QUIC ``Connection`` reports.
+SECURITY = "/tls/1.0.0"
+MUXER = "/quic-v1"
+#: Datagrams queued for one connection before more are dropped (QUIC recovers losses).
+_MAX_QUEUED = 4096
+#: Handshakes a listener runs at once; further new peers are ignored until one ends.
+_MAX_HANDSHAKES = 256
+_RECV_SIZE = 65535
+
+
+def quic_parts(ma: Any) -> tuple[str, int, int]:
+    """``(ip, port, family)`` of ``/ip4|ip6/<ip>/udp/<port>/quic-v1`` (optional ``/p2p``)."""
+    comps = maddr.components(ma)
+    if len(comps) < 3 or comps[0].code not in (maddr.P_IP4, maddr.P_IP6) or comps[1].code != maddr.P_UDP \
+            or comps[2].code != maddr.P_QUIC_V1:
+        raise MultiaddrError(f"{ma} is not an ip4/ip6 + udp + quic-v1 address")
+    tail = comps[3:]
+    if tail and not (len(tail) == 1 and tail[0].code == maddr.P_P2P):
+        raise MultiaddrError(f"{ma} is not a plain quic-v1 address")
+    family = socket.AF_INET if comps[0].code == maddr.P_IP4 else socket.AF_INET6
+    return comps[0].value or "", int(comps[1].value or 0), family
+
+
+def _multiaddr(sockaddr: tuple[Any, ...], family: int) -> Any:
+    proto = "ip4" if family == socket.AF_INET else "ip6"
+    return maddr.parse(f"/{proto}/{sockaddr[0]}/udp/{sockaddr[1]}/quic-v1")
+
+
+# --------------------------------------------------------------------------- UDP endpoint
+
+
+class _Endpoint:
+    """One UDP socket and the greenlet that receives on it, demultiplexing by source address.
+
+    ``on_new(addr, datagram)`` is called for a datagram from an unknown address
+    (listeners start a connection there; a dialer's endpoint has none).
+    """
+
+    def __init__(self, sock: Any, on_new: Optional[Callable[[tuple[Any, ...], bytes], None]] = None) -> None:
+        self.sock = sock
+        self.family = sock.family
+        self.local_addr = _multiaddr(sock.getsockname(), self.family)
+        self.conns: dict[tuple[Any, ...], QuicRawConn] = {}
+        self._on_new = on_new
+        self.closed = False
+        self._recv = gevent.spawn(self._recv_loop)
+
+    def _recv_loop(self) -> None:
+        sock = self.sock
+        conns = self.conns
+        try:
+            while True:
+                data, addr = sock.recvfrom(_RECV_SIZE)
+                pipe = conns.get(addr)
+                if pipe is not None:
+                    pipe._feed(data)
+                elif self._on_new is not None:
+                    self._on_new(addr, data)
+        except OSError as exc:
+            if not self.closed:
+                log.debug("quic endpoint %s: receive failed: %s", self.local_addr, exc)
+        finally:
+            for pipe in list(conns.values()):
+                pipe._feed_eof()
+
+    def sendto(self, data: Any, addr: tuple[Any, ...]) -> None:
+        self.sock.sendto(data, addr)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.sock.close()
+        finally:
+            if self._recv is not gevent.getcurrent():
+                self._recv.kill(block=False)
+
+
+class QuicRawConn:
+    """The datagram pipe under one QUIC connection, and its secured identity.
+
+    ``read`` returns one received datagram (``b""`` once closed); ``writev`` sends
+    each buffer as one datagram.  After the handshake it names both peers
+    (``local_peer``, ``remote_peer``, ``remote_public_key``) like a SecureConn;
+    ``muxed`` is the :class:`QuicConn` running over it.
+    """
+
+    #: The upgrader adopts this connection as it is (already secured and muxed).
+    secure_muxed = True
+    early_muxer: Optional[str] = None
+    #: What the ``Connection`` reports as its security and muxer protocols.
+    SECURITY = SECURITY
+    MUXER = MUXER
+
+    def __init__(self, endpoint: _Endpoint, remote: tuple[Any, ...], is_initiator: bool,
+                 local_peer: PeerId, owns_endpoint: bool,
+                 on_close: Optional[Callable[["QuicRawConn"], None]] = None) -> None:
+        self._endpoint = endpoint
+        self._remote = remote
+        self.is_initiator = is_initiator
+        self.local_peer = local_peer
+        self.remote_peer: Optional[PeerId] = None
+        self.remote_public_key: Any = None
+        self.local_addr = endpoint.local_addr
+        self.remote_addr = _multiaddr(remote, endpoint.family)
+        self.muxed: Optional[QuicConn] = None
+        self._queue: deque[bytes] = deque()
+        self._readable = Event()
+        self._closed = False
+        self._eof = False
+        self._owns_endpoint = owns_endpoint
+        self._on_close = on_close
+        endpoint.conns[remote] = self
+
+    def __repr__(self) -> str:
+        role = "client" if self.is_initiator else "server"
+        return f"<QuicRawConn {role} {self.remote_addr} {self.remote_peer}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- fed by the endpoint
+    def _feed(self, data: bytes) -> None:
+        queue = self._queue
+        if len(queue) < _MAX_QUEUED:
+            queue.append(data)
+            self._readable.set()
+
+    def _feed_eof(self) -> None:
+        self._eof = True
+        self._readable.set()
+
+    # -- the muxer shell's side
+    def read(self, n: int = 65536, timeout: Optional[float] = None) -> bytes:
+        """Blocks the calling greenlet until a datagram arrived; ``b""`` once closed."""
+        queue = self._queue
+        while not queue:
+            if self._closed or self._eof:
+                return b""
+            self._readable.clear()
+            if not self._readable.wait(timeout):
+                raise P2PTimeoutError("quic: read timed out")
+        return queue.popleft()
+
+    def readinto(self, buf: bytearray | memoryview, timeout: Optional[float] = None) -> int:
+        """``read`` into ``buf`` (a datagram longer than ``buf`` is cut: size it for 64 KiB)."""
+        data = self.read(len(buf), timeout)
+        n = min(len(data), len(buf))
+        buf[:n] = data[:n]
+        return n
+
+    def write(self, data: Any) -> None:
+        self.writev((data,))
+
+    def writev(self, buffers: Iterable[Any]) -> None:
+        if self._closed:
+            raise TransportError("quic: connection closed")
+        send = self._endpoint.sendto
+        remote = self._remote
+        try:
+            for buf in buffers:
+                send(buf, remote)
+        except OSError as exc:
+            raise TransportError(exc.errno, f"quic: send to {self.remote_addr} failed: {exc}") from exc
+
+    def unread(self, data: bytes) -> None:  # pragma: no cover - never needed for datagrams
+        self._queue.appendleft(data)
+
+    def close_write(self) -> None:  # pragma: no cover - QUIC half-closes per stream
+        pass
+
+    def close(self) -> None:
+        """Close the QUIC connection (if it still runs) and release the datagram pipe."""
+        muxed = self.muxed
+        if muxed is not None and not muxed.closed and muxed._reader is not gevent.getcurrent() \
+                and muxed._writer is not gevent.getcurrent():
+            muxed.close()
+        if self._closed:
+            return
+        self._closed = True
+        self._readable.set()
+        ep = self._endpoint
+        if ep.conns.get(self._remote) is self:
+            del ep.conns[self._remote]
+        if self._owns_endpoint:
+            ep.close()
+        cb = self._on_close
+        if cb is not None:
+            self._on_close = None
+            cb(self)
+
+
+# --------------------------------------------------------------------------- streams and conn
+
+
+class QuicStream(MuxStream):
+    """One bidirectional QUIC stream; the blocking API is :class:`~geventp2p.net.stream.Stream`'s."""
+
+    __slots__ = ()
+    _mux: "QuicConn"
+
+    def __init__(self, mux: "QuicConn", stream_id: int, direction: Direction) -> None:
+        super().__init__(mux, stream_id, stream_id, direction)
+
+    def _try_write(self, view: memoryview | bytes) -> int:
+        mux = self._mux
+        if mux._terminated or mux._write_failure is not None:
+            mux._check_alive(write=True)
+        n = mux._session.send_data(self._key, view)
+        if n:
+            if not mux._wake_pending:
+                mux._wake_pending = True
+                mux._wake_writer.set()
+        else:
+            mux._blocked[self] = None
+            mux._wake_writer.set()
+        return n
+
+
+class QuicConn(MuxConn[QuicSession, QuicStream]):
+    """A QUIC connection as a muxed connection (the MuxedConn API)."""
+
+    NAME = "quic"
+    READ_SIZE = _RECV_SIZE
+    YIELD_BYTES = 256 * 1024
+    FLOW_CONTROLLED = False
+    STREAM_CLASS = QuicStream
+
+    def __init__(self, pipe: QuicRawConn, session: QuicSession, config: QuicConfig,
+                 scope: ResourceScope = NULL_SCOPE) -> None:
+        self._handshake = Event()
+        pipe.muxed = self
+        super().__init__(pipe, session.is_client, config, scope, session)
+
+    @property
+    def remote_peer(self) -> Optional[PeerId]:
+        return self._session.remote_peer
+
+    def wait_handshake(self, timeout: Optional[float]) -> None:
+        """Blocks the calling greenlet until the handshake finished; raises its typed
+        error (``SecurityError`` family), ``ConnectionClosedError`` or ``P2PTimeoutError``."""
+        if not self._handshake.wait(timeout):
+            raise P2PTimeoutError("quic: handshake timed out")
+        session = self._session
+        if session.handshake_complete and not self._terminated:
+            return
+        if session.error is not None:
+            raise session.error
+        self._check_alive()
+        raise SecurityError("quic: handshake failed")
+
+    # ------------------------------------------------------------------ MuxConn hooks
+
+    def _on_event(self, ev: object) -> None:
+        cls = type(ev)
+        if cls is HandshakeDone:
+            pipe: Any = self.conn
+            pipe.remote_peer = self._session.remote_peer
+            pipe.remote_public_key = self._session.remote_public_key
+            self._handshake.set()
+        elif cls is WriteStopped:
+            stream = self._streams.get(ev.stream_id)  # type: ignore[attr-defined]
+            if stream is not None and stream._write_error is None and stream._reset_error is None:
+                stream._write_error = StreamResetError(
+                    f"quic stream {stream.id}: the remote stopped reading",
+                    error_code=ev.error_code, remote=True)  # type: ignore[attr-defined]
+                self._blocked.pop(stream, None)
+                stream._notify_writable()
+                stream._state_changed()
+
+    def _after_flush(self) -> None:
+        blocked = self._blocked
+        session = self._session
+        ready = [s for s in blocked if not session.send_blocked(s._key)]
+        for stream in ready:
+            del blocked[stream]
+            stream._notify_writable()
+
+    def _on_terminate(self, error: ConnectionClosedError) -> None:
+        self._handshake.set()
+
+
+# --------------------------------------------------------------------------- transport
+
+
+class QuicTransport:
+    """Dial and listen on ``/quic-v1`` addresses with the host's identity ``local_key``."""
+
+    name = "quic"
+    #: Each dialled connection holds a UDP socket (the resource manager's ``fd`` count).
+    uses_fd = True
+
+    def __init__(self, local_key: PrivateKey, config: Optional[QuicConfig] = None) -> None:
+        if config is None:
+            config = QuicConfig()
+        elif not isinstance(config, QuicConfig):
+            raise ConfigError(f"expected QuicConfig, got {type(config).__name__}")
+        self.config = config
+        self.local_key = local_key
+        self.local_peer = PeerId.from_public_key(local_key.public_key())
+        self.certificate = tlscert.make_certificate(local_key)
+
+    def __repr__(self) -> str:
+        return "<QuicTransport /quic-v1>"
+
+    def can_dial(self, ma: Any) -> bool:
+        try:
+            quic_parts(ma)
+        except Exception:
+            return False
+        return True
+
+    can_listen = can_dial
+
+    def dial(self, ma: Any, timeout: Optional[float] = None, remote_peer: Optional[PeerId] = None) -> QuicRawConn:
+        """Blocks the calling greenlet until the QUIC handshake with ``ma`` finished.
+
+        ``remote_peer`` (or a ``/p2p`` suffix of ``ma``) is checked inside the
+        handshake (``PeerIdMismatchError``).  Raises ``MultiaddrError``,
+        ``TransportError``, ``P2PTimeoutError`` and the ``SecurityError`` family.
+        """
+        host, port, family = quic_parts(ma)
+        if port == 0:
+            raise MultiaddrError(f"cannot dial port 0: {ma}")
+        if remote_peer is None:
+            _base, pid = maddr.split_p2p(ma)
+            if pid is not None:
+                remote_peer = PeerId.from_string(pid) if isinstance(pid, str) else pid
+        deadline = Deadline(self.config.handshake_timeout if timeout is None else
+                            min(timeout, self.config.handshake_timeout))
+        sock = gsocket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind(("0.0.0.0", 0) if family == socket.AF_INET else ("::", 0))
+            endpoint = _Endpoint(sock)
+        except OSError as exc:
+            sock.close()
+            raise TransportError(exc.errno, f"quic: cannot open a UDP socket: {exc}") from exc
+        remote = (host, port) if family == socket.AF_INET else (host, port, 0, 0)
+        pipe = QuicRawConn(endpoint, remote, True, self.local_peer, owns_endpoint=True)
+        conn: Optional[QuicConn] = None
+        try:
+            session = QuicSession(self.config, True, self.certificate, remote, _monotonic,
+                                  expected_peer=remote_peer)
+            conn = QuicConn(pipe, session, self.config)
+            conn.wait_handshake(deadline.left())
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            pipe.close()
+            raise
+        return pipe
+
+    def listen(self, ma: Any, handler: Callable[[QuicRawConn], None]) -> "QuicListener":
+        """Bind ``ma`` and run ``handler(conn)`` on a new greenlet per connection whose
+        handshake succeeded.  Does not block."""
+        host, port, family = quic_parts(ma)
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        sock = gsocket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise TransportError(exc.errno, f"quic: cannot listen on {ma}: {exc.strerror or exc}") from exc
+        return QuicListener(self, sock, handler)
+
+
+class QuicListener:
+    """Accepts QUIC connections on one UDP socket (shared by all of them)."""
+
+    def __init__(self, transport: QuicTransport, sock: Any, handler: Callable[[QuicRawConn], None]) -> None:
+        self._transport = transport
+        self._handler = handler
+        self._closed = False
+        self._handshaking = 0
+        self._greenlets: set[gevent.Greenlet] = set()
+        self._endpoint = _Endpoint(sock, self._on_new)
+        self.multiaddr = self._endpoint.local_addr
+
+    def __repr__(self) -> str:
+        return f"<QuicListener {self.multiaddr}{' closed' if self._closed else ''}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _on_new(self, addr: tuple[Any, ...], data: bytes) -> None:
+        if self._closed or self._handshaking >= _MAX_HANDSHAKES:
+            return
+        try:
+            header = pull_quic_header(_QBuffer(data=data), host_cid_length=8)
+        except ValueError:
+            return
+        if header.packet_type != QuicPacketType.INITIAL or len(data) < 1200:
+            return  # only a client's padded Initial starts a connection
+        cfg = self._transport.config
+        pipe = QuicRawConn(self._endpoint, addr, False, self._transport.local_peer, owns_endpoint=False,
+                           on_close=self._conn_closed)
+        try:
+            session = QuicSession(cfg, False, self._transport.certificate, addr, _monotonic,
+                                  original_destination_connection_id=header.destination_cid)
+            conn = QuicConn(pipe, session, cfg)
+        except Exception as exc:
+            log.debug("quic listener %s: cannot start a connection from %s: %s", self.multiaddr, addr, exc)
+            pipe.close()
+            return
+        pipe._feed(data)
+        self._handshaking += 1
+        g = gevent.spawn(self._accept, pipe, conn)
+        self._greenlets.add(g)
+        g.link(self._greenlets.discard)
+
+    def _accept(self, pipe: QuicRawConn, conn: QuicConn) -> None:
+        try:
+            try:
+                conn.wait_handshake(self._transport.config.handshake_timeout)
+            finally:
+                self._handshaking -= 1
+        except Exception as exc:
+            log.debug("quic listener %s: handshake with %s failed: %s", self.multiaddr, pipe.remote_addr, exc)
+            conn.close()
+            pipe.close()
+            return
+        if self._closed:
+            pipe.close()
+            return
+        try:
+            self._handler(pipe)
+        except Exception:
+            log.exception("quic listener %s: connection handler failed", self.multiaddr)
+            pipe.close()
+
+    def _conn_closed(self, pipe: QuicRawConn) -> None:
+        if self._closed and not self._endpoint.conns:
+            self._endpoint.close()
+
+    def close(self, stop_handlers: bool = False, timeout: Optional[float] = 5.0) -> None:
+        """Stop accepting; the socket stays open while accepted connections use it.
+
+        With ``stop_handlers`` the handler greenlets are killed and every
+        connection of this listener is closed (then the socket too)."""
+        if self._closed:
+            return
+        self._closed = True
+        if stop_handlers:
+            gevent.killall(list(self._greenlets), timeout=timeout)
+            for pipe in list(self._endpoint.conns.values()):
+                pipe.close()
+        else:
+            # connections still handshaking are not handed out any more
+            for pipe in list(self._endpoint.conns.values()):
+                if pipe.remote_peer is None:
+                    pipe.close()
+        if not self._endpoint.conns:
+            self._endpoint.close()
