@@ -245,7 +245,8 @@ class DialSync:
                     cause=DialBackoffError.reason,
                 )
         cfg = swarm.config
-        plan = deque(rank_addrs(ready, step_local=cfg.stagger_local, step_public=cfg.stagger_public))
+        plan = deque(rank_addrs(ready, step_local=cfg.stagger_local, step_public=cfg.stagger_public,
+                                prefer_quic=cfg.prefer_quic))
         results: Queue = Queue()
         active: dict[gevent.Greenlet, Any] = {}
         attempts = job.attempts

@@ -140,6 +140,10 @@ class SwarmConfig:
     #: Delay between successive dials of one group (local / public addresses).
     stagger_local: float = 0.030
     stagger_public: float = 0.250
+    #: Rank QUIC addresses before TCP ones, as go does.  QUIC runs on aioquic's
+    #: pure-Python packet handling here and moves far less than TCP + Noise + yamux
+    #: (see the README's QUIC figures): set False to dial TCP first (bulk transfers).
+    prefer_quic: bool = True
     #: Notification backlog that triggers a warning (doubles after each warning).
     notify_warn_backlog: int = 1024
     #: A notifiee call longer than this is logged.

@@ -205,8 +205,11 @@ def rank_addrs(
     step_local: float = STAGGER_LOCAL,
     step_public: float = STAGGER_PUBLIC,
     relay_delay: float = RELAY_DELAY,
+    prefer_quic: bool = True,
 ) -> list[tuple[float, Any]]:
-    """``(delay seconds, addr)`` pairs sorted by delay: the dial schedule of one peer."""
+    """``(delay seconds, addr)`` pairs sorted by delay: the dial schedule of one peer.
+
+    ``prefer_quic``: QUIC addresses before TCP ones (go's ranking); False puts TCP first."""
     local, public, relay = [], [], []
     for ma in addrs:
         info = addr_info(ma)
@@ -220,7 +223,10 @@ def rank_addrs(
     seq = 0
     last_public = 0.0
     for group, step in ((local, step_local), (public, step_public)):
-        group.sort(key=lambda m: addr_info(m).order)
+        if prefer_quic:
+            group.sort(key=lambda m: addr_info(m).order)
+        else:  # (not loopback, not quic, not ip6, port) -> TCP before QUIC
+            group.sort(key=lambda m: (lambda o: (o[0], not o[1], o[2], o[3]))(addr_info(m).order))
         for i, ma in enumerate(group):
             plan.append((i * step, seq, ma))
             seq += 1

@@ -92,6 +92,31 @@ def test_quic_ranked_before_tcp():
     assert ranked.index("/ip4/127.0.0.1/udp/1/quic-v1") < ranked.index("/ip4/127.0.0.1/tcp/1")
 
 
+def test_prefer_quic_off_ranks_tcp_first():
+    addrs = [maddr.parse(a) for a in (
+        "/ip4/1.2.3.4/udp/4001/quic-v1", "/ip4/1.2.3.4/tcp/4001",
+        "/ip4/127.0.0.1/udp/1/quic-v1", "/ip4/127.0.0.1/tcp/1")]
+    ranked = [str(a) for _d, a in rank_addrs(addrs, prefer_quic=False)]
+    assert ranked.index("/ip4/1.2.3.4/tcp/4001") < ranked.index("/ip4/1.2.3.4/udp/4001/quic-v1")
+    assert ranked.index("/ip4/127.0.0.1/tcp/1") < ranked.index("/ip4/127.0.0.1/udp/1/quic-v1")
+
+
+@pytest.mark.parametrize("prefer_quic, expect", [(True, "/quic-v1"), (False, "/yamux/1.0.0")])
+def test_default_hosts_pick_the_preferred_transport(prefer_quic, expect):
+    from geventp2p.net.swarm import SwarmConfig
+
+    server = geventp2p.new_host(services=["echo"])  # listens on TCP and QUIC by default
+    # a long stagger: the second-ranked address is not dialled while the first one upgrades
+    client = geventp2p.new_host(listen=[], swarm_config=SwarmConfig(prefer_quic=prefer_quic, stagger_local=5.0))
+    try:
+        assert {str(a).rsplit("/", 1)[-1] for a in server.addrs()} >= {"quic-v1"}
+        conn = client.connect(server.peer_info(), timeout=10)  # every address: the ranking picks
+        assert conn.muxer == expect
+    finally:
+        client.close()
+        server.close()
+
+
 # --------------------------------------------------------------------------- certificates
 
 
