@@ -14,7 +14,7 @@ four interleaved slices ``buf[start + j::4]`` with a 256-byte translation table
 from geventp2p.exceptions import LocalProtocolError
 
 #: _TABLES[k] maps a byte b to b ^ k (built on first use: 64 KiB)
-_TABLES = []
+_TABLES: list = []
 
 
 def _probe():
