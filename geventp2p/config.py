@@ -240,6 +240,9 @@ ENV_VARS: tuple[EnvVar, ...] = (
     EnvVar("GEVENTP2P_KEY_FILE", "runtime", "geventp2p.cli", "a fresh Ed25519 key per run",
            "identity key file for `geventp2p serve` when --key is not given: loaded, or created "
            "(Ed25519, mode 0600) when missing."),
+    EnvVar("GEVENTP2P_IDLE_RETIRE_AFTER", "runtime", "geventp2p.net._muxconn", "5.0",
+           "seconds a muxed connection idles before its reader and writer greenlets end (they "
+           "start again on traffic or a timer); 0 turns it off. Read once, at import."),
     EnvVar("GEVENTP2P_NO_EXTENSIONS", "build", "setup.py", "compile when Cython and a C compiler exist",
            "1 skips compiling the Cython extensions; the install runs pure."),
     EnvVar("GEVENTP2P_CYTHON_ANNOTATE", "build", "setup.py", "no reports",
