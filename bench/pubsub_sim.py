@@ -16,16 +16,18 @@ One scenario:
    connections are counted below the security layer (so they include Noise and yamux).
 2. **Pubsub.**  Every host runs :class:`~geventp2p.pubsub.GossipSub` (go's defaults: D=6,
    D_lo=5, D_hi=12, heartbeat 1 s, IDONTWANT for messages of 1 KiB or more) with peer
-   scoring on (:func:`score_params`, thresholds gossip -10 / publish -50 / graylist -80),
-   or :class:`~geventp2p.pubsub.FloodSub`; all subscribe to one topic, StrictSign.
+   scoring when there are droppers (:func:`score_params`, thresholds gossip -10 / publish
+   -50 / graylist -80), or :class:`~geventp2p.pubsub.FloodSub`; all subscribe to one
+   topic, StrictSign.  Pubsub starts once every link is up.
 3. **Faults.**  With ``--faults 0.1`` a seeded 10% of the hosts are *droppers*: an inline
    validator answers IGNORE for every message, so they deliver and forward nothing (nor
    keep it for gossip) while staying connected and grafted.  A monitor samples every
    honest host's score of every dropper it has had in its mesh, each 0.25 s, and records
    when it first falls below the graylist threshold (time counted from the first message).
-4. **Warm-up.**  Meshes form (every host has ``min(D_lo, degree)`` mesh peers, at most 30 s);
-   then ``--warmup`` messages (with faults: enough for 16 s of traffic, so that scores
-   have moved before the measured messages) at the same pace as the measured ones.
+4. **Warm-up.**  Warm-up messages flow from the moment pubsub starts, at the pace of the
+   measured ones, until the meshes have formed (every host has ``min(D_lo, degree)`` mesh
+   peers, at most 30 s) and at least ``--warmup`` were sent (with faults: enough for 16 s
+   of traffic, so that scores have moved before the measured messages).
 5. **Measure.**  ``--messages`` (64) messages of ``--size`` bytes, each from a different
    random honest publisher, one every ``--interval`` s (default ``max(0.25, N/1000)``),
    then up to ``--drain`` s for the last ones to arrive.
@@ -108,6 +110,8 @@ def random_graph(n: int, lo: int, hi: int, rng: random.Random) -> list[tuple[int
 
 
 GRAYLIST = -80.0
+#: Indices of warm-up messages start here (the measured ones count from 0).
+WARM_BASE = 1 << 30
 #: P3 activation: a mesh peer is judged on its deliveries once it has been in the mesh this long.
 ACTIVATION = 5.0
 
@@ -115,10 +119,12 @@ ACTIVATION = 5.0
 def score_params() -> tuple[Any, Any]:
     """Peer scoring for the simulation's topic.
 
-    A mesh peer must deliver 1 message (first or within 0.5 s of the first, a decaying
+    A mesh peer must deliver 1 message (first or within 2 s of the first, a decaying
     counter: x0.9 per second) once it has been in the mesh for 5 s; a dropper's deficit of
-    1 costs it 100 (P3, and P3b once pruned), which is below the graylist threshold
-    (-80).  First deliveries earn up to +10 (P2), time in mesh up to +1 (P1).
+    1 costs it 100 (P3), below the graylist threshold (-80), and once pruned 150 (P3b,
+    x0.99 per second: below the threshold for about a minute).  First deliveries earn up
+    to +10 (P2), time in mesh up to +1 (P1).  P3 expects traffic: the simulation publishes
+    from the moment pubsub starts, and turns scoring on only with droppers (``--scoring``).
     """
     from geventp2p.sansio.pubsub.score import PeerScoreParams, PeerScoreThresholds, TopicScoreParams
 
@@ -129,8 +135,8 @@ def score_params() -> tuple[Any, Any]:
         first_message_deliveries_cap=10.0,
         mesh_message_deliveries_weight=-100.0, mesh_message_deliveries_decay=0.9,
         mesh_message_deliveries_cap=20.0, mesh_message_deliveries_threshold=1.0,
-        mesh_message_deliveries_window=0.5, mesh_message_deliveries_activation=ACTIVATION,
-        mesh_failure_penalty_weight=-100.0, mesh_failure_penalty_decay=0.9,
+        mesh_message_deliveries_window=2.0, mesh_message_deliveries_activation=ACTIVATION,
+        mesh_failure_penalty_weight=-150.0, mesh_failure_penalty_decay=0.99,
         invalid_message_deliveries_weight=-100.0, invalid_message_deliveries_decay=0.5,
     )
     params = PeerScoreParams(topics={TOPIC: tp}, topic_score_cap=50.0,
@@ -195,8 +201,12 @@ def make_net(n: int, args: argparse.Namespace, rng: random.Random) -> tuple[Any,
     edges = random_graph(n, lo, hi, rng)
     adj: list[list[int]] = [[] for _ in range(n)]
     llo, lhi = args.latency
+    from dataclasses import replace
+
     for a, b in edges:
-        net.link_peers(hosts[a], hosts[b], latency=rng.uniform(llo, lhi) / 1000.0)
+        # MockNet.link_peers also clears dial backoffs, scanning every host: not needed before any dial
+        net._links[frozenset((hosts[a].id, hosts[b].id))] = replace(net.default_link,
+                                                                    latency=rng.uniform(llo, lhi) / 1000.0)
         adj[a].append(b)
         adj[b].append(a)
     return net, hosts, adj, sent
@@ -209,41 +219,10 @@ def run_scenario(args: argparse.Namespace) -> dict[str, Any]:
     from geventp2p.pubsub import IGNORE, FloodSub, GossipSub, PubSubOptions
 
     n, router, fault = args.nodes[0], args.routers[0], args.faults[0]
+    scoring = router == "gossipsub" and (args.scoring == "on" or (args.scoring == "auto" and fault > 0))
     rng = random.Random(args.seed)
     wall0 = time.monotonic()
     net, hosts, adj, sent = make_net(n, args, rng)
-    options = PubSubOptions(trace=False, subscription_buffer=4096)
-    pss: list[Any] = []
-    for h in hosts:
-        if router == "floodsub":
-            pss.append(FloodSub(h, options))
-        else:
-            from geventp2p.sansio.pubsub.gossipsub import GossipSubParams
-
-            sp, th = score_params()
-            gp = GossipSubParams(d=args.d, d_lo=min(args.d, 5), d_hi=max(args.d, 12), d_score=min(args.d, 4),
-                                 d_out=min(2, (args.d - 1) // 2),
-                                 idontwant_message_threshold=(1 << 30) if args.no_idontwant else 1024)
-            pss.append(GossipSub(h, gp, options=options, score_params=sp if args.scoring else None,
-                                 score_thresholds=th if args.scoring else None))
-    droppers = set(rng.sample(range(n), int(round(fault * n)))) if fault > 0 else set()
-    honest = [i for i in range(n) if i not in droppers]
-    for i in droppers:
-        pss[i].register_validator(TOPIC, lambda msg: IGNORE, inline=True)
-
-    total = args.warmup + args.messages
-    arrivals: list[dict[int, float]] = [dict() for _ in range(total)]
-
-    def reader(i: int, sub: Any) -> None:
-        for msg in sub:
-            k = int.from_bytes(msg.data[:4], "big")
-            if 0 <= k < total:
-                arrivals[k].setdefault(i, time.monotonic())
-
-    group = gevent.pool.Group()
-    for i, ps in enumerate(pss):
-        group.spawn(reader, i, ps.join(TOPIC).subscribe())
-
     # ---- connect
     t0 = time.monotonic()
     pool = Pool(args.concurrency)
@@ -264,21 +243,40 @@ def run_scenario(args: argparse.Namespace) -> dict[str, Any]:
     log(f"{n} hosts, {sum(len(x) for x in adj) // 2} links connected in {connect_s:.1f} s"
         f" ({len(failures)} failures)")
 
-    # ---- meshes / subscriptions known
-    t1 = time.monotonic()
-    deadline = t1 + args.mesh_timeout
-    while time.monotonic() < deadline:
+    # pubsub starts once every link is up (it adopts the connections it finds): with it
+    # running during a long connect phase, early meshes would idle past the P3 activation
+    # and every honest peer would be penalised for not delivering messages nobody sent
+    options = PubSubOptions(trace=False, subscription_buffer=4096)
+    pss: list[Any] = []
+    for h in hosts:
         if router == "floodsub":
-            ready = sum(1 for i, ps in enumerate(pss) if len(ps.list_peers(TOPIC)) >= len(adj[i]))
+            pss.append(FloodSub(h, options))
         else:
-            ready = sum(1 for i, ps in enumerate(pss)
-                        if len(ps.router.mesh_peers(TOPIC)) >= min(ps.config.d_lo, len(adj[i])))
-        if ready == n:
-            break
-        gevent.sleep(0.2)
-    mesh_s = time.monotonic() - t1
-    mesh_sizes = [len(ps.router.mesh_peers(TOPIC)) for ps in pss] if router == "gossipsub" else []
-    log(f"{'meshes' if router == 'gossipsub' else 'subscriptions'} ready at {ready}/{n} hosts in {mesh_s:.1f} s")
+            from geventp2p.sansio.pubsub.gossipsub import GossipSubParams
+
+            sp, th = score_params()
+            gp = GossipSubParams(d=args.d, d_lo=min(args.d, 5), d_hi=max(args.d, 12), d_score=min(args.d, 4),
+                                 d_out=min(2, (args.d - 1) // 2),
+                                 idontwant_message_threshold=(1 << 30) if args.no_idontwant else 1024)
+            pss.append(GossipSub(h, gp, options=options, score_params=sp if scoring else None,
+                                 score_thresholds=th if scoring else None))
+    droppers = set(rng.sample(range(n), int(round(fault * n)))) if fault > 0 else set()
+    honest = [i for i in range(n) if i not in droppers]
+    for i in droppers:
+        pss[i].register_validator(TOPIC, lambda msg: IGNORE, inline=True)
+
+    total = args.messages
+    arrivals: list[dict[int, float]] = [dict() for _ in range(total)]
+
+    def reader(i: int, sub: Any) -> None:
+        for msg in sub:
+            k = int.from_bytes(msg.data[:4], "big")
+            if 0 <= k < total:
+                arrivals[k].setdefault(i, time.monotonic())
+
+    group = gevent.pool.Group()
+    for i, ps in enumerate(pss):
+        group.spawn(reader, i, ps.join(TOPIC).subscribe())
 
     # ---- graylist monitor
     first_msg_at: list[float] = []
@@ -306,7 +304,7 @@ def run_scenario(args: argparse.Namespace) -> dict[str, Any]:
                         graylisted[(h, d)] = now
             gevent.sleep(0.25)
 
-    if droppers and router == "gossipsub":
+    if droppers and scoring:
         group.spawn(monitor)
 
     base = os.urandom(max(args.size, 8))
@@ -318,38 +316,77 @@ def run_scenario(args: argparse.Namespace) -> dict[str, Any]:
     pub_times: list[float] = []
     last_pub = -1
 
-    def publish_range(start: int, stop: int) -> None:
+    def publish_one(k: int) -> None:
+        """Message ``k`` from a random honest host (not the previous publisher)."""
         nonlocal last_pub
+        p = rng.choice([i for i in honest if i != last_pub])
+        last_pub = p
+        now = time.monotonic()
+        if k < WARM_BASE:
+            publishers.append(p)
+            pub_times.append(now)
+        if not first_msg_at:
+            first_msg_at.append(now)
+        try:
+            pss[p].join(TOPIC).publish(payload(k), timeout=30.0)
+        except Exception as exc:  # noqa: BLE001 - counted as a failure
+            failures.append(f"publish {k}: {type(exc).__name__}: {exc}"[:200])
+
+    def publish_range(start: int, stop: int) -> None:
         nxt = time.monotonic()
         for k in range(start, stop):
-            p = rng.choice([i for i in honest if i != last_pub])
-            last_pub = p
-            publishers.append(p)
-            pub_times.append(time.monotonic())
-            if not first_msg_at:
-                first_msg_at.append(pub_times[-1])
-            try:
-                pss[p].join(TOPIC).publish(payload(k), timeout=30.0)
-            except Exception as exc:  # noqa: BLE001 - counted as a failure
-                failures.append(f"publish {k}: {type(exc).__name__}: {exc}"[:200])
+            publish_one(k)
             nxt += args.interval
             gevent.sleep(max(0.0, nxt - time.monotonic()))
 
-    # ---- warm-up
-    warm_n = args.warmup
-    publish_range(0, warm_n)
-    gevent.sleep(min(2.0, args.drain))
+    # ---- warm-up traffic from the start: P3 judges mesh peers 5 s after the GRAFT, so
+    # meshes must carry messages from the moment they form (an idle mesh fails everyone)
+    warm = {"sent": 0, "stop": False}
+
+    def warm_up() -> None:
+        k = WARM_BASE
+        while not warm["stop"]:
+            publish_one(k)
+            warm["sent"] += 1
+            k += 1
+            gevent.sleep(args.interval)
+
+    warm_g = group.spawn(warm_up)
+
+    # ---- meshes / subscriptions known
+    t1 = time.monotonic()
+    deadline = t1 + args.mesh_timeout
+    while time.monotonic() < deadline:
+        if router == "floodsub":
+            ready = sum(1 for i, ps in enumerate(pss) if len(ps.list_peers(TOPIC)) >= len(adj[i]))
+        else:
+            ready = sum(1 for i, ps in enumerate(pss)
+                        if len(ps.router.mesh_peers(TOPIC)) >= min(ps.config.d_lo, len(adj[i])))
+        if ready == n:
+            break
+        gevent.sleep(0.2)
+    mesh_s = time.monotonic() - t1
+    mesh_sizes = [len(ps.router.mesh_peers(TOPIC)) for ps in pss] if router == "gossipsub" else []
+    log(f"{'meshes' if router == 'gossipsub' else 'subscriptions'} ready at {ready}/{n} hosts in {mesh_s:.1f} s")
+
+    # ---- rest of the warm-up
+    while warm["sent"] < args.warmup:
+        gevent.sleep(0.05)
+    warm["stop"] = True
+    warm_g.join()
+    warm_n = warm["sent"]
 
     # ---- measure
     dups0 = [ps.drop_counts.get("duplicate", 0) for ps in pss]
     sent0 = {h.id: sent.get(h.id, 0) for h in hosts}
     cpu0 = time.process_time()
     m0 = time.monotonic()
-    publish_range(warm_n, total)
+    publish_range(0, total)
     receivers = len(honest) - 1
     drain_end = time.monotonic() + args.drain
+    honest_set = set(honest)
     while time.monotonic() < drain_end:
-        if all(len([i for i in arrivals[k] if i in set(honest)]) >= len(honest) for k in range(warm_n, total)):
+        if all(len([i for i in arrivals[k] if i in honest_set]) >= len(honest) for k in range(total)):
             break
         gevent.sleep(0.1)
     m1 = time.monotonic()
@@ -365,7 +402,7 @@ def run_scenario(args: argparse.Namespace) -> dict[str, Any]:
     lat90: list[Optional[float]] = []
     lat99: list[Optional[float]] = []
     lat100: list[Optional[float]] = []
-    for k in range(warm_n, total):
+    for k in range(total):
         p = publishers[k]
         ts = [t - pub_times[k] for i, t in arrivals[k].items() if i in honest_set and i != p]
         got += len(ts)
@@ -385,7 +422,7 @@ def run_scenario(args: argparse.Namespace) -> dict[str, Any]:
     res: dict[str, Any] = {
         "nodes": n, "router": router, "fault": fault, "droppers": len(droppers), "seed": args.seed,
         "security": args.security, "size": args.size, "d": args.d, "idontwant": not args.no_idontwant,
-        "scoring": args.scoring and router == "gossipsub", "messages": msgs, "warmup": warm_n,
+        "scoring": scoring, "messages": msgs, "warmup": warm_n,
         "interval_s": args.interval,
         "links": len(lat_links), "degree_min": min(len(a) for a in adj), "degree_max": max(len(a) for a in adj),
         "link_latency_mean_ms": statistics.mean(lat_links) * 1000,
@@ -403,7 +440,7 @@ def run_scenario(args: argparse.Namespace) -> dict[str, Any]:
         "errors": sorted(set(failures))[:5],
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
-    if droppers and router == "gossipsub":
+    if droppers and scoring:
         t_first = first_msg_at[0] if first_msg_at else m0
         times = sorted(t - t_first for t in graylisted.values())
         res["graylist"] = {
@@ -601,7 +638,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--latency", type=_range, default=(20, 80), help="one-way link latency in ms, LO-HI (default 20-80)")
     p.add_argument("--d", type=int, default=6, help="gossipsub D (default 6; D_lo 5, D_hi 12)")
     p.add_argument("--no-idontwant", action="store_true", help="gossipsub: send no IDONTWANT")
-    p.add_argument("--no-scoring", dest="scoring", action="store_false", help="gossipsub: no peer scoring")
+    p.add_argument("--scoring", choices=("auto", "on", "off"), default="auto",
+                   help="gossipsub peer scoring (default auto: on with droppers, off without)")
     p.add_argument("--security", default="noise", help="security protocol of the hosts (default noise)")
     p.add_argument("--seed", type=int, default=1, help="topology, latency, droppers and publishers (default 1)")
     p.add_argument("--concurrency", type=int, default=64, help="dials at a time while connecting (default 64)")
@@ -637,8 +675,7 @@ def _child_argv(args: argparse.Namespace, n: int, router: str, fault: float) -> 
             "--mesh-timeout", str(args.mesh_timeout), "--d", str(args.d)]
     if args.no_idontwant:
         argv.append("--no-idontwant")
-    if not args.scoring:
-        argv.append("--no-scoring")
+    argv += ["--scoring", args.scoring]
     if args.profile:
         argv += ["--profile", f"{args.profile}-{n}-{router}-{fault:g}.prof"]
     return argv
