@@ -29,7 +29,7 @@ One scenario:
    peers, at most 30 s) and at least ``--warmup`` were sent (with faults: enough for 16 s
    of traffic, so that scores have moved before the measured messages).
 5. **Measure.**  ``--messages`` (64) messages of ``--size`` bytes, each from a different
-   random honest publisher, one every ``--interval`` s (default ``max(0.25, N/1000)``),
+   random honest publisher, one every ``--interval`` s (default ``max(0.25, 0.003 x N)``),
    then up to ``--drain`` s for the last ones to arrive.
 
 Reported per scenario: reliability (honest non-publisher receipts / expected, %), the
@@ -112,31 +112,33 @@ def random_graph(n: int, lo: int, hi: int, rng: random.Random) -> list[tuple[int
 GRAYLIST = -80.0
 #: Indices of warm-up messages start here (the measured ones count from 0).
 WARM_BASE = 1 << 30
-#: P3 activation: a mesh peer is judged on its deliveries once it has been in the mesh this long.
-ACTIVATION = 5.0
 
 
-def score_params() -> tuple[Any, Any]:
-    """Peer scoring for the simulation's topic.
+def score_params(rate: float = 4.0) -> tuple[Any, Any]:
+    """Peer scoring for the simulation's topic, for ``rate`` messages per second.
 
-    A mesh peer must deliver 1 message (first or within 2 s of the first, a decaying
-    counter: x0.9 per second) once it has been in the mesh for 5 s; a dropper's deficit of
-    1 costs it 100 (P3), below the graylist threshold (-80), and once pruned 150 (P3b,
-    x0.99 per second: below the threshold for about a minute).  First deliveries earn up
-    to +10 (P2), time in mesh up to +1 (P1).  P3 expects traffic: the simulation publishes
-    from the moment pubsub starts, and turns scoring on only with droppers (``--scoring``).
+    P3 is scaled to the traffic: a mesh peer is credited with each message it sends us
+    first or within ``max(2, 1 / rate)`` s of the first (a counter decaying x0.9 per second, so an honest
+    mesh peer that sends half the messages holds about ``5 x rate``), and once it has
+    been in the mesh for ``max(5, 5 / rate)`` s it must hold ``rate`` deliveries.  A
+    dropper holds 0: its deficit costs 100 (P3), below the graylist threshold (-80), and
+    once pruned 150 (P3b, x0.99 per second: below the threshold for about a minute).
+    First deliveries earn up to +10 (P2), time in mesh up to +1 (P1).  P3 expects traffic:
+    the simulation publishes from the moment pubsub starts, and turns scoring on only with
+    droppers (``--scoring``).
     """
     from geventp2p.sansio.pubsub.score import PeerScoreParams, PeerScoreThresholds, TopicScoreParams
 
+    threshold = rate
     tp = TopicScoreParams(
         topic_weight=1.0,
         time_in_mesh_weight=0.1, time_in_mesh_quantum=1.0, time_in_mesh_cap=10.0,
         first_message_deliveries_weight=1.0, first_message_deliveries_decay=0.9,
         first_message_deliveries_cap=10.0,
-        mesh_message_deliveries_weight=-100.0, mesh_message_deliveries_decay=0.9,
-        mesh_message_deliveries_cap=20.0, mesh_message_deliveries_threshold=1.0,
-        mesh_message_deliveries_window=2.0, mesh_message_deliveries_activation=ACTIVATION,
-        mesh_failure_penalty_weight=-150.0, mesh_failure_penalty_decay=0.99,
+        mesh_message_deliveries_weight=-100.0 / (threshold * threshold), mesh_message_deliveries_decay=0.9,
+        mesh_message_deliveries_cap=max(20.0, 10 * threshold), mesh_message_deliveries_threshold=threshold,
+        mesh_message_deliveries_window=max(2.0, 1.0 / rate), mesh_message_deliveries_activation=activation(rate),
+        mesh_failure_penalty_weight=-150.0 / (threshold * threshold), mesh_failure_penalty_decay=0.99,
         invalid_message_deliveries_weight=-100.0, invalid_message_deliveries_decay=0.5,
     )
     params = PeerScoreParams(topics={TOPIC: tp}, topic_score_cap=50.0,
@@ -145,6 +147,11 @@ def score_params() -> tuple[Any, Any]:
     thresholds = PeerScoreThresholds(gossip=-10.0, publish=-50.0, graylist=GRAYLIST, accept_px=10.0,
                                      opportunistic_graft=2.0)
     return params, thresholds
+
+
+def activation(rate: float) -> float:
+    """P3 activation (seconds in the mesh before deliveries are judged) at ``rate`` msgs/s."""
+    return max(5.0, 5.0 / rate)
 
 
 # ----------------------------------------------------------------------------- one scenario
@@ -246,7 +253,9 @@ def run_scenario(args: argparse.Namespace) -> dict[str, Any]:
     # pubsub starts once every link is up (it adopts the connections it finds): with it
     # running during a long connect phase, early meshes would idle past the P3 activation
     # and every honest peer would be penalised for not delivering messages nobody sent
-    options = PubSubOptions(trace=False, subscription_buffer=4096)
+    # a generous open timeout: N x degree pubsub streams open at once on one busy core, and
+    # a peer whose stream does not open in time is never tried again
+    options = PubSubOptions(trace=False, subscription_buffer=4096, open_timeout=300.0)
     pss: list[Any] = []
     for h in hosts:
         if router == "floodsub":
@@ -254,7 +263,7 @@ def run_scenario(args: argparse.Namespace) -> dict[str, Any]:
         else:
             from geventp2p.sansio.pubsub.gossipsub import GossipSubParams
 
-            sp, th = score_params()
+            sp, th = score_params(1.0 / args.interval)
             gp = GossipSubParams(d=args.d, d_lo=min(args.d, 5), d_hi=max(args.d, 12), d_score=min(args.d, 4),
                                  d_out=min(2, (args.d - 1) // 2),
                                  idontwant_message_threshold=(1 << 30) if args.no_idontwant else 1024)
@@ -285,6 +294,8 @@ def run_scenario(args: argparse.Namespace) -> dict[str, Any]:
     in_mesh_since: dict[tuple[int, int], float] = {}
     monitor_stop = [False]
 
+    act = activation(1.0 / args.interval)
+
     def monitor() -> None:
         while not monitor_stop[0]:
             now = time.monotonic()
@@ -296,7 +307,7 @@ def run_scenario(args: argparse.Namespace) -> dict[str, Any]:
                     r = pss[h].router
                     if did in r.mesh.get(TOPIC, ()):
                         since = in_mesh_since.setdefault((h, d), now)
-                        if now - since >= ACTIVATION:
+                        if now - since >= act:
                             meshed.add((h, d))
                     else:
                         in_mesh_since.pop((h, d), None)
@@ -452,14 +463,46 @@ def run_scenario(args: argparse.Namespace) -> dict[str, Any]:
                 1 for d in droppers
                 if all((h, d) in graylisted and graylisted[(h, d)] - t_first <= 30.0
                        for h in adj[d] if (h, d) in meshed)),
-            "observed_s": m1 - t_first,
+            "observed_s": m1 - t_first, "activation_s": act,
             "droppers_in_honest_mesh_at_end": sum(
                 1 for d in droppers if any(hosts[d].id in pss[h].router.mesh.get(TOPIC, ()) for h in honest)),
             "honest_pairs_below_graylist_at_end": sum(
                 1 for h in honest for j in adj[h] if j not in droppers and pss[h].router.score(hosts[j].id) < GRAYLIST),
+            "honest_penalties_at_end": _penalties(pss, honest, adj, droppers, hosts),
         }
     res["wall_s"] = time.monotonic() - wall0
     return res
+
+
+def _penalties(pss: list[Any], honest: list[int], adj: list[list[int]], droppers: set[int],
+               hosts: list[Any]) -> dict[str, float]:
+    """Sum over (honest host, honest neighbour) pairs of each negative score term at the end."""
+    out = {"p3": 0.0, "p3b": 0.0, "p4": 0.0, "p7": 0.0, "pairs_negative": 0}
+    for h in honest:
+        ps_ = pss[h].router.peer_score
+        if ps_ is None:
+            continue
+        tp = ps_.params.topics[TOPIC]
+        for j in adj[h]:
+            if j in droppers:
+                continue
+            st = ps_._peers.get(hosts[j].id)
+            if st is None:
+                continue
+            if ps_.score(hosts[j].id) < 0:
+                out["pairs_negative"] += 1
+            ts = st.topics.get(TOPIC)
+            if ts is not None:
+                if ts.mesh_deliveries_active and ts.mesh_deliveries < tp.mesh_message_deliveries_threshold:
+                    d = tp.mesh_message_deliveries_threshold - ts.mesh_deliveries
+                    out["p3"] += d * d * tp.mesh_message_deliveries_weight
+                out["p3b"] += ts.mesh_failure_penalty * tp.mesh_failure_penalty_weight
+                out["p4"] += ts.invalid_deliveries ** 2 * tp.invalid_message_deliveries_weight
+            pp = ps_.params
+            if st.behaviour_penalty > pp.behaviour_penalty_threshold:
+                x = st.behaviour_penalty - pp.behaviour_penalty_threshold
+                out["p7"] += x * x * pp.behaviour_penalty_weight
+    return out
 
 
 # ----------------------------------------------------------------------------- charts
@@ -483,9 +526,9 @@ def _svg_bars(title: str, unit: str, labels: list[str], series: dict[str, list[O
            f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="black"/>',
            f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="black"/>']
     for t in range(5):
-        v = vmax * t / 4
+        tick = vmax * t / 4
         y = top + plot_h - plot_h * t / 4
-        out.append(f'<text x="{left - 5}" y="{y + 4:.1f}" text-anchor="end">{v:.3g}</text>')
+        out.append(f'<text x="{left - 5}" y="{y + 4:.1f}" text-anchor="end">{tick:.3g}</text>')
         out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#ddd"/>')
     out.append(f'<text x="15" y="{top + plot_h / 2}" transform="rotate(-90 15 {top + plot_h / 2})" '
                f'text-anchor="middle">{_esc(unit)}</text>')
@@ -536,7 +579,7 @@ def write_charts(results: list[dict[str, Any]], out: Path, stamp: str) -> list[P
     labels = [_label(r) for r in ok]
     paths: list[Path] = []
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # type: ignore[import-not-found]  # noqa: F401
 
         have_mpl = True
     except ImportError:
@@ -547,7 +590,7 @@ def write_charts(results: list[dict[str, Any]], out: Path, stamp: str) -> list[P
             import matplotlib
 
             matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
+            import matplotlib.pyplot as plt  # type: ignore[import-not-found]
 
             fig, ax = plt.subplots(figsize=(9, 4))
             w = 0.8 / len(series)
@@ -605,7 +648,7 @@ def table(results: list[dict[str, Any]]) -> str:
         g = r["graylist"]
         lines.append("")
         lines.append(f"{_label(r)}: {g['below']}/{g['pairs']} (honest host, dropper) pairs with the dropper in the "
-                     f"mesh for >= {ACTIVATION:.0f} s (P3 activation) went below the graylist threshold "
+                     f"mesh for >= {g['activation_s']:.0f} s (P3 activation) went below the graylist threshold "
                      f"({g['below_30s']} within 30 s of the first message; median {_s(g['median_s'])} s, max "
                      f"{_s(g['max_s'])} s); {g['droppers_all_below_30s']}/{r['droppers']} droppers below it at every such "
                      f"host within 30 s; droppers still in an honest mesh at the end: "
@@ -632,7 +675,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=None,
                    help="warm-up messages (default 4; with faults enough for 16 s of traffic)")
     p.add_argument("--size", type=int, default=KiB, help="message size in bytes (default 1024)")
-    p.add_argument("--interval", type=float, default=None, help="seconds between messages (default max(0.25, N/1000))")
+    p.add_argument("--interval", type=float, default=None, help="seconds between messages (default max(0.25, 0.003 x N))")
     p.add_argument("--drain", type=float, default=10.0, help="seconds to wait for the last messages (default 10)")
     p.add_argument("--degree", type=_range, default=(10, 20), help="links per host, LO-HI (default 10-20)")
     p.add_argument("--latency", type=_range, default=(20, 80), help="one-way link latency in ms, LO-HI (default 20-80)")
@@ -663,8 +706,15 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return args
 
 
+def default_interval(n: int) -> float:
+    """Seconds between messages for ``n`` hosts: one message costs the one process about
+    1.2 ms of CPU per host (100 hosts: 0.12 s, 1000: 1.2 s, plus the heartbeats), so this
+    keeps the core below saturation while the run stays short (1000 hosts: about 4.5 min)."""
+    return max(0.25, 0.003 * n)
+
+
 def _child_argv(args: argparse.Namespace, n: int, router: str, fault: float) -> list[str]:
-    interval = args.interval if args.interval is not None else max(0.25, n / 1000)
+    interval = args.interval if args.interval is not None else default_interval(n)
     warmup = args.warmup if args.warmup is not None else (max(4, int(16 / interval)) if fault else 4)
     argv = [sys.executable, "-m", "bench.pubsub_sim", "--scenario", "--nodes", str(n), "--routers", router,
             "--faults", str(fault), "--messages", str(args.messages), "--warmup", str(warmup),
@@ -730,7 +780,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     log(f"  reliability {r['reliability_pct']:.3f}%, 99% in {_ms(r['lat99']['median_ms'])} ms, "
                         f"{r['dups_per_node_msg']:.2f} dups/node/msg, wall {r['wall_s']:.0f} s")
                 results.append(r)
-    doc = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "loadavg": os.getloadavg(),
+    doc: dict[str, Any] = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "loadavg": os.getloadavg(),
            "cpus": os.cpu_count(), "argv": sys.argv[1:], "results": results}
     if not args.no_files:
         out = Path(args.out)
