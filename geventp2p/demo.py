@@ -1,4 +1,5 @@
-"""``geventp2p demo``: two hosts in one process over real loopback TCP.
+"""``geventp2p demo``: two hosts in one process over real loopback TCP
+(``geventp2p demo --pubsub``: N hosts gossiping on one topic, see :func:`run_pubsub_demo`).
 
 :func:`run_demo` starts a server host (echo + perf) and a client host on
 ``127.0.0.1`` (Noise + yamux by default), then
