@@ -29,6 +29,7 @@ Commands::
         --json: libp2p perf records, the last {"type":"final",...}
     geventp2p stream MA --protocol P      stdin -> stream -> stdout, half-close at EOF
     geventp2p demo [--streams N] [--bytes B] [--muxer yamux|mplex] [--json]
+    geventp2p demo --pubsub [--nodes N] [--messages M] [--message-bytes B] [--router gossipsub|floodsub]
         --json: one object, keys documented in geventp2p.demo.DemoResult.to_json
     geventp2p pubsub --topic T [--topic T2]... [--listen MA]... [--connect MA]...
                      [--router gossipsub|floodsub] [--key FILE] [--no-sign]
@@ -790,6 +791,20 @@ def _register_demo(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress output on stderr")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object instead of the table (keys: see geventp2p.demo.DemoResult.to_json)")
+    from geventp2p.demo import DEFAULT_PUBSUB_MESSAGE_BYTES, DEFAULT_PUBSUB_MESSAGES, DEFAULT_PUBSUB_NODES
+
+    g = p.add_argument_group("pubsub demo (--pubsub)")
+    g.add_argument("--pubsub", action="store_true",
+                   help="instead: N hosts gossip on one topic over loopback TCP (summary: messages/s, latency, "
+                        "duplicates, reliability; JSON keys: geventp2p.demo.PubSubDemoResult.to_json)")
+    g.add_argument("--nodes", type=_nonneg_int, default=DEFAULT_PUBSUB_NODES, metavar="N",
+                   help=f"hosts (default: {DEFAULT_PUBSUB_NODES})")
+    g.add_argument("--messages", type=_nonneg_int, default=DEFAULT_PUBSUB_MESSAGES, metavar="M",
+                   help=f"messages published, by the nodes in turn (default: {DEFAULT_PUBSUB_MESSAGES})")
+    g.add_argument("--message-bytes", type=parse_size, default=DEFAULT_PUBSUB_MESSAGE_BYTES, metavar="B",
+                   help=f"message size (default: {DEFAULT_PUBSUB_MESSAGE_BYTES >> 10}KiB)")
+    g.add_argument("--router", choices=("gossipsub", "floodsub"), default="gossipsub",
+                   help="pubsub router (default: gossipsub)")
     _add_verbose(p)
     p.set_defaults(func=cmd_demo, gevent_sigint=True)
 
@@ -798,6 +813,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from geventp2p.demo import format_table, run_demo
 
     _setup_logging(args.verbose)
+    if args.pubsub:
+        return _cmd_demo_pubsub(args)
     if args.stream_bytes < 1:
         raise CLIError("--stream-bytes must be >= 1")
     result = run_demo(streams=args.streams, bulk_bytes=args.bulk_bytes, stream_bytes=args.stream_bytes,
@@ -815,6 +832,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"{PROG}: error: demo had {result.failures} failed stream(s)"
               + (f" and a failed bulk transfer ({result.bulk_error})" if result.bulk_error else ""),
               file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_demo_pubsub(args: argparse.Namespace) -> int:
+    from geventp2p.demo import format_pubsub_table, run_pubsub_demo
+
+    if args.nodes < 2 or args.message_bytes < 4:
+        raise CLIError("--pubsub needs --nodes >= 2 and --message-bytes >= 4")
+    result = run_pubsub_demo(nodes=args.nodes, messages=args.messages, message_bytes=args.message_bytes,
+                             router=args.router, progress_out=None if args.no_progress else sys.stderr)
+    if args.json:
+        import json
+
+        print(json.dumps(result.to_json()), flush=True)
+    else:
+        print(format_pubsub_table(result), flush=True)
+    for line in result.errors:
+        print(f"{PROG}: demo: {line}", file=sys.stderr)
+    if not result.ok:
+        print(f"{PROG}: error: pubsub demo delivered {result.delivered} of {result.expected} messages"
+              f" ({result.publish_errors} publish errors)", file=sys.stderr)
         return 1
     return 0
 

@@ -1,4 +1,5 @@
-"""``geventp2p demo``: two hosts in one process over real loopback TCP.
+"""``geventp2p demo``: two hosts in one process over real loopback TCP
+(``geventp2p demo --pubsub``: N hosts gossiping on one topic, see :func:`run_pubsub_demo`).
 
 :func:`run_demo` starts a server host (echo + perf) and a client host on
 ``127.0.0.1`` (Noise + yamux by default), then
@@ -51,6 +52,9 @@ __all__ = [
     "percentile",
     "build_description",
     "crypto_description",
+    "PubSubDemoResult",
+    "run_pubsub_demo",
+    "format_pubsub_table",
 ]
 
 KiB = 1024
@@ -541,6 +545,254 @@ def format_table(r: DemoResult) -> str:
     rows.append(("wall time", f"{r.wall_seconds:.2f} s"))
     title = f"geventp2p demo: 2 hosts, loopback TCP, {r.security} + {r.muxer}"
     note = "both hosts share this process and one core: every figure includes both ends' work"
+    width = max(len(k) for k, _ in rows)
+    lines = [title, note, "-" * max(len(title), len(note))]
+    lines += [f"{k:<{width}}  {v}" for k, v in rows]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- pubsub demo
+
+DEFAULT_PUBSUB_NODES = 10
+DEFAULT_PUBSUB_MESSAGES = 2000
+DEFAULT_PUBSUB_MESSAGE_BYTES = 1 * KiB
+PUBSUB_TOPIC = "geventp2p-demo"
+#: Links each node dials (to the next ones on a ring), so every node has about twice as many.
+PUBSUB_DIALS = 2
+#: Longest wait for the meshes to form, and for the last deliveries without progress.
+PUBSUB_SETUP_TIMEOUT = 30.0
+PUBSUB_DRAIN_TIMEOUT = 10.0
+#: Messages in flight at once: message ``k`` is published once message ``k - PUBSUB_WINDOW``
+#: reached every node (or after :data:`PUBSUB_WINDOW_WAIT` seconds).  Without it the
+#: publishers outrun the relays, whose full send queues drop forwarded RPCs (as go does).
+PUBSUB_WINDOW = 32
+PUBSUB_WINDOW_WAIT = 2.0
+
+
+@dataclass
+class PubSubDemoResult:
+    """Everything the pubsub summary table shows."""
+
+    nodes: int
+    router: str
+    messages: int
+    message_bytes: int
+    links: int = 0
+    published: int = 0
+    publish_errors: int = 0
+    delivered: int = 0
+    seconds: float = 0.0
+    #: publish-to-delivery latencies (seconds, ascending), one per delivery
+    latencies: list = field(default_factory=list)
+    duplicates: int = 0
+    setup_seconds: float = 0.0
+    errors: list = field(default_factory=list)
+    peak_rss_bytes: int = 0
+    build: str = ""
+    python: str = ""
+    gevent: str = ""
+    wall_seconds: float = 0.0
+
+    @property
+    def expected(self) -> int:
+        """Deliveries if every node but the publisher got every message."""
+        return self.messages * (self.nodes - 1)
+
+    @property
+    def reliability(self) -> float:
+        """Delivered / expected, in percent."""
+        return 100.0 * self.delivered / self.expected if self.expected else 100.0
+
+    @property
+    def msgs_per_s(self) -> float:
+        return self.published / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def dups_per_node_msg(self) -> float:
+        return self.duplicates / self.expected if self.expected else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.delivered == self.expected and self.publish_errors == 0 and not self.errors
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as one JSON-ready object (``geventp2p demo --pubsub --json``).
+
+        Keys: ``ok`` (bool); ``nodes``, ``links``, ``router`` (protocol family),
+        ``messages``, ``message_bytes``, ``published``, ``publish_errors``; ``delivered``
+        and ``expected`` (every node but the publisher, per message); ``reliability_pct``;
+        ``seconds`` (first publish to last delivery) and ``msgs_per_s``; ``latency_p50_ms``,
+        ``latency_p99_ms`` (publish to delivery, over all deliveries);
+        ``duplicates_per_node_msg``; ``setup_seconds`` (hosts, links, meshes);
+        ``errors`` (a few samples); ``peak_rss_bytes``, ``build``, ``python``, ``gevent``,
+        ``wall_seconds``.
+        """
+        ms = 1000.0
+        return {
+            "ok": self.ok, "nodes": self.nodes, "links": self.links, "router": self.router,
+            "messages": self.messages, "message_bytes": self.message_bytes, "published": self.published,
+            "publish_errors": self.publish_errors, "delivered": self.delivered, "expected": self.expected,
+            "reliability_pct": self.reliability, "seconds": self.seconds, "msgs_per_s": self.msgs_per_s,
+            "latency_p50_ms": percentile(self.latencies, 50) * ms,
+            "latency_p99_ms": percentile(self.latencies, 99) * ms,
+            "duplicates_per_node_msg": self.dups_per_node_msg, "setup_seconds": self.setup_seconds,
+            "errors": list(self.errors), "peak_rss_bytes": self.peak_rss_bytes, "build": self.build,
+            "python": self.python, "gevent": self.gevent, "wall_seconds": self.wall_seconds,
+        }
+
+
+def run_pubsub_demo(
+    *,
+    nodes: int = DEFAULT_PUBSUB_NODES,
+    messages: int = DEFAULT_PUBSUB_MESSAGES,
+    message_bytes: int = DEFAULT_PUBSUB_MESSAGE_BYTES,
+    router: str = "gossipsub",
+    progress_out: Optional[TextIO] = None,
+    tty: Optional[bool] = None,
+) -> PubSubDemoResult:
+    """Blocks the calling greenlet: ``nodes`` hosts over loopback TCP gossip ``messages``
+    messages on one topic; returns the measurements.
+
+    Each node dials the next :data:`PUBSUB_DIALS` nodes of a ring (Noise + yamux), runs
+    GossipSub (or FloodSub) with StrictSign and subscribes.  Once every node has mesh peers
+    (or, for floodsub, knows its neighbours' subscriptions), the nodes publish in turn
+    (node ``i % nodes`` publishes message ``i``; ``publish`` blocks while a send queue is
+    full) with at most :data:`PUBSUB_WINDOW` messages in flight.  Every payload carries its index; each delivery's latency is measured from its
+    publish call.  The progress bar counts deliveries.  Setup failures raise.
+    """
+    if nodes < 2 or messages < 0 or message_bytes < 4:
+        raise ConfigError("the pubsub demo needs >= 2 nodes, >= 0 messages of >= 4 bytes")
+    if router not in ("gossipsub", "floodsub"):
+        raise ConfigError(f"unknown router {router!r} (known: gossipsub, floodsub)")
+    import gevent
+    import gevent.event
+
+    import geventp2p
+    from geventp2p.pubsub import FloodSub, GossipSub, PubSubOptions
+
+    wall0 = time.monotonic()
+    result = PubSubDemoResult(nodes=nodes, router=router, messages=messages, message_bytes=message_bytes)
+    hosts: list[Any] = []
+    readers: list[Any] = []
+    try:
+        options = PubSubOptions(trace=False, subscription_buffer=max(256, messages + 16))
+        pss = []
+        for _ in range(nodes):
+            h = geventp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0"], security=["noise"], muxers=["yamux"],
+                                   services=["identify"])
+            hosts.append(h)
+            pss.append(FloodSub(h, options) if router == "floodsub" else GossipSub(h, options=options))
+        t_pub: list[float] = [0.0] * messages
+        got = [0]
+        last_at = [0.0]
+        per_msg = [0] * messages
+        done_ev = gevent.event.Event()
+        bar = Progress("pubsub", result.expected, out=progress_out, tty=tty)
+
+        def reader(sub: Any, me: int) -> None:
+            for msg in sub:
+                now = time.monotonic()
+                k = int.from_bytes(msg.data[:4], "big")
+                if msg.received_from == hosts[me].id or not 0 <= k < messages:
+                    continue  # our own message
+                result.latencies.append(now - t_pub[k])
+                last_at[0] = now
+                per_msg[k] += 1
+                if per_msg[k] == nodes - 1:
+                    done_ev.set()
+                got[0] += 1
+                bar.update(got[0])
+
+        topics = [ps.join(PUBSUB_TOPIC) for ps in pss]
+        for i, t in enumerate(topics):
+            readers.append(gevent.spawn(reader, t.subscribe(), i))
+        pairs = {(i, (i + k) % nodes) for i in range(nodes) for k in range(1, PUBSUB_DIALS + 1) if (i + k) % nodes != i}
+        pairs = {(a, b) for a, b in pairs if (b, a) not in pairs or a < b}
+        result.links = len(pairs)
+        jobs = [gevent.spawn(hosts[a].connect, hosts[b].p2p_addrs()[0], 15.0) for a, b in sorted(pairs)]
+        gevent.joinall(jobs, raise_error=True)
+        degree = [0] * nodes
+        for a, b in pairs:
+            degree[a] += 1
+            degree[b] += 1
+        deadline = time.monotonic() + PUBSUB_SETUP_TIMEOUT
+        while True:
+            if router == "floodsub":
+                ready = all(len(t.list_peers()) >= degree[i] for i, t in enumerate(topics))
+            else:
+                ready = all(ps.router.mesh_peers(PUBSUB_TOPIC) for ps in pss)
+            if ready:
+                break
+            if time.monotonic() > deadline:
+                raise RemoteProtocolError(f"pubsub demo: meshes not formed within {PUBSUB_SETUP_TIMEOUT:.0f} s")
+            gevent.sleep(0.05)
+        result.setup_seconds = time.monotonic() - wall0
+        dups0 = sum(ps.drop_counts.get("duplicate", 0) for ps in pss)
+
+        filler = os.urandom(max(message_bytes, 4))
+        t0 = time.monotonic()
+        for k in range(messages):
+            if k >= PUBSUB_WINDOW:  # flow control: at most PUBSUB_WINDOW messages still spreading
+                j = k - PUBSUB_WINDOW
+                wait_until = time.monotonic() + PUBSUB_WINDOW_WAIT
+                while per_msg[j] < nodes - 1 and time.monotonic() < wait_until:
+                    done_ev.clear()
+                    done_ev.wait(max(0.0, wait_until - time.monotonic()))
+            t_pub[k] = time.monotonic()
+            try:
+                topics[k % nodes].publish(k.to_bytes(4, "big") + filler[4:message_bytes], timeout=STREAM_TIMEOUT)
+                result.published += 1
+            except Exception as exc:
+                result.publish_errors += 1
+                if len(result.errors) < _MAX_ERROR_SAMPLES:
+                    result.errors.append(f"publish {k}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+            if k % SPAWN_BATCH == SPAWN_BATCH - 1:
+                gevent.sleep(0)
+        last, last_change = -1, time.monotonic()
+        while got[0] < result.expected and time.monotonic() - last_change < PUBSUB_DRAIN_TIMEOUT:
+            if got[0] != last:
+                last, last_change = got[0], time.monotonic()
+            gevent.sleep(0.02)
+        result.delivered = got[0]
+        result.seconds = (last_at[0] or time.monotonic()) - t0
+        result.duplicates = sum(ps.drop_counts.get("duplicate", 0) for ps in pss) - dups0
+        note = "" if result.delivered == result.expected else f"{result.expected - result.delivered} missing"
+        bar.finish(note)
+    finally:
+        for g in readers:
+            g.kill(block=False)
+        for h in hosts:
+            h.close()
+    result.latencies.sort()
+    result.peak_rss_bytes = _peak_rss_bytes()
+    result.build = build_description()
+    result.python = f"{platform.python_version()} ({platform.python_implementation()})"
+    import gevent as _gevent
+
+    result.gevent = _gevent.__version__
+    result.wall_seconds = time.monotonic() - wall0
+    return result
+
+
+def format_pubsub_table(r: PubSubDemoResult) -> str:
+    """The pubsub summary table (plain text, one metric per row)."""
+    rows: list[tuple[str, str]] = [
+        ("messages/s", f"{r.msgs_per_s:.0f}  ({r.published}/{r.messages} x {_fmt_bytes(r.message_bytes)} "
+                       f"in {r.seconds:.2f} s, first publish to last delivery)"),
+        ("latency", f"p50 {percentile(r.latencies, 50) * 1000:.2f} ms, p99 {percentile(r.latencies, 99) * 1000:.2f} ms"
+                    "  (publish to delivery)"),
+        ("duplicates", f"{r.dups_per_node_msg:.2f} per node per message"),
+        ("reliability", f"{r.reliability:.2f}%  ({r.delivered}/{r.expected} deliveries)"),
+        ("publish errors", str(r.publish_errors)),
+        ("setup", f"{r.setup_seconds:.2f} s  ({r.nodes} hosts, {r.links} links, meshes)"),
+        ("peak RSS", f"{r.peak_rss_bytes / MiB:.1f} MiB"),
+        ("build", r.build),
+        ("python", r.python),
+        ("gevent", r.gevent),
+        ("wall time", f"{r.wall_seconds:.2f} s"),
+    ]
+    title = f"geventp2p demo --pubsub: {r.nodes} hosts, loopback TCP, {r.router}, one topic"
+    note = "all hosts share this process and one core: every figure includes every node's work"
     width = max(len(k) for k, _ in rows)
     lines = [title, note, "-" * max(len(title), len(note))]
     lines += [f"{k:<{width}}  {v}" for k, v in rows]

@@ -193,3 +193,81 @@ def test_demo_spawn_loop_does_not_block_the_hub():
     if first:
         second = launch_loop_blocks()
         assert not second, "\n\n".join(first + second)
+
+
+# --------------------------------------------------------------------------- demo --pubsub
+
+
+def test_demo_pubsub_subprocess_prints_table():
+    r = subprocess.run([*CLI, "demo", "--pubsub", "--nodes", "4", "--messages", "120"],
+                       capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    table = r.stdout.decode()
+    assert table.splitlines()[0] == "geventp2p demo --pubsub: 4 hosts, loopback TCP, gossipsub, one topic"
+    assert re.fullmatch(r"\d+  \(120/120 x 1\.0 KiB in [\d.]+ s, first publish to last delivery\)",
+                        _row(table, "messages/s"))
+    m = re.fullmatch(r"p50 ([\d.]+) ms, p99 ([\d.]+) ms  \(publish to delivery\)", _row(table, "latency"))
+    assert m and 0 < float(m.group(1)) <= float(m.group(2))
+    assert re.fullmatch(r"[\d.]+ per node per message", _row(table, "duplicates"))
+    assert _row(table, "reliability") == "100.00%  (360/360 deliveries)"
+    assert _row(table, "publish errors") == "0"
+    assert _row(table, "build").startswith(f"{_speedups.IMPLEMENTATION} (varint=")
+    err = r.stderr.decode()
+    assert "\r" not in err
+    assert re.search(r"^pubsub +\[#+\] 100\.0%  360/360", err, re.M)
+
+
+def test_demo_pubsub_in_process_floodsub_no_leaks():
+    from geventp2p.demo import format_pubsub_table, run_pubsub_demo
+
+    before_g = {id(g) for g in live_greenlets()}
+    before_s = open_sockets()
+    progress = io.StringIO()
+    with gevent.Timeout(90):
+        r = run_pubsub_demo(nodes=5, messages=60, message_bytes=200, router="floodsub", progress_out=progress)
+    assert r.ok, r.errors
+    assert r.delivered == r.expected == 60 * 4 and r.reliability == 100.0
+    assert len(r.latencies) == 240 and r.latencies == sorted(r.latencies) and r.latencies[0] > 0
+    assert r.links == 10  # each of 5 nodes dials the next 2 on the ring
+    assert r.msgs_per_s > 0 and r.seconds > 0
+    assert "floodsub" in format_pubsub_table(r).splitlines()[0]
+    assert "pubsub   [" in progress.getvalue()
+    gevent.sleep(0.05)
+    leaked = [g for g in live_greenlets() if id(g) not in before_g]
+    assert not leaked, leaked
+    assert open_sockets() <= before_s
+
+
+def test_demo_pubsub_json_has_the_documented_keys():
+    import json
+
+    from geventp2p.demo import PubSubDemoResult
+
+    r = subprocess.run([*CLI, "demo", "--pubsub", "--nodes", "3", "--messages", "30", "--message-bytes", "64",
+                        "--json", "--no-progress"], capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == b""
+    (line,) = r.stdout.decode().splitlines()
+    doc = json.loads(line)
+    assert set(doc) == set(re.findall(r"``(\w+)``", PubSubDemoResult.to_json.__doc__ or ""))
+    assert doc["ok"] is True and doc["delivered"] == doc["expected"] == 60 and doc["reliability_pct"] == 100.0
+    assert doc["message_bytes"] == 64 and doc["nodes"] == 3 and doc["router"] == "gossipsub"
+    assert 0 < doc["latency_p50_ms"] <= doc["latency_p99_ms"]
+
+
+def test_demo_pubsub_missing_deliveries_fail_the_command():
+    """A result that lacks deliveries is not ok, and the table says how many arrived."""
+    from geventp2p.demo import PubSubDemoResult, format_pubsub_table
+
+    r = PubSubDemoResult(nodes=3, router="gossipsub", messages=10, message_bytes=64, published=10, delivered=17)
+    assert not r.ok
+    assert _row(format_pubsub_table(r), "reliability") == "85.00%  (17/20 deliveries)"
+
+
+@pytest.mark.parametrize("kwargs", [dict(nodes=1), dict(messages=-1), dict(message_bytes=3), dict(router="x")])
+def test_run_pubsub_demo_rejects_bad_arguments(kwargs):
+    from geventp2p.demo import run_pubsub_demo
+    from geventp2p.exceptions import ConfigError
+
+    with pytest.raises(ConfigError):
+        run_pubsub_demo(**{"nodes": 2, "messages": 1, **kwargs})
