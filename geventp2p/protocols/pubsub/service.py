@@ -482,11 +482,15 @@ class _Validator:
         self.inline = inline
 
 
+#: How often opening the outbound stream to a peer is tried again after it timed out.
+OPEN_RETRIES = 3
+
+
 class _Peer:
     """One pubsub peer: the outbound stream, its queue and writer; the inbound stream."""
 
     __slots__ = ("id", "outbound", "protocol", "queue", "wake", "writer", "inbound", "opening", "added", "ready",
-                 "writing", "retry")
+                 "writing", "retry", "open_timeouts")
 
     def __init__(self, peer_id: PeerId) -> None:
         self.id = peer_id
@@ -501,6 +505,7 @@ class _Peer:
         self.ready = Event()  # set once the outbound stream is up (or failed to open)
         self.writing = False
         self.retry = False
+        self.open_timeouts = 0  # outbound stream opens that timed out (retried up to OPEN_RETRIES)
 
 
 class _Notifiee(Notifiee):
@@ -1055,6 +1060,16 @@ class PubSub:
         try:
             stream = host.new_stream(p.id, protos, timeout=self.options.open_timeout)
             stream.read(0, timeout=self.options.open_timeout)  # settles a lazy proposal's echo
+        except P2PTimeoutError as exc:
+            # a busy peer or link, not a refusal: try again (bounded) while connected
+            p.open_timeouts += 1
+            if p.open_timeouts <= OPEN_RETRIES and not self._closed and host.network.conns_to_peer(p.id):
+                log.debug("pubsub: opening a stream to %s timed out (%s); try %d of %d", p.id, exc,
+                          p.open_timeouts + 1, OPEN_RETRIES + 1)
+                p.retry = True
+            else:
+                p.ready.set()
+            return False
         except (P2PError, OSError) as exc:
             log.debug("pubsub: %s speaks no pubsub protocol we offer (%s)", p.id, exc)
             p.ready.set()

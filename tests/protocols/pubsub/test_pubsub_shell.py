@@ -443,3 +443,33 @@ def test_hello_before_our_stream_is_up_is_not_lost(net):
     wait_peers(ta, [b.id])  # b's hello reached a's router
     wait_peers(tb, [a.id])
     assert len(calls) >= 2
+
+
+def test_outbound_open_timeout_is_retried(net):
+    """A stream open that times out (a busy peer or link) is tried again, bounded, instead
+    of leaving the peer without our outbound stream for good."""
+    from geventp2p.protocols.pubsub import service as _service
+
+    a, b = net.gen_peers(2)
+    psa = GossipSub(a)
+    ta = psa.join("retry")
+    ta.subscribe()
+    real_new_stream = a.new_stream
+    timeouts = []
+
+    def slow_thrice(peer, protos, timeout=None):
+        if peer == b.id and len(timeouts) < 3 and any("meshsub" in x or "floodsub" in x for x in protos):
+            timeouts.append(peer)
+            raise P2PTimeoutError("simulated: the stream open timed out")
+        return real_new_stream(peer, protos, timeout=timeout)
+
+    a.new_stream = slow_thrice
+    psb = GossipSub(b)
+    tb = psb.join("retry")
+    subb = tb.subscribe()
+    net.connect_all()
+    wait_peers(tb, [a.id])  # b heard a's subscription: a's outbound stream is up
+    assert len(timeouts) == 3
+    wait_mesh(psa, "retry", [b.id])
+    ta.publish(b"after three timeouts", timeout=WAIT)
+    assert subb.get(timeout=WAIT).data == b"after three timeouts"
