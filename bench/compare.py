@@ -53,7 +53,7 @@ REF_DIALERS = ("js->js", "py->py")
 OWN_SECURITY = {GP: ("noise", "tls", "plaintext"), GP_PURE: ("noise", "tls", "plaintext"), JS: ("noise", "tls"),
                 PY: ("noise", "tls")}
 #: transport -> server listen address
-LISTEN = {"tcp": "/ip4/127.0.0.1/tcp/0", "ws": "/ip4/127.0.0.1/tcp/0/ws"}
+LISTEN = {"tcp": "/ip4/127.0.0.1/tcp/0", "ws": "/ip4/127.0.0.1/tcp/0/ws", "quic": "/ip4/127.0.0.1/udp/0/quic-v1"}
 
 
 def log(msg: str) -> None:
@@ -79,7 +79,9 @@ class Case:
     scenario: str  # driver scenario
     security: str = "noise"
     muxer: str = "yamux"
-    transport: str = "tcp"  # key of LISTEN: "tcp" or "ws" (WebSocket over TCP)
+    # key of LISTEN: "tcp", "ws" (WebSocket over TCP) or "quic" (QUIC v1: TLS 1.3 and QUIC's own
+    # streams; ``security``/``muxer`` then only fill the processes' required flags)
+    transport: str = "tcp"
     args: dict[str, Any] = field(default_factory=dict)
     metrics: list[Metric] = field(default_factory=list)
     impls: tuple[str, ...] = IMPLS
@@ -147,6 +149,11 @@ def build_cases(quick: bool) -> list[Case]:
                 args={"bytes": perf_bytes}, metrics=[MIB_S], ref="perf" if sec != "plaintext" else None,
                 timeout=tmo,
             ))
+        cases.append(Case(
+            name=f"perf-{direction}-quic", title=f"a. perf {direction}load {perf_bytes // MiB} MiB, quic-v1",
+            scenario=f"perf-{direction}", security="tls", transport="quic", args={"bytes": perf_bytes},
+            metrics=[MIB_S], ref="perf", timeout=tmo,
+        ))
     cases.append(Case(
         name="echo-rounds", title=f"b. {rounds} sequential open+echo 1 KiB", scenario="echo-rounds",
         args={"count": rounds, "size": KiB}, timeout=tmo,
@@ -173,6 +180,11 @@ def build_cases(quick: bool) -> list[Case]:
             metrics=[Metric("ms_per_conn", "per connection", "ms", False)],
         ))
     cases.append(Case(
+        name="connections-quic", title=f"d. {conns} fresh connections (quic-v1)", scenario="connections",
+        security="tls", transport="quic", args={"count": conns}, timeout=tmo,
+        metrics=[Metric("ms_per_conn", "per connection", "ms", False)],
+    ))
+    cases.append(Case(
         name="frames", title=f"f. 1 KiB writes on one stream ({frames_bytes // MiB} MiB, perf upload)",
         scenario="frames", args={"bytes": frames_bytes, "write-size": KiB}, impls=(GP, GP_PURE), timeout=tmo,
         metrics=[Metric("writes_per_s", "1 KiB writes/s", "1/s", True), MIB_S],
@@ -185,6 +197,8 @@ TARGETS: dict[tuple[str, str], tuple[str, float, str]] = {
     ("perf-up-noise-yamux", "mib_s"): (">=", 600, "js 260, py 162 earlier"),
     ("perf-up-plaintext-yamux", "mib_s"): (">=raw", 0.5, "50% of raw gevent socket"),
     ("perf-up-tls-yamux", "mib_s"): (">=js", 2.0, "2x js's TLS+yamux in the same run"),
+    ("perf-up-quic", "mib_s"): (">=js", 1.5, "1.5x js's QUIC in the same run"),
+    ("connections-quic", "ms_per_conn"): ("<=js", 1.0, "js's QUIC in the same run"),
     ("echo-rounds", "streams_per_s"): (">=", 2000, "js 667, py 430"),
     ("echo-rounds", "p99_ms"): ("<=", 2.0, "js 5.3, py 4.6"),
     ("concurrent-1000", "seconds"): ("<=", 0.4, "js 1.19, py 1.71"),
@@ -259,7 +273,7 @@ def gp_server_argv(case: Case, mode: str) -> list[str]:
 def peer_extra(case: Case) -> list[str]:
     """js/py peer flags for ``case`` besides the listen address and muxer."""
     extra = ["--max-streams", str(case.max_streams)] if case.max_streams else []
-    if case.security != "noise":
+    if case.security != "noise" and case.transport != "quic":  # QUIC has its own TLS
         extra += ["--security", case.security]
     return extra
 
@@ -368,7 +382,7 @@ def ref_run(kind: str, case: Case) -> dict[str, Any]:
     impl = kind.split("->")[0]
     rec: dict[str, Any] = {"case": case.name, "impl": kind}
     extra = peer_extra(case)
-    sec_args = ["--security", case.security] if case.security != "noise" else []
+    sec_args = ["--security", case.security] if case.security != "noise" and case.transport != "quic" else []
     try:
         with ih.start_peer(impl, muxer=case.muxer, listen=LISTEN[case.transport], extra_args=extra,
                            timeout=60) as server:
@@ -475,6 +489,10 @@ def target_text(case: Case, m: Metric, ceilings: dict, summary: dict) -> str:
         js = _median(summary, case, JS, m.key)
         txt = f">= {val:g}x js"
         ok = None if gp is None or not js else gp / js >= val
+    elif op == "<=js":
+        js = _median(summary, case, JS, m.key)
+        txt = "<= js" if val == 1 else f"<= {val:g}x js"
+        ok = None if gp is None or not js else gp <= val * js
     else:
         txt = f"{op} {_fmt(val, m)}"
         ok = None if gp is None else (gp >= val if op == ">=" else gp <= val)

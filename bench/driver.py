@@ -6,10 +6,14 @@ controlled environment (``GEVENTP2P_PURE_PYTHON=1`` selects the pure build).
 
 Server (fallback when ``geventp2p serve`` is unavailable; same JSON line)::
 
-    driver.py serve --security noise --muxer yamux [--max-streams N]
+    driver.py serve --security noise --muxer yamux [--max-streams N] [--listen MA]
 
 prints ``{"peer_id", "addrs", "impl", "build", "pid"}`` and serves ``/echo/1.0.0`` and
-``/perf/1.0.0`` until stdin reaches EOF or SIGTERM/SIGINT.
+``/perf/1.0.0`` until stdin reaches EOF or SIGTERM/SIGINT.  ``--listen`` picks the
+transport (default ``/ip4/127.0.0.1/tcp/0``; ``.../tcp/0/ws``, ``.../udp/0/quic-v1``).
+The client dials whatever ``--target`` names with the default transports (TCP, QUIC,
+WebSocket); over QUIC, ``--security``/``--muxer`` play no part (QUIC brings its own
+TLS 1.3 and streams).
 
 Client::
 
