@@ -42,20 +42,17 @@ import struct
 import sys
 import time
 from collections import deque
-from typing import Any, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 import gevent
 import gevent.socket as gsocket
 from gevent.event import Event
 
-from aioquic.buffer import Buffer as _QBuffer
-from aioquic.quic.packet import QuicPacketType, pull_quic_header
-
 from geventp2p.core import addr as maddr
+from geventp2p.core.lazy import lazy_module
 from geventp2p.core.mux import Direction
 from geventp2p.core.peer import PeerId
 from geventp2p.core.rcmgr import NULL_SCOPE, ResourceScope
-from geventp2p.crypto import tlscert
 from geventp2p.crypto.keys import PrivateKey
 from geventp2p.exceptions import (
     ConfigError,
@@ -69,6 +66,17 @@ from geventp2p.exceptions import (
 from geventp2p.net._deadline import Deadline
 from geventp2p.net._muxconn import MuxConn, MuxStream
 from geventp2p.sansio.quic import ALPN, HandshakeDone, QuicConfig, QuicSession, WriteStopped
+
+if TYPE_CHECKING:
+    from aioquic import buffer as _qbuffer
+    from aioquic.quic import packet as _qpacket
+
+    from geventp2p.crypto import tlscert
+else:
+    # Loaded with the first dial or listen (see geventp2p.core.lazy).
+    _qbuffer = lazy_module("aioquic.buffer")
+    _qpacket = lazy_module("aioquic.quic.packet")
+    tlscert = lazy_module("geventp2p.crypto.tlscert")
 
 __all__ = ["QuicTransport", "QuicListener", "QuicConn", "QuicStream", "QuicRawConn", "QuicConfig", "ALPN"]
 
@@ -495,7 +503,18 @@ class QuicTransport:
         self.config = config
         self.local_key = local_key
         self.local_peer = PeerId.from_public_key(local_key.public_key())
-        self.certificate = tlscert.make_certificate(local_key)
+        self._certificate: Optional[tuple[Any, Any]] = None
+
+    @property
+    def certificate(self) -> tuple[Any, Any]:
+        """The libp2p TLS certificate and its key, made on first use (one per transport)."""
+        if self._certificate is None:
+            self._certificate = tlscert.make_certificate(self.local_key)
+        return self._certificate
+
+    @certificate.setter
+    def certificate(self, value: tuple[Any, Any]) -> None:
+        self._certificate = value
 
     def __repr__(self) -> str:
         return "<QuicTransport /quic-v1>"
@@ -587,10 +606,10 @@ class QuicListener:
         if self._closed or self._handshaking >= _MAX_HANDSHAKES:
             return
         try:
-            header = pull_quic_header(_QBuffer(data=data), host_cid_length=8)
+            header = _qpacket.pull_quic_header(_qbuffer.Buffer(data=data), host_cid_length=8)
         except ValueError:
             return
-        if header.packet_type != QuicPacketType.INITIAL or len(data) < 1200:
+        if header.packet_type != _qpacket.QuicPacketType.INITIAL or len(data) < 1200:
             return  # only a client's padded Initial starts a connection
         cfg = self._transport.config
         pipe = QuicRawConn(self._endpoint, addr, False, self._transport.local_peer, owns_endpoint=False,

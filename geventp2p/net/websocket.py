@@ -30,31 +30,32 @@ import os
 import struct
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from gevent.lock import Semaphore
 from multiaddr import Multiaddr
-from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Ping,
-    RejectConnection,
-    Request,
-    TextMessage,
-)
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from geventp2p._speedups import wsmask
 from geventp2p.core import addr as maddr
+from geventp2p.core.lazy import lazy_module
 from geventp2p.core.transport import RawConn
 from geventp2p.exceptions import ConfigError, MultiaddrError, P2PTimeoutError, TransportError
 from geventp2p.net._deadline import Deadline, timeout_scope
 from geventp2p.net.rawconn import Buffer
 from geventp2p.net.rawconn import RawConn as _RawConnBase
 from geventp2p.net.tcp import TcpConfig, TcpListener, TcpTransport
+
+if TYPE_CHECKING:
+    import wsproto as _wsproto
+    from wsproto import connection as _wsconn
+    from wsproto import events as _wsev
+    from wsproto import utilities as _wsutil
+else:
+    # wsproto loads with the first WebSocket dial or accept (see geventp2p.core.lazy).
+    _wsproto = lazy_module("wsproto")
+    _wsconn = lazy_module("wsproto.connection")
+    _wsev = lazy_module("wsproto.events")
+    _wsutil = lazy_module("wsproto.utilities")
 
 __all__ = ["WsConfig", "WsTransport", "WsListener", "WsConn"]
 
@@ -235,7 +236,7 @@ def _frame(out: list[Buffer], payload: memoryview, masked: bool) -> None:
 class WsConn(_RawConnBase):
     """A RawConn carried in WebSocket binary messages over a TCP ``RawConn``."""
 
-    def __init__(self, raw: RawConn, ws: WSConnection) -> None:
+    def __init__(self, raw: RawConn, ws: _wsproto.WSConnection) -> None:
         super().__init__()
         self._raw = raw
         self._ws = ws
@@ -258,27 +259,27 @@ class WsConn(_RawConnBase):
     @classmethod
     def open_client(cls, raw: RawConn, host: str) -> "WsConn":
         """Blocks the calling greenlet for the client upgrade (the caller bounds it)."""
-        ws = WSConnection(ConnectionType.CLIENT)
-        raw.write(ws.send(Request(host=host, target="/")))
+        ws = _wsproto.WSConnection(_wsproto.ConnectionType.CLIENT)
+        raw.write(ws.send(_wsev.Request(host=host, target="/")))
         conn = cls(raw, ws)
         rest = conn._read_http_head()
         for ev in conn._events:
-            if isinstance(ev, AcceptConnection):
+            if isinstance(ev, _wsev.AcceptConnection):
                 conn._feed(rest)  # frames that came with the answer
                 return conn
-            if isinstance(ev, RejectConnection):
+            if isinstance(ev, _wsev.RejectConnection):
                 raise TransportError(errno.ECONNREFUSED, f"websocket upgrade refused (HTTP {ev.status_code})")
         raise TransportError(errno.EPROTO, "no websocket upgrade answer")
 
     @classmethod
     def open_server(cls, raw: RawConn) -> "WsConn":
         """Blocks the calling greenlet for the server side of the upgrade (the caller bounds it)."""
-        ws = WSConnection(ConnectionType.SERVER)
+        ws = _wsproto.WSConnection(_wsproto.ConnectionType.SERVER)
         conn = cls(raw, ws)
         rest = conn._read_http_head()
         for ev in conn._events:
-            if isinstance(ev, Request):
-                raw.write(ws.send(AcceptConnection()))
+            if isinstance(ev, _wsev.Request):
+                raw.write(ws.send(_wsev.AcceptConnection()))
                 conn._feed(rest)  # frames pipelined after the request
                 return conn
         raise TransportError(errno.EPROTO, "no websocket upgrade request")
@@ -307,22 +308,22 @@ class WsConn(_RawConnBase):
         try:
             self._ws.receive_data(data if data else None)
             self._events = list(self._ws.events())
-        except RemoteProtocolError as exc:
+        except _wsutil.RemoteProtocolError as exc:
             raise TransportError(errno.EPROTO, f"websocket protocol error: {exc}") from exc
 
     def _handle_events(self) -> None:
         for ev in self._events:
-            if isinstance(ev, BytesMessage):
+            if isinstance(ev, _wsev.BytesMessage):
                 if ev.data:
                     self._chunks.append(bytes(ev.data))
-            elif isinstance(ev, Ping):
+            elif isinstance(ev, _wsev.Ping):
                 self._send_control(ev.response())
-            elif isinstance(ev, CloseConnection):
-                if self._ws.state is ConnectionState.REMOTE_CLOSING:
+            elif isinstance(ev, _wsev.CloseConnection):
+                if self._ws.state is _wsconn.ConnectionState.REMOTE_CLOSING:
                     self._send_control(ev.response())
                 self._eof = True
-            elif isinstance(ev, TextMessage):
-                self._send_control(CloseConnection(code=1003, reason="libp2p needs binary messages"))
+            elif isinstance(ev, _wsev.TextMessage):
+                self._send_control(_wsev.CloseConnection(code=1003, reason="libp2p needs binary messages"))
                 raise TransportError(errno.EPROTO, "websocket text message (libp2p uses binary messages)")
         self._events = []
 
@@ -332,7 +333,7 @@ class WsConn(_RawConnBase):
                 data = self._ws.send(event)
                 if data:
                     self._raw.write(data)
-        except (LocalProtocolError, TransportError):
+        except (_wsutil.LocalProtocolError, TransportError):
             log.debug("could not send websocket %s", type(event).__name__, exc_info=True)
 
     def _feed(self, data: bytes) -> None:
@@ -392,7 +393,7 @@ class WsConn(_RawConnBase):
                 pos += hl
                 continue
             if sound and opcode == _OP_TEXT:
-                self._send_control(CloseConnection(code=1003, reason="libp2p needs binary messages"))
+                self._send_control(_wsev.CloseConnection(code=1003, reason="libp2p needs binary messages"))
                 raise TransportError(errno.EPROTO, "websocket text message (libp2p uses binary messages)")
             # control frames (<= 125 bytes) go to wsproto whole; a frame it must refuse
             # (bad bits, opcode, masking or length) fails there at its header
@@ -453,7 +454,7 @@ class WsConn(_RawConnBase):
         total = len(view)
         client = self._ws.client
         with self._wlock:
-            if self._ws.state is not ConnectionState.OPEN:
+            if self._ws.state is not _wsconn.ConnectionState.OPEN:
                 raise TransportError(errno.EPIPE, f"websocket closed for writing ({self._ws.state.name})")
             frames: list[Buffer] = []
             for i in range(0, total, _MAX_MESSAGE):
@@ -471,14 +472,14 @@ class WsConn(_RawConnBase):
             return
         if self._prefix:
             self._flush_prefix()
-        if self._ws.state is ConnectionState.OPEN:
-            self._send_control(CloseConnection(code=1000))
+        if self._ws.state is _wsconn.ConnectionState.OPEN:
+            self._send_control(_wsev.CloseConnection(code=1000))
 
     def _close_raw(self) -> None:
-        if self._ws.state is ConnectionState.OPEN and not self._wlock.locked():
+        if self._ws.state is _wsconn.ConnectionState.OPEN and not self._wlock.locked():
             try:  # a polite close frame if it can go out at once; the socket closes anyway
                 with timeout_scope(0.5, "websocket close"):
-                    self._send_control(CloseConnection(code=1000))
+                    self._send_control(_wsev.CloseConnection(code=1000))
             except P2PTimeoutError:
                 pass
         try:

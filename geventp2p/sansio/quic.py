@@ -22,8 +22,9 @@ libp2p's rules, and how they are met here:
   error code in RESET_STREAM / STOP_SENDING; the connection's close code goes in
   the application CONNECTION_CLOSE.
 
-What aioquic does not expose and this module adds by overriding four private
-hooks of ``QuicConnection`` (pinned to aioquic 1.x, checked by the tests):
+What aioquic does not expose is added by :mod:`geventp2p.sansio._aioquic`, which
+overrides four private hooks of ``QuicConnection`` (pinned to aioquic 1.x, checked by
+the tests):
 
 * ``_initialize``: ask for the client certificate (aioquic's server never does
   otherwise) and run our certificate check in the TLS state machine;
@@ -42,18 +43,11 @@ here): connection migration, 0-RTT, session resumption, datagrams, draft-29
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass
-from typing import Any, Callable, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional
 
-from aioquic import tls as _tls
-from aioquic.quic import events as _ev
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection, QuicConnectionState
-from aioquic.quic.packet import QuicFrameType
-
+from geventp2p.core.lazy import lazy_module
 from geventp2p.core.peer import PeerId
-from geventp2p.crypto import tlscert
 from geventp2p.exceptions import ConfigError, PeerIdMismatchError, ProtocolError, SecurityError
 from geventp2p.sansio._mux import (
     DataReceived,
@@ -64,6 +58,30 @@ from geventp2p.sansio._mux import (
     StreamReset,
     check_positive_ints,
 )
+
+if TYPE_CHECKING:
+    import ssl
+
+    from aioquic import tls as _tls
+    from aioquic.quic import configuration as _qconfig
+    from aioquic.quic import connection as _qconn
+    from aioquic.quic import events as _ev
+    from aioquic.quic import packet as _qpacket
+
+    from geventp2p.crypto import tlscert
+    from geventp2p.sansio import _aioquic
+else:
+    # aioquic (and cryptography's X.509 code under it) load with the first QUIC
+    # session, not with new_host: about 10 MiB a TCP-only process never needs
+    # (the stdlib's ssl alone maps libssl, ~5 MiB).
+    ssl = lazy_module("ssl")
+    _tls = lazy_module("aioquic.tls")
+    _qconfig = lazy_module("aioquic.quic.configuration")
+    _qconn = lazy_module("aioquic.quic.connection")
+    _ev = lazy_module("aioquic.quic.events")
+    _qpacket = lazy_module("aioquic.quic.packet")
+    tlscert = lazy_module("geventp2p.crypto.tlscert")
+    _aioquic = lazy_module("geventp2p.sansio._aioquic")
 
 __all__ = [
     "ALPN",
@@ -134,73 +152,6 @@ class WriteStopped:
     error_code: int
 
 
-class _Libp2pQuicConnection(QuicConnection):
-    """aioquic's connection with libp2p's certificate rules and consumption-driven credit."""
-
-    def __init__(self, *, configuration: QuicConfiguration, session: "QuicSession", **kwargs: Any) -> None:
-        self._p2p = session
-        super().__init__(configuration=configuration, **kwargs)
-
-    def _initialize(self, peer_cid: bytes) -> None:
-        super()._initialize(peer_cid)
-        ctx: Any = self.tls
-        session = self._p2p
-        if self._is_client:
-            original = ctx._client_handle_certificate_verify
-
-            def client_verify(input_buf: Any) -> None:
-                original(input_buf)  # the CertificateVerify signature over the transcript
-                session._check_peer(ctx)
-
-            ctx._client_handle_certificate_verify = client_verify
-        else:
-            ctx._request_client_certificate = True
-            handle_cert = ctx._server_handle_certificate
-            handle_verify = ctx._server_handle_certificate_verify
-
-            def server_certificate(input_buf: Any) -> None:
-                handle_cert(input_buf)
-                if ctx._peer_certificate is None:  # an empty Certificate message
-                    session._refuse(SecurityError("the peer presented no certificate"), ctx)
-
-            def server_verify(input_buf: Any) -> None:
-                handle_verify(input_buf)
-                session._check_peer(ctx)
-
-            ctx._server_handle_certificate = server_certificate
-            ctx._server_handle_certificate_verify = server_verify
-
-    def _get_or_create_stream(self, frame_type: int, stream_id: int) -> Any:
-        stream = super()._get_or_create_stream(frame_type, stream_id)
-        self._p2p._peer_opened(stream_id)
-        return stream
-
-    def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
-        local = stream.max_stream_data_local
-        if not local:
-            return
-        session = self._p2p
-        sid = stream.stream_id
-        window = session._window
-        target = session._consumed.get(sid, 0) + window
-        if target - local >= window >> 1 and not stream.receiver.is_finished:
-            stream.max_stream_data_local = local = target
-        if stream.max_stream_data_local_sent != local:
-            buf = builder.start_frame(
-                QuicFrameType.MAX_STREAM_DATA,
-                capacity=_MAX_STREAM_DATA_CAPACITY,
-                handler=self._on_max_stream_data_delivery,
-                handler_args=(stream,),
-            )
-            buf.push_uint_var(sid)
-            buf.push_uint_var(local)
-            stream.max_stream_data_local_sent = local
-
-
-#: Frame type (1) + stream id (<= 8) + maximum (<= 8).
-_MAX_STREAM_DATA_CAPACITY = 17
-
-
 class QuicSession:
     """One QUIC connection as a muxer core (see the module docstring).
 
@@ -244,7 +195,7 @@ class QuicSession:
         self._go_away_received: Optional[int] = None
         self._keepalive_at = clock() + config.keepalive_interval
         cert, key = certificate
-        qc = QuicConfiguration(
+        qc = _qconfig.QuicConfiguration(
             alpn_protocols=[ALPN],
             is_client=is_client,
             certificate=cert,
@@ -256,7 +207,7 @@ class QuicSession:
             idle_timeout=config.idle_timeout,
             congestion_control_algorithm=config.congestion_control,
         )
-        self.quic = _Libp2pQuicConnection(
+        self.quic = _aioquic.Libp2pQuicConnection(
             configuration=qc, session=self,
             original_destination_connection_id=original_destination_connection_id,
         )
@@ -399,7 +350,7 @@ class QuicSession:
             if self.error is None:
                 self.error = why
             # CRYPTO_ERROR(bad_certificate), a transport close
-            self.quic.close(error_code=0x100 + 42, frame_type=QuicFrameType.CRYPTO, reason_phrase=str(why))
+            self.quic.close(error_code=0x100 + 42, frame_type=_qpacket.QuicFrameType.CRYPTO, reason_phrase=str(why))
             self._dirty = True
             return []  # the close event follows
         self.handshake_complete = True
@@ -409,7 +360,7 @@ class QuicSession:
         """The connection ended: GoAwayReceived when the peer closed it, else SessionError."""
         self._closed = True
         code = ev.error_code
-        remote = self.quic._state == QuicConnectionState.DRAINING
+        remote = self.quic._state == _qconn.QuicConnectionState.DRAINING
         if self.error is None and not self.handshake_complete:
             if remote and 0x100 <= code <= 0x1FF:
                 self.error = SecurityError(

@@ -38,15 +38,23 @@ callback, so the check is ours and the verdict still travels in the handshake.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
-from cryptography import x509
-from OpenSSL import SSL
-
+from geventp2p.core.lazy import lazy_module
 from geventp2p.core.peer import PeerId
-from geventp2p.crypto import tlscert
 from geventp2p.crypto.keys import PrivateKey, PublicKey
 from geventp2p.exceptions import ConfigError, PeerIdMismatchError, SecurityError, TlsCertificateError
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from OpenSSL import SSL
+
+    from geventp2p.crypto import tlscert
+else:
+    # pyOpenSSL and cryptography's X.509 code are imported at the first handshake
+    # (about 10 MiB a Noise-only process never needs); see geventp2p.core.lazy.
+    SSL = lazy_module("OpenSSL.SSL")
+    tlscert = lazy_module("geventp2p.crypto.tlscert")
 
 __all__ = ["TlsConfig", "TlsSession", "PROTOCOL_ID", "ALPN_LIBP2P"]
 

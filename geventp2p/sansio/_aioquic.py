@@ -1,0 +1,89 @@
+"""aioquic's ``QuicConnection`` with libp2p's certificate rules and consumption-driven credit.
+
+Kept apart from :mod:`geventp2p.sansio.quic` so that importing the QUIC session module
+does not import aioquic; the session loads this module with its first connection.
+The overridden hooks are private to aioquic 1.x (the pin in ``pyproject.toml``); the
+QUIC tests exercise each of them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import QuicFrameType
+
+from geventp2p.exceptions import SecurityError
+
+if TYPE_CHECKING:
+    from geventp2p.sansio.quic import QuicSession
+
+__all__ = ["Libp2pQuicConnection"]
+
+#: Frame type (1) + stream id (<= 8) + maximum (<= 8).
+MAX_STREAM_DATA_CAPACITY = 17
+
+
+class Libp2pQuicConnection(QuicConnection):
+    """aioquic's connection with libp2p's certificate rules and consumption-driven credit."""
+
+    def __init__(self, *, configuration: QuicConfiguration, session: "QuicSession", **kwargs: Any) -> None:
+        self._p2p = session
+        super().__init__(configuration=configuration, **kwargs)
+
+    def _initialize(self, peer_cid: bytes) -> None:
+        super()._initialize(peer_cid)
+        ctx: Any = self.tls
+        session = self._p2p
+        if self._is_client:
+            original = ctx._client_handle_certificate_verify
+
+            def client_verify(input_buf: Any) -> None:
+                original(input_buf)  # the CertificateVerify signature over the transcript
+                session._check_peer(ctx)
+
+            ctx._client_handle_certificate_verify = client_verify
+        else:
+            ctx._request_client_certificate = True
+            handle_cert = ctx._server_handle_certificate
+            handle_verify = ctx._server_handle_certificate_verify
+
+            def server_certificate(input_buf: Any) -> None:
+                handle_cert(input_buf)
+                if ctx._peer_certificate is None:  # an empty Certificate message
+                    session._refuse(SecurityError("the peer presented no certificate"), ctx)
+
+            def server_verify(input_buf: Any) -> None:
+                handle_verify(input_buf)
+                session._check_peer(ctx)
+
+            ctx._server_handle_certificate = server_certificate
+            ctx._server_handle_certificate_verify = server_verify
+
+    def _get_or_create_stream(self, frame_type: int, stream_id: int) -> Any:
+        stream = super()._get_or_create_stream(frame_type, stream_id)
+        self._p2p._peer_opened(stream_id)
+        return stream
+
+    def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
+        local = stream.max_stream_data_local
+        if not local:
+            return
+        session = self._p2p
+        sid = stream.stream_id
+        window = session._window
+        target = session._consumed.get(sid, 0) + window
+        if target - local >= window >> 1 and not stream.receiver.is_finished:
+            stream.max_stream_data_local = local = target
+        if stream.max_stream_data_local_sent != local:
+            buf = builder.start_frame(
+                QuicFrameType.MAX_STREAM_DATA,
+                capacity=MAX_STREAM_DATA_CAPACITY,
+                handler=self._on_max_stream_data_delivery,
+                handler_args=(stream,),
+            )
+            buf.push_uint_var(sid)
+            buf.push_uint_var(local)
+            stream.max_stream_data_local_sent = local
+
