@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from aioquic import tls as _tls
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet import QuicFrameType
@@ -37,6 +38,11 @@ class Libp2pQuicConnection(QuicConnection):
         ctx: Any = self.tls
         session = self._p2p
         if self._is_client:
+            # aioquic's client makes a key share for each of P-256, P-384, X25519 and
+            # X448; the P-384 and X448 keys cost ~0.35 ms per dial and no libp2p peer
+            # picks them.  Offer X25519 first and P-256 (TLS 1.3's mandatory group).
+            ctx._supported_groups = [g for g in (_tls.Group.X25519, _tls.Group.SECP256R1)
+                                     if g in ctx._supported_groups]
             original = ctx._client_handle_certificate_verify
 
             def client_verify(input_buf: Any) -> None:

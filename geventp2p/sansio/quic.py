@@ -23,11 +23,12 @@ libp2p's rules, and how they are met here:
   the application CONNECTION_CLOSE.
 
 What aioquic does not expose is added by :mod:`geventp2p.sansio._aioquic`, which
-overrides four private hooks of ``QuicConnection`` (pinned to aioquic 1.x, checked by
+overrides three private hooks of ``QuicConnection`` (pinned to aioquic 1.x, checked by
 the tests):
 
 * ``_initialize``: ask for the client certificate (aioquic's server never does
-  otherwise) and run our certificate check in the TLS state machine;
+  otherwise), run our certificate check in the TLS state machine, and have the
+  client offer key shares for X25519 and P-256 only (not also P-384 and X448);
 * ``_get_or_create_stream``: learn of a peer's new stream when its first frame
   arrives, even an empty one (aioquic reports only data);
 * ``_write_stream_limits``: grant receive credit (MAX_STREAM_DATA) as the
