@@ -41,8 +41,9 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import IO, Any, Callable, Iterable, Iterator, Sequence
 
+_sleep: Callable[[float], Any]
 try:  # cooperative waiting when gevent is around (it always is for geventp2p)
     import gevent as _gevent
 
@@ -461,6 +462,13 @@ class _Drain(threading.Thread):
             return bytes(self._buf[-STDERR_KEEP:]).decode("utf-8", "replace")
 
 
+def _close(pipe: IO[bytes] | None) -> None:
+    """Close one of a child's pipes (one already closed or gone is fine)."""
+    if pipe is not None:
+        with contextlib.suppress(OSError, ValueError):
+            pipe.close()
+
+
 def _popen(argv: Sequence[str], env: dict[str, str] | None) -> subprocess.Popen:
     try:
         return subprocess.Popen(
@@ -565,8 +573,7 @@ class PeerProcess:
         if self._stopped:
             return self.proc.returncode
         self._stopped = True
-        with contextlib.suppress(OSError, ValueError):
-            self.proc.stdin.close()
+        _close(self.proc.stdin)
         for sig, wait in ((None, grace), (signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
             if sig is not None and self.proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -579,8 +586,7 @@ class PeerProcess:
         self._out.join(2.0)
         self._err.join(2.0)
         for pipe in (self.proc.stdout, self.proc.stderr):
-            with contextlib.suppress(OSError):
-                pipe.close()
+            _close(pipe)
         return self.proc.returncode
 
     def __enter__(self) -> "PeerProcess":
@@ -636,8 +642,7 @@ def run_dialer(
     err = _Drain(proc.stderr, f"{kind}-dial-stderr", lines=False)
     out.start()
     err.start()
-    with contextlib.suppress(OSError):
-        proc.stdin.close()
+    _close(proc.stdin)
     deadline = time.monotonic() + timeout + 30.0  # the peer enforces `timeout` itself
     killed = False
     while proc.poll() is None:
@@ -652,8 +657,7 @@ def run_dialer(
     out.join(5.0)
     err.join(5.0)
     for pipe in (proc.stdout, proc.stderr):
-        with contextlib.suppress(OSError):
-            pipe.close()
+        _close(pipe)
     result = None
     for line in reversed(out.all_lines()):
         result = _parse_json_line(line)
