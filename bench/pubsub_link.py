@@ -191,7 +191,7 @@ class Peer:
                     env[k] = os.environ[k]
             argv = [sys.executable, "-m", "bench.pubsub_link", "--role", role, "--size-hint", str(size)]
         elif kind == "js":
-            sys.path.insert(0, str(HARNESS_DIR))
+            # (_harness() above put tests/interop on sys.path)
             from _npm import ensure_npm_packages, node_executable  # type: ignore[import-not-found]  # noqa: PLC0415
 
             folder = ensure_npm_packages("npm-pubsub", _js_packages())

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import weakref
 from collections import deque
@@ -888,11 +889,17 @@ class MuxConn(Generic[S, T]):
 def set_idle_retire_after(seconds: float) -> float:
     """Set how long a connection idles before its reader and writer greenlets end
     (``IDLE_RETIRE_AFTER``; 0 turns retirement off for connections opened from now on).
-    Returns the previous value.  Also settable with ``GEVENTP2P_IDLE_RETIRE_AFTER``."""
+    Returns the previous value.  Also settable with ``GEVENTP2P_IDLE_RETIRE_AFTER``.
+
+    A positive period takes effect at once for the connections of the calling thread's
+    hub (its sweeper timer restarts with the new period); other threads' hubs pick it
+    up when they next open a connection."""
     global IDLE_RETIRE_AFTER
     if not seconds >= 0:
         raise ValueError(f"seconds must be >= 0, got {seconds!r}")
     old, IDLE_RETIRE_AFTER = IDLE_RETIRE_AFTER, float(seconds)
+    if IDLE_RETIRE_AFTER > 0:
+        _IdleSweeper.retime_current(IDLE_RETIRE_AFTER)
     return old
 
 
@@ -931,7 +938,8 @@ class _IdleSweeper:
     def __init__(self, hub: Any, period: float) -> None:
         self.conns: "weakref.WeakSet[MuxConn[Any, Any]]" = weakref.WeakSet()
         self.period = period
-        self.timer = hub.loop.timer(period, period, ref=False)
+        self.loop = hub.loop  # not the hub: it is this sweeper's weak key
+        self.timer = self.loop.timer(period, period, ref=False)
         self.running = False
 
     @classmethod
@@ -941,20 +949,34 @@ class _IdleSweeper:
             return
         hub = get_hub()
         sweeper = cls._by_hub.get(hub)
-        if sweeper is None or sweeper.period != period:
-            if sweeper is not None:
-                sweeper.timer.stop()
-                sweeper.timer.close()
-                mux_set = sweeper.conns
-            else:
-                mux_set = None
+        if sweeper is None:
             sweeper = cls._by_hub[hub] = cls(hub, period)
-            if mux_set is not None:
-                sweeper.conns.update(mux_set)
+        else:
+            sweeper.retime(period)
         sweeper.conns.add(mux)
         if not sweeper.running:
             sweeper.running = True
             sweeper.timer.start(sweeper.sweep)
+
+    @classmethod
+    def retime_current(cls, period: float) -> None:
+        """Give the calling thread's sweeper, if it has one, the period ``period``."""
+        ident = threading.get_ident()
+        for hub, sweeper in list(cls._by_hub.items()):
+            if hub.thread_ident == ident:
+                sweeper.retime(period)
+
+    def retime(self, period: float) -> None:
+        """Replace the timer with one of period ``period``; a running sweep restarts
+        with it at once (the first tick is one new period from now)."""
+        if period == self.period:
+            return
+        self.timer.stop()
+        self.timer.close()
+        self.period = period
+        self.timer = self.loop.timer(period, period, ref=False)
+        if self.running:
+            self.timer.start(self.sweep)
 
     def sweep(self) -> None:
         conns = self.conns

@@ -14,7 +14,8 @@ Ranking (a simplified go ``DefaultDialRanker`` for the transports we have):
 addresses are split into a local group (loopback, private, memory, unix) and a
 public group, dialed in parallel; inside a group the first address starts at
 once and each next one ``step`` later (30 ms local, 250 ms public), loopback
-before private, IPv6 before IPv4 (go's happy-eyeballs order), lower ports first.
+before private, then QUIC before TCP (go's order; TCP first with ``prefer_quic=False``),
+IPv6 before IPv4 (go's happy-eyeballs order), lower ports first.
 Relay (``/p2p-circuit``) addresses come last, 500 ms after the last direct one
 when direct public addresses exist.
 """
@@ -148,17 +149,32 @@ class DialBackoff:
 
 
 class AddrInfo:
-    """What dialing needs to know about one transport address (computed once, cached)."""
+    """What dialing needs to know about one transport address (computed once, cached).
 
-    __slots__ = ("relay", "local", "order", "unspecified", "ip6_link_local")
+    Inside a dial group addresses are ranked by :attr:`quic_first` (``prefer_quic``, go's
+    order) or :attr:`tcp_first`: loopback first, then the preferred transport, then IPv6
+    before IPv4, then the lower port."""
+
+    __slots__ = ("relay", "local", "unspecified", "ip6_link_local", "quic_first", "tcp_first")
 
     def __init__(self, ma: Any) -> None:
         comps = _addr.components(ma)
+        ip6 = comps[0].code in (_addr.P_IP6, _addr.P_IP6ZONE)
         self.relay = any(c.code == _addr.P_P2P_CIRCUIT for c in comps)
         self.local = _addr.is_local(ma)
-        self.order = _order_key(ma)
         self.unspecified = _addr.is_unspecified(ma)
-        self.ip6_link_local = _addr.is_link_local(ma) and comps[0].code in (_addr.P_IP6, _addr.P_IP6ZONE)
+        self.ip6_link_local = _addr.is_link_local(ma) and ip6
+        # rank keys (False sorts first): loopback, the transport, IPv6, the port
+        loopback = _addr.is_loopback(ma)
+        quic = any(c.code == _addr.P_QUIC_V1 for c in comps)
+        port = _port(comps)
+        self.quic_first: tuple[bool, bool, bool, int] = (not loopback, not quic, not ip6, port)
+        self.tcp_first: tuple[bool, bool, bool, int] = (not loopback, quic, not ip6, port)
+
+    @property
+    def order(self) -> tuple[bool, bool, bool, int]:
+        """The default rank key, :attr:`quic_first`."""
+        return self.quic_first
 
 
 _INFO: dict = {}
@@ -180,23 +196,15 @@ def _key(addr: Any) -> Any:
     return _addr.parse(addr) if isinstance(addr, str) else addr
 
 
-def _is_relay(ma: Any) -> bool:
-    return any(c.code == _addr.P_P2P_CIRCUIT for c in _addr.components(ma))
-
-
-def _order_key(ma: Any) -> tuple:
-    comps = _addr.components(ma)
-    ip6 = comps[0].code in (_addr.P_IP6, _addr.P_IP6ZONE)
-    port = 0
+def _port(comps: tuple[_addr.Component, ...]) -> int:
+    """The TCP or UDP port among an address's components (0 if it has none)."""
     for c in comps:
         if c.code in (_addr.P_TCP, _addr.P_UDP):
             try:
-                port = int(c.value or 0)
+                return int(c.value or 0)
             except ValueError:
-                port = 0
-            break
-    quic = any(c.code == _addr.P_QUIC_V1 for c in comps)  # QUIC before TCP, as go ranks them
-    return (not _addr.is_loopback(ma), not quic, not ip6, port)
+                return 0
+    return 0
 
 
 def rank_addrs(
@@ -224,9 +232,9 @@ def rank_addrs(
     last_public = 0.0
     for group, step in ((local, step_local), (public, step_public)):
         if prefer_quic:
-            group.sort(key=lambda m: addr_info(m).order)
-        else:  # (not loopback, not quic, not ip6, port) -> TCP before QUIC
-            group.sort(key=lambda m: (lambda o: (o[0], not o[1], o[2], o[3]))(addr_info(m).order))
+            group.sort(key=lambda m: addr_info(m).quic_first)
+        else:
+            group.sort(key=lambda m: addr_info(m).tcp_first)
         for i, ma in enumerate(group):
             plan.append((i * step, seq, ma))
             seq += 1

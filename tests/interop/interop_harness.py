@@ -41,8 +41,9 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import IO, Any, Callable, Iterable, Iterator, Sequence
 
+_sleep: Callable[[float], Any]
 try:  # cooperative waiting when gevent is around (it always is for geventp2p)
     import gevent as _gevent
 
@@ -65,6 +66,7 @@ __all__ = [
     "start_peer",
     "run_dialer",
     "require_peer",
+    "concurrent_echo_streams",
 ]
 
 HERE = Path(__file__).resolve().parent
@@ -460,6 +462,13 @@ class _Drain(threading.Thread):
             return bytes(self._buf[-STDERR_KEEP:]).decode("utf-8", "replace")
 
 
+def _close(pipe: IO[bytes] | None) -> None:
+    """Close one of a child's pipes (one already closed or gone is fine)."""
+    if pipe is not None:
+        with contextlib.suppress(OSError, ValueError):
+            pipe.close()
+
+
 def _popen(argv: Sequence[str], env: dict[str, str] | None) -> subprocess.Popen:
     try:
         return subprocess.Popen(
@@ -564,8 +573,7 @@ class PeerProcess:
         if self._stopped:
             return self.proc.returncode
         self._stopped = True
-        with contextlib.suppress(OSError, ValueError):
-            self.proc.stdin.close()
+        _close(self.proc.stdin)
         for sig, wait in ((None, grace), (signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
             if sig is not None and self.proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -578,8 +586,7 @@ class PeerProcess:
         self._out.join(2.0)
         self._err.join(2.0)
         for pipe in (self.proc.stdout, self.proc.stderr):
-            with contextlib.suppress(OSError):
-                pipe.close()
+            _close(pipe)
         return self.proc.returncode
 
     def __enter__(self) -> "PeerProcess":
@@ -635,8 +642,7 @@ def run_dialer(
     err = _Drain(proc.stderr, f"{kind}-dial-stderr", lines=False)
     out.start()
     err.start()
-    with contextlib.suppress(OSError):
-        proc.stdin.close()
+    _close(proc.stdin)
     deadline = time.monotonic() + timeout + 30.0  # the peer enforces `timeout` itself
     killed = False
     while proc.poll() is None:
@@ -651,8 +657,7 @@ def run_dialer(
     out.join(5.0)
     err.join(5.0)
     for pipe in (proc.stdout, proc.stderr):
-        with contextlib.suppress(OSError):
-            pipe.close()
+        _close(pipe)
     result = None
     for line in reversed(out.all_lines()):
         result = _parse_json_line(line)
@@ -671,3 +676,54 @@ def run_dialer(
         result["ok"] = False
         result["stderr"] = err.text()[-4000:]
     return result
+
+
+def concurrent_echo_streams(
+    host: Any,
+    peer_id: Any,
+    *,
+    streams: int,
+    stream_bytes: int,
+    timeout: float,
+    protocol: str = "/echo/1.0.0",
+) -> None:
+    """Open ``streams`` echo streams to ``peer_id`` at once (from a geventp2p ``host``
+    connected to it), send ``stream_bytes`` random bytes on each and check every echo.
+
+    Each stream has ``timeout`` seconds; the whole run ``timeout + 10``.  Raises
+    AssertionError naming how many streams failed and a few of the errors."""
+    import gevent  # noqa: PLC0415 - only here: the rest of the harness works without gevent
+    import gevent.pool  # noqa: PLC0415
+
+    def one(i: int) -> None:
+        # Write, read the whole echo, and only then FIN and read up to the peer's FIN.
+        # js-libp2p 3.3.11 can lose a FIN that reaches it before its handler iterates the
+        # stream: one in the QUIC packet that opens the stream (proposal + data + FIN), or
+        # one right behind the stream's first data over TLS and WS + TLS.  The echo comes
+        # back and js then waits for the FIN it dropped (seen in 1-50 of 500 streams over
+        # QUIC; over TLS 1 in 500 now and then, in the pure-Python build, always the same
+        # stream).  Reading the echo first means js iterates the stream before our FIN
+        # arrives.  Not protocols.echo.echo() for the same reason: it writes data + FIN
+        # while it reads, so its lazy protocol proposal goes out alone ahead of them.
+        payload = os.urandom(stream_bytes)
+        s = host.new_stream(peer_id, [protocol], timeout=timeout)
+        got = b""
+        try:
+            s.set_deadline(time.monotonic() + timeout)
+            s.write(payload)
+            got = s.read_exactly(len(payload))
+            s.close_write()
+            while chunk := s.read():
+                got += chunk
+        except BaseException as exc:
+            s.reset()
+            raise AssertionError(f"stream {i}: {len(got)} bytes echoed, then {exc!r}") from exc
+        s.close()
+        assert got == payload, f"stream {i}: echo mismatch"
+
+    pool = gevent.pool.Pool(streams)
+    with gevent.Timeout(timeout + 10):
+        jobs = [pool.spawn(one, i) for i in range(streams)]
+        gevent.joinall(jobs)
+    errors = [repr(g.exception) for g in jobs if not g.successful()]
+    assert not errors, f"{len(errors)}/{streams} streams failed, e.g. {sorted(set(errors))[:5]}"

@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 import gevent
-import gevent.pool
 import pytest
 
 import interop_harness as ih
@@ -134,34 +133,8 @@ class TestOutbound:
     def test_concurrent_streams(self, world, kind):
         h, pid, conn = world.connected(kind)
 
-        def one(i: int) -> None:
-            # write, read the echo, then FIN and wait for the peer's FIN.  A FIN that reaches
-            # js-libp2p 3.3.11 in the packet that opens the stream (proposal + data + FIN)
-            # is lost now and then before its handler iterates the stream: the echo comes
-            # back and js then waits for a FIN it dropped (seen here in 1-50 of 500
-            # streams; test_tls_ws_interop.py notes the same js behaviour over TLS)
-            payload = os.urandom(STREAM_BYTES)
-            s = h.new_stream(pid, [ECHO], timeout=OP_TIMEOUT)
-            got = b""
-            try:
-                s.set_deadline(time.monotonic() + OP_TIMEOUT)
-                s.write(payload)
-                got = s.read_exactly(len(payload))
-                s.close_write()
-                while chunk := s.read():
-                    got += chunk
-            except BaseException as exc:
-                s.reset()
-                raise AssertionError(f"stream {i}: {len(got)} bytes echoed, then {exc!r}") from exc
-            s.close()
-            assert got == payload, f"stream {i}: echo mismatch"
-
-        pool = gevent.pool.Pool(STREAMS)
-        with gevent.Timeout(OP_TIMEOUT + 10):
-            jobs = [pool.spawn(one, i) for i in range(STREAMS)]
-            gevent.joinall(jobs)
-        errors = [repr(g.exception) for g in jobs if not g.successful()]
-        assert not errors, f"{len(errors)}/{STREAMS} streams failed, e.g. {sorted(set(errors))[:5]}"
+        ih.concurrent_echo_streams(h, pid, streams=STREAMS, stream_bytes=STREAM_BYTES, timeout=OP_TIMEOUT,
+                                   protocol=ECHO)
         assert h.network.conns_to_peer(pid) == [conn]
 
     def test_perf(self, world, kind):

@@ -24,7 +24,6 @@ import time
 from typing import Any
 
 import gevent
-import gevent.pool
 import pytest
 
 import interop_harness as ih
@@ -141,36 +140,8 @@ class TestOutbound:
     def test_concurrent_streams(self, world, kind, variant):
         h, pid, conn = world.connected(kind, variant)
 
-        def one(i: int) -> None:
-            # write + FIN, then read (as test_geventp2p_interop.py).  Not echo(): it reads
-            # first, so the lazy proposal goes out alone and the FIN can reach js 3.3.11
-            # before its handler iterates the stream, which loses it (1 of 500 streams hung
-            # now and then in the pure-Python build over TLS, always the same one)
-            payload = os.urandom(STREAM_BYTES)
-            s = h.new_stream(pid, [ECHO], timeout=OP_TIMEOUT)
-            got = b""
-            try:
-                s.set_deadline(time.monotonic() + OP_TIMEOUT)
-                s.write(payload)
-                # read the echo before the FIN: js-libp2p 3.3.11 can still lose a FIN that
-                # arrives right behind the stream's first data (seen over WS + TLS too,
-                # 1 stream in 500); the QUIC interop test does the same
-                got = s.read_exactly(len(payload))
-                s.close_write()
-                while chunk := s.read():
-                    got += chunk
-            except BaseException as exc:
-                s.reset()
-                raise AssertionError(f"stream {i}: {len(got)} bytes echoed, then {exc!r}") from exc
-            s.close()
-            assert got == payload, f"stream {i}: echo mismatch"
-
-        pool = gevent.pool.Pool(STREAMS)
-        with gevent.Timeout(OP_TIMEOUT + 10):
-            jobs = [pool.spawn(one, i) for i in range(STREAMS)]
-            gevent.joinall(jobs)
-        errors = [repr(g.exception) for g in jobs if not g.successful()]
-        assert not errors, f"{len(errors)}/{STREAMS} streams failed, e.g. {sorted(set(errors))[:5]}"
+        ih.concurrent_echo_streams(h, pid, streams=STREAMS, stream_bytes=STREAM_BYTES, timeout=OP_TIMEOUT,
+                                   protocol=ECHO)
         assert h.network.conns_to_peer(pid) == [conn]
 
     def test_perf_16mib(self, world, kind, variant):

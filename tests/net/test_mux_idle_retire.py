@@ -154,6 +154,19 @@ def test_streams_both_ways_after_retirement(muxer, mux_leakcheck):
         server.close()
 
 
+def test_shortening_the_period_takes_effect_for_tracked_conns(mux_leakcheck):
+    # the sweeper runs at a period nothing would reach; only the new one can retire
+    _muxconn.set_idle_retire_after(3600)
+    conn, peer = raw_pair(quiet())
+    try:
+        assert not retired(conn)
+        _muxconn.set_idle_retire_after(0.05)
+        wait_until(lambda: retired(conn), what="retirement at the shortened period")
+    finally:
+        conn.close()
+        peer.close()
+
+
 def test_serve_hands_over_queued_and_new_streams_and_reports_the_end(mux_leakcheck):
     client, server = socketpair_factory(YamuxMuxer())()
     got = []

@@ -120,3 +120,17 @@ def test_rank_ipv6_before_ipv4_and_relay_last():
     assert [str(a) for _, a in plan][0] == "/ip6/2001:db8::1/tcp/4001"
     assert "p2p-circuit" in str(plan[-1][1]) and plan[-1][0] == pytest.approx(0.25 + 0.5)
     assert rank_addrs([]) == []
+
+
+@pytest.mark.parametrize("prefer_quic", [True, False])
+def test_rank_key_precedence_loopback_then_transport_then_ipv6_then_port(prefer_quic):
+    quic = ["/ip6/2001:db8::1/udp/9000/quic-v1", "/ip4/8.8.8.8/udp/9000/quic-v1"]
+    tcp = ["/ip6/2001:db8::1/tcp/1", "/ip4/8.8.8.8/tcp/1", "/ip4/8.8.8.8/tcp/500"]
+    shuffled = [quic[1], tcp[2], tcp[0], quic[0], tcp[1]]
+    plan = rank_addrs([parse(a) for a in shuffled], prefer_quic=prefer_quic)
+    # the preferred transport beats IPv6-first and the port; IPv6 beats the port
+    assert [str(a) for _, a in plan] == (quic + tcp if prefer_quic else tcp + quic)
+    # loopback beats the preferred transport
+    local = ["/ip4/127.0.0.1/tcp/4001", "/ip4/192.168.1.5/udp/1/quic-v1"]
+    plan = rank_addrs([parse(a) for a in reversed(local)], prefer_quic=prefer_quic)
+    assert [str(a) for _, a in plan] == local
