@@ -70,6 +70,8 @@ DEFAULT_READ_SIZE = 65536
 _MAX_IOV = 512
 _MSG_PEEK = getattr(_stdlib_socket, "MSG_PEEK", 2)
 _PEEK = bytearray(1)  # wait_readable's MSG_PEEK target, shared (the byte is never read)
+#: gevent sockets wait on their own read watcher (``sock._wait(sock._read_event)``)
+_WATCHER_WAIT = hasattr(gsocket.socket, "_wait")
 
 
 class PendingEcho(Protocol):
@@ -416,14 +418,20 @@ class SocketConn(RawConn):
 
     def wait_readable(self) -> None:
         """Blocks the calling greenlet until the socket is readable (data, EOF or an
-        error): a one-byte ``MSG_PEEK`` receive, which gevent parks on the socket's own
-        read watcher."""
+        error), parked on the gevent socket's own read watcher: no system call and no
+        watcher of its own.  (``_wait``/``_read_event`` are gevent's private socket
+        attributes, stable since gevent 1.x; without them, a one-byte ``MSG_PEEK``
+        receive waits the same way at the cost of a system call or two.)"""
         if self._rbuf or self._pending or self._closed or not self._plain:
             return
+        sock = self._sock
         try:
-            self._sock.recv_into(_PEEK, 1, _MSG_PEEK)
+            if _WATCHER_WAIT:
+                sock._wait(sock._read_event)
+            else:
+                sock.recv_into(_PEEK, 1, _MSG_PEEK)
         except OSError:
-            pass  # the read that follows reports it
+            pass  # closed under us (gevent's cancel_wait): the read that follows reports it
 
     def _write_raw(self, data: Buffer) -> None:
         with self._wlock:

@@ -263,3 +263,29 @@ def test_context_manager_and_repr(socketpair):
     with ca as c:
         assert "open" in repr(c)
     assert ca.closed and "closed" in repr(ca)
+
+
+def test_wait_readable_parks_on_the_sockets_own_watcher(socketpair):
+    import geventp2p.net.rawconn as rawconn
+
+    assert rawconn._WATCHER_WAIT, "gevent's socket no longer has _wait: wait_readable falls back to MSG_PEEK"
+    ca, cb = socketpair
+    assert cb.readinto_nowait(bytearray(16)) is None  # nothing there yet
+    woke = gevent.spawn(cb.wait_readable)
+    gevent.sleep(0)  # parked on the watcher
+    assert not woke.dead
+    ca.write(b"x")
+    woke.join(timeout=10)
+    assert woke.dead and woke.successful()
+    buf = bytearray(16)
+    assert cb.readinto_nowait(buf) == 1 and buf[:1] == b"x"  # the byte is still there to read
+
+
+def test_close_wakes_a_greenlet_parked_in_wait_readable(socketpair):
+    _ca, cb = socketpair
+    waiter = gevent.spawn(cb.wait_readable)
+    gevent.sleep(0)
+    assert not waiter.dead
+    cb.close()
+    waiter.join(timeout=10)
+    assert waiter.dead and waiter.successful()  # returns; the next read reports the close
