@@ -112,6 +112,11 @@ _READ_SIZE = 64 * 1024
 #: Longest ``close()`` waits for queued RPCs (the PRUNEs of leaving) to go out.
 _CLOSE_FLUSH = 1.0
 _now = time.monotonic
+#: An inbound stream's greenlet lets the others run (subscribers taking their
+#: messages, other peers' streams) once it has worked this long without waiting:
+#: a backlog of buffered RPCs, each verified (~0.1 ms), would otherwise hold every
+#: delivery until the whole backlog is done.
+INBOUND_YIELD_AFTER = 0.0005
 #: The connection manager's protection tag of direct peers.
 _DIRECT_TAG = "pubsub:direct"
 
@@ -1164,8 +1169,12 @@ class PubSub:
         buf = bytearray()
         max_size = self.options.max_rpc_size
         open_timeout = self.options.open_timeout
+        yield_at = _now() + INBOUND_YIELD_AFTER
         try:
             while True:
+                if _now() >= yield_at:
+                    gevent.sleep(0)
+                    yield_at = _now() + INBOUND_YIELD_AFTER
                 data = self._read_frame(stream, buf, max_size)
                 if data is None:
                     break

@@ -473,3 +473,45 @@ def test_outbound_open_timeout_is_retried(net):
     wait_mesh(psa, "retry", [b.id])
     ta.publish(b"after three timeouts", timeout=WAIT)
     assert subb.get(timeout=WAIT).data == b"after three timeouts"
+
+
+def test_a_backlog_of_buffered_rpcs_does_not_hold_back_delivery(net):
+    """Many RPCs buffered at once on one inbound stream: the stream's greenlet lets
+    the subscriber take the first messages long before the backlog is worked off
+    (it yields after INBOUND_YIELD_AFTER of work; before, nothing was delivered until
+    the stream had to wait for more bytes)."""
+    import hashlib
+
+    from geventp2p._speedups import varint
+    from geventp2p.sansio.pubsub import rpc as _rpc
+
+    n = 3000
+    a, b = net.gen_peers(2)
+    net.connect_all()
+    opts = {"sign": False, "subscription_buffer": n + 10}
+    psa, psb = FloodSub(a, PubSubOptions(**opts)), FloodSub(b, PubSubOptions(**opts))
+    for ps in (psa, psb):
+        ps.set_msg_id_fn("t", lambda m: hashlib.sha256(m.data).digest())
+    ta, tb = psa.join("t"), psb.join("t")
+    validated = [0]
+
+    def count(msg):
+        validated[0] += 1
+        return ACCEPT
+
+    psa.register_validator("t", count, inline=True)
+    sub = ta.subscribe()
+    wait_peers(tb, [a.id])
+    frames = bytearray()
+    for i in range(n):
+        data = _rpc.encode_rpc(_rpc.RPC(publish=[_rpc.Message(data=i.to_bytes(4, "big") + b"x" * 60, topic="t")]))
+        frames += varint.encode_uvarint(len(data)) + data
+    s = _raw_pubsub_stream(b, a)  # replaces b's own stream to a (newest wins, as in go)
+    s.write(bytes(frames))  # one write: the whole backlog arrives buffered
+    first = sub.get(timeout=WAIT)
+    seen_at_first = validated[0]
+    assert first.data[:4] == (0).to_bytes(4, "big")
+    assert seen_at_first < n, "the first message was delivered only after the whole backlog"
+    rest = drain(sub, n - 1)
+    assert [int.from_bytes(m.data[:4], "big") for m in rest] == list(range(1, n))
+    s.close()
