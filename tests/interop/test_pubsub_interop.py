@@ -41,6 +41,7 @@ from _npm import NpmUnavailable, ensure_npm_packages, node_executable, skip_or_f
 
 import geventp2p  # noqa: E402
 from geventp2p.core.peer import PeerId  # noqa: E402
+from geventp2p.exceptions import P2PTimeoutError  # noqa: E402
 from geventp2p.pubsub import ACCEPT, IGNORE, FloodSub, GossipSub  # noqa: E402
 
 pytestmark = pytest.mark.interop
@@ -327,7 +328,14 @@ def test_forwarded_through_their_node(env, remote):
             _wait_meshes(ps, r, "relay", rid, h.id)
     (ha, _psa, ta, sa), (hb, _psb, tb, sb) = ends
     ta.publish(b"a to b through them", timeout=10)
-    m = sb.get(timeout=WAIT)
+    # first at the middle node, so a failure says which hop lost the message
+    r.wait(lambda o: o.get("type") == "message" and o.get("data") == "a to b through them",
+           "A's message at the remote (the hop A -> them)")
+    try:
+        m = sb.get(timeout=WAIT)
+    except P2PTimeoutError:
+        raise AssertionError(f"{remote} got A's message but did not forward it to B within {WAIT} s\n"
+                             f"{r.proc.stderr_tail()}") from None
     assert m.data == b"a to b through them" and m.from_peer == ha.id and m.received_from == rid
     tb.publish(b"and back", timeout=10)
     while True:
