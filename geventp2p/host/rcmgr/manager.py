@@ -267,12 +267,10 @@ class ResourceManagerImpl:
     def open_stream(self, peer: Any, direction: Any) -> StreamScope:
         """A new stream's scope, charged to transient, the peer and system."""
         inbound = is_inbound(direction)
-        ps = self._peers.get(peer)
-        if ps is None:
-            ps = self._peer(peer)
+        ps = self._peer(peer)
         scope = StreamScope(self, f"stream-{next(self._ids)}", peer, ps, inbound, self.transient, self.system)
         try:
-            scope._charge_new_stream()
+            scope.add_stream(direction)
         except ResourceLimitExceeded:
             ps.refs -= 1
             scope.closed = True

@@ -147,17 +147,12 @@ class Scope:
     def reserve_memory(self, size: int, priority: int = Priority.ALWAYS) -> None:
         """Reserve ``size`` bytes here and in every ancestor, or raise
         :class:`ResourceLimitExceeded` naming the scope that refused."""
-        if self.closed:
-            self._live()
+        self._live()
         if size < 0:
             raise ValueError("cannot reserve a negative amount of memory")
-        # _check_memory on this scope and each edge, written out (it runs per stream)
-        share = 1 + priority
-        peer = self.peer
-        for s in (self, *self.edges):
-            limit = s.limit.memory
-            if s.memory + size > limit * share // 256:
-                raise s._refuse("memory", s.memory, size, limit, peer if s is not self else None)
+        self._check_memory(size, priority)
+        for e in self.edges:
+            e._check_memory(size, priority, self.peer)
         self.memory += size
         for e in self.edges:
             e.memory += size
@@ -319,15 +314,7 @@ class StreamScope(Scope):
         transient: Scope,
         system: Scope,
     ) -> None:
-        # Scope.__init__ written out: this runs for every stream
-        self.name = name
-        self.limit = mgr.limits.stream
-        self.edges = [peer_scope, transient, system]
-        self.peer = peer
-        self._hook = mgr._refused
-        self.streams_in = self.streams_out = self.conns_in = self.conns_out = self.fds = self.memory = 0
-        self.closed = False
-        self.refs = 0
+        super().__init__(name, mgr.limits.stream, [peer_scope, transient, system], mgr._refused, peer)
         self._mgr = mgr
         self._peer_scope = peer_scope
         self._transient: Optional[Scope] = transient
@@ -339,28 +326,6 @@ class StreamScope(Scope):
         self.service: Optional[str] = None
         self.inbound = inbound
         peer_scope.refs += 1
-
-    def _charge_new_stream(self) -> None:
-        """Charge this (new, empty) stream to itself, its peer, transient and system
-        (``add_stream`` written out for the per-stream path; same checks, same order)."""
-        inbound, peer = self.inbound, self.peer
-        scopes = (self, *self.edges)
-        for s in scopes:
-            lim = s.limit
-            si, so = s.streams_in, s.streams_out
-            if inbound:
-                if si + 1 > lim.streams_inbound:
-                    raise s._refuse("streams (inbound)", si, 1, lim.streams_inbound, peer)
-            elif so + 1 > lim.streams_outbound:
-                raise s._refuse("streams (outbound)", so, 1, lim.streams_outbound, peer)
-            if si + so + 1 > lim.streams:
-                raise s._refuse("streams", si + so, 1, lim.streams, peer)
-        if inbound:
-            for s in scopes:
-                s.streams_in += 1
-        else:
-            for s in scopes:
-                s.streams_out += 1
 
     def peer_scope(self) -> Scope:
         return self._peer_scope
@@ -378,49 +343,35 @@ class StreamScope(Scope):
         A stream scope holds one stream and some memory, so the checks and the counters
         are written out here (no ScopeStat, few calls: this runs for every stream)."""
         inbound, mem, peer = self.inbound, self.memory, self.peer
-        for s in pair:
-            lim = s.limit
-            si, so = s.streams_in, s.streams_out
-            if inbound:
-                if si + 1 > lim.streams_inbound:
-                    refused: tuple[Any, ...] = (s, "streams (inbound)", si, lim.streams_inbound)
-                    break
-            elif so + 1 > lim.streams_outbound:
-                refused = (s, "streams (outbound)", so, lim.streams_outbound)
-                break
-            if si + so + 1 > lim.streams:
-                refused = (s, "streams", si + so, lim.streams)
-                break
-            if mem and s.memory + mem > lim.memory * (1 + Priority.ALWAYS) // 256:
-                refused = (s, "memory", s.memory, lim.memory)
-                break
-        else:
+        try:
             for s in pair:
-                if inbound:
-                    s.streams_in += 1
-                else:
-                    s.streams_out += 1
-                s.memory += mem
-                s.refs += 1
-            return pair
-        scope, resource, used, limit = refused
-        exc = scope._refuse(resource, used, mem if resource == "memory" else 1, limit, peer)
+                s._check_streams(inbound, 1, peer)
+                if mem:
+                    s._check_memory(mem, Priority.ALWAYS, peer)
+        except ResourceLimitExceeded:
+            for s in pair:
+                self._mgr._maybe_drop(s)
+            raise
         for s in pair:
-            self._mgr._maybe_drop(s)
-        raise exc
+            if inbound:
+                s.streams_in += 1
+            else:
+                s.streams_out += 1
+            s.memory += mem
+            s.refs += 1
+        return pair
 
     def set_protocol(self, protocol: str) -> None:
         """Move the stream from transient to ``protocol`` and protocol×peer.
 
         On refusal the stream should be reset with code 0x1002 (go resets it after
         the multistream echo was already sent)."""
-        if self.closed:
-            self._live()
+        self._live()
         if self._proto is not None:
             raise ConfigError(f"{self.name}: the protocol is already set")
         mgr = self._mgr
-        proto, proto_peer = self._attach((mgr._protocol(protocol), mgr._protocol_peer(protocol, self.peer)))
-        self._proto, self._proto_peer = proto, proto_peer
+        pair = self._attach((mgr._protocol(protocol), mgr._protocol_peer(protocol, self.peer)))
+        self._proto, self._proto_peer = pair
         self.protocol = protocol
         transient = self._transient
         self._transient = None
@@ -430,13 +381,11 @@ class StreamScope(Scope):
             else:
                 transient.streams_out -= 1
             transient.memory -= self.memory
-        # edges were [peer, transient, system]: now [peer, protocol, protocol x peer, system]
-        self.edges = [self._peer_scope, proto, proto_peer, mgr.system]
+        self.edges = [self._peer_scope, *pair, *[e for e in self.edges if e is not transient and e is not self._peer_scope]]
 
     def set_service(self, service: str) -> None:
         """Also charge the stream to ``service`` and service×peer (needs a protocol)."""
-        if self.closed:
-            self._live()
+        self._live()
         if self._proto is None:
             raise ConfigError(f"{self.name}: set_service needs a protocol first")
         if self._svc is not None:
@@ -461,9 +410,6 @@ class StreamScope(Scope):
         for s in (self._proto, self._proto_peer, self._svc, self._svc_peer):
             if s is not None:
                 s.refs -= 1
-                if not s.refs:
-                    mgr._maybe_drop(s)
-        ps = self._peer_scope
-        ps.refs -= 1
-        if not ps.refs:
-            mgr._maybe_drop_peer(ps)
+                mgr._maybe_drop(s)
+        self._peer_scope.refs -= 1
+        mgr._maybe_drop_peer(self._peer_scope)
