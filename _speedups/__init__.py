@@ -31,11 +31,11 @@ from importlib import import_module
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-__all__ = ["MODULES", "IMPLEMENTATION", "info", "module", "varint", "frames", "window", "noiseframes", "wsmask"]
+__all__ = ["MODULES", "IMPLEMENTATION", "info", "module", "varint", "frames", "window", "noiseframes", "wsmask", "scope"]
 
 #: Hot-path modules, in dependency order.  Each one is ``_py_<name>.py`` (pure source)
 #: plus ``_c_<name>.pxd`` (C declarations for the compiled build of that source).
-MODULES = ("varint", "frames", "window", "noiseframes", "wsmask")
+MODULES = ("varint", "frames", "window", "noiseframes", "wsmask", "scope")
 
 _KINDS = {"python": "_py_", "cython": "_c_"}
 
@@ -104,6 +104,7 @@ if TYPE_CHECKING:  # type checkers read the pure sources
     from . import _py_noiseframes as noiseframes
     from . import _py_varint as varint
     from . import _py_window as window
+    from . import _py_scope as scope
     from . import _py_wsmask as wsmask
 else:
     varint = _load("varint")
@@ -111,6 +112,7 @@ else:
     window = _load("window")
     noiseframes = _load("noiseframes")
     wsmask = _load("wsmask")
+    scope = _load("scope")
 
 
 def info() -> dict[str, tuple[str, str]]:
