@@ -90,6 +90,12 @@ WRITE_FAILURE_DRAIN = 5.0
 #: periods) with nothing to do gives up its greenlets until the socket is readable,
 #: something is queued, or a timer is due (a parked greenlet costs ~8 KiB).
 IDLE_RETIRE_AFTER = float(os.environ.get("GEVENTP2P_IDLE_RETIRE_AFTER", "5.0") or 0.0)
+#: A reader that waits with nothing buffered keeps its receive buffers (the muxer's frame
+#: buffer and, over Noise, the decryptor's) for between one and two of these periods
+#: (seconds) before they go back to the pool (:class:`_BufferSweeper`): a connection
+#: that waits only between the rounds of a conversation keeps warm buffers, and one
+#: that went quiet holds none.
+BUFFER_IDLE = 0.25
 
 _monotonic = time.monotonic
 # module globals: a class attribute lookup on an Enum costs ~50 ns per stream open
@@ -241,6 +247,10 @@ class MuxConn(Generic[S, T]):
         self._writer_retired = False
         self._activity = 0
         self._activity_seen = -1
+        # the frame buffer went back to the pool while the reader waited (_BufferSweeper),
+        # and the reader's own wake-ups (_activity also counts the writer's)
+        self._buffers_released = False
+        self._reader_wakes = 0
         self._read_watch: Any = None
         self._write_timer: Any = None
         self._wake_event = self._wake_writer  # the real event, while _wake_writer may be a respawner
@@ -432,9 +442,11 @@ class MuxConn(Generic[S, T]):
         bounded = self.CONTROL_BACKPRESSURE
         # receive straight into the core's frame buffer when both sides can (RawConn.readinto)
         readinto = getattr(conn, "readinto", None) if self.RECEIVE_INTO else None
-        # the frame buffer goes back to the pool while the connection waits with nothing
-        # buffered, and comes back once it is readable; its size follows the traffic
+        # the frame buffer goes back to the pool once the connection has waited with
+        # nothing buffered for a while (_BufferSweeper), and comes back once it is
+        # readable; its size follows the traffic
         detach = getattr(session, "detach_receive_buffer", None) if readinto is not None else None
+        sweeper = _BufferSweeper.of_current_hub() if detach is not None else None
         wait_readable: Any = getattr(conn, "wait_readable", None)
         # reads that return None instead of waiting (RawConn.readinto_nowait), else waiting ones
         nowait: Any = getattr(conn, "readinto_nowait", None) if wait_readable is not None else None
@@ -459,11 +471,10 @@ class MuxConn(Generic[S, T]):
                             got = nowait(view)
                         finally:
                             view.release()
-                        if got is None:  # nothing there: wait without the frame buffer
-                            buf = detach() if detach is not None else None
-                            if buf is not None:
-                                _POOL.release(buf)
+                        if got is None:  # nothing there: wait (the sweeper may take the buffers)
                             self._reader_parked = True
+                            if sweeper is not None:
+                                sweeper.note(self)
                             try:
                                 wait_readable()
                             except _Retire:  # idle: the socket's watcher starts a new reader
@@ -471,8 +482,11 @@ class MuxConn(Generic[S, T]):
                             finally:
                                 self._reader_parked = False
                             self._activity += 1
-                            if buf is not None and not self._terminated:
-                                session.attach_receive_buffer(_POOL.acquire(cur))
+                            self._reader_wakes += 1
+                            if self._buffers_released:
+                                self._buffers_released = False
+                                if not self._terminated:
+                                    session.attach_receive_buffer(_POOL.acquire(cur))
                             continue
                         if got * 2 >= cur:
                             if step < top:
@@ -534,9 +548,7 @@ class MuxConn(Generic[S, T]):
             ), cause=exc)
         finally:
             if detach is not None:
-                buf = detach()
-                if buf is not None:
-                    _POOL.release(buf)
+                self._give_back_buffers()
 
     def _wait_drained(self) -> None:
         """The core holds its bound of queued control frames: read nothing more until
@@ -754,6 +766,26 @@ class MuxConn(Generic[S, T]):
             return False
         return self._local_close or s.go_away_sent is not None
 
+    # ------------------------------------------------------------------ idle buffers
+
+    def _give_back_buffers(self) -> None:
+        """Hand the frame buffer and the connection's receive buffers (what is not
+        holding a partial frame) to the pool."""
+        detach = getattr(self._session, "detach_receive_buffer", None)
+        buf = detach() if detach is not None else None
+        if buf is not None:
+            _POOL.release(buf)
+            self._buffers_released = True
+        release = getattr(self.conn, "release_buffers", None)  # optional, as wait_readable
+        if release is not None:
+            release()
+
+    def _release_idle_buffers(self, mark: int) -> None:
+        """Called by the buffer sweeper in the hub: if the reader has waited since it
+        noted ``mark`` (its wake-up count then), its buffers go back to the pool."""
+        if self._reader_parked and self._reader_wakes == mark and not self._terminated:
+            self._give_back_buffers()
+
     # ------------------------------------------------------------------ idle retirement
 
     def _idle_tick(self) -> bool:
@@ -925,6 +957,58 @@ class _WriterRespawn:
 
     def is_set(self) -> bool:
         return False
+
+
+class _BufferSweeper:
+    """One repeating hub timer per hub that hands back the receive buffers of readers
+    that have waited for between one and two :data:`BUFFER_IDLE` periods.
+
+    A reader notes itself (with its wake-up count) each time it parks; a note that
+    survives a whole period unchanged means the reader has not woken since, and its
+    buffers go back to the pool.  Only readers that parked recently are looked at, so a
+    tick costs nothing for connections that stay idle.  Runs in the hub, like
+    :class:`_IdleSweeper`, and stops while nothing is noted."""
+
+    _by_hub: "weakref.WeakKeyDictionary[Any, _BufferSweeper]" = weakref.WeakKeyDictionary()
+
+    __slots__ = ("fresh", "aged", "loop", "period", "timer", "running", "__weakref__")
+
+    def __init__(self, loop: Any) -> None:
+        self.fresh: dict[MuxConn[Any, Any], int] = {}  # noted since the last tick
+        self.aged: dict[MuxConn[Any, Any], int] = {}  # noted before it
+        self.loop = loop
+        self.period = BUFFER_IDLE
+        self.timer = loop.timer(BUFFER_IDLE, BUFFER_IDLE, ref=False)
+        self.running = False
+
+    @classmethod
+    def of_current_hub(cls) -> "_BufferSweeper":
+        hub = get_hub()
+        sweeper = cls._by_hub.get(hub)
+        if sweeper is None:
+            sweeper = cls._by_hub[hub] = cls(hub.loop)
+        return sweeper
+
+    def note(self, mux: "MuxConn[Any, Any]") -> None:
+        self.fresh[mux] = mux._reader_wakes
+        if not self.running:
+            self.running = True
+            if self.period != BUFFER_IDLE:  # changed while stopped (tests shorten it)
+                self.timer.close()
+                self.period = BUFFER_IDLE
+                self.timer = self.loop.timer(BUFFER_IDLE, BUFFER_IDLE, ref=False)
+            self.timer.start(self.sweep)
+
+    def sweep(self) -> None:
+        aged, self.aged, self.fresh = self.aged, self.fresh, {}
+        for mux, mark in aged.items():  # (one that woke since has another mark now)
+            try:
+                mux._release_idle_buffers(mark)
+            except Exception:  # pragma: no cover - a bug must not stop the sweeper
+                log.exception("buffer sweep of %r failed", mux)
+        if not self.aged:
+            self.running = False
+            self.timer.stop()
 
 
 class _IdleSweeper:

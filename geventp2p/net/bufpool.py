@@ -2,8 +2,9 @@
 
 A connection needs a receive buffer (Noise ciphertext, muxer frames) only while
 bytes are arriving.  The gevent shells hand theirs back here when the connection has
-nothing buffered and is about to wait for the socket, and take one again once the
-socket is readable (:meth:`geventp2p.net.rawconn.RawConn.wait_readable`), so an idle
+nothing buffered and has waited for the socket for a short while (a quarter of a
+second, ``net._muxconn.BUFFER_IDLE``; a blocking read hands back at once), and take
+one again once the socket is readable, so an idle
 connection holds no receive buffer and a busy one reuses warm memory (a fresh large
 allocation costs page faults; freeing and reallocating it fragments the heap).
 

@@ -8,10 +8,11 @@ straight into the caller's buffer (no bytes object per receive), ``write``/``wri
 seal into one pooled buffer that goes out in one call.
 
 The decryptor's buffer comes from the process-wide :data:`geventp2p.net.bufpool.POOL`
-and goes back to it whenever the connection has nothing buffered and waits for the
-transport (:meth:`NoiseConn.wait_readable`, and every receive that would wait), so an
-idle connection holds no receive buffer; it starts small and grows only while
-receives fill it (bulk traffic).
+and goes back to it when the connection has nothing buffered and waits: at once for a
+waiting read, and after a short idle period for the muxer's reader (which calls
+:meth:`NoiseConn.release_buffers` from its buffer sweeper), so an idle connection holds
+no receive buffer; it starts small and grows only while receives fill it (bulk
+traffic).
 """
 
 from __future__ import annotations
@@ -159,17 +160,21 @@ class NoiseConn(_RawConnBase):
             raise
 
     def wait_readable(self) -> None:
-        """Blocks the calling greenlet until a read would not wait; while it waits the
-        decryptor holds no buffer (it went back to the pool)."""
+        """Blocks the calling greenlet until a read would not wait.  The decryptor keeps
+        its buffer: a caller that waits long hands it back with :meth:`release_buffers`
+        (the muxer's reader does, through its buffer sweeper)."""
         if self._rbuf or self._pending or self._closed:
             return
-        dec = self._dec
-        if dec.readable:
+        if self._dec.readable:
             return
-        dec.release_buffer()  # nothing buffered: wait for the transport without it
         wait = getattr(self._raw, "wait_readable", None)
         if wait is not None:
             wait()
+
+    def release_buffers(self) -> None:
+        """Hand the decryptor's ciphertext buffer back to the pool unless it holds part
+        of a frame; the next read takes one again."""
+        self._dec.release_buffer()
 
     def readable_fileno(self) -> Optional[int]:
         if self._rbuf or self._pending or self._closed or self._dec.readable:
@@ -201,16 +206,13 @@ class NoiseConn(_RawConnBase):
         got = self._fill_nowait()
         if got is not None:
             return got
+        self._dec.release_buffer()  # a waiting read: wait for the transport without it
         self.wait_readable()
         return bool(self._receive(self._raw.readinto))  # (a waiting read never gives None)
 
     def _fill_nowait(self) -> Optional[bool]:
-        """``_fill`` without waiting: None (and the buffer handed back if nothing is
-        buffered) when no ciphertext is available now."""
-        got = self._receive(getattr(self._raw, "readinto_nowait", self._raw.readinto))
-        if got is None:
-            self._dec.release_buffer()  # (kept if a partial frame is buffered)
-        return got
+        """``_fill`` without waiting: None when no ciphertext is available now."""
+        return self._receive(getattr(self._raw, "readinto_nowait", self._raw.readinto))
 
     def _receive(self, readinto: Any) -> Optional[bool]:
         if self._closed:

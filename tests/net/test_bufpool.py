@@ -164,6 +164,7 @@ def pool(monkeypatch):
     p = PoisonPool()
     monkeypatch.setattr(noise_mod, "POOL", p)
     monkeypatch.setattr(_muxconn, "_POOL", p)
+    monkeypatch.setattr(_muxconn, "BUFFER_IDLE", 0.02)  # hand back soon after a wait begins
     return p
 
 
@@ -199,6 +200,46 @@ def test_idle_connections_hand_buffers_back_and_reacquire(pool):
         assert s.read(10, timeout=T) == b"pong"
         wait_until(lambda: _idle(pool, ca, cb))
         assert pool.hits > hits  # buffers were taken back from the pool on readability
+        s.close()
+        t.close()
+    finally:
+        ca.close()
+        cb.close()
+
+
+def test_buffers_kept_between_rounds_of_a_conversation(pool, monkeypatch):
+    """A reader that waits only briefly keeps its buffers (no pool round trip per
+    wait); they go back once it has waited for a whole BUFFER_IDLE period."""
+    monkeypatch.setattr(_muxconn, "BUFFER_IDLE", 60.0)
+    ca, cb = _mux_pair()
+    try:
+        s = ca.open_stream(timeout=T)
+        s.write(b"ping")
+        t = cb.accept_stream(timeout=T)
+        for _ in range(20):
+            assert t.read(4, timeout=T) == b"ping"
+            t.write(b"pong")
+            assert s.read(4, timeout=T) == b"pong"
+            s.write(b"ping")
+        assert t.read(4, timeout=T) == b"ping"
+        hits, out = pool.hits, pool.out
+        for _ in range(20):  # the readers wait between rounds, and keep their buffers
+            t.write(b"pong")
+            assert s.read(4, timeout=T) == b"pong"
+            s.write(b"ping")
+            assert t.read(4, timeout=T) == b"ping"
+        assert pool.hits == hits and pool.out == out > 0
+        assert ca.conn._dec.capacity and cb.conn._dec.capacity
+        # a short period from now on: the waiting readers hand everything back
+        monkeypatch.setattr(_muxconn, "BUFFER_IDLE", 0.02)
+        sweeper = _muxconn._BufferSweeper.of_current_hub()
+        sweeper.timer.stop()
+        sweeper.running = False
+        sweeper.fresh.update({ca: ca._reader_wakes, cb: cb._reader_wakes})
+        sweeper.note(ca)  # (restarts the timer with the new period)
+        wait_until(lambda: _idle(pool, ca, cb))
+        t.write(b"pong")
+        assert s.read(4, timeout=T) == b"pong"
         s.close()
         t.close()
     finally:
