@@ -95,7 +95,7 @@ IDLE_RETIRE_AFTER = float(os.environ.get("GEVENTP2P_IDLE_RETIRE_AFTER", "5.0") o
 #: (seconds) before they go back to the pool (:class:`_BufferSweeper`): a connection
 #: that waits only between the rounds of a conversation keeps warm buffers, and one
 #: that went quiet holds none.
-BUFFER_IDLE = 0.25
+BUFFER_IDLE = 0.05
 
 _monotonic = time.monotonic
 # module globals: a class attribute lookup on an Enum costs ~50 ns per stream open
