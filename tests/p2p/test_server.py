@@ -511,6 +511,22 @@ def test_bootstrap_unreachable_retries_until_stop() -> None:
         assert s.status() is None
 
 
+def test_bootstrap_loop_survives_an_unexpected_error() -> None:
+    ghost = Server(cfg())
+    s = Server(cfg(bootstrap=[f"/ip4/127.0.0.1/tcp/1/p2p/{ghost.peer_id}"],
+                   reconnect_backoff=0.01, reconnect_backoff_max=0.05, dial_timeout=1))
+    with s:
+        calls: list[float] = []
+
+        def broken(*args: Any, **kw: Any) -> Any:
+            calls.append(time.monotonic())
+            raise RuntimeError("a bug in a dial")
+
+        s.host.connect = broken
+        _wait_for(lambda: len(calls) >= 2)  # logged and retried, the loop did not end
+        assert s.stats["bootstrap_failed"] >= 2
+
+
 def test_stop_with_a_blocked_feed_consumer() -> None:
     """A full feed channel blocks delivery; stop() still ends every greenlet."""
     with servers(2) as (a, b):
