@@ -136,7 +136,9 @@ class ServerConfig:
     ``key_file`` (loaded, or created); ``bootstrap``: ``/.../p2p/<id>`` multiaddrs
     dialled at start and redialled when the connection drops (exponential backoff
     from ``reconnect_backoff`` to ``reconnect_backoff_max`` seconds, with jitter;
-    ``dial_timeout`` per attempt); ``host_options``: more keyword arguments for
+    ``dial_timeout`` per attempt; this schedule, not the swarm's dial backoff, decides
+    when to redial, and the connection manager never trims these peers);
+    ``host_options``: more keyword arguments for
     :func:`geventp2p.defaults.new_host` (``limits``, ``security``, ...).
 
     Router: ``router`` is ``"gossipsub"`` (default) or ``"floodsub"``;
@@ -718,28 +720,70 @@ class Server:
     # ================================================================ bootstrap
 
     def _keep_connected(self, info: PeerInfo) -> None:
-        """Dial a bootstrap peer, and again whenever the connection drops (backoff + jitter)."""
+        """Dial a bootstrap peer, and again whenever the connection drops.
+
+        The Server's schedule governs: failed dials are retried after ``reconnect_backoff``
+        doubling up to ``reconnect_backoff_max`` (jitter 0.8-1.2x), and the swarm's own
+        per-address dial backoff (5 s and more after a failure, go's ``DialBackoff``) is
+        cleared before each attempt, as go-libp2p users do with ``swarm.Backoff().Clear``,
+        so one failed redial does not hold the next ones back.  A connection that lived
+        ``reconnect_backoff_max`` or longer is redialled at once when it drops and resets
+        the schedule; one that dropped sooner (a peer that accepts and then hangs up) is
+        redialled on the schedule, not in a tight loop.
+        """
         cfg = self.config
         host = self._host
-        wake = self._bootstrap_wake[info.peer_id]
+        peer = info.peer_id
+        wake = self._bootstrap_wake[peer]
         backoff = cfg.reconnect_backoff
+        up_since: float | None = None  # when the current connection was made (or first seen)
         while not self._stopped:
             wake.clear()
-            if host.network.conns_to_peer(info.peer_id):
-                backoff = cfg.reconnect_backoff
+            if _has_live_conn(host.network, peer):
+                if up_since is None:
+                    up_since = time.monotonic()
                 wake.wait(max(cfg.reconnect_backoff_max, 1.0))  # woken by a disconnect
                 continue
+            if up_since is not None:  # the connection dropped
+                lasted, up_since = time.monotonic() - up_since, None
+                if lasted >= cfg.reconnect_backoff_max:
+                    backoff = cfg.reconnect_backoff
+                else:
+                    log.debug("p2p: bootstrap peer %s dropped after %.2f s (redial in %.2f s)",
+                              peer, lasted, backoff)
+                    gevent.sleep(backoff * random.uniform(0.8, 1.2))
+                    backoff = min(backoff * 2, cfg.reconnect_backoff_max)
+                    continue  # it may have dialled us meanwhile
+            _clear_dial_backoff(host.network, peer)
             try:
                 host.connect(info, timeout=cfg.dial_timeout)
-                self._count("bootstrap_connected")
-                log.debug("p2p: connected to bootstrap peer %s", info.peer_id)
-                continue
             except (P2PError, OSError) as exc:
                 self._count("bootstrap_failed")
-                log.debug("p2p: bootstrap peer %s: %s (retry in %.1f s)", info.peer_id, exc, backoff)
+                log.debug("p2p: bootstrap peer %s: %s (retry in %.2f s)", peer, exc, backoff)
+            except Exception:  # noqa: BLE001 - a bug must not end the reconnect loop for good
+                self._count("bootstrap_failed")
+                log.exception("p2p: dialling bootstrap peer %s failed unexpectedly (retry in %.2f s)",
+                              peer, backoff)
+            else:
+                self._count("bootstrap_connected")
+                log.debug("p2p: connected to bootstrap peer %s", peer)
+                up_since = time.monotonic()  # (it may be gone already: then it counts as a drop)
+                continue
             gevent.sleep(backoff * random.uniform(0.8, 1.2))
             backoff = min(backoff * 2, cfg.reconnect_backoff_max)
 
     def __repr__(self) -> str:
         state = "running" if self.status() is None else "stopped"
         return f"<Server {self._peer_id} {state} topics={sorted(self._by_topic)}>"
+
+
+def _has_live_conn(network: Any, peer: PeerId) -> bool:
+    """A connection to ``peer`` that is not closed (one closing may linger in the table)."""
+    return any(not c.closed for c in network.conns_to_peer(peer))
+
+
+def _clear_dial_backoff(network: Any, peer: PeerId) -> None:
+    """Forget the swarm's dial backoff for ``peer`` (networks without one: nothing to do)."""
+    backoff = getattr(network, "backoff", None)
+    if backoff is not None:
+        backoff().clear(peer)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any, Iterator
 
 import gevent
@@ -24,6 +25,7 @@ from geventp2p.exceptions import (
     UndecodableMessageError,
     UnknownTopicError,
 )
+from geventp2p.net.swarm import SwarmConfig
 from geventp2p.p2p import (
     ACCEPT,
     DIRECT_PROTOCOL_ID,
@@ -403,13 +405,46 @@ def test_direct_on_error_callback_and_several_frames_per_stream() -> None:
         assert isinstance(seen[0], UnknownTopicError) and seen[0].topic == "other"
 
 
+def _both_connected(a: Server, b: Server) -> None:
+    """Until each side holds the connection.  The dialer's Noise handshake (early muxer)
+    ends when it sends the last message, before the listener has read it: closing from
+    the listener's side at that moment closes nothing (the earlier flake of the test below)."""
+    _wait_for(lambda: bool(b.host.network.conns_to_peer(a.peer_id)))
+    _wait_for(lambda: bool(a.host.network.conns_to_peer(b.peer_id)))
+
+
+class _Gater:
+    """A bootstrap node's gater: never dials out (only the other side reconnects), refuses
+    the next ``refuse_accept`` inbound connections at accept (the dialer's handshake then
+    fails) and hangs up on every upgraded one while ``hang_up``."""
+
+    def __init__(self) -> None:
+        self.refuse_accept = 0
+        self.refused = 0
+        self.hang_up = False
+
+    def intercept_peer_dial(self, peer: Any) -> bool:
+        return False
+
+    def intercept_accept(self, addrs: Any) -> bool:
+        if self.refuse_accept:
+            self.refuse_accept -= 1
+            self.refused += 1
+            return False
+        return True
+
+    def intercept_upgraded(self, conn: Any) -> bool:
+        return not self.hang_up
+
+
 def test_bootstrap_connects_and_reconnects() -> None:
     with servers(1) as (a,):
         a.register_topic("ping", Ping)
         b = Server(cfg(bootstrap=[a.addrs()[0]], reconnect_backoff=0.05, reconnect_backoff_max=0.2))
         with b:
             b.register_topic("ping", Ping)
-            _wait_for(lambda: bool(b.host.network.conns_to_peer(a.peer_id)))
+            _both_connected(a, b)
+            assert b.host.connmgr.is_protected(a.peer_id, "p2p-bootstrap")
             a.host.network.close_peer(b.peer_id)                 # the other side hangs up
             _wait_for(lambda: b.stats.get("bootstrap_connected", 0) >= 2)
             _wait_for(lambda: bool(b.host.network.conns_to_peer(a.peer_id)))
@@ -420,6 +455,53 @@ def test_bootstrap_connects_and_reconnects() -> None:
             assert q.get(timeout=WAIT).data.n == 3
 
 
+def test_bootstrap_redial_is_not_held_back_by_the_swarm_dial_backoff() -> None:
+    """A failed redial puts the address in the swarm's dial backoff (60 s here); the
+    Server's own schedule (0.05-0.2 s) still decides when it dials again.  (The refused
+    redial may be the Server's or another service's, e.g. pubsub's: the backoff is the
+    swarm's either way.)"""
+    gater = _Gater()
+    a = Server(cfg(host_options={"services": ["identify"], "gater": gater}))
+    slow = SwarmConfig(backoff_base=60.0, backoff_max=600.0)
+    with a:
+        b = Server(cfg(bootstrap=[a.addrs()[0]], reconnect_backoff=0.05, reconnect_backoff_max=0.2,
+                       host_options={"services": ["identify"], "swarm_config": slow}))
+        with b:
+            _both_connected(a, b)
+            gater.refuse_accept = 1
+            a.host.network.close_peer(b.peer_id)
+            _wait_for(lambda: gater.refused == 1)  # the first redial fails
+            _both_connected(a, b)  # the next one gets through, not 60 s later
+
+
+def test_bootstrap_peer_that_hangs_up_is_redialled_on_the_schedule() -> None:
+    """A peer that accepts and at once closes is redialled after the backoff (doubling),
+    not in a tight loop of handshakes."""
+    gater = _Gater()
+    a = Server(cfg(host_options={"services": ["identify"], "gater": gater}))
+    backoff = 0.25
+    with a:
+        b = Server(cfg(bootstrap=[a.addrs()[0]], reconnect_backoff=backoff, reconnect_backoff_max=1.0))
+        with b:
+            _both_connected(a, b)
+            dialled: list[float] = []
+            connect = b.host.connect
+
+            def timed_connect(*args: Any, **kw: Any) -> Any:
+                conn = connect(*args, **kw)
+                dialled.append(time.monotonic())
+                return conn
+
+            b.host.connect = timed_connect
+            gater.hang_up = True
+            a.host.network.close_peer(b.peer_id)
+            _wait_for(lambda: len(dialled) >= 4)
+            gaps = [y - x for x, y in zip(dialled, dialled[1:])]
+            assert min(gaps) >= 0.8 * backoff, gaps  # jitter is 0.8-1.2x
+            gater.hang_up = False
+            _both_connected(a, b)  # A adds only connections it did not hang up on
+
+
 def test_bootstrap_unreachable_retries_until_stop() -> None:
     ghost = Server(cfg())
     s = Server(cfg(bootstrap=[f"/ip4/127.0.0.1/tcp/1/p2p/{ghost.peer_id}"],
@@ -427,6 +509,22 @@ def test_bootstrap_unreachable_retries_until_stop() -> None:
     with s:
         _wait_for(lambda: s.stats.get("bootstrap_failed", 0) >= 3)
         assert s.status() is None
+
+
+def test_bootstrap_loop_survives_an_unexpected_error() -> None:
+    ghost = Server(cfg())
+    s = Server(cfg(bootstrap=[f"/ip4/127.0.0.1/tcp/1/p2p/{ghost.peer_id}"],
+                   reconnect_backoff=0.01, reconnect_backoff_max=0.05, dial_timeout=1))
+    with s:
+        calls: list[float] = []
+
+        def broken(*args: Any, **kw: Any) -> Any:
+            calls.append(time.monotonic())
+            raise RuntimeError("a bug in a dial")
+
+        s.host.connect = broken
+        _wait_for(lambda: len(calls) >= 2)  # logged and retried, the loop did not end
+        assert s.stats["bootstrap_failed"] >= 2
 
 
 def test_stop_with_a_blocked_feed_consumer() -> None:
