@@ -4,8 +4,9 @@ A connection needs a receive buffer (Noise ciphertext, muxer frames) only while
 bytes are arriving.  The gevent shells hand theirs back here when the connection has
 nothing buffered and has waited for the socket for a short while (50 to 100 ms,
 ``net._muxconn.BUFFER_IDLE``; a blocking read hands back at once), and take one again
-once the socket is readable, so an idle connection holds no receive buffer and a busy one reuses warm memory (a fresh large
-allocation costs page faults; freeing and reallocating it fragments the heap).
+once the socket is readable, so an idle connection holds no receive buffer and a busy
+one reuses warm memory (a fresh large allocation costs page faults; freeing and
+reallocating it fragments the heap).
 
 Buffers come in a few sizes (:data:`SIZES`); a caller asks for one of them and gets a
 ``bytearray`` of exactly that length.  The free lists hold at most ``max_bytes`` in
