@@ -457,6 +457,11 @@ class MuxConn(Generic[S, T]):
         cur = sizes[0]
         top = len(sizes) - 1
         fresh = True  # no buffer taken from the pool yet (the first one comes from it)
+        # the last read returned less than asked: the socket is most likely empty now, so
+        # the reader waits for readability before reading again (a read that would only
+        # fail with EAGAIN costs a system call and an exception; a wait on a socket that
+        # did get bytes meanwhile returns at the loop's next turn)
+        drained = False
         since_yield = 0  # bytes read since the reader last let other greenlets run
         data = b""
         try:
@@ -466,11 +471,15 @@ class MuxConn(Generic[S, T]):
                         if fresh and detach is not None:
                             fresh = False
                             session.attach_receive_buffer(_POOL.acquire(cur))
-                        view = session.receive_buffer(cur)
-                        try:
-                            got = nowait(view)
-                        finally:
-                            view.release()
+                        if drained:
+                            drained = False
+                            got = None
+                        else:
+                            view = session.receive_buffer(cur)
+                            try:
+                                got = nowait(view)
+                            finally:
+                                view.release()
                         if got is None:  # nothing there: wait (the sweeper may take the buffers)
                             self._reader_parked = True
                             if sweeper is not None:
@@ -488,6 +497,7 @@ class MuxConn(Generic[S, T]):
                                 if not self._terminated:
                                     session.attach_receive_buffer(_POOL.acquire(cur))
                             continue
+                        drained = got < cur and wait_readable is not None
                         if got * 2 >= cur:
                             if step < top:
                                 step += 1
