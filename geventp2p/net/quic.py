@@ -24,6 +24,18 @@ https://github.com/libp2p/specs/blob/master/quic/README.md
   error of the TLS transport (``TlsCertificateError``, ``InvalidSignatureError``,
   ``PeerIdMismatchError`` when the dialled peer is not the expected one).
 
+Resources: a listener given a resource manager (``listen(..., resource_manager=)``,
+as the swarm does) charges each new inbound connection before its handshake: a
+client's Initial packet from a new address opens a connection scope (transient,
+no file descriptor since the UDP socket is shared, the remote address as endpoint
+so per-IP limits apply).  A refusal keeps no state: the listener answers with a
+CONNECTION_CLOSE (CONNECTION_REFUSED) in an Initial packet, which the dialer
+raises as ``TransportError`` (``errno.ECONNREFUSED``).  The scope travels with the
+connection (:meth:`QuicRawConn.take_scope`, the swarm takes it instead of opening
+another) and is released when a connection nobody took closes, a failed or timed
+out handshake included.  Dials are charged by their caller (the swarm, before
+``dial``); ``uses_fd`` says each holds a socket.
+
 Close codes: ``close(code)`` sends an application CONNECTION_CLOSE with the
 libp2p connection code; a stream ``reset(code)`` sends RESET_STREAM and
 STOP_SENDING with the libp2p stream code.  Not supported: connection migration,
@@ -52,13 +64,14 @@ from geventp2p.core import addr as maddr
 from geventp2p.core.lazy import lazy_module
 from geventp2p.core.mux import Direction
 from geventp2p.core.peer import PeerId
-from geventp2p.core.rcmgr import NULL_SCOPE, ResourceScope
+from geventp2p.core.rcmgr import NULL_SCOPE, ConnManagementScope, ResourceManager, ResourceScope
 from geventp2p.crypto.keys import PrivateKey
 from geventp2p.exceptions import (
     ConfigError,
     ConnectionClosedError,
     MultiaddrError,
     P2PTimeoutError,
+    ResourceLimitExceeded,
     SecurityError,
     StreamResetError,
     TransportError,
@@ -69,13 +82,17 @@ from geventp2p.sansio.quic import ALPN, HandshakeDone, QuicConfig, QuicSession, 
 
 if TYPE_CHECKING:
     from aioquic import buffer as _qbuffer
+    from aioquic.quic import crypto as _qcrypto
     from aioquic.quic import packet as _qpacket
+    from aioquic.quic import packet_builder as _qbuilder
 
     from geventp2p.crypto import tlscert
 else:
     # Loaded with the first dial or listen (see geventp2p.core.lazy).
     _qbuffer = lazy_module("aioquic.buffer")
     _qpacket = lazy_module("aioquic.quic.packet")
+    _qcrypto = lazy_module("aioquic.quic.crypto")
+    _qbuilder = lazy_module("aioquic.quic.packet_builder")
     tlscert = lazy_module("geventp2p.crypto.tlscert")
 
 __all__ = ["QuicTransport", "QuicListener", "QuicConn", "QuicStream", "QuicRawConn", "QuicConfig", "ALPN"]
@@ -90,6 +107,8 @@ MUXER = "/quic-v1"
 _MAX_QUEUED = 4096
 #: Handshakes a listener runs at once; further new peers are ignored until one ends.
 _MAX_HANDSHAKES = 256
+#: QUIC's CONNECTION_REFUSED transport error (RFC 9000, section 20.1).
+CONNECTION_REFUSED = 0x2
 _RECV_SIZE = 65535
 #: Linux UDP generic segmentation offload (udp(7), ``UDP_SEGMENT``, Linux 4.18+): one
 #: ``sendmsg`` carries a run of datagrams of one size (the last may be shorter) and the
@@ -317,6 +336,8 @@ class QuicRawConn:
         self._eof = False
         self._owns_endpoint = owns_endpoint
         self._on_close = on_close
+        #: The resource scope a listener charged this connection to, until taken.
+        self._scope: Optional[ConnManagementScope] = None
         endpoint.conns[remote] = self
 
     def __repr__(self) -> str:
@@ -326,6 +347,13 @@ class QuicRawConn:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def take_scope(self) -> Optional[ConnManagementScope]:
+        """The resource scope the listener charged this connection to (once; None after,
+        or for a dialled connection).  Whoever takes it releases it (``done()``); a
+        scope nobody took is released when the connection closes."""
+        scope, self._scope = self._scope, None
+        return scope
 
     # -- fed by the endpoint
     def _feed(self, data: bytes) -> None:
@@ -389,6 +417,9 @@ class QuicRawConn:
             del ep.conns[self._remote]
         if self._owns_endpoint:
             ep.close()
+        scope, self._scope = self._scope, None
+        if scope is not None:
+            scope.done()
         cb = self._on_close
         if cb is not None:
             self._on_close = None
@@ -494,6 +525,8 @@ class QuicTransport:
     name = "quic"
     #: Each dialled connection holds a UDP socket (the resource manager's ``fd`` count).
     uses_fd = True
+    #: ``listen`` takes the swarm's resource manager and charges connections itself.
+    charges_inbound = True
 
     def __init__(self, local_key: PrivateKey, config: Optional[QuicConfig] = None) -> None:
         if config is None:
@@ -566,9 +599,14 @@ class QuicTransport:
             raise
         return pipe
 
-    def listen(self, ma: Any, handler: Callable[[QuicRawConn], None]) -> "QuicListener":
+    def listen(self, ma: Any, handler: Callable[[QuicRawConn], None], *,
+               resource_manager: Optional[ResourceManager] = None) -> "QuicListener":
         """Bind ``ma`` and run ``handler(conn)`` on a new greenlet per connection whose
-        handshake succeeded.  Does not block."""
+        handshake succeeded.  Does not block.
+
+        With ``resource_manager`` each new connection is charged before its handshake
+        (see the module docstring); ``handler`` then takes the scope with
+        :meth:`QuicRawConn.take_scope`."""
         host, port, family = quic_parts(ma)
         if not callable(handler):
             raise TypeError("handler must be callable")
@@ -580,15 +618,20 @@ class QuicTransport:
         except OSError as exc:
             sock.close()
             raise TransportError(exc.errno, f"quic: cannot listen on {ma}: {exc.strerror or exc}") from exc
-        return QuicListener(self, sock, handler)
+        return QuicListener(self, sock, handler, resource_manager)
 
 
 class QuicListener:
     """Accepts QUIC connections on one UDP socket (shared by all of them)."""
 
-    def __init__(self, transport: QuicTransport, sock: Any, handler: Callable[[QuicRawConn], None]) -> None:
+    #: Connections refused by the resource manager (each attempt, retransmits included).
+    refused = 0
+
+    def __init__(self, transport: QuicTransport, sock: Any, handler: Callable[[QuicRawConn], None],
+                 resource_manager: Optional[ResourceManager] = None) -> None:
         self._transport = transport
         self._handler = handler
+        self._rcmgr = resource_manager
         self._closed = False
         self._handshaking = 0
         self._greenlets: set[gevent.Greenlet] = set()
@@ -611,13 +654,24 @@ class QuicListener:
             return
         if header.packet_type != _qpacket.QuicPacketType.INITIAL or len(data) < 1200:
             return  # only a client's padded Initial starts a connection
+        scope: Optional[ConnManagementScope] = None
+        if self._rcmgr is not None:
+            endpoint = _multiaddr(addr, self._endpoint.family)
+            try:
+                scope = self._rcmgr.open_connection(Direction.INBOUND, False, endpoint)
+            except ResourceLimitExceeded as exc:
+                self.refused += 1
+                log.debug("quic listener %s: inbound connection from %s refused: %s", self.multiaddr, endpoint, exc)
+                self._refuse(addr, header)
+                return
         cfg = self._transport.config
         pipe = QuicRawConn(self._endpoint, addr, False, self._transport.local_peer, owns_endpoint=False,
                            on_close=self._conn_closed)
+        pipe._scope = scope  # released when pipe closes, unless taken
         try:
             session = QuicSession(cfg, False, self._transport.certificate, addr, _monotonic,
                                   original_destination_connection_id=header.destination_cid)
-            conn = QuicConn(pipe, session, cfg)
+            conn = QuicConn(pipe, session, cfg, NULL_SCOPE if scope is None else scope)
         except Exception as exc:
             log.debug("quic listener %s: cannot start a connection from %s: %s", self.multiaddr, addr, exc)
             pipe.close()
@@ -627,6 +681,28 @@ class QuicListener:
         g = gevent.spawn(self._accept, pipe, conn)
         self._greenlets.add(g)
         g.link(self._greenlets.discard)
+
+    def _refuse(self, addr: tuple[Any, ...], header: Any) -> None:
+        """Answer a refused Initial with CONNECTION_CLOSE(CONNECTION_REFUSED), keeping no
+        state (RFC 9000, section 10.2.3: a server refusing a connection closes it in an
+        Initial packet).  Best effort: a client that misses it times out."""
+        try:
+            version = header.version
+            crypto = _qcrypto.CryptoPair()
+            crypto.setup_initial(cid=header.destination_cid, is_client=False, version=version)
+            builder = _qbuilder.QuicPacketBuilder(
+                host_cid=header.destination_cid, peer_cid=header.source_cid, version=version, is_client=False,
+                max_datagram_size=self._transport.config.max_datagram_size)
+            builder.start_packet(_qpacket.QuicPacketType.INITIAL, crypto)
+            buf = builder.start_frame(_qpacket.QuicFrameType.TRANSPORT_CLOSE)
+            buf.push_uint_var(CONNECTION_REFUSED)
+            buf.push_uint_var(0)  # the frame type that caused it: none
+            buf.push_uint_var(0)  # no reason phrase
+            datagrams, _packets = builder.flush()
+            for datagram in datagrams:
+                self._endpoint.sendto(datagram, addr)
+        except Exception as exc:  # a malformed header, a closed socket: the client times out
+            log.debug("quic listener %s: cannot refuse %s: %s", self.multiaddr, addr, exc)
 
     def _accept(self, pipe: QuicRawConn, conn: QuicConn) -> None:
         try:

@@ -490,7 +490,10 @@ class Swarm:
         t = self._transport_for_listen(ma)
         if t is None:
             raise MultiaddrError(f"no transport can listen on {ma}")
-        lst = t.listen(ma, self._handle_inbound)
+        if getattr(t, "charges_inbound", False):  # (QUIC) charges each connection before its handshake
+            lst = t.listen(ma, self._handle_inbound, resource_manager=self.resource_manager)
+        else:
+            lst = t.listen(ma, self._handle_inbound)
         self._listeners.append(lst)
         log.debug("swarm %s listening on %s", self.local_peer.short(), lst.multiaddr)
         self._notify("listen", lst.multiaddr)
@@ -561,7 +564,13 @@ class Swarm:
         """The accepted connection's resource scope, or None (``raw`` closed) if refused.
 
         A transient or system connection/fd refusal first drops the oldest handshake
-        still waiting for its first byte, then asks again."""
+        still waiting for its first byte, then asks again.  A connection the transport
+        already charged (QUIC, ``take_scope``) keeps that scope."""
+        take = getattr(raw, "take_scope", None)
+        if take is not None:
+            charged: ConnManagementScope | None = take()
+            if charged is not None:
+                return charged
         use_fd = callable(getattr(raw, "fileno", None))
         endpoint = raw.remote_addr
         rcmgr = self.resource_manager

@@ -44,12 +44,13 @@ here): connection migration, 0-RTT, session resumption, datagrams, draft-29
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional
 
 from geventp2p.core.lazy import lazy_module
 from geventp2p.core.peer import PeerId
-from geventp2p.exceptions import ConfigError, PeerIdMismatchError, ProtocolError, SecurityError
+from geventp2p.exceptions import ConfigError, PeerIdMismatchError, ProtocolError, SecurityError, TransportError
 from geventp2p.sansio._mux import (
     DataReceived,
     GoAwayReceived,
@@ -94,6 +95,8 @@ __all__ = [
 
 #: The one ALPN protocol libp2p offers over QUIC.
 ALPN = "libp2p"
+#: QUIC's CONNECTION_REFUSED transport error (RFC 9000, section 20.1).
+_CONNECTION_REFUSED = 0x2
 
 
 @dataclass(frozen=True)
@@ -363,7 +366,11 @@ class QuicSession:
         code = ev.error_code
         remote = self.quic._state == _qconn.QuicConnectionState.DRAINING
         if self.error is None and not self.handshake_complete:
-            if remote and 0x100 <= code <= 0x1FF:
+            if remote and code == _CONNECTION_REFUSED:
+                # a listener (its resource manager) turned the connection down before any handshake
+                self.error = TransportError(
+                    errno.ECONNREFUSED, f"the peer refused the QUIC connection: {ev.reason_phrase or 'no reason given'}")
+            elif remote and 0x100 <= code <= 0x1FF:
                 self.error = SecurityError(
                     f"the peer refused the QUIC handshake (TLS alert {code - 0x100}): {ev.reason_phrase}")
             else:
