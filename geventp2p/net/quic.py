@@ -465,8 +465,18 @@ class QuicConn(MuxConn[QuicSession, QuicStream]):
     def __init__(self, pipe: QuicRawConn, session: QuicSession, config: QuicConfig,
                  scope: ResourceScope = NULL_SCOPE) -> None:
         self._handshake = Event()
+        self._core = session
         pipe.muxed = self
         super().__init__(pipe, session.is_client, config, scope, session)
+
+    @property  # type: ignore[override]
+    def scope(self) -> ResourceScope:
+        """The connection's resource scope; each stream's receive window is reserved there."""
+        return self._core.scope
+
+    @scope.setter
+    def scope(self, value: ResourceScope) -> None:
+        self._core.scope = value
 
     @property
     def remote_peer(self) -> Optional[PeerId]:
@@ -511,6 +521,10 @@ class QuicConn(MuxConn[QuicSession, QuicStream]):
         for stream in ready:
             del blocked[stream]
             stream._notify_writable()
+
+    def _forget(self, stream: MuxStream) -> None:
+        super()._forget(stream)
+        self._session.stream_done(stream._key)
 
     def _on_terminate(self, error: ConnectionClosedError) -> None:
         self._handshake.set()

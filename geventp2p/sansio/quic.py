@@ -36,6 +36,18 @@ the tests):
   aioquic's doubling on receipt: a stream whose reader stalls stops its sender
   (back-pressure, as yamux's window).
 
+Memory (opt-in, ``QuicConfig.reserve_stream_windows``): each stream's receive window
+(``stream_receive_window``, the most a peer can make us buffer for it, all of it
+granted at once by the transport parameters) is reserved from ``QuicSession.scope``
+(the connection's resource scope; the shell sets it) when the stream opens, at the
+priority yamux uses for its initial window, and released when the stream ends
+(``stream_done``, a reset, the connection's end).  ``open_stream`` raises the
+refusal; a peer's stream the scope cannot take is reset (RESET_STREAM and
+STOP_SENDING, code 0x1002 "resource limit exceeded") and reported as
+:class:`~geventp2p.sansio._mux.StreamRefused`.  Off by default: with the 1 MiB window
+and go's 32 MiB connection memory limit a connection would hold at most 32 streams
+(yamux reserves 256 KiB, 128 streams).
+
 Keep-alive: aioquic has none, so the session sends a PING every
 ``keepalive_interval`` while the connection is idle.  Not supported (aioquic or
 here): connection migration, 0-RTT, session resumption, datagrams, draft-29
@@ -49,14 +61,25 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional
 
 from geventp2p.core.lazy import lazy_module
+from geventp2p.core.mux import StreamErrorCode
 from geventp2p.core.peer import PeerId
-from geventp2p.exceptions import ConfigError, PeerIdMismatchError, ProtocolError, SecurityError, TransportError
+from geventp2p.core.rcmgr import NULL_SCOPE, Priority, ResourceScope
+from geventp2p.exceptions import (
+    ConfigError,
+    PeerIdMismatchError,
+    ProtocolError,
+    ResourceLimitExceeded,
+    ResourceScopeClosed,
+    SecurityError,
+    TransportError,
+)
 from geventp2p.sansio._mux import (
     DataReceived,
     GoAwayReceived,
     SessionError,
     StreamHalfClosed,
     StreamOpened,
+    StreamRefused,
     StreamReset,
     check_positive_ints,
 )
@@ -97,6 +120,10 @@ __all__ = [
 ALPN = "libp2p"
 #: QUIC's CONNECTION_REFUSED transport error (RFC 9000, section 20.1).
 _CONNECTION_REFUSED = 0x2
+#: Priority of a stream's receive-window reservation (yamux's for its initial window:
+#: granted while the scope stays within its limit).
+WINDOW_PRIORITY = Priority.ALWAYS
+_RESET_RESOURCE_LIMIT = int(StreamErrorCode.RESOURCE_LIMIT_EXCEEDED)
 
 
 @dataclass(frozen=True)
@@ -128,6 +155,9 @@ class QuicConfig:
     require_critical_extension: bool = False
     #: aioquic's congestion controller: ``"reno"`` or ``"cubic"``.
     congestion_control: str = "cubic"
+    #: Reserve each stream's receive window in the connection's resource scope (and
+    #: refuse streams it cannot take); see the module docstring.
+    reserve_stream_windows: bool = False
 
     def __post_init__(self) -> None:
         check_positive_ints(self, (
@@ -187,6 +217,11 @@ class QuicSession:
         self.error: Optional[Exception] = None
         self.handshake_complete = False
         self._window = config.stream_receive_window
+        #: The connection's resource scope, where each stream's receive window is reserved.
+        self.scope: ResourceScope = NULL_SCOPE
+        #: stream id -> the scope its window was reserved in (released once, there)
+        self._reserved: dict[int, ResourceScope] = {}
+        self._reserve_windows = config.reserve_stream_windows
         self._consumed: dict[int, int] = {}
         self._closed_read: set[int] = set()
         self._streams: set[int] = set()
@@ -311,8 +346,14 @@ class QuicSession:
             if new:
                 self._new_peer_streams = []
                 for sid in new:
-                    streams.add(sid)
-                    out.append(StreamOpened(stream_id=sid))
+                    why = self._reserve(sid)
+                    if why is None:
+                        streams.add(sid)
+                        out.append(StreamOpened(stream_id=sid))
+                    else:
+                        self._abort(sid, _RESET_RESOURCE_LIMIT)
+                        self._dirty = True
+                        out.append(StreamRefused(stream_id=sid, reason=f"no memory for its receive window: {why}"))
             if ev is None:
                 # aioquic reports the end only after its closing/draining period: act now
                 ce = quic._close_event
@@ -363,6 +404,7 @@ class QuicSession:
     def _terminated(self, ev: Any) -> Any:
         """The connection ended: GoAwayReceived when the peer closed it, else SessionError."""
         self._closed = True
+        self._release_all()
         code = ev.error_code
         remote = self.quic._state == _qconn.QuicConnectionState.DRAINING
         if self.error is None and not self.handshake_complete:
@@ -388,10 +430,46 @@ class QuicSession:
 
     # ------------------------------------------------------------------ streams
 
+    def _reserve(self, stream_id: int) -> Optional[Exception]:
+        """Reserve the stream's receive window in ``scope``: None, or the refusal."""
+        if not self._reserve_windows:
+            return None
+        scope = self.scope
+        try:
+            scope.reserve_memory(self._window, WINDOW_PRIORITY)
+        except (ResourceLimitExceeded, ResourceScopeClosed) as exc:
+            return exc
+        self._reserved[stream_id] = scope
+        return None
+
+    def _release(self, stream_id: int) -> None:
+        scope = self._reserved.pop(stream_id, None)
+        if scope is not None:
+            scope.release_memory(self._window)
+
+    def _release_all(self) -> None:
+        reserved, self._reserved = self._reserved, {}
+        for scope in reserved.values():
+            scope.release_memory(self._window)
+
+    @property
+    def reserved_memory(self) -> int:
+        """Bytes of receive windows held in resource scopes now."""
+        return len(self._reserved) * self._window
+
     def open_stream(self) -> int:
+        """A new stream's id; raises ``ResourceLimitExceeded`` (nothing sent) when the
+        connection's scope cannot take its receive window."""
         quic = self.quic
         sid = quic.get_next_available_stream_id(is_unidirectional=False)
-        quic.send_stream_data(sid, b"", end_stream=False)  # creates it (nothing on the wire)
+        exc = self._reserve(sid)
+        if exc is not None:
+            raise exc
+        try:
+            quic.send_stream_data(sid, b"", end_stream=False)  # creates it (nothing on the wire)
+        except BaseException:
+            self._release(sid)
+            raise
         self._streams.add(sid)
         return sid
 
@@ -465,7 +543,13 @@ class QuicSession:
             except ValueError:
                 pass
 
+    def stream_done(self, stream_id: int) -> None:
+        """The shell is done with the stream (both halves ended, or reset): its receive
+        window goes back to the scope."""
+        self._release(stream_id)
+
     def _forget(self, stream_id: int) -> None:
+        self._release(stream_id)
         self._streams.discard(stream_id)
         self._consumed.pop(stream_id, None)
         self._closed_read.discard(stream_id)
@@ -492,6 +576,7 @@ class QuicSession:
         if self._closed:
             return
         self._closed = True
+        self._release_all()
         self.quic.close(error_code=self._go_away_sent or 0)
         self._dirty = True
 

@@ -18,7 +18,13 @@ from gevent.event import AsyncResult
 
 import geventp2p
 from geventp2p.crypto.keys import generate_key
-from geventp2p.exceptions import DialError, PeerIdMismatchError, TransportError
+from geventp2p.exceptions import (
+    DialError,
+    PeerIdMismatchError,
+    ResourceLimitExceeded,
+    StreamResetError,
+    TransportError,
+)
 from geventp2p.host.rcmgr import LimitConfig, new_resource_manager
 from geventp2p.net.quic import QuicConfig, QuicTransport
 
@@ -238,3 +244,77 @@ def test_swarm_refusal_happens_before_the_handshake():
     finally:
         client.close()
         server.close()
+
+
+# --------------------------------------------------------------------------- stream windows
+
+WINDOW = 64 * 1024
+
+
+def _windowed_pair(limits: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+    """A dialled connection and the accepted one, whose listener reserves stream windows."""
+    cfg = QuicConfig(stream_receive_window=WINDOW, reserve_stream_windows=True)
+    rm = rcm(limits)
+    accepted: AsyncResult = AsyncResult()
+    lst = QuicTransport(generate_key(), cfg).listen(QUIC, accepted.set, resource_manager=rm)
+    client = QuicTransport(generate_key(), cfg).dial(lst.multiaddr, timeout=30)
+    return rm, lst, client, accepted.get(timeout=30)
+
+
+def _conn_memory(raw: Any) -> int:
+    return raw.muxed.scope.stat().memory
+
+
+def test_stream_windows_are_reserved_and_released():
+    rm, lst, client, server = _windowed_pair({})
+    try:
+        assert _conn_memory(server) == 0
+        s = client.muxed.open_stream(timeout=10)
+        s.write(b"hello")
+        peer = server.muxed.accept_stream(timeout=10)
+        assert peer.read(5, timeout=10) == b"hello"
+        assert _conn_memory(server) == WINDOW  # the peer's stream
+        mine = server.muxed.open_stream(timeout=10)
+        assert _conn_memory(server) == 2 * WINDOW  # and ours
+        for st in (s, peer):
+            st.close()
+        wait_for(lambda: _conn_memory(server) == WINDOW)  # both halves ended: released
+        mine.reset()
+        wait_for(lambda: _conn_memory(server) == 0)
+        client.close()
+        server.close()
+        wait_for(lambda: all_zero(rm))
+    finally:
+        lst.close(stop_handlers=True)
+
+
+def test_stream_over_the_connection_memory_limit_is_refused():
+    rm, lst, client, server = _windowed_pair({"Conn": {"Memory": 2 * WINDOW}})
+    try:
+        streams = []
+        for i in range(2):
+            s = client.muxed.open_stream(timeout=10)
+            s.write(b"%d" % i)
+            streams.append(s)
+        peers = [server.muxed.accept_stream(timeout=10) for _ in range(2)]
+        third = client.muxed.open_stream(timeout=10)
+        third.write(b"3")
+        with pytest.raises(StreamResetError) as info:
+            third.read(1, timeout=10)
+        assert info.value.error_code == 0x1002
+        with pytest.raises(ResourceLimitExceeded):  # our own streams are refused too
+            server.muxed.open_stream(timeout=10)
+        # the streams that fit carry on
+        assert [p.read(1, timeout=10) for p in peers] == [b"0", b"1"]
+        peers[0].write(b"ok")
+        assert streams[0].read(2, timeout=10) == b"ok"
+        streams[0].reset()
+        wait_for(lambda: _conn_memory(server) == WINDOW)
+        again = client.muxed.open_stream(timeout=10)
+        again.write(b"4")
+        assert server.muxed.accept_stream(timeout=10).read(1, timeout=10) == b"4"
+        client.close()
+        server.close()
+        wait_for(lambda: all_zero(rm))
+    finally:
+        lst.close(stop_handlers=True)
