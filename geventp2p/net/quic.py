@@ -638,14 +638,13 @@ class QuicTransport:
 class QuicListener:
     """Accepts QUIC connections on one UDP socket (shared by all of them)."""
 
-    #: Connections refused by the resource manager (each attempt, retransmits included).
-    refused = 0
-
     def __init__(self, transport: QuicTransport, sock: Any, handler: Callable[[QuicRawConn], None],
                  resource_manager: Optional[ResourceManager] = None) -> None:
         self._transport = transport
         self._handler = handler
         self._rcmgr = resource_manager
+        #: Connection attempts the resource manager refused (a retransmitted Initial counts again).
+        self.refused = 0
         self._closed = False
         self._handshaking = 0
         self._greenlets: set[gevent.Greenlet] = set()
