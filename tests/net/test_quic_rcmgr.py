@@ -27,6 +27,7 @@ from geventp2p.exceptions import (
 )
 from geventp2p.host.rcmgr import LimitConfig, new_resource_manager
 from geventp2p.net.quic import QuicConfig, QuicTransport
+from _scripts_transport.counted import Counted as _Counted
 
 pytest.importorskip("aioquic")
 
@@ -70,19 +71,6 @@ class Counting:
         counted = _Counted(scope)
         self.scopes.append(counted)
         return counted
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
-class _Counted:
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.dones = 0
-
-    def done(self) -> None:
-        self.dones += 1
-        self.inner.done()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -33,6 +33,7 @@ from geventp2p.net.tcp import TcpTransport
 from geventp2p.net.upgrader import Upgrader
 from geventp2p.net.yamux import YamuxMuxer
 from geventp2p.testing.leakcheck import live_greenlets as _all_live
+from _scripts_transport.counted import Counted as _Counted
 
 TTL = 3600
 GiB = 1 << 30
@@ -75,19 +76,6 @@ class CountingManager:
         s = _Counted(self.inner.open_stream(peer, direction))
         self.stream_scopes.append(s)
         return s
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
-class _Counted:
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.dones = 0
-
-    def done(self) -> None:
-        self.dones += 1
-        self.inner.done()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
