@@ -10,7 +10,8 @@ muxer shell's (:mod:`geventp2p.net._muxconn`); this module adds what only yamux 
   write queue) and block only on the send window or when more than
   ``max_send_buffer_size`` bytes wait for the writer;
 * ``open_stream`` waits while ``max_ack_backlog`` opened streams wait for their ACK
-  (the policy is the session's: ``reserve_open``), first come first served;
+  (the policy is the session's: ``reserve_open``; 8 until the first ACK, see
+  ``YamuxConfig.early_ack_backlog``), first come first served;
 * ``ping()`` and ``rtt``; the writer runs the keepalive / RTT timers;
 * the session bounds its queued control frames (``max_control_backlog``): while
   the bound is reached the reader stops reading the connection until the writer
@@ -221,14 +222,28 @@ class YamuxConn(MuxConn[_y.Session, YamuxStream]):
             # queue (FIFO) until _wake_openers reserves an ACK-backlog slot for us
             waiter = Event()
             self._ack_waiters.append(waiter)
-            waiter.wait(timeout)
-            if not waiter.is_set():
-                try:
-                    self._ack_waiters.remove(waiter)
-                except ValueError:  # pragma: no cover - granted and timed out at once
-                    session.release_open()
+            deadline = None if timeout is None else _monotonic() + timeout
+            while True:
+                now = _monotonic()
+                wait = None if deadline is None else max(0.0, deadline - now)
+                early = session.early_ack_deadline
+                if early is not None:  # without an ACK the early limit ends at its deadline
+                    left = max(0.0, early - now)
+                    wait = left if wait is None else min(wait, left)
+                waiter.wait(wait)
+                if waiter.is_set():
+                    break
+                if session.expire_early_acks(_monotonic()):
                     self._wake_openers()
-                raise P2PTimeoutError("yamux: open_stream timed out waiting for ACKs")
+                    if waiter.is_set():
+                        break
+                if deadline is not None and _monotonic() >= deadline:
+                    try:
+                        self._ack_waiters.remove(waiter)
+                    except ValueError:  # pragma: no cover - granted and timed out at once
+                        session.release_open()
+                        self._wake_openers()
+                    raise P2PTimeoutError("yamux: open_stream timed out waiting for ACKs")
             self._check_alive()  # granted by _wake_openers, or woken by the session end
         try:
             return session.open_stream(reserved=True)

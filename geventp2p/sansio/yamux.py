@@ -31,6 +31,12 @@ Policies (decisions, with the implementation they follow):
   :meth:`Session.reserve_open` (False while the backlog is full; retry after a
   :class:`StreamAcked` or :class:`StreamReset` event) and then calls
   ``open_stream(reserved=True)``, or gives the slot back with :meth:`Session.release_open`.
+  Until the remote has ACKed one of our streams (or ``early_ack_timeout`` after
+  :meth:`Session.start`) the backlog is ``early_ack_backlog`` (8): js-libp2p's muxers
+  abort the whole session when more than 10 streams (``maxEarlyStreams``) arrive before
+  its connection is wired up, which happens when our SYNs reach it in the same read as
+  the end of the security handshake (seen under load).  The first ACK proves the remote
+  dispatches our streams and lifts the limit to ``max_ack_backlog``.
 * Flow control: 256 KiB initial window each way (fixed, not
   configurable); updates follow the application's reads
   (:meth:`consumed`), sent once half the window is free; the window doubles
@@ -206,6 +212,11 @@ class YamuxConfig:
         5,000 and the 10,000-stream acceptance test fit) while still bounding the table.
     ``max_ack_backlog``
         Un-ACKed outbound streams before ``open_stream`` must wait (go 256).
+    ``early_ack_backlog`` / ``early_ack_timeout``
+        The ACK backlog until the remote ACKs one of our streams, or until this many
+        seconds after :meth:`Session.start` (8 / 1.0 s; a timeout of 0 turns the early
+        limit off).  Keeps a burst of streams opened right after the handshake under
+        js-libp2p's ``maxEarlyStreams`` (10), past which js aborts the session.
     ``enable_keepalive`` / ``keepalive_interval`` / ``ping_timeout``
         Ping after this long without receiving anything; close if unanswered (go 30 s / 10 s).
     ``rtt_interval``
@@ -233,6 +244,8 @@ class YamuxConfig:
     accept_backlog: int = 256
     max_inbound_streams: int = 16384
     max_ack_backlog: int = 256
+    early_ack_backlog: int = 8
+    early_ack_timeout: float = 1.0
     enable_keepalive: bool = True
     keepalive_interval: float = 30.0
     ping_timeout: float = 10.0
@@ -252,6 +265,7 @@ class YamuxConfig:
             "accept_backlog",
             "max_inbound_streams",
             "max_ack_backlog",
+            "early_ack_backlog",
             "max_ping_backlog",
             "max_send_buffer_size",
             "max_control_backlog",
@@ -271,7 +285,7 @@ class YamuxConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"YamuxConfig.{name} must be a positive number, got {value!r}")
-        for name in ("rtt_interval", "write_timeout"):
+        for name in ("rtt_interval", "write_timeout", "early_ack_timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ConfigError(f"YamuxConfig.{name} must be >= 0, got {value!r}")
@@ -375,6 +389,11 @@ class Session(StreamTable):
         self._unaccepted = 0
         self._unacked = 0
         self._open_reserved = 0  # ACK-backlog slots claimed by reserve_open()
+        # the ACK backlog: early_ack_backlog until the first ACK (or _early_until)
+        self._ack_limit = config.max_ack_backlog
+        if config.early_ack_timeout and config.early_ack_backlog < config.max_ack_backlog:
+            self._ack_limit = config.early_ack_backlog
+        self._early_until: float | None = None
         self._out = frames.YamuxWriteBuffer(config.max_frame_body)
         self._reader = frames.YamuxFrameReader(config.max_window_size)
         self._frame_body = config.max_frame_body
@@ -398,6 +417,30 @@ class Session(StreamTable):
         self._next_rtt: float | None = None
 
     # ------------------------------------------------------------------ introspection
+
+    @property
+    def ack_limit(self) -> int:
+        """The ACK backlog now: ``early_ack_backlog`` until the first ACK, then ``max_ack_backlog``."""
+        return self._ack_limit
+
+    @property
+    def early_ack_deadline(self) -> float | None:
+        """When the early ACK limit ends without an ACK (see :meth:`expire_early_acks`);
+        None when it is over or the session has not started."""
+        return self._early_until if self._ack_limit != self.config.max_ack_backlog else None
+
+    def expire_early_acks(self, now: float) -> bool:
+        """End the early ACK limit if its deadline has passed; True if it ended now
+        (a shell then grants waiting openers more slots)."""
+        until = self._early_until
+        if until is None or self._ack_limit == self.config.max_ack_backlog or now < until:
+            return False
+        self._end_early_acks()
+        return True
+
+    def _end_early_acks(self) -> None:
+        self._ack_limit = self.config.max_ack_backlog
+        self._early_until = None
 
     @property
     def unacked_outbound(self) -> int:
@@ -475,17 +518,20 @@ class Session(StreamTable):
         self._last_rx = now
         if self.config.rtt_interval:
             self._next_rtt = now + self.config.rtt_interval
+        if self._ack_limit != self.config.max_ack_backlog:
+            self._early_until = now + self.config.early_ack_timeout
         if self.config.initial_ping and not self.closed:
             self._ping(now, _PING_RTT)
 
     def reserve_open(self) -> bool:
         """Claim one slot of the ACK backlog for a coming ``open_stream(reserved=True)``.
 
-        False while ``max_ack_backlog`` streams we opened (plus the slots already
+        False while :attr:`ack_limit` streams we opened (plus the slots already
         claimed) wait for their ACK: retry after :class:`StreamAcked` or
-        :class:`StreamReset` (go-yamux's ``OpenStream`` waits the same way).
+        :class:`StreamReset` (go-yamux's ``OpenStream`` waits the same way), or after
+        :meth:`expire_early_acks` returned True.
         """
-        if self._unacked + self._open_reserved >= self.config.max_ack_backlog:
+        if self._unacked + self._open_reserved >= self._ack_limit:
             return False
         self._open_reserved += 1
         return True
@@ -498,7 +544,7 @@ class Session(StreamTable):
     @property
     def ack_backlog_full(self) -> bool:
         """True while :meth:`open_stream` without a reserved slot would be refused."""
-        return self._unacked + self._open_reserved >= self.config.max_ack_backlog
+        return self._unacked + self._open_reserved >= self._ack_limit
 
     def open_stream(self, reserved: bool = False) -> int:
         """Allocate the next stream id and queue its SYN (WindowUpdate|SYN, delta 0).
@@ -512,9 +558,9 @@ class Session(StreamTable):
         if reserved:
             if not self._open_reserved:
                 raise LocalProtocolError("yamux: open_stream(reserved=True) without reserve_open()")
-        elif self._unacked + self._open_reserved >= self.config.max_ack_backlog:
+        elif self._unacked + self._open_reserved >= self._ack_limit:
             raise LocalProtocolError(
-                f"yamux: {self.config.max_ack_backlog} opened streams wait for their ACK (ACK backlog full)"
+                f"yamux: {self._ack_limit} opened streams wait for their ACK (ACK backlog full)"
             )
         sid = self._next_id
         if sid > U32_MAX:
@@ -835,6 +881,8 @@ class Session(StreamTable):
                 if flags & _ACK and not st.acked:
                     st.acked = True
                     self._unacked -= 1
+                    if self._ack_limit != self.config.max_ack_backlog:
+                        self._end_early_acks()
                     events.append(StreamAcked(stream_id=sid))
                 if ftype == _DATA:
                     if length:

@@ -429,6 +429,41 @@ def test_open_stream_blocks_on_ack_backlog(leakcheck):
         peer.close()
 
 
+def test_open_stream_early_ack_backlog(leakcheck):
+    """Until the peer ACKs one of our streams only 8 may wait for an ACK (js-libp2p aborts
+    a session when more than 10 arrive before it is ready); the first ACK frees the rest."""
+    conn, peer = raw_pair(quiet_config(early_ack_timeout=60), is_initiator=True)
+    try:
+        streams = [conn.open_stream(timeout=5) for _ in range(8)]
+        waiters = [gevent.spawn(conn.open_stream, 30) for _ in range(20)]
+        gevent.sleep(0.01)
+        assert not any(w.ready() for w in waiters)
+        peer.send(pack(1, 2, streams[5].id, 0))  # ACK one: the backlog is 256 now
+        got = [w.get(timeout=10).id for w in waiters]
+        assert got == list(range(17, 17 + 40, 2))  # FIFO
+    finally:
+        conn.close()
+        peer.close()
+
+
+def test_open_stream_early_ack_backlog_ends_without_an_ack(leakcheck):
+    """A peer that never ACKs (nothing written yet on lazily negotiated streams) costs at
+    most early_ack_timeout, not a deadlock."""
+    conn, peer = raw_pair(quiet_config(early_ack_timeout=0.2), is_initiator=True)
+    try:
+        for _ in range(8):
+            conn.open_stream(timeout=5)
+        deadline = conn._session.early_ack_deadline
+        assert deadline is not None
+        ninth = conn.open_stream(timeout=30)
+        assert time.monotonic() >= deadline and ninth.id == 17
+        more = [conn.open_stream(timeout=5) for _ in range(50)]  # no wait: 256 now
+        assert more[-1].id == 17 + 100
+    finally:
+        conn.close()
+        peer.close()
+
+
 def test_slow_reader_window_bounds_sender(leakcheck):
     """The sender blocks after 256 KiB; reading returns credit and it proceeds."""
     conn, peer = raw_pair(quiet_config(), is_initiator=True)

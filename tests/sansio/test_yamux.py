@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from geventp2p.core.rcmgr import NullScope
@@ -672,6 +674,72 @@ def test_ack_backlog_policy_lives_in_the_session():
     assert first == 1
 
 
+def _ack_frame(sid: int) -> bytes:
+    """WindowUpdate|ACK, delta 0, for stream ``sid`` (what a remote accepting it sends)."""
+    return struct.pack(">BBHII", 0, 1, 0x2, sid, 0)
+
+
+def test_early_ack_backlog_until_the_first_ack():
+    """Until the remote ACKs one of our streams, only early_ack_backlog (8) may wait for
+    an ACK: js-libp2p aborts a session on which more than 10 streams arrive before it
+    has wired up the connection.  The first ACK lifts the limit to max_ack_backlog."""
+    c = Session(YamuxConfig(initial_ping=False), is_initiator=True, scope=NullScope())
+    c.start(100.0)
+    assert c.ack_limit == 8 and c.early_ack_deadline == 101.0
+    sids = [c.open_stream() for _ in range(8)]
+    assert c.ack_backlog_full and not c.reserve_open()
+    with pytest.raises(LocalProtocolError, match="8 opened streams"):
+        c.open_stream()
+    c.data_to_send()
+    ev = c.receive_data(_ack_frame(sids[3]), 100.5)
+    assert [type(e) for e in ev] == [y.StreamAcked]
+    assert c.ack_limit == 256 and c.early_ack_deadline is None
+    assert not c.expire_early_acks(200.0)  # already over
+    more = [c.open_stream() for _ in range(249)]
+    assert c.unacked_outbound == 256 and not c.reserve_open() and len(more) == 249
+
+
+def test_early_ack_backlog_ends_at_its_deadline():
+    c = Session(YamuxConfig(initial_ping=False, early_ack_timeout=0.5), is_initiator=True, scope=NullScope())
+    assert c.early_ack_deadline is None  # not started: no deadline yet
+    c.start(10.0)
+    for _ in range(8):
+        c.open_stream()
+    assert not c.reserve_open()
+    assert not c.expire_early_acks(10.49)
+    assert c.ack_limit == 8 and c.early_ack_deadline == 10.5
+    assert c.expire_early_acks(10.5)
+    assert c.ack_limit == 256 and c.early_ack_deadline is None and c.reserve_open()
+
+
+def test_early_ack_backlog_off_and_smaller_max():
+    off = Session(YamuxConfig(initial_ping=False, early_ack_timeout=0), is_initiator=True, scope=NullScope())
+    off.start(0.0)
+    assert off.ack_limit == 256 and off.early_ack_deadline is None
+    small = Session(YamuxConfig(initial_ping=False, max_ack_backlog=3), is_initiator=True, scope=NullScope())
+    small.start(0.0)
+    assert small.ack_limit == 3 and small.early_ack_deadline is None
+
+
+def test_early_ack_backlog_an_inbound_ack_of_theirs_does_not_count():
+    """Only an ACK of one of *our* streams ends the early limit (the remote's SYN does not,
+    and neither does a ping: js pings before its connection is wired up)."""
+    p = SessionPair(YamuxConfig(initial_ping=False), YamuxConfig(initial_ping=False))
+    p.client.start(0.0)
+    p.server.start(0.0)
+    p.server.open_stream()  # stream 2, server -> client
+    p.to_client()  # the client ACKs it
+    p.to_server()
+    p.client.ping(0.0)
+    p.to_server()
+    p.to_client()
+    assert p.client.ack_limit == 8
+    p.client.open_stream()
+    p.to_server()
+    p.to_client()
+    assert p.client.ack_limit == 256
+
+
 # --------------------------------------------------------------------------- config
 
 
@@ -687,6 +755,8 @@ def test_ack_backlog_policy_lives_in_the_session():
         {"ping_timeout": "10"},
         {"rtt_interval": -1},
         {"enable_keepalive": 1},
+        {"early_ack_backlog": 0},
+        {"early_ack_timeout": -1},
     ],
 )
 def test_config_validation(kwargs):
