@@ -6,7 +6,8 @@ Runs ``geventp2p.cli.main`` unchanged, plus:
 
 * SIGUSR1 prints one JSON line ``{"stats": {...}}`` on stdout: ``rss`` (bytes, VmRSS),
   ``fds`` (open descriptors), ``greenlets`` (live greenlets), ``conns`` (open
-  connections of the host when it can be found), ``rss_anon`` (bytes, RssAnon);
+  connections of the host when it can be found), ``rss_anon`` (bytes, RssAnon),
+  ``pooled`` (bytes of free receive buffers in ``net.bufpool.POOL``);
 * ``GEVENTP2P_BENCH_CONNMGR_HIGH=N``: connection manager watermarks above ``N``
   (the default ``high=192`` would trim the run's connections once their grace period
   passed; go-libp2p's benchmarks raise it the same way);
@@ -16,7 +17,8 @@ Runs ``geventp2p.cli.main`` unchanged, plus:
 * ``GEVENTP2P_BENCH_TRACEMALLOC=1``: tracemalloc runs from the start; each SIGUSR1 also
   writes the top allocation sites grown since the previous dump to stderr (profiling
   only: it slows the server several times), or appends them to the file named by
-  ``GEVENTP2P_BENCH_TRACEMALLOC_OUT``.
+  ``GEVENTP2P_BENCH_TRACEMALLOC_OUT``; with ``GEVENTP2P_BENCH_TRACEMALLOC_FROM_FIRST=1``
+  every dump compares with the first one (the baseline) instead.
 """
 
 from __future__ import annotations
@@ -60,6 +62,13 @@ def _count_conns() -> int:
     return total
 
 
+def _pooled_bytes() -> int:
+    """Bytes the process-wide receive-buffer pool holds (free buffers kept for reuse)."""
+    from geventp2p.net.bufpool import POOL
+
+    return POOL.pooled_bytes
+
+
 def dump_stats() -> dict[str, Any]:
     global _last_snapshot
     if os.environ.get("GEVENTP2P_BENCH_MALLOC_TRIM") == "1":
@@ -77,6 +86,7 @@ def dump_stats() -> dict[str, Any]:
         "fds": len(os.listdir("/proc/self/fd")),
         "greenlets": _count_greenlets(),
         "conns": _count_conns(),
+        "pooled": _pooled_bytes(),
     }
     if tracemalloc.is_tracing():
         stats["traced"] = tracemalloc.get_traced_memory()[0]
@@ -94,7 +104,8 @@ def dump_stats() -> dict[str, Any]:
             else:
                 sys.stderr.write(text)
                 sys.stderr.flush()
-        _last_snapshot = snap
+        if _last_snapshot is None or os.environ.get("GEVENTP2P_BENCH_TRACEMALLOC_FROM_FIRST") != "1":
+            _last_snapshot = snap
     return stats
 
 

@@ -324,6 +324,8 @@ def one_run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 rec[f"greenlets_per_conn_{name}"] = (st["greenlets"] - base["greenlets"]) / n
             if "conns" in st:
                 rec[f"server_conns_{name}"] = st["conns"]
+            if "pooled" in st:  # free receive buffers the server's pool keeps (part of the RSS)
+                rec[f"pooled_kib_per_conn_{name}"] = st["pooled"] / n / KiB
             # connections the server still holds (js: its socket fds); a server that
             # dropped some has a lower RSS per N than per connection it holds
             held = st["conns"] if st.get("conns", -1) >= 0 else st["fds"] - base["fds"]

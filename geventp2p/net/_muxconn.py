@@ -184,6 +184,20 @@ class MuxConn(Generic[S, T]):
     #: The stream class: ``STREAM_CLASS(conn, stream_id_in_the_core, direction)``.
     STREAM_CLASS: ClassVar[Callable[..., Any]]
 
+    # slots: past 30 attributes CPython 3.11 gives each instance a dict of its own
+    # (about 1.5 KiB per connection in bench.conns); subclasses keep a small dict
+    __slots__ = (
+        "conn", "is_initiator", "config", "scope", "_session", "_streams", "_accept_queue",
+        "_accept_event", "_wake_writer", "_closed_event", "_read_size", "_drained",
+        "_blocked", "_error", "_write_failure", "_terminated", "_clean_close", "_local_close",
+        "_flush_timeout", "_force_closer", "_drain_guard", "_flushes", "_in_write",
+        "_max_send_buffer", "_max_pending_send", "_frames_per_yield", "_write_batch_size",
+        "_write_timeout", "_write_scope", "_read_paused", "read_pauses", "_on_stream",
+        "_on_closed", "_reader_parked", "_writer_parked", "_reader_retired", "_writer_retired",
+        "_activity", "_activity_seen", "_buffers_released", "_reader_wakes", "_read_watch",
+        "_write_timer", "_wake_event", "_reader", "_writer", "_wake_pending", "__weakref__",
+    )
+
     def __init__(
         self,
         conn: RawConn,
@@ -203,7 +217,9 @@ class MuxConn(Generic[S, T]):
         self.scope = scope
         self._session: S = session
         self._streams: dict[int, T] = {}
-        self._accept_queue: deque[T] = deque()
+        # streams waiting for accept_stream(), created on the first one (an empty deque
+        # is about 600 bytes; a host's connections serve() and never queue)
+        self._accept_queue: deque[T] | None = None
         self._accept_event = Event()
         self._wake_writer = Event()
         # True from a fast-path write's wake-up until the writer clears the event (the
@@ -607,7 +623,9 @@ class MuxConn(Generic[S, T]):
                     serve(stream)
                     continue
                 queue = self._accept_queue
-                if len(queue) >= self.config.accept_backlog:
+                if queue is None:
+                    queue = self._accept_queue = deque()
+                elif len(queue) >= self.config.accept_backlog:
                     # at most accept_backlog queued streams are alive (the core refuses
                     # more); drop the ones that were reset while nobody accepted them
                     self._accept_queue = queue = deque(q for q in queue if not q.is_reset)
@@ -824,6 +842,7 @@ class MuxConn(Generic[S, T]):
         if not self._reader.dead:  # pragma: no cover - the reader returns on _Retire
             return
         self._reader_retired = True
+        self._reader = _ended()  # the dead one keeps its spawning stack (~1 KiB) alive
         watch = self._read_watch
         if watch is None:
             watch = self._read_watch = get_hub().loop.io(fileno, 1)
@@ -845,6 +864,7 @@ class MuxConn(Generic[S, T]):
         if not self._writer.dead:  # pragma: no cover - the writer returns on _Retire
             return
         self._writer_retired = True
+        self._writer = _ended()
         self._wake_writer = _WriterRespawn(self)  # type: ignore[assignment]
         deadline = self._session.next_deadline()
         if deadline is not None:
@@ -948,6 +968,22 @@ def set_idle_retire_after(seconds: float) -> float:
 class _Retire(BaseException):
     """Thrown by the idle sweeper into a parked reader or writer: return, the connection
     is idle (a BaseException, so the loops' ``except Exception`` do not take it)."""
+
+
+_ENDED: Any = None
+
+
+def _ended() -> Any:
+    """A greenlet that never ran and is dead, shared by every retired reader and writer
+    slot: a finished gevent ``Greenlet`` still holds the stack it was spawned from
+    (``spawning_stack``, gevent's ``track_greenlet_tree``), about a dozen objects, which
+    an idle connection has no use for."""
+    global _ENDED
+    if _ENDED is None:
+        ended = gevent.Greenlet()
+        ended.kill(block=False)  # not started: dead at once, nothing scheduled
+        _ENDED = ended
+    return _ENDED
 
 
 class _WriterRespawn:

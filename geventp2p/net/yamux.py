@@ -171,7 +171,9 @@ class YamuxConn(MuxConn[_y.Session, YamuxStream]):
         self, conn: RawConn, is_initiator: bool, config: YamuxConfig | None = None, scope: ResourceScope = NULL_SCOPE
     ) -> None:
         config = config if config is not None else YamuxConfig()
-        self._ack_waiters: deque[Event] = deque()  # open_stream calls blocked on the ACK backlog, FIFO
+        # open_stream calls blocked on the ACK backlog, FIFO (created on first use: an
+        # empty deque is about 600 bytes, most connections never wait)
+        self._ack_waiters: deque[Event] | None = None
         self._pings: dict[int, list[AsyncResult]] = {}
         session = _y.Session(config, is_initiator, scope)
         session.stream_scope = self._stream_scope
@@ -221,7 +223,10 @@ class YamuxConn(MuxConn[_y.Session, YamuxStream]):
         if self._ack_waiters or not session.reserve_open():
             # queue (FIFO) until _wake_openers reserves an ACK-backlog slot for us
             waiter = Event()
-            self._ack_waiters.append(waiter)
+            waiters = self._ack_waiters
+            if waiters is None:
+                waiters = self._ack_waiters = deque()
+            waiters.append(waiter)
             deadline = None if timeout is None else _monotonic() + timeout
             while True:
                 now = _monotonic()
@@ -239,7 +244,7 @@ class YamuxConn(MuxConn[_y.Session, YamuxStream]):
                         break
                 if deadline is not None and _monotonic() >= deadline:
                     try:
-                        self._ack_waiters.remove(waiter)
+                        waiters.remove(waiter)
                     except ValueError:  # pragma: no cover - granted and timed out at once
                         session.release_open()
                         self._wake_openers()
@@ -255,6 +260,8 @@ class YamuxConn(MuxConn[_y.Session, YamuxStream]):
     def _wake_openers(self) -> None:
         """Give blocked ``open_stream`` calls the ACK-backlog slots that are free (FIFO)."""
         waiters = self._ack_waiters
+        if not waiters:
+            return
         if self._terminated:
             while waiters:
                 waiters.popleft().set()

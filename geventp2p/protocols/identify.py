@@ -255,6 +255,7 @@ class IdentifyService:
             self._emit(self._em_failed, EvtPeerIdentificationFailed(peer=peer, reason=exc))
             return
         finally:
+            st.greenlet = None  # a finished greenlet keeps its spawning stack alive
             if not ok and not st.result.ready():  # killed
                 st.result.set(False)
         st.result.set(True)

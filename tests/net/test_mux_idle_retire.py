@@ -174,7 +174,7 @@ def test_serve_hands_over_queued_and_new_streams_and_reports_the_end(mux_leakche
     try:
         early = client.open_stream(timeout=10)
         early.write(b"1")
-        wait_until(lambda: len(server._accept_queue) == 1, what="a queued stream")
+        wait_until(lambda: len(server._accept_queue or ()) == 1, what="a queued stream")
         server.serve(got.append, ended.set)
         assert len(got) == 1 and got[0].read_exactly(1, timeout=10) == b"1"
         late = client.open_stream(timeout=10)

@@ -600,7 +600,7 @@ def test_unaccepted_streams_reset_by_remote_do_not_pile_up(leakcheck):
             peer.send(pack(1, 1, sid, 0) + pack(1, 8, sid, 0))  # open, then reset at once
         peer.sync()
         assert not conn.closed
-        assert len(conn._accept_queue) <= 8
+        assert len(conn._accept_queue or ()) <= 8
         assert not [f for f in peer.frames if f[1] == 8]  # nothing was refused
         peer.send(pack(1, 1, 1001, 0))
         s = conn.accept_stream(timeout=5)
