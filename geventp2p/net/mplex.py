@@ -37,10 +37,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from gevent.event import Event
+
 from geventp2p.core.mux import Direction
 from geventp2p.core.rcmgr import NULL_SCOPE, ResourceScope
 from geventp2p.core.sec import SecureConn
 from geventp2p.core.transport import RawConn
+from geventp2p.exceptions import ConnectionClosedError, P2PTimeoutError
 from geventp2p.net._muxconn import MuxConn, MuxStream
 from geventp2p.net.stream import Stream
 from geventp2p.sansio import mplex as _core
@@ -145,6 +148,8 @@ class MplexConn(MuxConn[_core.Session, MplexStream]):
     ) -> None:
         config = config if config is not None else MplexConfig()
         self._chunk = config.write_chunk_size
+        # open_stream calls waiting for the early-open limit to end (created on first use)
+        self._early_waiters: Event | None = None
         session = _core.Session(config, is_initiator, scope)
         session.start(_monotonic())
         super().__init__(
@@ -152,6 +157,51 @@ class MplexConn(MuxConn[_core.Session, MplexStream]):
             write_timeout=config.write_timeout, write_batch_size=WRITE_BATCH,
             max_pending_send=config.max_send_buffer_size + config.write_chunk_size + CONTROL_SLACK,
         )
+
+    def _open_session_stream(self, timeout: float | None) -> int:
+        session = self._session
+        if session.open_blocked:
+            self._wait_early_open(timeout)
+        return session.open_stream()
+
+    def _wait_early_open(self, timeout: float | None) -> None:
+        """Blocks while the early-open limit holds (``MplexConfig.early_open_limit``): until
+        the peer answers on one of our streams (the reader wakes us), the limit's own
+        deadline, the session's end or ``timeout`` (``P2PTimeoutError``)."""
+        session = self._session
+        deadline = None if timeout is None else _monotonic() + timeout
+        while session.open_blocked:
+            self._check_alive(write=True)
+            now = _monotonic()
+            if session.expire_early_opens(now):
+                self._wake_early_openers()
+                return
+            early = session.early_open_deadline
+            wait = None if early is None else max(0.0, early - now)
+            if deadline is not None:
+                left = deadline - now
+                if left <= 0:
+                    raise P2PTimeoutError("mplex: open_stream timed out before the peer answered on any stream")
+                wait = left if wait is None else min(wait, left)
+            waiters = self._early_waiters
+            if waiters is None:
+                waiters = self._early_waiters = Event()
+            waiters.wait(wait)
+        self._check_alive(write=True)
+
+    def _wake_early_openers(self) -> None:
+        waiters = self._early_waiters
+        if waiters is not None:
+            self._early_waiters = None
+            waiters.set()
+
+    def _handle_events(self, events: list[Any]) -> None:
+        super()._handle_events(events)
+        if self._early_waiters is not None and not self._session.open_blocked:
+            self._wake_early_openers()  # the peer answered on one of our streams
+
+    def _on_terminate(self, error: ConnectionClosedError) -> None:
+        self._wake_early_openers()
 
     def _after_flush(self) -> None:
         # every waiting stream gets another turn; they stay queued (FIFO) until they write

@@ -79,6 +79,15 @@ rust-libp2p where those agree):
     of ``read_timeout`` while streams are open, so the end comes at most
     ``1.25 x read_timeout`` after the last frame).
 
+* Early opens.  Until the peer has sent a frame for one of our streams (a
+  ``*Receiver`` flag: it dispatched it), or ``early_open_timeout`` (1 s) after
+  :meth:`Session.start`, at most ``early_open_limit`` (8) streams may be opened;
+  :meth:`Session.open_stream` past that raises ``LocalProtocolError`` and a shell
+  waits (:attr:`Session.open_blocked`, :attr:`Session.early_open_deadline`,
+  :meth:`Session.expire_early_opens`).  js-libp2p's muxers abort the connection
+  when more than 10 streams arrive before its connection is wired up, which
+  happens under load when our NewStreams share a read with the handshake's end.
+
 A stream leaves the table when it is reset (either side), or when both
 directions are closed (our Close sent and theirs received, or our write side
 closed and our read side discarded with :meth:`Session.close_read`).  Calls
@@ -196,6 +205,10 @@ class MplexConfig:
     ``write_timeout``
         (shell) A connection write of up to 1 MiB that takes longer ends the session
         (0 disables).
+    ``early_open_limit`` / ``early_open_timeout``
+        Streams we may open before the peer has answered on one of them, and how long
+        after :meth:`Session.start` that limit holds without an answer (8 / 1.0 s; a
+        timeout of 0 turns it off).  See the module's policies.
     """
 
     max_message_size: int = SPEC_MAX_MESSAGE_SIZE
@@ -208,6 +221,8 @@ class MplexConfig:
     frames_per_yield: int = 64
     read_timeout: float = 45.0
     write_timeout: float = 10.0
+    early_open_limit: int = 8
+    early_open_timeout: float = 1.0
 
     def __post_init__(self) -> None:
         check_positive_ints(self, (
@@ -219,8 +234,9 @@ class MplexConfig:
             "accept_backlog",
             "max_send_buffer_size",
             "frames_per_yield",
+            "early_open_limit",
         ))
-        for name in ("read_timeout", "write_timeout"):
+        for name in ("read_timeout", "write_timeout", "early_open_timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ConfigError(f"MplexConfig.{name} must be >= 0, got {value!r}")
@@ -298,6 +314,10 @@ class Session(StreamTable):
         self.going_away = False
         #: Set once the session ended because of a peer error (or a read timeout).
         self.error: Exception | None = None
+        # early opens: how many more streams we may open before the peer answers on
+        # one (None: no limit any more), and until when that holds
+        self._early_left: int | None = config.early_open_limit if config.early_open_timeout else None
+        self._early_until: float | None = None
         # read timeout (armed by start())
         self._read_timeout = float(config.read_timeout)
         self._last_rx = 0.0  # when the last complete frame arrived
@@ -356,7 +376,10 @@ class Session(StreamTable):
     # ------------------------------------------------------------------ timers (the read timeout)
 
     def start(self, now: float) -> None:
-        """Arm the read timeout (``read_timeout``; nothing to do when it is 0)."""
+        """Arm the read timeout (``read_timeout``; nothing to do when it is 0) and start
+        the early-open period."""
+        if self._early_left is not None and self._early_until is None:
+            self._early_until = now + self.config.early_open_timeout
         if self._read_timeout and self._check_at is None:
             self._last_rx = now
             self._check_at = now + self._read_timeout
@@ -386,10 +409,39 @@ class Session(StreamTable):
 
     # ------------------------------------------------------------------ local actions
 
+    @property
+    def open_blocked(self) -> bool:
+        """True while :meth:`open_stream` would raise: ``early_open_limit`` streams were
+        opened and the peer has not answered on any of them yet."""
+        return self._early_left == 0
+
+    @property
+    def early_open_deadline(self) -> float | None:
+        """When the early-open limit ends without an answer (None: it is over, or the
+        session has not started)."""
+        return self._early_until if self._early_left is not None else None
+
+    def expire_early_opens(self, now: float) -> bool:
+        """End the early-open limit if its deadline passed; True if it ended now."""
+        until = self._early_until
+        if self._early_left is None or until is None or now < until:
+            return False
+        self._early_left = None
+        return True
+
     def open_stream(self) -> int:
-        """Queue a NewStream (name = the wire id in decimal) and return the new stream's id."""
+        """Queue a NewStream (name = the wire id in decimal) and return the new stream's id.
+
+        Raises ``LocalProtocolError`` while :attr:`open_blocked`."""
         if self._closed:
             raise ConnectionClosedError("mplex session is closed", remote=False)
+        left = self._early_left
+        if left is not None:
+            if not left:
+                raise LocalProtocolError(
+                    f"mplex: {self.config.early_open_limit} streams opened before the peer answered on any"
+                )
+            self._early_left = left - 1
         wire = self._next_id
         self._next_id += 1
         st = _Stream(wire, True)
@@ -581,6 +633,8 @@ class Session(StreamTable):
         # Receiver flags (odd) are sent by the side that did not open the stream,
         # so they name a stream we opened (odd key).
         key = (wire << 1) | (flag & 1)
+        if flag & 1 and self._early_left is not None:
+            self._early_left = None  # the peer dispatches our streams: no early limit
         st = self._streams.get(key)
         if st is None:
             self.unknown_stream_frames += 1

@@ -386,6 +386,48 @@ def test_write_blocks_when_the_peer_stops_reading(no_leaks, timeout):
         conn.wait_closed(5)
 
 
+def test_early_open_limit_until_the_peer_answers(no_leaks, timeout):
+    """Until the peer answers on one of our streams only 8 may be opened (js aborts a
+    connection when more than 10 arrive before it is ready); its first answer frees the
+    waiting openers at once."""
+    sa, sb = socket.socketpair()
+    conn = MplexMuxer(MplexConfig(early_open_timeout=60)).create(SocketConn(sa), True)
+    try:
+        first = [conn.open_stream(timeout=5) for _ in range(8)]
+        waiters = [gevent.spawn(conn.open_stream, 20) for _ in range(20)]
+        gevent.sleep(0.01)
+        assert not any(w.ready() for w in waiters)
+        with pytest.raises(P2PTimeoutError):
+            conn.open_stream(timeout=0.05)
+        sb.sendall(bytes([first[2].id << 3 | 1, 1]) + b"a")  # MessageReceiver on our stream 2
+        ids = sorted(w.get(timeout=10).id for w in waiters)
+        assert ids == list(range(8, 28))  # the timed-out call took no id
+    finally:
+        conn.close(timeout=0.2)
+        sb.close()
+        conn.wait_closed(5)
+
+
+def test_early_open_limit_ends_without_an_answer(no_leaks, timeout):
+    """A peer that answers nothing yet (no data written on lazily negotiated streams)
+    costs at most early_open_timeout, not a deadlock."""
+    sa, sb = socket.socketpair()
+    conn = MplexMuxer(MplexConfig(early_open_timeout=0.2)).create(SocketConn(sa), True)
+    try:
+        for _ in range(8):
+            conn.open_stream(timeout=5)
+        deadline = conn._session.early_open_deadline
+        assert deadline is not None
+        assert conn.open_stream(timeout=20).id == 8
+        assert time.monotonic() >= deadline
+        more = [conn.open_stream(timeout=5) for _ in range(50)]
+        assert more[-1].id == 58
+    finally:
+        conn.close(timeout=0.2)
+        sb.close()
+        conn.wait_closed(5)
+
+
 def test_bulk_writer_does_not_starve_a_small_request(pair):
     got = {}
 

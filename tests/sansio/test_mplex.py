@@ -8,6 +8,7 @@ from geventp2p.exceptions import (
     ConfigError,
     ConnectionClosedError,
     FrameError,
+    LocalProtocolError,
     MessageTooLargeError,
     RemoteProtocolError,
     StreamClosedError,
@@ -440,6 +441,47 @@ def test_local_close_ends_the_session():
     assert s.receive_data(h("00 01 30")) == []
 
 
+# --------------------------------------------------------------------------- early opens
+
+
+def test_early_open_limit_until_the_peer_answers():
+    """At most early_open_limit (8) streams before the peer answers on one of them: js
+    aborts a connection when more than 10 arrive before it is ready.  A frame with a
+    Receiver flag (the peer dispatched our stream) lifts the limit."""
+    s = Session(MplexConfig())
+    s.start(50.0)
+    assert s.early_open_deadline == 51.0
+    for _ in range(8):
+        s.open_stream()
+    assert s.open_blocked
+    with pytest.raises(LocalProtocolError, match="8 streams"):
+        s.open_stream()
+    s.data_to_send()
+    assert s.receive_data(h("08 00")) == [StreamOpened(stream_id=k(1, False))]  # their NewStream 1
+    assert s.open_blocked  # an Initiator flag proves nothing about our streams
+    assert s.receive_data(h("19 01 61")) == [DataReceived(stream_id=k(3, True), data=b"a")]  # MessageReceiver on our 3
+    assert not s.open_blocked and s.early_open_deadline is None
+    for _ in range(100):
+        s.open_stream()
+
+
+def test_early_open_limit_ends_at_its_deadline_or_is_off():
+    s = Session(MplexConfig(early_open_timeout=0.5))
+    assert s.early_open_deadline is None  # not started
+    s.start(10.0)
+    for _ in range(8):
+        s.open_stream()
+    assert not s.expire_early_opens(10.4) and s.open_blocked
+    assert s.expire_early_opens(10.5)
+    assert not s.open_blocked and s.early_open_deadline is None
+    s.open_stream()
+    off = Session(MplexConfig(early_open_timeout=0))
+    off.start(0.0)
+    for _ in range(20):
+        off.open_stream()
+    assert not off.open_blocked and off.early_open_deadline is None
+
+
 # --------------------------------------------------------------------------- config
 
 
@@ -452,6 +494,8 @@ def test_local_close_ends_the_session():
         {"max_session_buffer_size": 0},
         {"max_inbound_streams": True},
         {"accept_backlog": 1.5},
+        {"early_open_limit": 0},
+        {"early_open_timeout": -1},
     ],
 )
 def test_config_validation(kwargs):

@@ -61,7 +61,7 @@ def run_script(script, cfg):
 @SETTINGS
 @given(script=ops, cuts=st.lists(st.integers(0, 10_000), max_size=20))
 def test_split_invariance(script, cuts):
-    cfg = MplexConfig(write_chunk_size=64)
+    cfg = MplexConfig(write_chunk_size=64, early_open_timeout=0)
     wire, _, _, _ = run_script(script, cfg)
     whole = Session(cfg, is_initiator=False)
     expected = whole.receive_data(wire)
@@ -80,7 +80,7 @@ def test_split_invariance(script, cuts):
 @SETTINGS
 @given(script=ops)
 def test_round_trip_per_stream(script):
-    cfg = MplexConfig(write_chunk_size=50)
+    cfg = MplexConfig(write_chunk_size=50, early_open_timeout=0)
     wire, sent, closed, reset = run_script(script, cfg)
     b = Session(cfg, is_initiator=False)
     got: dict[int, bytearray] = {}
