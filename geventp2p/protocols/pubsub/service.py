@@ -1062,27 +1062,40 @@ class PubSub:
             p.ready.set()
             return False
         protos = [x for x in self.protocols if x in known] or list(self.protocols)
+        stream = None
         try:
             stream = host.new_stream(p.id, protos, timeout=self.options.open_timeout)
             stream.read(0, timeout=self.options.open_timeout)  # settles a lazy proposal's echo
-        except P2PTimeoutError as exc:
+        except (P2PError, OSError) as exc:
+            if stream is not None:
+                # the peer may still take this one after a retry opened another: a pubsub
+                # peer reads only its newest inbound stream from us (js replaces the
+                # older), so a stream left open here could be the one it keeps
+                stream.reset()
+            self._open_failed(p, exc)
+            return False
+        if self._closed or self._peers.get(p.id) is not p:
+            stream.reset()
+            p.ready.set()
+            return False
+        self._add_outbound(p, stream)
+        return True
+
+    def _open_failed(self, p: _Peer, exc: BaseException) -> None:
+        host = self.host
+        if isinstance(exc, P2PTimeoutError):
             # a busy peer or link, not a refusal: try again (bounded) while connected
             p.open_timeouts += 1
             if p.open_timeouts <= OPEN_RETRIES and not self._closed and host.network.conns_to_peer(p.id):
                 log.debug("pubsub: opening a stream to %s timed out (%s); try %d of %d", p.id, exc,
                           p.open_timeouts + 1, OPEN_RETRIES + 1)
                 p.retry = True
-            else:
-                p.ready.set()
-            return False
-        except (P2PError, OSError) as exc:
+                return
+        else:
             log.debug("pubsub: %s speaks no pubsub protocol we offer (%s)", p.id, exc)
-            p.ready.set()
-            return False
-        if self._closed or self._peers.get(p.id) is not p:
-            stream.reset()
-            p.ready.set()
-            return False
+        p.ready.set()
+
+    def _add_outbound(self, p: _Peer, stream: Any) -> None:
         conn = stream.conn
         p.outbound = stream
         p.protocol = stream.protocol
@@ -1094,7 +1107,6 @@ class PubSub:
         p.ready.set()
         self._process()
         self._trace(_trace.EvtPubSubPeerAdded, peer=p.id, protocol=stream.protocol or "")
-        return True
 
     def _drop_peer(self, p: _Peer, reason: str, close_streams: bool = True) -> None:
         if self._peers.get(p.id) is not p:

@@ -475,6 +475,52 @@ def test_outbound_open_timeout_is_retried(net):
     assert subb.get(timeout=WAIT).data == b"after three timeouts"
 
 
+def test_outbound_stream_whose_negotiation_timed_out_is_reset(net):
+    """A stream opened but not confirmed in time is reset before the retry opens another:
+    a pubsub peer reads only its newest inbound stream from us (js replaces the older),
+    so a stream left open could be the one it keeps while we write on the other."""
+    a, b = net.gen_peers(2)
+    psa = FloodSub(a)
+    ta = psa.join("reset")
+    ta.subscribe()
+    real_new_stream = a.new_stream
+    abandoned = []
+
+    class _Unconfirmed:
+        """The real stream, except that its first read(0) times out."""
+
+        def __init__(self, stream):
+            self._s = stream
+            self.was_reset = False
+
+        def read(self, n=-1, timeout=None):
+            raise P2PTimeoutError("simulated: the protocol echo did not come in time")
+
+        def reset(self, *args):
+            self.was_reset = True
+            self._s.reset(*args)
+
+        def __getattr__(self, name):
+            return getattr(self._s, name)
+
+    def unconfirmed_once(peer, protos, timeout=None):
+        s = real_new_stream(peer, protos, timeout=timeout)
+        if peer == b.id and not abandoned and any("floodsub" in x for x in protos):
+            abandoned.append(_Unconfirmed(s))
+            return abandoned[0]
+        return s
+
+    a.new_stream = unconfirmed_once
+    psb = FloodSub(b)
+    tb = psb.join("reset")
+    subb = tb.subscribe()
+    net.connect_all()
+    wait_peers(tb, [a.id])  # the retry's stream carried a's subscription
+    assert len(abandoned) == 1 and abandoned[0].was_reset
+    ta.publish(b"on the second stream", timeout=WAIT)
+    assert subb.get(timeout=WAIT).data == b"on the second stream"
+
+
 def test_a_backlog_of_buffered_rpcs_does_not_hold_back_delivery(net):
     """Many RPCs buffered at once on one inbound stream: the stream's greenlet lets
     the subscriber take the first messages long before the backlog is worked off
