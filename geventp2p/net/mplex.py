@@ -195,9 +195,8 @@ class MplexConn(MuxConn[_core.Session, MplexStream]):
             self._early_waiters = None
             waiters.set()
 
-    def _handle_events(self, events: list[Any]) -> None:
-        super()._handle_events(events)
-        if self._early_waiters is not None and not self._session.open_blocked:
+    def _on_event(self, ev: object) -> None:
+        if type(ev) is _core.EarlyOpensEnded:
             self._wake_early_openers()  # the peer answered on one of our streams
 
     def _on_terminate(self, error: ConnectionClosedError) -> None:

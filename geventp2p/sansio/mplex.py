@@ -84,7 +84,9 @@ rust-libp2p where those agree):
   :meth:`Session.start`, at most ``early_open_limit`` (8) streams may be opened;
   :meth:`Session.open_stream` past that raises ``LocalProtocolError`` and a shell
   waits (:attr:`Session.open_blocked`, :attr:`Session.early_open_deadline`,
-  :meth:`Session.expire_early_opens`).  js-libp2p's muxers abort the connection
+  :meth:`Session.expire_early_opens`).  A frame that lifts the limit while it
+  blocks opens yields one :class:`EarlyOpensEnded` event, for the shell to wake
+  its waiters.  js-libp2p's muxers abort the connection
   when more than 10 streams arrive before its connection is wired up, which
   happens under load when our NewStreams share a read with the handshake's end.
 
@@ -137,6 +139,7 @@ __all__ = [
     "StreamHalfClosed",
     "StreamReset",
     "SessionError",
+    "EarlyOpensEnded",
     "RESET_CODE_NONE",
     "RESET_CODE_RESOURCE_LIMIT",
     "RESET_CODE_PROTOCOL_VIOLATION",
@@ -262,7 +265,16 @@ def is_outbound(stream_id: int) -> bool:
     return bool(stream_id & 1)
 
 
-Event = Union[StreamOpened, StreamRefused, DataReceived, StreamHalfClosed, StreamReset, SessionError]
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EarlyOpensEnded:
+    """The peer answered on one of our streams while the early-open limit blocked
+    :meth:`Session.open_stream`: opening is possible again (emitted once, and only
+    if the limit was blocking)."""
+
+
+Event = Union[
+    StreamOpened, StreamRefused, DataReceived, StreamHalfClosed, StreamReset, SessionError, EarlyOpensEnded
+]
 
 
 # --------------------------------------------------------------------------- session
@@ -634,6 +646,8 @@ class Session(StreamTable):
         # so they name a stream we opened (odd key).
         key = (wire << 1) | (flag & 1)
         if flag & 1 and self._early_left is not None:
+            if not self._early_left:  # openers wait: tell the shell
+                events.append(EarlyOpensEnded())
             self._early_left = None  # the peer dispatches our streams: no early limit
         st = self._streams.get(key)
         if st is None:

@@ -16,6 +16,7 @@ from geventp2p.exceptions import (
 from geventp2p.sansio.mplex import (
     PROTOCOL_ID,
     DataReceived,
+    EarlyOpensEnded,
     Flag,
     MplexConfig,
     Session,
@@ -459,10 +460,23 @@ def test_early_open_limit_until_the_peer_answers():
     s.data_to_send()
     assert s.receive_data(h("08 00")) == [StreamOpened(stream_id=k(1, False))]  # their NewStream 1
     assert s.open_blocked  # an Initiator flag proves nothing about our streams
-    assert s.receive_data(h("19 01 61")) == [DataReceived(stream_id=k(3, True), data=b"a")]  # MessageReceiver on our 3
+    # MessageReceiver on our 3: the limit ends, and the shell is told (openers wait)
+    assert s.receive_data(h("19 01 61")) == [EarlyOpensEnded(), DataReceived(stream_id=k(3, True), data=b"a")]
     assert not s.open_blocked and s.early_open_deadline is None
     for _ in range(100):
         s.open_stream()
+    assert s.receive_data(h("19 01 62")) == [DataReceived(stream_id=k(3, True), data=b"b")]  # once only
+
+
+def test_early_open_limit_lifted_before_it_blocks_says_nothing():
+    s = Session(MplexConfig())
+    s.start(0.0)
+    s.open_stream()
+    s.data_to_send()
+    assert s.early_open_deadline == 1.0
+    # the peer answers on our stream 0 before the limit blocked anything: no event
+    assert s.receive_data(h("01 01 61")) == [DataReceived(stream_id=k(0, True), data=b"a")]
+    assert not s.open_blocked and s.early_open_deadline is None
 
 
 def test_early_open_limit_ends_at_its_deadline_or_is_off():
