@@ -18,7 +18,10 @@ Runs ``geventp2p.cli.main`` unchanged, plus:
   writes the top allocation sites grown since the previous dump to stderr (profiling
   only: it slows the server several times), or appends them to the file named by
   ``GEVENTP2P_BENCH_TRACEMALLOC_OUT``; with ``GEVENTP2P_BENCH_TRACEMALLOC_FROM_FIRST=1``
-  every dump compares with the first one (the baseline) instead.
+  every dump compares with the first one (the baseline) instead;
+* ``GEVENTP2P_BENCH_MALLOCSTATS=FILE``: each dump also appends CPython's small-object
+  allocator statistics (``sys._debugmallocstats()``: arenas, pools, used and free
+  blocks) to ``FILE``, to tell live objects from a fragmented object heap.
 """
 
 from __future__ import annotations
@@ -92,6 +95,19 @@ def dump_stats() -> dict[str, Any]:
         stats["traced"] = tracemalloc.get_traced_memory()[0]
     sys.stdout.write(json.dumps({"stats": stats}) + "\n")
     sys.stdout.flush()
+    mallocstats = os.environ.get("GEVENTP2P_BENCH_MALLOCSTATS")
+    if mallocstats:  # the C function writes to fd 2: point fd 2 at the file meanwhile
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with open(mallocstats, "a") as f:
+            f.write("---- sys._debugmallocstats()\n")
+            f.flush()
+            os.dup2(f.fileno(), 2)
+            try:
+                sys._debugmallocstats()
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
     if tracemalloc.is_tracing():
         snap = tracemalloc.take_snapshot().filter_traces((tracemalloc.Filter(False, tracemalloc.__file__),))
         if _last_snapshot is not None:
