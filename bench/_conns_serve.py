@@ -19,6 +19,9 @@ Runs ``geventp2p.cli.main`` unchanged, plus:
   only: it slows the server several times), or appends them to the file named by
   ``GEVENTP2P_BENCH_TRACEMALLOC_OUT``; with ``GEVENTP2P_BENCH_TRACEMALLOC_FROM_FIRST=1``
   every dump compares with the first one (the baseline) instead;
+  ``GEVENTP2P_BENCH_TRACEMALLOC_FRAMES=N`` keeps N frames per allocation, and
+  ``GEVENTP2P_BENCH_TRACEMALLOC_BY=traceback`` groups by whole tracebacks (printed)
+  instead of lines; ``GEVENTP2P_BENCH_TRACEMALLOC_TOP=N`` entries (40);
 * ``GEVENTP2P_BENCH_MALLOCSTATS=FILE``: each dump also appends CPython's small-object
   allocator statistics (``sys._debugmallocstats()``: arenas, pools, used and free
   blocks) to ``FILE``, to tell live objects from a fragmented object heap.
@@ -111,8 +114,13 @@ def dump_stats() -> dict[str, Any]:
     if tracemalloc.is_tracing():
         snap = tracemalloc.take_snapshot().filter_traces((tracemalloc.Filter(False, tracemalloc.__file__),))
         if _last_snapshot is not None:
-            top = snap.compare_to(_last_snapshot, "lineno")[:40]
-            text = "---- tracemalloc growth since the last dump\n" + "".join(f"{st}\n" for st in top)
+            by = os.environ.get("GEVENTP2P_BENCH_TRACEMALLOC_BY", "lineno")
+            top = snap.compare_to(_last_snapshot, by)[:int(os.environ.get("GEVENTP2P_BENCH_TRACEMALLOC_TOP", "40"))]
+            if by == "traceback":
+                text = "---- tracemalloc growth since the last dump\n" + "".join(
+                    f"{st}\n" + "".join(f"      {line}\n" for line in st.traceback.format()[-12:]) for st in top)
+            else:
+                text = "---- tracemalloc growth since the last dump\n" + "".join(f"{st}\n" for st in top)
             out = os.environ.get("GEVENTP2P_BENCH_TRACEMALLOC_OUT")
             if out:
                 with open(out, "a") as f:

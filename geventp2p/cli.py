@@ -933,9 +933,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     # an application's choice, made here for the console script: see geventp2p.tuning
-    from geventp2p.tuning import tune_malloc
+    from geventp2p.tuning import trim_after_idle, tune_malloc
 
     tune_malloc()
+    if func is cmd_serve:  # a long-running server: idle connections give their memory back
+        trim_after_idle()
     watcher = _sigint_watcher() if getattr(args, "gevent_sigint", False) else None
     try:
         return int(func(args) or 0)

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from geventp2p.tuning import tune_malloc
+from geventp2p.net import _muxconn
+from geventp2p.tuning import trim_after_idle, tune_malloc
 
 # 200 bursts of eight 64 KiB payloads allocated then freed, as a stream receiving 64 KiB
 # frames does; prints the minor page faults the loop took
@@ -56,3 +57,15 @@ def test_tune_malloc_validates_and_is_repeatable():
             tune_malloc(mmap_threshold=bad)
     assert tune_malloc() == tune_malloc()
     assert tune_malloc() is _glibc()
+
+
+def test_trim_after_idle_sets_and_clears_the_sweeper_hook():
+    try:
+        assert trim_after_idle() is _glibc()
+        if _glibc():
+            hook = _muxconn._IdleSweeper.after_retire
+            assert hook is not None
+            hook()  # malloc_trim(0) through ctypes: must not raise
+    finally:
+        assert trim_after_idle(False) is False
+    assert _muxconn._IdleSweeper.after_retire is None

@@ -51,7 +51,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import Any, Callable, ClassVar, Generic, TypeVar
+from typing import Any, Callable, ClassVar, Generic, Optional, TypeVar
 
 import gevent
 from gevent import get_hub
@@ -60,6 +60,7 @@ from gevent.event import Event
 from geventp2p.core.rcmgr import NULL_SCOPE, ResourceScope
 from geventp2p.exceptions import ConnectionClosedError, P2PError, P2PTimeoutError, StreamResetError
 from geventp2p.net._deadline import Deadline, timeout_scope
+from geventp2p.net import bufpool as _bufpool
 from geventp2p.net.bufpool import POOL as _POOL
 from geventp2p.core.mux import Direction
 from geventp2p.core.transport import RawConn
@@ -220,12 +221,14 @@ class MuxConn(Generic[S, T]):
         # streams waiting for accept_stream(), created on the first one (an empty deque
         # is about 600 bytes; a host's connections serve() and never queue)
         self._accept_queue: deque[T] | None = None
-        self._accept_event = Event()
+        # events nobody may ever wait on are made by their first waiter (a gevent
+        # Event is about 150 bytes; hosts serve() streams and rarely wait_closed())
+        self._accept_event: Event | None = None
         self._wake_writer = Event()
         # True from a fast-path write's wake-up until the writer clears the event (the
         # event is set meanwhile): later writes skip the redundant set()
         self._wake_pending = False
-        self._closed_event = Event()
+        self._closed_event: Event | None = None  # _DONE once finished without a waiter
         self._blocked: dict[MuxStream, None] = {}  # streams whose writes wait for the writer, FIFO
         self._flushes = 0  # writer flushes so far
         self._error: Exception | None = None
@@ -248,7 +251,7 @@ class MuxConn(Generic[S, T]):
         # queued bytes past which a peer that does not read what we send is dropped
         self._max_pending_send = max_pending_send
         # control back-pressure: the reader waits on _drained while _read_paused
-        self._drained = Event()
+        self._drained: Event | None = None
         self._read_paused = False
         #: How often the reader paused because the core's control backlog was full.
         self.read_pauses = 0
@@ -330,12 +333,15 @@ class MuxConn(Generic[S, T]):
                     self._session.mark_accepted(stream._key)
                 return stream
             self._check_alive()
-            self._accept_event.clear()
+            event = self._accept_event
+            if event is None:
+                event = self._accept_event = Event()
+            event.clear()
             if deadline is None:
                 deadline = Deadline(timeout)
             elif deadline.expired():
                 raise P2PTimeoutError(f"{self.NAME}: accept_stream timed out")
-            self._accept_event.wait(deadline.left())
+            event.wait(deadline.left())
 
     def serve(self, on_stream: Callable[[T], None], on_closed: Callable[[], None]) -> None:
         """Hand every inbound stream to ``on_stream`` instead of queueing it for
@@ -393,7 +399,10 @@ class MuxConn(Generic[S, T]):
         """Blocks the calling greenlet until the session is over and both greenlets ended;
         False if ``timeout`` passed first."""
         deadline = Deadline(timeout)
-        if not self._closed_event.wait(timeout):
+        closed = self._closed_event
+        if closed is None:
+            closed = self._closed_event = Event()
+        if not closed.wait(timeout):
             return False
         cur = gevent.getcurrent()
         left = [g for g in (self._reader, self._writer) if g is not cur]
@@ -583,6 +592,8 @@ class MuxConn(Generic[S, T]):
         self.read_pauses += 1
         session: Any = self._session
         drained = self._drained
+        if drained is None:
+            drained = self._drained = Event()
         self._read_paused = True
         try:
             while session.control_backlog_full and not self._terminated and self._write_failure is None:
@@ -630,7 +641,8 @@ class MuxConn(Generic[S, T]):
                     # more); drop the ones that were reset while nobody accepted them
                     self._accept_queue = queue = deque(q for q in queue if not q.is_reset)
                 queue.append(stream)
-                self._accept_event.set()
+                if self._accept_event is not None:
+                    self._accept_event.set()
             elif cls is StreamHalfClosed:
                 stream = streams.get(ev.stream_id)
                 if stream is not None:
@@ -680,7 +692,7 @@ class MuxConn(Generic[S, T]):
                 pending = session.bytes_to_send
                 if pending:
                     bufs = session.buffers_to_send()
-                    if self._read_paused:
+                    if self._read_paused and self._drained is not None:
                         self._drained.set()
                     self._in_write = True
                     try:
@@ -781,7 +793,8 @@ class MuxConn(Generic[S, T]):
             return
         log.debug("%s; draining received data", error)
         self._write_failure = error
-        self._drained.set()
+        if self._drained is not None:
+            self._drained.set()
         blocked = self._blocked
         self._blocked = {}
         for stream in blocked:
@@ -825,10 +838,20 @@ class MuxConn(Generic[S, T]):
         if self._activity != self._activity_seen:
             self._activity_seen = self._activity
             return True
+        retired = False
         if self._writer_parked and not self._session.bytes_to_send:
             self._retire_writer()
+            retired = True
         if self._reader_parked:
             self._retire_reader()
+            retired = True
+        if retired and self._reader_retired and self._writer_retired:
+            # nothing runs for this connection now: per-connection state that is
+            # cheap to make again goes too (the Noise AEAD objects)
+            release = getattr(self.conn, "release_idle_state", None)  # optional
+            if release is not None:
+                release()
+            _IdleSweeper.retired_now += 1
         return True
 
     def _retire_reader(self) -> None:
@@ -909,13 +932,15 @@ class MuxConn(Generic[S, T]):
             st._feed_reset(_copy(error), True)
         # queued inbound streams stay: the ones whose FIN arrived are still readable
         # (the others were just reset and are skipped by accept_stream)
-        self._accept_event.set()
+        if self._accept_event is not None:
+            self._accept_event.set()
         blocked = self._blocked
         self._blocked = {}
         for waiting in blocked:
             waiting._notify_writable()
         self._on_terminate(error)
-        self._drained.set()
+        if self._drained is not None:
+            self._drained.set()
         watch = self._read_watch
         if watch is not None:
             self._read_watch = None
@@ -945,7 +970,16 @@ class MuxConn(Generic[S, T]):
             self.conn.close()
         except Exception:  # pragma: no cover - close errors are not actionable
             log.debug("%s: error closing the connection", self.NAME, exc_info=True)
-        self._closed_event.set()
+        closed = self._closed_event
+        if closed is None:
+            self._closed_event = _DONE
+        else:
+            closed.set()
+
+
+#: The closed-event of a connection that finished before anyone waited (always set).
+_DONE = Event()
+_DONE.set()
 
 
 def set_idle_retire_after(seconds: float) -> float:
@@ -1108,8 +1142,15 @@ class _IdleSweeper:
         if self.running:
             self.timer.start(self.sweep)
 
+    #: Connections fully retired since the last sweep ended (counted by _idle_tick).
+    retired_now = 0
+    #: Called after a sweep that retired connections (None: nothing); see
+    #: :func:`geventp2p.tuning.trim_after_idle`.
+    after_retire: Optional[Callable[[], Any]] = None
+
     def sweep(self) -> None:
         conns = self.conns
+        _IdleSweeper.retired_now = 0
         for mux in list(conns):
             try:
                 alive = mux._idle_tick()
@@ -1118,6 +1159,14 @@ class _IdleSweeper:
                 alive = False
             if not alive:
                 conns.discard(mux)
+        if _IdleSweeper.retired_now:
+            _POOL.shrink(_bufpool.IDLE_MAX_BYTES)
+        hook = _IdleSweeper.after_retire
+        if hook is not None and _IdleSweeper.retired_now:
+            try:
+                hook()
+            except Exception:  # pragma: no cover - a bad hook must not stop the sweeper
+                log.exception("after-retire hook failed")
         if not conns:
             self.running = False
             self.timer.stop()

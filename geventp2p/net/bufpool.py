@@ -12,7 +12,8 @@ Buffers come in a few sizes (:data:`SIZES`); a caller asks for one of them and g
 ``bytearray`` of exactly that length.  The free lists hold at most ``max_bytes`` in
 all (default :data:`DEFAULT_MAX_BYTES`); a buffer given back past that bound, of
 another size, or still exported (a memoryview of it alive) is left to the garbage
-collector instead.
+collector instead.  When the idle sweeper retires connections it shrinks the free
+lists to :data:`IDLE_MAX_BYTES`.
 
 The pool does no I/O and never blocks: the gevent shells (one OS thread) share it
 without a lock.  The sans-I/O cores only see an object with ``acquire(size)`` and
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["BufferPool", "BufferSource", "POOL", "SIZES", "DEFAULT_MAX_BYTES"]
+__all__ = ["BufferPool", "BufferSource", "POOL", "SIZES", "DEFAULT_MAX_BYTES", "IDLE_MAX_BYTES"]
 
 KiB = 1024
 
@@ -32,6 +33,8 @@ KiB = 1024
 SIZES = (16 * KiB, 64 * KiB, 128 * KiB, 256 * KiB, 256 * KiB + 65537)
 #: Bytes the free lists may hold in all (the process-wide bound).
 DEFAULT_MAX_BYTES = 8 * 1024 * KiB
+#: What the free lists keep once connections have gone idle (see :meth:`BufferPool.shrink`).
+IDLE_MAX_BYTES = 1024 * KiB
 
 
 class BufferSource(Protocol):
@@ -97,6 +100,19 @@ class BufferPool:
         free.append(buf)
         self._bytes += size
         return True
+
+    def shrink(self, max_bytes: int) -> int:
+        """Drop pooled buffers, largest first, until at most ``max_bytes`` are held;
+        returns the bytes dropped.  (The idle sweeper calls it when connections go
+        idle: a burst's buffers need not stay with a process that has gone quiet.)"""
+        dropped = 0
+        for size in sorted(self._free, reverse=True):
+            free = self._free[size]
+            while free and self._bytes > max_bytes:
+                free.pop()
+                self._bytes -= size
+                dropped += size
+        return dropped
 
     def clear(self) -> None:
         """Drop every pooled buffer."""

@@ -176,6 +176,12 @@ class NoiseConn(_RawConnBase):
         of a frame; the next read takes one again."""
         self._dec.release_buffer()
 
+    def release_idle_state(self) -> None:
+        """The connection is idle (the muxer retired its reader and writer): drop both
+        directions' AEAD objects; the next read or write makes them again."""
+        self._enc.release_cipher()
+        self._dec.release_cipher()
+
     def readable_fileno(self) -> Optional[int]:
         if self._rbuf or self._pending or self._closed or self._dec.readable:
             return None

@@ -119,7 +119,7 @@ def test_frozen_peer_is_dropped_once_we_write_to_it():
         peer.sendall(pack(1, NEW, 0))
         stream = conn.accept_stream(timeout=5)
         try:
-            assert not conn._closed_event.wait(1.0)  # > 3 x read_timeout: still open
+            assert not conn.wait_closed(1.0)  # > 3 x read_timeout: still open
             assert not conn.closed
             g = gevent.spawn(stream.write, b"z" * (4 * 1024 * 1024), 20)  # more than the send queue holds
             with pytest.raises(ConnectionClosedError):
@@ -137,7 +137,7 @@ def test_a_talking_peer_is_not_dropped():
         try:
             for i in range(8):  # open and close streams for 4 x read_timeout
                 peer.sendall(pack(i, NEW, 0) + pack(i, RESET_I, 0))
-                assert not conn._closed_event.wait(0.15)
+                assert not conn.wait_closed(0.15)
             assert not conn.closed
         finally:
             conn.close()

@@ -79,6 +79,22 @@ def test_pool_exact_sizes_bound_and_exported_buffers():
     assert pool.pooled_bytes == 0
 
 
+def test_shrink_drops_largest_first_down_to_the_bound():
+    pool = BufferPool(max_bytes=10 * SIZES[-1])
+    small = [pool.acquire(SIZES[0]) for _ in range(3)]
+    large = [pool.acquire(SIZES[-1]) for _ in range(2)]
+    for b in small + large:
+        assert pool.release(b)
+    total = 3 * SIZES[0] + 2 * SIZES[-1]
+    assert pool.pooled_bytes == total
+    assert pool.shrink(total) == 0
+    assert pool.shrink(3 * SIZES[0]) == 2 * SIZES[-1]  # the large ones go first
+    assert pool.pooled_bytes == 3 * SIZES[0]
+    got_small, got_large = pool.acquire(SIZES[0]), pool.acquire(SIZES[-1])
+    assert any(got_small is b for b in small) and not any(got_large is b for b in large)
+    assert pool.shrink(0) == 2 * SIZES[0] and pool.pooled_bytes == 0
+
+
 # ----------------------------------------------------------------- the decryptor
 
 

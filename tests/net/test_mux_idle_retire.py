@@ -188,6 +188,23 @@ def test_serve_hands_over_queued_and_new_streams_and_reports_the_end(mux_leakche
         server.close()
 
 
+def test_after_retire_hook_runs_after_a_sweep_that_retired_a_conn(mux_leakcheck):
+    """geventp2p.tuning.trim_after_idle hangs malloc_trim on this hook."""
+    calls = []
+    _muxconn._IdleSweeper.after_retire = lambda: calls.append(1)
+    conn, sock = raw_pair(quiet())
+    try:
+        wait_until(lambda: retired(conn), what="retirement")
+        wait_until(lambda: calls, what="the hook")
+        n = len(calls)
+        gevent.sleep(0.3)  # several more sweeps with nothing newly retired
+        assert len(calls) == n
+    finally:
+        _muxconn._IdleSweeper.after_retire = None
+        conn.close(timeout=1)
+        sock.close()
+
+
 def test_hosts_keep_working_with_idle_connections(make_host):
     a = make_host(services=["identify", "ping", "echo"])
     b = make_host(services=["identify", "ping", "echo"])
@@ -196,6 +213,10 @@ def test_hosts_keep_working_with_idle_connections(make_host):
     conn_a = a.network.conns_to_peer(b.id)[0]
     for _ in range(2):
         wait_until(lambda: retired(conn_a.muxed) and retired(conn_b.muxed), what="idle hosts")
+        # both Noise connections dropped their AEAD objects; the echo makes them again
+        for c in (conn_a, conn_b):
+            noise = c.muxed.conn
+            assert noise._enc.cipher._aead is None and noise._dec.cipher._aead is None
         for x, y in ((b, a), (a, b)):
             s = x.new_stream(y.id, ECHO, timeout=10)
             s.write(b"z" * 50_000, timeout=10)

@@ -88,6 +88,33 @@ def test_open_vectors_readinto_and_read(backend):
     assert [d2.read(100), d2.read(100), d2.read(100)] == [b"hello", b"world!", b""]
 
 
+def test_released_cipher_is_made_again_from_the_key(backend):
+    """release_cipher (an idle connection) drops the AEAD objects; the next seal or
+    open makes them again from the kept key, with the nonce counters where they were."""
+    e = enc(backend)
+    assert e.encrypt_frames(b"hello") == F0_HELLO
+    e.release_cipher()
+    assert e.cipher._aead is None and e.cipher.n == 1
+    assert e.encrypt_frames(b"") == b""
+    e.cipher.n = 2
+    assert e.encrypt_frames(b"world!") == F2_WORLD
+    assert e.cipher._aead is not None
+    d = dec(backend)
+    push(d, F0_HELLO)
+    d.release_cipher()
+    push(d, F1_EMPTY + F2_WORLD[:7])  # ciphertext buffered while released stays
+    assert d.cipher._aead is None
+    assert drain_into(d, 100) == b"hello" and d.cipher.n == 2
+    d.release_cipher()
+    push(d, F2_WORLD[7:])
+    assert [d.read(100), d.read(100)] == [b"world!", b""] and d.cipher.n == 3
+    # a released decryptor still rejects a bad frame with the typed error
+    d.release_cipher()
+    push(d, F0_HELLO)  # n=0 frame again: the key's nonce is 3 now
+    with pytest.raises(SecurityError):
+        drain_into(d, 100)
+
+
 @pytest.mark.parametrize("cut", range(1, len(WIRE)))
 def test_frames_split_across_receive_calls(backend, cut):
     d = dec(backend)

@@ -137,8 +137,14 @@ class FrameEncryptor:
             raise ValueError(f"max_plaintext must be in 1..{MAX_PLAINTEXT}")
         self.cipher = cipher
         self.max_plaintext = max_plaintext
-        self._seal = _sealer(_no_key(cipher))
+        self._seal: Optional[Callable[..., Any]] = _sealer(_no_key(cipher))
         self._out: Optional[bytearray] = None  # the buffer of the last seal, until recycled
+
+    def release_cipher(self) -> None:
+        """Drop the AEAD object while the connection idles (the next :meth:`seal` makes
+        it again from the key; the nonce counter is kept)."""
+        self._seal = None
+        self.cipher.release_aead()
 
     def seal(self, buffers: Sequence[Buffer]) -> memoryview:
         """Encrypt the concatenation of ``buffers`` into consecutive frames; return a
@@ -149,12 +155,15 @@ class FrameEncryptor:
         sealed) if the frames would exhaust the nonces.
         """
         cipher = self.cipher
+        seal = self._seal
+        if seal is None:  # released while idle (release_cipher)
+            seal = self._seal = _sealer(_no_key(cipher))
         out = _POOL.pop() if _POOL else bytearray()
         try:
-            size, cipher.n = _noiseframes.seal_frames(buffers, self.max_plaintext, self._seal, cipher.n, MAX_NONCE, out)
+            size, cipher.n = _noiseframes.seal_frames(buffers, self.max_plaintext, seal, cipher.n, MAX_NONCE, out)
         except BufferError:  # a view of it is still alive somewhere: leave it, take a new one
             out = bytearray()
-            size, cipher.n = _noiseframes.seal_frames(buffers, self.max_plaintext, self._seal, cipher.n, MAX_NONCE, out)
+            size, cipher.n = _noiseframes.seal_frames(buffers, self.max_plaintext, seal, cipher.n, MAX_NONCE, out)
         self._out = out
         with memoryview(out) as mv:
             return mv[:size]
@@ -230,8 +239,20 @@ class FrameDecryptor:
         self._end = 0
         self._pt: Optional[bytes] = None  # a frame decrypted aside: _pt[_ptpos:] not yet returned
         self._ptpos = 0
-        self._open = _opener(aead)
+        self._open: Optional[Callable[..., Any]] = _opener(aead)
+        self._decrypt: Optional[Callable[..., Any]] = aead.decrypt
+
+    def release_cipher(self) -> None:
+        """Drop the AEAD object while the connection idles (the next decryption makes
+        it again from the key; buffered ciphertext and the nonce counter are kept)."""
+        self._open = self._decrypt = None
+        self.cipher.release_aead()
+
+    def _rebind(self) -> Callable[..., Any]:
+        aead = _no_key(self.cipher)
         self._decrypt = aead.decrypt
+        open_ = self._open = _opener(aead)
+        return open_
 
     # ------------------------------------------------------------------ state
 
@@ -409,6 +430,8 @@ class FrameDecryptor:
         cipher = self.cipher
         n = cipher.n
         open_ = self._open
+        if open_ is None:  # released while idle (release_cipher)
+            open_ = self._rebind()
         out = 0
         src = memoryview(buf)
         try:
@@ -509,8 +532,13 @@ class FrameDecryptor:
     def _open_aside(self, ciphertext: memoryview, n: int) -> bytes:
         if n >= MAX_NONCE:
             raise SecurityError("noise nonce exhausted; the connection must be closed")
+        decrypt = self._decrypt
+        if decrypt is None:  # released while idle (release_cipher)
+            self._rebind()
+            decrypt = self._decrypt
+            assert decrypt is not None
         try:
-            return bytes(self._decrypt(pack_nonce(n), ciphertext, _EMPTY))
+            return bytes(decrypt(pack_nonce(n), ciphertext, _EMPTY))
         except Exception as exc:
             raise SecurityError(f"noise frame failed authentication: {exc!r}") from exc
 
