@@ -22,6 +22,8 @@ Runs ``geventp2p.cli.main`` unchanged, plus:
   ``GEVENTP2P_BENCH_TRACEMALLOC_FRAMES=N`` keeps N frames per allocation, and
   ``GEVENTP2P_BENCH_TRACEMALLOC_BY=traceback`` groups by whole tracebacks (printed)
   instead of lines; ``GEVENTP2P_BENCH_TRACEMALLOC_TOP=N`` entries (40);
+* ``GEVENTP2P_BENCH_GC_COLLECT=1``: each dump runs ``gc.collect()`` first (to tell
+  garbage waiting in reference cycles from live memory; it adds ``gc_collected``);
 * ``GEVENTP2P_BENCH_MALLOCSTATS=FILE``: each dump also appends CPython's small-object
   allocator statistics (``sys._debugmallocstats()``: arenas, pools, used and free
   blocks) to ``FILE``, to tell live objects from a fragmented object heap.
@@ -86,6 +88,10 @@ def dump_stats() -> dict[str, Any]:
             ctypes.CDLL(None).malloc_trim(0)
         except (OSError, AttributeError):  # not glibc
             pass
+    if os.environ.get("GEVENTP2P_BENCH_REFS"):
+        import runpy
+        runpy.run_path(os.environ["GEVENTP2P_BENCH_REFS"])["dump_refs"]()
+    collected = gc.collect() if os.environ.get("GEVENTP2P_BENCH_GC_COLLECT") == "1" else None
     stats: dict[str, Any] = {
         "rss": _status_field("VmRSS"),
         "rss_anon": _status_field("RssAnon"),
@@ -94,6 +100,8 @@ def dump_stats() -> dict[str, Any]:
         "conns": _count_conns(),
         "pooled": _pooled_bytes(),
     }
+    if collected is not None:
+        stats["gc_collected"] = collected
     if tracemalloc.is_tracing():
         stats["traced"] = tracemalloc.get_traced_memory()[0]
     sys.stdout.write(json.dumps({"stats": stats}) + "\n")

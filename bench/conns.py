@@ -333,6 +333,8 @@ def one_run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             rec[f"kib_per_open_conn_{name}"] = (st["rss"] - base["rss"]) / max(1, held) / KiB
             if "traced" in st:
                 rec[f"traced_kib_per_conn_{name}"] = (st["traced"] - base["traced"]) / n / KiB
+            if "gc_collected" in st:
+                rec[f"gc_collected_{name}"] = st["gc_collected"]
         rec["baseline_fds"] = base["fds"]
         if "greenlets" in base:
             rec["baseline_greenlets"] = base["greenlets"]

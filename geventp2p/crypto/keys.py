@@ -27,6 +27,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import weakref
 from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 from geventp2p._speedups import varint
@@ -138,7 +139,7 @@ class PublicKey:
     Implements the :class:`geventp2p.core.crypto.PublicKey` contract.
     """
 
-    __slots__ = ("_v", "_raw", "_backend")
+    __slots__ = ("_v", "_raw", "_backend", "__weakref__")
     key_type: ClassVar[KeyType]
 
     def __init__(self, verifier: Any, backend: Backend) -> None:
@@ -487,13 +488,29 @@ def unmarshal_private_key(data: bytes, backend: BackendLike = None) -> PrivateKe
     return _PRIVATE[kt].from_raw(raw, backend)
 
 
+#: Public keys parsed by :func:`unmarshal_public_key` that are still in use, by their
+#: encoding and backend: a peer's key arrives in the Noise handshake, in identify and
+#: in its signed peer record, and every connection to it would otherwise keep three
+#: copies (each with its backend's key object: about 0.5 KiB with ``cryptography``).
+_PARSED: "weakref.WeakValueDictionary[tuple[bytes, Any], PublicKey]" = weakref.WeakValueDictionary()
+
+
 def unmarshal_public_key(data: bytes, backend: BackendLike = None) -> PublicKey:
     """Parse a serialized libp2p ``PublicKey`` protobuf.
 
-    This is the ``decode_key`` that :mod:`geventp2p.core.record` takes.
+    This is the ``decode_key`` that :mod:`geventp2p.core.record` takes.  Keys are
+    immutable, so a key parsed again while the first copy is alive is that copy.
     """
-    kt, raw = _unmarshal(data, "PublicKey")
-    return _PUBLIC[kt].from_raw(raw, backend)
+    if not isinstance(data, (bytes, bytearray, memoryview)):  # the typed error, or an odd buffer
+        kt, raw = _unmarshal(data, "PublicKey")
+        return _PUBLIC[kt].from_raw(raw, backend)
+    b = _backend(backend)
+    cache_key = (bytes(data), b)
+    key = _PARSED.get(cache_key)
+    if key is None:
+        kt, raw = _unmarshal(data, "PublicKey")
+        key = _PARSED[cache_key] = _PUBLIC[kt].from_raw(raw, b)
+    return key
 
 
 def extract_public_key(peer_id: PeerId, backend: BackendLike = None) -> PublicKey | None:

@@ -143,6 +143,8 @@ class MplexConn(MuxConn[_core.Session, MplexStream]):
     #: (counted across reads: transport reads need not line up with messages).
     YIELD_BYTES = 16384
 
+    __slots__ = ("_chunk", "_early_waiters")  # no instance dict (see MuxConn.__slots__)
+
     def __init__(
         self, conn: RawConn, is_initiator: bool, config: MplexConfig | None = None, scope: ResourceScope = NULL_SCOPE
     ) -> None:

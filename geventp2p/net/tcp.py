@@ -72,6 +72,22 @@ class TcpConfig:
                 raise ConfigError(f"{name} must be a bool")
 
 
+#: Local addresses of accepted connections (the listeners' addresses, a handful), so
+#: that a listener's connections share one Multiaddr instead of one each.
+_LOCAL_ADDRS: dict = {}
+
+
+def _local_addr(sockaddr, family) -> Optional[Multiaddr]:
+    key = (family, sockaddr[0], sockaddr[1])
+    ma = _LOCAL_ADDRS.get(key)
+    if ma is None:
+        ma = sockaddr_to_multiaddr(sockaddr, family)
+        if len(_LOCAL_ADDRS) >= 64:  # many local addresses (a wildcard on many IPs): start over
+            _LOCAL_ADDRS.clear()
+        _LOCAL_ADDRS[key] = ma
+    return ma
+
+
 def sockaddr_to_multiaddr(sockaddr, family) -> Optional[Multiaddr]:
     """``/ip4/<ip>/tcp/<port>`` or ``/ip6/<ip>/tcp/<port>`` for a socket address."""
     try:
@@ -208,7 +224,8 @@ class TcpTransport:
     def _wrap(self, sock, *, is_initiator: bool) -> SocketConn:
         family = sock.family
         try:
-            local = sockaddr_to_multiaddr(sock.getsockname(), family)
+            local = _local_addr(sock.getsockname(), family) if not is_initiator else \
+                sockaddr_to_multiaddr(sock.getsockname(), family)
             remote = sockaddr_to_multiaddr(sock.getpeername(), family)
         except OSError as exc:
             sock.close()

@@ -167,6 +167,8 @@ class YamuxConn(MuxConn[_y.Session, YamuxStream]):
     CONTROL_BACKPRESSURE = True
     STREAM_CLASS = YamuxStream
 
+    __slots__ = ("_ack_waiters", "_pings")  # no instance dict (see MuxConn.__slots__)
+
     def __init__(
         self, conn: RawConn, is_initiator: bool, config: YamuxConfig | None = None, scope: ResourceScope = NULL_SCOPE
     ) -> None:

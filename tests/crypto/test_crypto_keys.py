@@ -231,6 +231,28 @@ def test_private_key_equality_and_repr(backend):
     assert len({key, unmarshal_private_key(H(V.ED25519_PRIV))}) == 1
 
 
+def test_a_key_parsed_again_while_in_use_is_the_same_object(backend):
+    """A peer's key arrives in the handshake, identify and its signed record: one copy
+    per peer while any is in use, a fresh parse once none is."""
+    import gc
+
+    data = generate_key(backend=backend).public_key().marshal()
+    first = unmarshal_public_key(data, backend=backend)
+    again = unmarshal_public_key(bytearray(data), backend=backend)
+    assert again is first and again.backend is backend
+    other = get_backend("pycryptodome" if backend.name == "cryptography" else "cryptography")
+    assert unmarshal_public_key(data, backend=other) is not first  # per backend
+    assert unmarshal_public_key(data, backend=other) == first
+    del first, again
+    gc.collect()
+    fresh = unmarshal_public_key(data, backend=backend)
+    assert fresh.marshal() == data
+    with pytest.raises(InvalidKeyError):
+        unmarshal_public_key(data[:-1], backend=backend)  # a bad one is not cached
+    with pytest.raises(InvalidKeyError):
+        unmarshal_public_key(data[:-1], backend=backend)
+
+
 def test_parse_key_type():
     assert parse_key_type("ED25519") is KeyType.Ed25519
     assert parse_key_type(2) is KeyType.Secp256k1

@@ -119,6 +119,29 @@ def test_handler_gets_responder_conn_in_own_greenlet(transport):
         lst.close(stop_handlers=True)
 
 
+def test_accepted_conns_share_their_local_multiaddr(transport):
+    """A listener's connections all have its address: one Multiaddr object, not one each."""
+    got = []
+    done = gevent.event.Event()
+
+    def handler(conn):
+        got.append(conn.local_addr)
+        conn.close()
+        if len(got) == 3:
+            done.set()
+
+    lst = transport.listen("/ip4/127.0.0.1/tcp/0", handler)
+    try:
+        dialed = [transport.dial(lst.multiaddr) for _ in range(3)]
+        assert done.wait(10)
+        assert got[0] == lst.multiaddr and got[1] is got[0] and got[2] is got[0]
+        assert dialed[0].local_addr != dialed[1].local_addr  # outbound: their own ports
+        for c in dialed:
+            c.close()
+    finally:
+        lst.close(stop_handlers=True)
+
+
 def test_dial_with_p2p_suffix(transport, listener):
     ma = Multiaddr(str(listener.multiaddr) + "/p2p/QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N")
     assert transport.can_dial(ma)
