@@ -88,9 +88,6 @@ def dump_stats() -> dict[str, Any]:
             ctypes.CDLL(None).malloc_trim(0)
         except (OSError, AttributeError):  # not glibc
             pass
-    if os.environ.get("GEVENTP2P_BENCH_REFS"):
-        import runpy
-        runpy.run_path(os.environ["GEVENTP2P_BENCH_REFS"])["dump_refs"]()
     collected = gc.collect() if os.environ.get("GEVENTP2P_BENCH_GC_COLLECT") == "1" else None
     stats: dict[str, Any] = {
         "rss": _status_field("VmRSS"),
