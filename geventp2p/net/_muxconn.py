@@ -195,7 +195,7 @@ class MuxConn(Generic[S, T]):
         "_max_send_buffer", "_max_pending_send", "_frames_per_yield", "_write_batch_size",
         "_write_timeout", "_write_scope", "_read_paused", "read_pauses", "_on_stream",
         "_on_closed", "_reader_parked", "_writer_parked", "_reader_retired", "_writer_retired",
-        "_activity", "_activity_seen", "_buffers_released", "_reader_wakes", "_read_watch",
+        "_activity", "_activity_seen", "_streamless", "_buffers_released", "_reader_wakes", "_read_watch",
         "_write_timer", "_wake_event", "_reader", "_writer", "_wake_pending", "__weakref__",
     )
 
@@ -266,6 +266,7 @@ class MuxConn(Generic[S, T]):
         self._writer_retired = False
         self._activity = 0
         self._activity_seen = -1
+        self._streamless = False  # no open stream at the last idle sweep
         # the frame buffer went back to the pool while the reader waited (_BufferSweeper),
         # and the reader's own wake-ups (_activity also counts the writer's)
         self._buffers_released = False
@@ -831,13 +832,18 @@ class MuxConn(Generic[S, T]):
 
     def _idle_tick(self) -> bool:
         """Called by the sweeper in the hub every ``IDLE_RETIRE_AFTER`` seconds; ends the
-        reader and writer greenlets of a connection that stayed idle for a whole period.
-        False once the session is over (the sweeper forgets it)."""
+        reader and writer greenlets of a connection that stayed idle for a whole period,
+        or that had no open stream at this sweep and the one before (traffic without
+        streams, such as keepalive pings both ways every 30 s, would otherwise keep
+        about a quarter of idle connections' greenlets alive).  False once the session is over (the sweeper
+        forgets it)."""
         if self._terminated:
             return False
+        quiet, self._streamless = self._streamless, not self._streams
         if self._activity != self._activity_seen:
             self._activity_seen = self._activity
-            return True
+            if not (quiet and self._streamless):  # busy, or not streamless for a period yet
+                return True
         retired = False
         if self._writer_parked and not self._session.bytes_to_send:
             self._retire_writer()

@@ -205,6 +205,33 @@ def test_after_retire_hook_runs_after_a_sweep_that_retired_a_conn(mux_leakcheck)
         sock.close()
 
 
+def test_pings_without_streams_do_not_keep_greenlets_alive(mux_leakcheck):
+    """Traffic in every period but no open stream (keepalive pings): the connection
+    still retires at the sweeps between the pings (it used to stay up for good)."""
+    calls = []
+    _muxconn._IdleSweeper.after_retire = lambda: calls.append(1)
+    conn, peer = raw_pair(quiet())
+    stop = gevent.event.Event()
+
+    def pinger():
+        n = 0
+        while not stop.wait(0.02):  # several pings per 50 ms period
+            n += 1
+            peer.sendall(pack(2, 1, 0, n))  # Ping SYN
+            peer.recv(65536)  # the pong (or more): keep the socket drained
+
+    g = gevent.spawn(pinger)
+    try:
+        wait_until(lambda: len(calls) >= 3, what="retirements between pings")
+        assert not conn.closed
+    finally:
+        stop.set()
+        g.join(5)
+        _muxconn._IdleSweeper.after_retire = None
+        conn.close(timeout=1)
+        peer.close()
+
+
 def test_hosts_keep_working_with_idle_connections(make_host):
     a = make_host(services=["identify", "ping", "echo"])
     b = make_host(services=["identify", "ping", "echo"])
