@@ -223,7 +223,11 @@ def test_publish_both_ways(env, remote, we_dial):
     m = sub.get(timeout=WAIT)
     assert m.data == b"hello from the other side"
     assert m.from_peer == PeerId.from_string(r.peer_id)  # signed by them, verified by us
-    assert m.received_from == m.from_peer and len(m.seqno) == 8
+    assert m.received_from == m.from_peer
+    # The spec's seqno is a 64-bit big-endian integer.  js-libp2p keeps it as a BigInt and
+    # writes it without leading zero bytes, so one message in 256 carries a 7-byte seqno
+    # (1 in 65,536 a 6-byte one); go treats the field as opaque bytes, and so do we.
+    assert 1 <= len(m.seqno) <= 8 if remote.startswith("js") else len(m.seqno) == 8
 
 
 @pytest.mark.parametrize("remote", REMOTES)
