@@ -830,20 +830,21 @@ class MuxConn(Generic[S, T]):
 
     # ------------------------------------------------------------------ idle retirement
 
-    def _idle_tick(self) -> bool:
+    def _idle_tick(self) -> str:
         """Called by the sweeper in the hub every ``IDLE_RETIRE_AFTER`` seconds; ends the
         reader and writer greenlets of a connection that stayed idle for a whole period,
         or that had no open stream at this sweep and the one before (traffic without
         streams, such as keepalive pings both ways every 30 s, would otherwise keep
-        about a quarter of idle connections' greenlets alive).  False once the session is over (the sweeper
-        forgets it)."""
+        about a quarter of idle connections' greenlets alive).  Returns ``_GONE`` once
+        the session is over (the sweeper forgets it), ``_RETIRED`` when this tick left
+        nothing running for the connection, else ``_KEPT``."""
         if self._terminated:
-            return False
+            return _GONE
         quiet, self._streamless = self._streamless, not self._streams
         if self._activity != self._activity_seen:
             self._activity_seen = self._activity
             if not (quiet and self._streamless):  # busy, or not streamless for a period yet
-                return True
+                return _KEPT
         retired = False
         if self._writer_parked and not self._session.bytes_to_send:
             self._retire_writer()
@@ -857,8 +858,8 @@ class MuxConn(Generic[S, T]):
             release = getattr(self.conn, "release_idle_state", None)  # optional
             if release is not None:
                 release()
-            _IdleSweeper.retired_now += 1
-        return True
+            return _RETIRED
+        return _KEPT
 
     def _retire_reader(self) -> None:
         # runs in the hub: the reader is switched out inside wait_readable (the only place
@@ -1097,6 +1098,12 @@ class _BufferSweeper:
             self.timer.stop()
 
 
+#: What MuxConn._idle_tick tells its sweeper.
+_GONE = "gone"  # the session is over: forget the connection
+_KEPT = "kept"  # still tracked; something still runs for it
+_RETIRED = "retired"  # this tick retired the last of its greenlets
+
+
 class _IdleSweeper:
     """One repeating hub timer per hub that lets idle connections give up their greenlets.
 
@@ -1148,27 +1155,28 @@ class _IdleSweeper:
         if self.running:
             self.timer.start(self.sweep)
 
-    #: Connections fully retired since the last sweep ended (counted by _idle_tick).
-    retired_now = 0
     #: Called after a sweep that retired connections (None: nothing); see
     #: :func:`geventp2p.tuning.trim_after_idle`.
     after_retire: Optional[Callable[[], Any]] = None
 
     def sweep(self) -> None:
+        # a count of this sweep's own, not shared state: each hub (thread) has a sweeper
         conns = self.conns
-        _IdleSweeper.retired_now = 0
+        retired = 0
         for mux in list(conns):
             try:
-                alive = mux._idle_tick()
+                state = mux._idle_tick()
             except Exception:  # pragma: no cover - a bug must not stop the sweeper
                 log.exception("idle sweep of %r failed", mux)
-                alive = False
-            if not alive:
+                state = _GONE
+            if state is _GONE:
                 conns.discard(mux)
-        if _IdleSweeper.retired_now:
+            elif state is _RETIRED:
+                retired += 1
+        if retired:
             _POOL.shrink(_bufpool.IDLE_MAX_BYTES)
         hook = _IdleSweeper.after_retire
-        if hook is not None and _IdleSweeper.retired_now:
+        if hook is not None and retired:
             try:
                 hook()
             except Exception:  # pragma: no cover - a bad hook must not stop the sweeper
