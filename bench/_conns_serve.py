@@ -7,7 +7,9 @@ Runs ``geventp2p.cli.main`` unchanged, plus:
 * SIGUSR1 prints one JSON line ``{"stats": {...}}`` on stdout: ``rss`` (bytes, VmRSS),
   ``fds`` (open descriptors), ``greenlets`` (live greenlets), ``conns`` (open
   connections of the host when it can be found), ``rss_anon`` (bytes, RssAnon),
-  ``pooled`` (bytes of free receive buffers in ``net.bufpool.POOL``);
+  ``pooled`` (bytes of free receive buffers in ``net.bufpool.POOL``), and with glibc
+  ``malloc_used``/``malloc_free`` (bytes of the C heap in use and free inside it,
+  ``mallinfo2``; CPython's object arenas are mmapped apart and count in neither);
 * ``GEVENTP2P_BENCH_CONNMGR_HIGH=N``: connection manager watermarks above ``N``
   (the default ``high=192`` would trim the run's connections once their grace period
   passed; go-libp2p's benchmarks raise it the same way);
@@ -31,6 +33,7 @@ Runs ``geventp2p.cli.main`` unchanged, plus:
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import gc
 import json
@@ -77,13 +80,28 @@ def _pooled_bytes() -> int:
     return POOL.pooled_bytes
 
 
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def _mallinfo() -> dict[str, int]:
+    """glibc's view of its heap: in use (small chunks and mmapped big ones) and free."""
+    try:
+        fn = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):  # not glibc, or older than 2.33
+        return {}
+    fn.restype = _Mallinfo2
+    mi = fn()
+    return {"malloc_used": mi.uordblks + mi.hblkhd, "malloc_free": mi.fordblks}
+
+
 def dump_stats() -> dict[str, Any]:
     global _last_snapshot
     if os.environ.get("GEVENTP2P_BENCH_MALLOC_TRIM") == "1":
         # hand free heap pages back first: RSS then shows live memory, not what the
         # allocator keeps for reuse (e.g. the stacks of greenlets that ended)
-        import ctypes
-
         try:
             ctypes.CDLL(None).malloc_trim(0)
         except (OSError, AttributeError):  # not glibc
@@ -96,6 +114,7 @@ def dump_stats() -> dict[str, Any]:
         "greenlets": _count_greenlets(),
         "conns": _count_conns(),
         "pooled": _pooled_bytes(),
+        **_mallinfo(),
     }
     if collected is not None:
         stats["gc_collected"] = collected

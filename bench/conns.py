@@ -324,6 +324,9 @@ def one_run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 rec[f"greenlets_per_conn_{name}"] = (st["greenlets"] - base["greenlets"]) / n
             if "conns" in st:
                 rec[f"server_conns_{name}"] = st["conns"]
+            for key in ("malloc_used", "malloc_free"):  # the C heap (glibc), arenas apart
+                if key in st and key in base:
+                    rec[f"{key}_kib_per_conn_{name}"] = (st[key] - base[key]) / n / KiB
             if "pooled" in st:  # free receive buffers the server's pool keeps (part of the RSS)
                 rec[f"pooled_kib_per_conn_{name}"] = st["pooled"] / n / KiB
             # connections the server still holds (js: its socket fds); a server that
