@@ -253,6 +253,32 @@ def test_a_key_parsed_again_while_in_use_is_the_same_object(backend):
         unmarshal_public_key(data[:-1], backend=backend)
 
 
+@pytest.mark.parametrize("kt", ["ed25519", "secp256k1", "ecdsa"])
+def test_a_peer_key_holds_no_openssl_key_object(kt):
+    """A peer's public key keeps its encoding, not an OpenSSL key object: one per idle
+    connection pinned a page of freed memory each (bench.conns).  It still verifies."""
+    import gc
+
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    backend = get_backend("cryptography")
+    priv = generate_key(kt, backend=backend)
+    pub = unmarshal_public_key(priv.public_key().marshal(), backend=backend)
+    openssl_keys = (ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey)
+    seen, todo = set(), [pub]
+    while todo:  # everything the key object reaches, a few levels down
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, type) or len(seen) > 200:
+            continue
+        seen.add(id(obj))
+        assert not isinstance(obj, openssl_keys), f"{kt}: the peer key keeps {obj!r}"
+        todo.extend(gc.get_referents(obj))
+        todo.extend(getattr(obj, name, None) for name in getattr(type(obj), "__slots__", ()))
+    msg = b"kept as bytes"
+    sig = priv.sign(msg)
+    assert pub.verify(msg, sig) and not pub.verify(msg + b"!", sig)
+
+
 def test_parse_key_type():
     assert parse_key_type("ED25519") is KeyType.Ed25519
     assert parse_key_type(2) is KeyType.Secp256k1
