@@ -60,6 +60,7 @@ from gevent.event import Event
 from geventp2p.core.rcmgr import NULL_SCOPE, ResourceScope
 from geventp2p.exceptions import ConnectionClosedError, P2PError, P2PTimeoutError, StreamResetError
 from geventp2p.net._deadline import Deadline, timeout_scope
+from geventp2p.net._workers import Worker
 from geventp2p.net import bufpool as _bufpool
 from geventp2p.net.bufpool import POOL as _POOL
 from geventp2p.core.mux import Direction
@@ -274,8 +275,8 @@ class MuxConn(Generic[S, T]):
         self._read_watch: Any = None
         self._write_timer: Any = None
         self._wake_event = self._wake_writer  # the real event, while _wake_writer may be a respawner
-        self._reader = gevent.spawn(self._read_loop)
-        self._writer = gevent.spawn(self._write_loop)
+        self._reader = Worker.spawn(self._read_loop)
+        self._writer = Worker.spawn(self._write_loop)
         if session.bytes_to_send:
             self._wake_writer.set()
         _IdleSweeper.track(self)
@@ -854,10 +855,15 @@ class MuxConn(Generic[S, T]):
             retired = True
         if retired and self._reader_retired and self._writer_retired:
             # nothing runs for this connection now: per-connection state that is
-            # cheap to make again goes too (the Noise AEAD objects)
+            # cheap to make again goes too (the Noise AEAD objects, emptied tables)
             release = getattr(self.conn, "release_idle_state", None)  # optional
             if release is not None:
                 release()
+            if not self._streams:
+                self._streams = {}
+            compact = getattr(self._session, "compact", None)  # optional
+            if compact is not None:
+                compact()
             return _RETIRED
         return _KEPT
 
@@ -886,7 +892,7 @@ class MuxConn(Generic[S, T]):
             return
         self._reader_retired = False
         self._activity += 1
-        self._reader = gevent.spawn(self._read_loop)
+        self._reader = Worker.spawn(self._read_loop)
 
     def _retire_writer(self) -> None:
         # runs in the hub, the writer switched out in its wait (see _retire_reader)
@@ -913,7 +919,7 @@ class MuxConn(Generic[S, T]):
         self._activity += 1
         wake = self._wake_writer = self._wake_event
         wake.set()
-        self._writer = gevent.spawn(self._write_loop)
+        self._writer = Worker.spawn(self._write_loop)
 
     # ------------------------------------------------------------------ termination
 

@@ -34,7 +34,7 @@ SIZES = (16 * KiB, 64 * KiB, 128 * KiB, 256 * KiB, 256 * KiB + 65537)
 #: Bytes the free lists may hold in all (the process-wide bound).
 DEFAULT_MAX_BYTES = 8 * 1024 * KiB
 #: What the free lists keep once connections have gone idle (see :meth:`BufferPool.shrink`).
-IDLE_MAX_BYTES = 1024 * KiB
+IDLE_MAX_BYTES = 256 * KiB
 
 
 class BufferSource(Protocol):

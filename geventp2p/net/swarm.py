@@ -55,7 +55,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
 import gevent
-from gevent.pool import Group
 
 from geventp2p.core import addr as _addr
 from geventp2p.core.event import Connectedness, EvtPeerConnectednessChanged
@@ -77,6 +76,7 @@ from geventp2p.exceptions import (
     TransportError,
 )
 from geventp2p.net._deadline import Deadline
+from geventp2p.net._workers import worker_group
 from geventp2p.net.addrutil import interface_addresses
 from geventp2p.net.bandwidth import BandwidthCounter
 from geventp2p.net.dial_worker import DialJob, DialSync
@@ -289,7 +289,7 @@ class Swarm:
             self.add_transport(t)
         self._backoff = DialBackoff(clock, base=config.backoff_base, coef=config.backoff_coef,
                                     max_backoff=config.backoff_max)
-        self.group = Group()
+        self.group = worker_group()
         self._dispatcher = Dispatcher(self.group.spawn, name=f"swarm {self.local_peer.short()}",
                                       warn_backlog=config.notify_warn_backlog,
                                       slow_threshold=config.slow_notifiee_threshold)

@@ -120,7 +120,10 @@ class SwarmConn(Connection):
 
         The stream's ``_watch`` fires once, so its scope is released once."""
         s.scope.done()
-        if self._streams.pop(s, 0) is None:
+        streams = self._streams
+        if streams.pop(s, 0) is None:
+            if not streams:  # an emptied dict keeps its grown table; a new one has none
+                self._streams = {}
             self.swarm._notify("closed_stream", s)
 
     def _forget_streams(self) -> None:

@@ -21,12 +21,13 @@ from typing import Callable, Optional
 
 import gevent
 import gevent.socket as gsocket
-from gevent.pool import Group, Pool
+from gevent.pool import Group
 from multiaddr import Multiaddr
 
 from geventp2p.core import addr as maddr
 from geventp2p.exceptions import ConfigError, MultiaddrError, P2PTimeoutError, TransportError
 from geventp2p.net._deadline import timeout_scope
+from geventp2p.net._workers import worker_group, worker_pool
 from geventp2p.net.rawconn import SocketConn, stop_handlers_of
 
 __all__ = ["TcpConfig", "TcpTransport", "TcpListener", "sockaddr_to_multiaddr"]
@@ -280,7 +281,7 @@ class TcpListener:
         self._handler = handler
         self._closed = False
         cfg = transport.config
-        self._handlers = Pool(cfg.max_handlers) if cfg.max_handlers else Group()
+        self._handlers = worker_pool(cfg.max_handlers) if cfg.max_handlers else worker_group()
         self.multiaddr = sockaddr_to_multiaddr(sock.getsockname(), sock.family)
         self.accept_errors = 0
         self._loop = gevent.spawn(self._accept_loop)

@@ -45,7 +45,7 @@ from typing import Any
 
 import gevent
 from gevent.event import AsyncResult
-from gevent.pool import Group, Pool
+from gevent.pool import Pool
 
 import geventp2p
 from geventp2p.config import IdentifyConfig
@@ -60,6 +60,7 @@ from geventp2p.core.event import (
 from geventp2p.core.peer import PeerId
 from geventp2p.core.record import Envelope, PeerRecord, seal_peer_record
 from geventp2p.exceptions import ConfigError, P2PError, ResourceLimitExceeded
+from geventp2p.net._workers import worker_group
 from geventp2p.host.basic import reserve_stream_memory, set_stream_protocol, set_stream_service
 from geventp2p.host.peerstore import (
     AGENT_VERSION,
@@ -145,7 +146,7 @@ class IdentifyService:
         self.debounce = float(cfg.debounce)
         self.signed_record_enabled = cfg.signed_record
         self.host: Any = None
-        self.group = Group()
+        self.group = worker_group()
         self._conns: dict[Any, _ConnState] = {}
         self._records: OrderedDict[PeerId, Envelope] = OrderedDict()
         self._own_record: Envelope | None = None

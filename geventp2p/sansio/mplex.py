@@ -360,6 +360,13 @@ class Session(StreamTable):
 
     # ------------------------------------------------------------------ output
 
+    def compact(self) -> None:
+        """Give back the storage of an emptied stream table (a dict keeps the table it
+        grew to; a new empty one has none).  The shell calls it when the connection
+        goes idle."""
+        if not self._streams:
+            self._streams = {}
+
     def data_to_send(self) -> bytes:
         """Drain and return every queued byte (b"" if none)."""
         if not self._out:

@@ -480,6 +480,13 @@ class Session(StreamTable):
     def stream_ids(self) -> list[int]:
         return list(self._streams)
 
+    def compact(self) -> None:
+        """Give back the storage of an emptied stream table (a dict keeps the table it
+        grew to; a new empty one has none).  The shell calls it when the connection
+        goes idle."""
+        if not self._streams:
+            self._streams = {}
+
     def send_window(self, stream_id: int) -> int:
         st = self._streams.get(stream_id)
         return st.window.send_window if st is not None else 0

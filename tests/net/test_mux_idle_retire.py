@@ -10,6 +10,7 @@ period to 50 ms and check that every path still works after a retirement.
 from __future__ import annotations
 
 import socket
+import sys
 
 import gevent
 import gevent.event
@@ -244,6 +245,11 @@ def test_hosts_keep_working_with_idle_connections(make_host):
         for c in (conn_a, conn_b):
             noise = c.muxed.conn
             assert noise._enc.cipher._aead is None and noise._dec.cipher._aead is None
+            # identify's and the echo's streams grew the stream tables; idle, they are new
+            empty = sys.getsizeof({})
+            assert sys.getsizeof(c.muxed._streams) == empty
+            assert sys.getsizeof(c.muxed._session._streams) == empty
+            assert sys.getsizeof(c._streams) == empty
         for x, y in ((b, a), (a, b)):
             s = x.new_stream(y.id, ECHO, timeout=10)
             s.write(b"z" * 50_000, timeout=10)

@@ -669,3 +669,22 @@ def test_a_trickled_partial_frame_times_out_even_with_streams_open():
 def test_timeouts_must_not_be_negative(field):
     with pytest.raises(ConfigError):
         MplexConfig(**{field: -1})
+
+
+def test_compact_gives_back_an_emptied_stream_table():
+    import sys
+
+    p = Pair()
+    sids = [p.a.open_stream() for _ in range(6)]
+    p.a_to_b()
+    grown = sys.getsizeof(p.a._streams)
+    assert grown > sys.getsizeof({})
+    p.a.compact()  # streams open: kept as they are
+    assert p.a.num_streams == 6
+    for sid in sids:
+        p.a.reset(sid)
+    assert p.a.num_streams == 0 and sys.getsizeof(p.a._streams) == grown
+    p.a.compact()
+    assert sys.getsizeof(p.a._streams) == sys.getsizeof({})
+    again = p.a.open_stream()
+    assert p.a.has_stream(again) and p.a.num_streams == 1

@@ -853,3 +853,25 @@ def test_control_backlog_counts_pongs_and_window_updates_not_data():
 def test_max_control_backlog_must_be_positive():
     with pytest.raises(ConfigError):
         YamuxConfig(max_control_backlog=0)
+
+
+def test_compact_gives_back_an_emptied_stream_table():
+    import sys
+
+    p = SessionPair()
+    sids = [p.client.open_stream() for _ in range(8)]
+    p.to_server()
+    grown = sys.getsizeof(p.client._streams)
+    assert grown > sys.getsizeof({})
+    p.client.compact()  # streams open: kept as they are
+    assert sorted(p.client.stream_ids()) == sorted(sids)
+    for sid in sids[1:]:
+        p.client.reset(sid)
+    p.client.compact()
+    assert p.client.stream_ids() == [sids[0]]
+    p.client.reset(sids[0])
+    assert p.client.stream_ids() == [] and sys.getsizeof(p.client._streams) == grown
+    p.client.compact()
+    assert sys.getsizeof(p.client._streams) == sys.getsizeof({})
+    again = p.client.open_stream()  # the table works as before
+    assert p.client.stream_ids() == [again]
