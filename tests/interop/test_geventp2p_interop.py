@@ -87,7 +87,13 @@ OP_TIMEOUT = 30.0  # gevent bound of one test's blocking work
 def _muxer(name: str) -> Any:
     if name == "yamux":
         return YamuxMuxer(YamuxConfig(max_inbound_streams=STREAM_LIMIT, accept_backlog=STREAM_LIMIT))
-    return MplexMuxer(MplexConfig(max_inbound_streams=STREAM_LIMIT, accept_backlog=STREAM_LIMIT))
+    # mplex has no ping: we end a connection whose peer sent nothing for read_timeout
+    # (45 s) while no stream is open.  py-libp2p sends nothing on an idle connection, and
+    # on a busy machine this module runs longer than that between its first connections
+    # and test_connections_survive_peer_keepalive; the timeout has tests of its own
+    # (tests/hostile, tests/sansio/test_mplex.py).
+    return MplexMuxer(MplexConfig(max_inbound_streams=STREAM_LIMIT, accept_backlog=STREAM_LIMIT,
+                                  read_timeout=600.0))
 
 
 def _open_sockets() -> set[str]:
@@ -422,7 +428,8 @@ def test_connections_survive_peer_keepalive(world):
     for (kind, muxer), conn in sorted(world.first_conn.items()):
         h = world.hosts[muxer]
         pid = conn.remote_peer
-        assert not conn.closed, f"{kind}/{muxer}: connection closed\n{world.peers[(kind, muxer)].stderr_tail()}"
+        assert not conn.closed, (f"{kind}/{muxer}: connection closed ({getattr(conn.muxed, 'error', None)!r})\n"
+                                 f"{world.peers[(kind, muxer)].stderr_tail()}")
         assert h.network.conns_to_peer(pid) == [conn], f"{kind}/{muxer}: connection was replaced"
         with gevent.Timeout(OP_TIMEOUT):
             assert len(list(ping(h, pid, count=1))) == 1
