@@ -200,11 +200,17 @@ def _wait_meshes(ps, r: Remote, topic: str, rid: PeerId, our_id: PeerId) -> None
     while rid not in ps.router.mesh_peers(topic):
         assert time.monotonic() < deadline, "the remote never joined our mesh"
         gevent.sleep(0.05)
+    _wait_in_their_mesh(r, topic, str(our_id), deadline)
+
+
+def _wait_in_their_mesh(r: Remote, topic: str, peer: str, deadline: float) -> None:
+    """Blocks until the remote's gossipsub mesh of ``topic`` holds ``peer`` (a peer ID string)."""
     while True:
         r.send(cmd="peers", topic=topic)
-        if str(our_id) in r.wait(lambda o: o.get("type") == "peers", "their mesh")["mesh"]:
+        mesh = r.wait(lambda o: o.get("type") == "peers", "their mesh")["mesh"]
+        if peer in mesh:
             return
-        assert time.monotonic() < deadline, "we never joined the remote's mesh"
+        assert time.monotonic() < deadline, f"{peer} never joined {r.name}'s mesh: {mesh}"
         gevent.sleep(0.1)
 
 
@@ -471,13 +477,7 @@ def test_two_cli_processes_and_a_js_peer(env, record_property):
         # loaded machine `make test-stress` lost it this way).  So wait for the mesh, then send
         # lines until js gets one.
         deadline = time.monotonic() + WAIT
-        while True:
-            js.send(cmd="peers", topic="cli")
-            mesh = js.wait(lambda o: o.get("type") == "peers", "js's mesh")["mesh"]
-            if ra.peer_id in mesh:
-                break
-            assert time.monotonic() < deadline, f"cli-a never joined js's mesh: {mesh}"
-            time.sleep(0.2)
+        _wait_in_their_mesh(js, "cli", ra.peer_id, deadline)
         for n in range(10_000):
             b.proc.stdin.write(f"hello from cli-b {n}\n".encode())
             b.proc.stdin.flush()
