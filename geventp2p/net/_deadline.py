@@ -69,13 +69,16 @@ class timeout_scope:
     Blocks the calling greenlet no longer than ``timeout`` seconds inside the block;
     on expiry raises :class:`P2PTimeoutError` ("<what> timed out after 5s").  With
     ``timeout=None`` the block is unbounded and the scope costs two attribute reads.
+    ``subject``, when given, is appended to ``what`` in that message ("dial /ip4/...");
+    it is only turned into text on expiry (a multiaddr's ``str()`` is not cheap).
     """
 
-    __slots__ = ("timeout", "what", "_timer")
+    __slots__ = ("timeout", "what", "subject", "_timer")
 
-    def __init__(self, timeout: Optional[float], what: str) -> None:
+    def __init__(self, timeout: Optional[float], what: str, subject: object = None) -> None:
         self.timeout = timeout
         self.what = what
+        self.subject = subject
         self._timer: Optional[gevent.Timeout] = None
 
     def __enter__(self) -> "timeout_scope":
@@ -96,5 +99,6 @@ class timeout_scope:
         self._timer = None
         timer.close()
         if exc is not None and exc is timer:
-            raise P2PTimeoutError(f"{self.what} timed out after {self.timeout:g}s") from None
+            what = self.what if self.subject is None else f"{self.what} {self.subject}"
+            raise P2PTimeoutError(f"{what} timed out after {self.timeout:g}s") from None
         return False

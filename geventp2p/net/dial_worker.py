@@ -318,7 +318,7 @@ class DialSync:
                 budget = min(per_addr, left)
                 cut_short = left < per_addr
                 try:
-                    with timeout_scope(budget, f"dial {addr}"):
+                    with timeout_scope(budget, "dial", addr):
                         raw = transport.dial(addr, timeout=budget)
                         owned, scope = scope, None  # the upgrade releases it on failure
                         conn = swarm.upgrader.upgrade_outbound(

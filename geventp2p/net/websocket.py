@@ -145,7 +145,7 @@ class WsTransport:
         raw = self._tcp.dial(tcp_ma, timeout=dl.left() if timeout is not None else None)
         try:
             hs_timeout = self.config.handshake_timeout if timeout is None else dl.left()
-            with timeout_scope(hs_timeout, f"websocket upgrade to {ma}"):
+            with timeout_scope(hs_timeout, "websocket upgrade to", ma):
                 return WsConn.open_client(raw, _host_header(host, port))
         except BaseException:
             raw.close()

@@ -371,3 +371,26 @@ def test_join_split_with_real_peer_id():
     assert t == A.parse("/ip4/127.0.0.1/tcp/4001") and PeerId.from_string(text) == peer
     assert A.join_p2p(m, peer) == m
     assert A.join_p2p(f"/ip4/127.0.0.1/tcp/4001/p2p/{peer.to_cid()}", peer) == m
+
+
+def test_components_cache_gives_equal_answers_and_still_refuses_bad_input():
+    text = "/ip4/10.1.2.3/tcp/4001"
+    first = A.components(text)
+    assert A.components(Multiaddr(text)) == first  # a hit: same components
+    assert [c.value for c in first] == ["10.1.2.3", "4001"]
+    for _ in range(A._COMPONENTS_CACHE_MAX + 5):  # past the bound: cleared, never unbounded
+        A.components(f"/ip4/10.0.0.1/tcp/{_ + 1}")
+    assert len(A._COMPONENTS_CACHE) <= A._COMPONENTS_CACHE_MAX
+    with pytest.raises(MultiaddrError):
+        A.components(b"\x04\x01\x02")  # truncated ip4 value
+    with pytest.raises(MultiaddrError):
+        A.components(b"\x04\x01\x02")  # and again: errors are not cached as answers
+
+
+def test_socket_addresses_become_multiaddrs():
+    from geventp2p.net.tcp import sockaddr_to_multiaddr
+
+    assert str(sockaddr_to_multiaddr(("127.0.0.1", 4001), socket.AF_INET)) == "/ip4/127.0.0.1/tcp/4001"
+    six = sockaddr_to_multiaddr(("fe80::1%eth0", 9, 0, 2), socket.AF_INET6)
+    assert six == Multiaddr("/ip6/fe80::1/tcp/9")  # the zone is not part of /ip6
+    assert sockaddr_to_multiaddr(("not-an-ip", 1), socket.AF_INET) is None

@@ -17,6 +17,17 @@ def test_remote_ip_forms():
     assert remote_ip("/memory/3") is None
 
 
+def test_remote_ip_of_multiaddr_objects():
+    # the swarm passes Multiaddr objects, read in binary form: same answers as text
+    from multiaddr import Multiaddr
+
+    assert remote_ip(Multiaddr("/ip4/1.2.3.4/tcp/5")) == ip("1.2.3.4")
+    assert remote_ip(Multiaddr("/ip6/2001:db8::7/udp/5/quic-v1")) == ip("2001:db8::7")
+    assert remote_ip(Multiaddr("/ip6zone/eth0/ip6/fe80::1/tcp/5")) is None  # as for the text form
+    assert remote_ip(Multiaddr("/dns4/example.com/tcp/1")) is None
+    assert remote_ip(Multiaddr("/ip4/1.2.3.4/tcp/5")).is_loopback is False
+
+
 def test_eight_per_ipv4_address_others_unaffected():
     lim = ConnLimiter()
     a, b = ip("192.0.2.1"), ip("192.0.2.2")

@@ -69,6 +69,16 @@ def remote_ip(endpoint: Any) -> Optional[_IP]:
     if isinstance(endpoint, tuple) and endpoint:
         text = str(endpoint[0])
     else:
+        # Binary form first: the multiaddr package's str() costs tens of microseconds,
+        # and this runs once per connection.
+        to_bytes = getattr(endpoint, "to_bytes", None)
+        if to_bytes is not None:
+            raw = to_bytes()
+            if raw[:1] == b"\x04" and len(raw) >= 5:  # ip4 (multiaddr code 0x04)
+                return ipaddress.IPv4Address(raw[1:5])
+            if raw[:1] == b"\x29" and len(raw) >= 17:  # ip6 (0x29)
+                return ipaddress.IPv6Address(raw[1:17])
+            return None
         parts = [p for p in str(endpoint).split("/") if p]
         if len(parts) < 2 or parts[0] not in ("ip4", "ip6"):
             return None
