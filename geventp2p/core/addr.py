@@ -270,6 +270,32 @@ def _normalise_text(text: str) -> str:
     return "/" + "/".join(parts)
 
 
+# Decoding goes through the multiaddr package's codecs: ~12 us to read a text address,
+# ~50 us to walk an /ip4/tcp/p2p one, and the same few addresses are parsed on every
+# dial and accept.  Validated results are kept by binary form and by text (Multiaddr
+# objects are immutable); each cache is cleared when it reaches _CACHE_MAX entries.
+# Errors are not cached.
+_CACHE_MAX = 512
+_WALK_CACHE: dict[bytes, tuple[tuple[Component, ...], bool]] = {}
+_TEXT_CACHE: dict[str, Multiaddr] = {}
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+
+
+def _walk_cached(buf: bytes) -> tuple[tuple[Component, ...], bool]:
+    """:func:`_walk` of ``buf`` (components as a tuple, changed), memoised."""
+    hit = _WALK_CACHE.get(buf)
+    if hit is None:
+        comps, changed = _walk(buf)
+        hit = (tuple(comps), changed)
+        _remember(_WALK_CACHE, buf, hit)
+    return hit
+
+
 def parse(ma: MultiaddrLike) -> Multiaddr:
     """Return a validated ``Multiaddr`` from text, binary form or a ``Multiaddr``.
 
@@ -277,24 +303,29 @@ def parse(ma: MultiaddrLike) -> Multiaddr:
     and ``TypeError`` for other argument types.
     """
     if isinstance(ma, Multiaddr):
-        buf = ma.to_bytes()
+        buf = bytes(ma.to_bytes())
         try:
-            comps, changed = _walk(buf)
+            comps, changed = _walk_cached(buf)
         except MultiaddrError as exc:
             raise MultiaddrError(f"invalid multiaddr {buf.hex()}: {exc}") from None
         return _from_components(comps) if changed else ma
     if isinstance(ma, str):
+        hit = _TEXT_CACHE.get(ma)
+        if hit is not None:
+            return hit
         norm = _normalise_text(ma)
         try:
-            buf = Multiaddr(norm).to_bytes()
+            buf = bytes(Multiaddr(norm).to_bytes())
         except Exception as exc:  # the package raises assorted ValueError/Error types
             msg = getattr(exc, "message", None) or str(exc)
             raise MultiaddrError(f"invalid multiaddr {ma!r}: {msg}") from exc
         try:
-            comps, changed = _walk(buf)
+            comps, changed = _walk_cached(buf)
         except MultiaddrError as exc:
             raise MultiaddrError(f"invalid multiaddr {ma!r}: {exc}") from None
-        return _from_components(comps) if changed else Multiaddr(buf)
+        hit = _from_components(comps) if changed else Multiaddr(buf)
+        _remember(_TEXT_CACHE, ma, hit)
+        return hit
     if isinstance(ma, (bytes, bytearray, memoryview)):
         return from_bytes(ma)
     raise TypeError(f"expected a Multiaddr, str or bytes, got {type(ma).__name__}")
@@ -306,7 +337,7 @@ def from_bytes(data: bytes | bytearray | memoryview) -> Multiaddr:
     (https://github.com/multiformats/multiaddr#encoding)."""
     buf = bytes(data)
     try:
-        comps, changed = _walk(buf)
+        comps, changed = _walk_cached(buf)
     except MultiaddrError as exc:
         shown = buf[:64].hex() + ("..." if len(buf) > 64 else "")
         raise MultiaddrError(f"invalid binary multiaddr {shown}: {exc}") from None
@@ -318,26 +349,13 @@ def to_bytes(ma: MultiaddrLike) -> bytes:
     return bytes(parse(ma).to_bytes())
 
 
-# Decoded components by binary form.  Decoding goes through the multiaddr package's
-# codecs (~50 us for an /ip4/tcp/p2p address) and the same few addresses are decoded
-# on every dial and accept; a hit costs a dict lookup.  Cleared when full.
-_COMPONENTS_CACHE: dict[bytes, tuple[Component, ...]] = {}
-_COMPONENTS_CACHE_MAX = 512
-
-
 def components(ma: MultiaddrLike) -> tuple[Component, ...]:
     """The decoded components of ``ma`` (validated)."""
     buf = bytes((ma if isinstance(ma, Multiaddr) else parse(ma)).to_bytes())
-    comps = _COMPONENTS_CACHE.get(buf)
-    if comps is None:
-        try:
-            comps = tuple(_walk(buf)[0])
-        except MultiaddrError as exc:
-            raise MultiaddrError(f"invalid multiaddr {buf.hex()}: {exc}") from None
-        if len(_COMPONENTS_CACHE) >= _COMPONENTS_CACHE_MAX:
-            _COMPONENTS_CACHE.clear()
-        _COMPONENTS_CACHE[buf] = comps
-    return comps
+    try:
+        return _walk_cached(buf)[0]
+    except MultiaddrError as exc:
+        raise MultiaddrError(f"invalid multiaddr {buf.hex()}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- /p2p

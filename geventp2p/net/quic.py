@@ -163,9 +163,17 @@ def quic_parts(ma: Any) -> tuple[str, int, int]:
     return comps[0].value or "", int(comps[1].value or 0), family
 
 
+# Binary multiaddr codes: ip4 0x04, ip6 0x29, udp 0x0111 and quic-v1 0x01cd as uvarints.
+_MA_IP4, _MA_IP6, _MA_UDP, _MA_QUIC_V1 = b"\x04", b"\x29", b"\x91\x02", b"\xcd\x03"
+
+
 def _multiaddr(sockaddr: tuple[Any, ...], family: int) -> Any:
-    proto = "ip4" if family == socket.AF_INET else "ip6"
-    return maddr.parse(f"/{proto}/{sockaddr[0]}/udp/{sockaddr[1]}/quic-v1")
+    """``/ip4|ip6/<ip>/udp/<port>/quic-v1`` for a socket address, built in binary form
+    (twice per connection; parsing the text form costs ~60 us, validating ~100 us)."""
+    host = str(sockaddr[0]).split("%", 1)[0]
+    code = _MA_IP4 if family == socket.AF_INET else _MA_IP6
+    return maddr.Multiaddr(code + socket.inet_pton(family, host) + _MA_UDP
+                           + int(sockaddr[1]).to_bytes(2, "big") + _MA_QUIC_V1)
 
 
 # --------------------------------------------------------------------------- UDP endpoint

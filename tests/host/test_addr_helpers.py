@@ -378,9 +378,9 @@ def test_components_cache_gives_equal_answers_and_still_refuses_bad_input():
     first = A.components(text)
     assert A.components(Multiaddr(text)) == first  # a hit: same components
     assert [c.value for c in first] == ["10.1.2.3", "4001"]
-    for _ in range(A._COMPONENTS_CACHE_MAX + 5):  # past the bound: cleared, never unbounded
+    for _ in range(A._CACHE_MAX + 5):  # past the bound: cleared, never unbounded
         A.components(f"/ip4/10.0.0.1/tcp/{_ + 1}")
-    assert len(A._COMPONENTS_CACHE) <= A._COMPONENTS_CACHE_MAX
+    assert len(A._WALK_CACHE) <= A._CACHE_MAX
     with pytest.raises(MultiaddrError):
         A.components(b"\x04\x01\x02")  # truncated ip4 value
     with pytest.raises(MultiaddrError):
@@ -394,3 +394,18 @@ def test_socket_addresses_become_multiaddrs():
     six = sockaddr_to_multiaddr(("fe80::1%eth0", 9, 0, 2), socket.AF_INET6)
     assert six == Multiaddr("/ip6/fe80::1/tcp/9")  # the zone is not part of /ip6
     assert sockaddr_to_multiaddr(("not-an-ip", 1), socket.AF_INET) is None
+
+
+def test_parse_cache_returns_validated_answers_and_never_caches_errors():
+    text = "/ip4/10.9.8.7/tcp/1/ipfs/QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N"
+    first = A.parse(text)
+    again = A.parse(text)  # from the text cache
+    assert again == first and str(again).split("/")[5] == "p2p"  # /ipfs/ rewritten both times
+    assert A.parse(Multiaddr(str(first))) == first
+    for bad in ("/ip4/300.1.1.1/tcp/1", "/ip4/1.2.3.4/tcp"):
+        for _ in range(2):
+            with pytest.raises(MultiaddrError):
+                A.parse(bad)
+    for i in range(A._CACHE_MAX + 5):
+        A.parse(f"/ip4/10.0.0.2/udp/{i + 1}")
+    assert len(A._TEXT_CACHE) <= A._CACHE_MAX and len(A._WALK_CACHE) <= A._CACHE_MAX

@@ -183,3 +183,29 @@ def test_gro_buffer_from_a_new_address_starts_one_connection():
     finally:
         ep.close()
         gevent.sleep(0)
+
+
+@pytest.mark.parametrize("sockaddr, family, text", [
+    (("127.0.0.1", 4001), socket.AF_INET, "/ip4/127.0.0.1/udp/4001/quic-v1"),
+    (("::1", 65535, 0, 0), socket.AF_INET6, "/ip6/::1/udp/65535/quic-v1"),
+    (("fe80::1%eth0", 9, 0, 2), socket.AF_INET6, "/ip6/fe80::1/udp/9/quic-v1"),  # zone dropped
+])
+def test_socket_address_multiaddr_is_quic_v1(sockaddr, family, text):
+    # built in binary form: the same address as parsing the text (not draft-29 /quic)
+    from geventp2p.core import addr as maddr
+
+    ma = quic_mod._multiaddr(sockaddr, family)
+    assert ma == maddr.parse(text)
+    assert str(ma) == text
+
+
+def test_aioquic_epochs_memo_gives_the_same_sets():
+    import aioquic.quic.connection as conn_mod
+    from aioquic import tls
+
+    import geventp2p.sansio._aioquic  # noqa: F401  (installs the memo)
+
+    assert hasattr(conn_mod.EPOCHS, "cache_info")
+    assert conn_mod.EPOCHS("IH01") == frozenset(
+        {tls.Epoch.INITIAL, tls.Epoch.HANDSHAKE, tls.Epoch.ZERO_RTT, tls.Epoch.ONE_RTT})
+    assert conn_mod.EPOCHS("1") is conn_mod.EPOCHS("1")  # computed once
