@@ -21,7 +21,7 @@ protocols.csv lists it as variable-size).
 from __future__ import annotations
 
 import ipaddress
-import socket  # address-family constants only
+import socket  # address-family constants and inet_pton
 from typing import Any, Iterable, NamedTuple, Union
 
 from multiaddr import Multiaddr
@@ -342,6 +342,21 @@ def from_bytes(data: bytes | bytearray | memoryview) -> Multiaddr:
         shown = buf[:64].hex() + ("..." if len(buf) > 64 else "")
         raise MultiaddrError(f"invalid binary multiaddr {shown}: {exc}") from None
     return _from_components(comps) if changed else Multiaddr(buf)
+
+
+def from_sockaddr(family: int, host: str, port: int, transport: int, *tail: int) -> Multiaddr:
+    """``/ip4|ip6/<host>/<transport>/<port>`` plus value-less ``tail`` protocols, built
+    directly in binary form (no text parse, no walk: ~2 us against ~12-100 us).
+
+    For socket addresses: ``host`` must be a numeric IP (an IPv6 ``%zone`` is dropped);
+    ``transport`` is :data:`P_TCP` or :data:`P_UDP`.  Raises ``OSError`` for a host that
+    is not an address of ``family``.
+    """
+    ip_code = P_IP4 if family == socket.AF_INET else P_IP6
+    buf = (_encode_uvarint(ip_code) + socket.inet_pton(family, host.split("%", 1)[0])
+           + _encode_uvarint(transport) + port.to_bytes(2, "big")
+           + b"".join(_encode_uvarint(code) for code in tail))
+    return Multiaddr(buf)
 
 
 def to_bytes(ma: MultiaddrLike) -> bytes:

@@ -91,16 +91,9 @@ def _local_addr(sockaddr, family) -> Optional[Multiaddr]:
 
 def sockaddr_to_multiaddr(sockaddr, family) -> Optional[Multiaddr]:
     """``/ip4/<ip>/tcp/<port>`` or ``/ip6/<ip>/tcp/<port>`` for a socket address."""
-    # Built in binary form (code 0x04 or 0x29, the address, 0x06 and the port): parsing
-    # the text form costs ~12 us in the multiaddr package, twice per connection.
     try:
-        if family == gsocket.AF_INET:
-            host, port = sockaddr[0], sockaddr[1]
-            return Multiaddr(b"\x04" + gsocket.inet_pton(family, host) + b"\x06" + port.to_bytes(2, "big"))
-        if family == gsocket.AF_INET6:
-            host, port = sockaddr[0], sockaddr[1]
-            host = host.split("%", 1)[0]
-            return Multiaddr(b"\x29" + gsocket.inet_pton(family, host) + b"\x06" + port.to_bytes(2, "big"))
+        if family in (gsocket.AF_INET, gsocket.AF_INET6):
+            return maddr.from_sockaddr(family, sockaddr[0], sockaddr[1], maddr.P_TCP)
     except Exception:  # pragma: no cover - odd platform address
         log.debug("cannot express %r as a multiaddr", sockaddr, exc_info=True)
     return None

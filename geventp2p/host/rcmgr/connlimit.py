@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
+from geventp2p.core.addr import P_IP4, P_IP6
+
 __all__ = [
     "NetworkPrefixLimit",
     "NetworkPrefixRate",
@@ -74,9 +76,10 @@ def remote_ip(endpoint: Any) -> Optional[_IP]:
         to_bytes = getattr(endpoint, "to_bytes", None)
         if to_bytes is not None:
             raw = to_bytes()
-            if raw[:1] == b"\x04" and len(raw) >= 5:  # ip4 (multiaddr code 0x04)
+            first = raw[0] if raw else None  # ip4 and ip6 codes are one-byte uvarints
+            if first == P_IP4 and len(raw) >= 5:
                 return ipaddress.IPv4Address(raw[1:5])
-            if raw[:1] == b"\x29" and len(raw) >= 17:  # ip6 (0x29)
+            if first == P_IP6 and len(raw) >= 17:
                 return ipaddress.IPv6Address(raw[1:17])
             return None
         parts = [p for p in str(endpoint).split("/") if p]
