@@ -82,6 +82,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--upload", type=int, default=None)
     p.add_argument("--download", type=int, default=None)
     p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument(
+        "--echo-read-first",
+        action="store_true",
+        help="echo/streams: read the whole echo back before half-closing (see echo_once)",
+    )
     return p.parse_args(argv)
 
 
@@ -267,19 +272,35 @@ async def scenario_identify(host, info) -> dict:
     }
 
 
-async def echo_once(host, peer_id, nbytes: int) -> float:
+async def echo_once(host, peer_id, nbytes: int, read_first: bool = False) -> float:
+    """Echo ``nbytes`` random bytes on a new stream; returns the seconds it took.
+
+    Default: write everything and half-close while a reader collects the echo until EOF.
+    ``read_first``: read exactly ``nbytes`` back, then close.  py-libp2p 0.8.1's QUIC
+    stream read() checks its buffer, yields, then checks its state, so once its own FIN
+    is sent it can raise on data that arrives together with the remote's FIN (losing
+    it); reading before half-closing means the remote never sends FIN during a read.
+    """
     payload = os.urandom(nbytes)
     t0 = time.perf_counter()
     stream = await host.new_stream(peer_id, [ECHO])
     received = bytearray()
 
     async def reader() -> None:
-        received.extend(await read_all(stream, limit=nbytes))
+        if not read_first:
+            received.extend(await read_all(stream, limit=nbytes))
+            return
+        while len(received) < nbytes:
+            data = await read_some(stream, min(CHUNK, nbytes - len(received)))
+            if not data:
+                break
+            received.extend(data)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(reader)
         await write_all(stream, payload)
-        await stream.close_write()
+        if not read_first:
+            await stream.close_write()
     await stream.close()
     if bytes(received) != payload:
         raise ValueError(f"echo mismatch: sent {nbytes} bytes, got {len(received)}")
@@ -314,7 +335,7 @@ async def run_scenario(host, opts: argparse.Namespace) -> dict:
     if opts.scenario == "identify":
         return await scenario_identify(host, info)
     if opts.scenario == "echo":
-        secs = await echo_once(host, info.peer_id, opts.bytes)
+        secs = await echo_once(host, info.peer_id, opts.bytes, opts.echo_read_first)
         return {"bytes": opts.bytes, "seconds": secs}
     if opts.scenario == "streams":
         errors: list[str] = []
@@ -322,7 +343,7 @@ async def run_scenario(host, opts: argparse.Namespace) -> dict:
 
         async def one() -> None:
             try:
-                await echo_once(host, info.peer_id, opts.bytes)
+                await echo_once(host, info.peer_id, opts.bytes, opts.echo_read_first)
             except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
 
