@@ -139,14 +139,57 @@ _unpack_int = struct.Struct("=i").unpack
 _SOCKET_BUFFER = 4 * 1024 * 1024
 
 
-def _udp_socket(family: int) -> Any:
-    """A gevent UDP socket with large send and receive buffers (best effort)."""
-    sock = gsocket.socket(family, socket.SOCK_DGRAM)
-    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+#: Set once the "buffers capped" warning was logged (one per process, as quic-go does).
+_warned_small_buffers = False
+#: Linux's privileged variants (CAP_NET_ADMIN) that may exceed rmem_max / wmem_max
+#: (socket(7); the stdlib does not name them: 33 and 32 in asm-generic/socket.h).
+_LINUX = sys.platform.startswith("linux")
+_FORCE_OPTS: dict[int, Optional[int]] = {
+    socket.SO_RCVBUF: getattr(socket, "SO_RCVBUFFORCE", 33 if _LINUX else None),
+    socket.SO_SNDBUF: getattr(socket, "SO_SNDBUFFORCE", 32 if _LINUX else None),
+}
+
+
+def _size_buffers(sock: Any, size: int = _SOCKET_BUFFER) -> dict[str, int]:
+    """Ask for ``size``-byte receive and send buffers on ``sock`` (best effort).
+
+    When the kernel caps a buffer below ``size`` (net.core.rmem_max / wmem_max; Linux's
+    default is about 208 KiB), the privileged ``SO_*BUFFORCE`` is tried, and if the
+    buffer is still short a warning naming the sysctls is logged once per process: QUIC
+    then loses datagrams in bursts and runs far slower.  Returns what the kernel granted
+    per option (as ``getsockopt`` reports it: Linux shows twice the usable size).
+    """
+    global _warned_small_buffers
+    granted: dict[str, int] = {}
+    for opt, name in ((socket.SO_RCVBUF, "receive"), (socket.SO_SNDBUF, "send")):
         try:
-            sock.setsockopt(socket.SOL_SOCKET, opt, _SOCKET_BUFFER)
-        except OSError:  # pragma: no cover - a platform refusing the size keeps its default
-            pass
+            sock.setsockopt(socket.SOL_SOCKET, opt, size)
+            got = sock.getsockopt(socket.SOL_SOCKET, opt)
+            force = _FORCE_OPTS.get(opt)
+            if got < size and force is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, force, size)
+                except OSError:  # not privileged: keep the capped size
+                    pass
+                else:
+                    got = sock.getsockopt(socket.SOL_SOCKET, opt)
+        except OSError:  # pragma: no cover - a platform refusing the option keeps its default
+            continue
+        granted[name] = got
+    short = [f"{name} {got // 1024} KiB" for name, got in granted.items() if got < size]
+    if short and not _warned_small_buffers:
+        _warned_small_buffers = True
+        log.warning("quic: UDP socket buffers below the %d KiB asked for (%s); QUIC will drop "
+                    "datagrams in bursts and run slowly.  Raise net.core.rmem_max and "
+                    "net.core.wmem_max to at least %d (sysctl -w).", size // 1024,
+                    ", ".join(short), size)
+    return granted
+
+
+def _udp_socket(family: int) -> Any:
+    """A gevent UDP socket with large send and receive buffers (``_size_buffers``)."""
+    sock = gsocket.socket(family, socket.SOCK_DGRAM)
+    _size_buffers(sock)
     return sock
 
 

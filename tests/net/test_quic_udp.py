@@ -209,3 +209,60 @@ def test_aioquic_epochs_memo_gives_the_same_sets():
     assert conn_mod.EPOCHS("IH01") == frozenset(
         {tls.Epoch.INITIAL, tls.Epoch.HANDSHAKE, tls.Epoch.ZERO_RTT, tls.Epoch.ONE_RTT})
     assert conn_mod.EPOCHS("1") is conn_mod.EPOCHS("1")  # computed once
+
+
+class _CappedSocket:
+    """A socket whose kernel caps buffers at ``cap`` and knows no privileged override
+    unless ``force_ok``."""
+
+    def __init__(self, cap: int, force_ok: bool = False) -> None:
+        self.cap = cap
+        self.force_ok = force_ok
+        self.sizes: dict[int, int] = {}
+
+    def setsockopt(self, level: int, opt: int, value: int) -> None:
+        forced = {v: k for k, v in quic_mod._FORCE_OPTS.items() if v is not None}
+        if opt in forced:
+            if not self.force_ok:
+                raise PermissionError(errno.EPERM, "not permitted")
+            self.sizes[forced[opt]] = value
+            return
+        self.sizes[opt] = min(value, self.cap)
+
+    def getsockopt(self, level: int, opt: int) -> int:
+        return self.sizes.get(opt, 0)
+
+
+def test_capped_socket_buffers_warn_once(monkeypatch, caplog):
+    monkeypatch.setattr(quic_mod, "_warned_small_buffers", False)
+    small = 208 * 1024
+    with caplog.at_level("WARNING", logger=quic_mod.__name__):
+        got = quic_mod._size_buffers(_CappedSocket(small))
+        quic_mod._size_buffers(_CappedSocket(small))
+    assert got == {"receive": small, "send": small}
+    warnings = [r for r in caplog.records if "rmem_max" in r.getMessage()]
+    assert len(warnings) == 1, caplog.text
+    assert "receive 208 KiB" in warnings[0].getMessage()
+
+
+def test_privileged_override_lifts_the_cap_without_a_warning(monkeypatch, caplog):
+    if not any(quic_mod._FORCE_OPTS.values()):
+        pytest.skip("no SO_RCVBUFFORCE on this platform")
+    monkeypatch.setattr(quic_mod, "_warned_small_buffers", False)
+    with caplog.at_level("WARNING", logger=quic_mod.__name__):
+        got = quic_mod._size_buffers(_CappedSocket(208 * 1024, force_ok=True))
+    assert got == {"receive": quic_mod._SOCKET_BUFFER, "send": quic_mod._SOCKET_BUFFER}
+    assert "rmem_max" not in caplog.text
+
+
+@pytest.mark.skipif(not LINUX, reason="Linux reports buffer sizes doubled")
+def test_a_real_socket_gets_its_buffers_or_says_why(monkeypatch, caplog):
+    monkeypatch.setattr(quic_mod, "_warned_small_buffers", False)
+    sock = gsocket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        with caplog.at_level("WARNING", logger=quic_mod.__name__):
+            got = quic_mod._size_buffers(sock)
+    finally:
+        sock.close()
+    full = all(v >= quic_mod._SOCKET_BUFFER for v in got.values())
+    assert full == ("rmem_max" not in caplog.text), (got, caplog.text)
