@@ -156,15 +156,16 @@ def _size_buffers(sock: Any, size: int = _SOCKET_BUFFER) -> dict[str, int]:
     When the kernel caps a buffer below ``size`` (net.core.rmem_max / wmem_max; Linux's
     default is about 208 KiB), the privileged ``SO_*BUFFORCE`` is tried, and if the
     buffer is still short a warning naming the sysctls is logged once per process: QUIC
-    then loses datagrams in bursts and runs far slower.  Returns what the kernel granted
-    per option (as ``getsockopt`` reports it: Linux shows twice the usable size).
+    then loses datagrams in bursts and runs far slower.  Returns the size granted per
+    direction (Linux's ``getsockopt`` reports twice the size set, for its bookkeeping;
+    that is halved here).
     """
     global _warned_small_buffers
     granted: dict[str, int] = {}
     for opt, name in ((socket.SO_RCVBUF, "receive"), (socket.SO_SNDBUF, "send")):
         try:
             sock.setsockopt(socket.SOL_SOCKET, opt, size)
-            got = sock.getsockopt(socket.SOL_SOCKET, opt)
+            got = _granted(sock, opt)
             force = _FORCE_OPTS.get(opt)
             if got < size and force is not None:
                 try:
@@ -172,7 +173,7 @@ def _size_buffers(sock: Any, size: int = _SOCKET_BUFFER) -> dict[str, int]:
                 except OSError:  # not privileged: keep the capped size
                     pass
                 else:
-                    got = sock.getsockopt(socket.SOL_SOCKET, opt)
+                    got = _granted(sock, opt)
         except OSError:  # pragma: no cover - a platform refusing the option keeps its default
             continue
         granted[name] = got
@@ -184,6 +185,11 @@ def _size_buffers(sock: Any, size: int = _SOCKET_BUFFER) -> dict[str, int]:
                     "net.core.wmem_max to at least %d (sysctl -w).", size // 1024,
                     ", ".join(short), size)
     return granted
+
+
+def _granted(sock: Any, opt: int) -> int:
+    got: int = sock.getsockopt(socket.SOL_SOCKET, opt)
+    return got // 2 if _LINUX else got
 
 
 def _udp_socket(family: int) -> Any:
