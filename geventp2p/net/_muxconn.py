@@ -57,7 +57,7 @@ import gevent
 from gevent import get_hub
 from gevent.event import Event
 
-from geventp2p.core.rcmgr import NULL_SCOPE, ResourceScope
+from geventp2p.core.rcmgr import ResourceScope
 from geventp2p.exceptions import ConnectionClosedError, P2PError, P2PTimeoutError, StreamResetError
 from geventp2p.net._deadline import Deadline, timeout_scope
 from geventp2p.net._workers import Worker

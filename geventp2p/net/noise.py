@@ -31,7 +31,7 @@ from geventp2p.exceptions import SecurityError, TransportError
 from geventp2p.net._deadline import timeout_scope
 from geventp2p.net.bufpool import POOL
 from geventp2p.net.rawconn import Buffer
-from geventp2p.net.rawconn import RawConn as _RawConnBase
+from geventp2p.net.rawconn import SecuredConn, close_quietly
 from geventp2p.sansio.noise import RECV_SIZE, FrameDecryptor, FrameEncryptor, Handshake, HandshakeResult
 
 __all__ = ["NoiseTransport", "NoiseConn", "PROTOCOL_ID", "RECV_SIZE"]
@@ -82,21 +82,14 @@ class NoiseTransport:
                         hs.receive_eof()
                     hs.receive_data(data)
         except BaseException:
-            _close_quietly(raw)
+            close_quietly(raw)
             raise
         conn = NoiseConn(raw, hs.result, self.local_peer, hs.unused_data)
         log.debug("noise handshake done with %s (initiator %s, early muxer %s)", conn.remote_peer, initiator, conn.early_muxer)
         return conn
 
 
-def _close_quietly(raw: RawConn) -> None:
-    try:
-        raw.close()
-    except Exception:  # pragma: no cover - close errors are not actionable
-        log.debug("error closing raw connection", exc_info=True)
-
-
-class NoiseConn(_RawConnBase):
+class NoiseConn(SecuredConn):
     """A RawConn carried in Noise transport frames (the result of a handshake): a SecureConn.
 
     Beyond RawConn: ``local_peer``, ``remote_peer``, ``remote_public_key``,
@@ -111,29 +104,13 @@ class NoiseConn(_RawConnBase):
 
     def __init__(self, raw: RawConn, result: HandshakeResult, local_peer: PeerId,
                  received: bytes = b"") -> None:
-        super().__init__()
-        self._raw = raw
+        super().__init__(raw, local_peer, result.remote_peer, result.remote_public_key, result.early_muxer)
         self._enc = FrameEncryptor(result.send_cipher)
         self._dec = FrameDecryptor(result.recv_cipher, pool=POOL)  # a buffer only while reading
         if received:
             self._dec.receive_data(received)
         self._wlock = Semaphore()  # one writer at a time: nonce order is wire order
-        self.local_peer = local_peer
-        self.remote_peer = result.remote_peer
-        self.remote_public_key = result.remote_public_key
-        self.early_muxer = result.early_muxer
         self.handshake_hash = result.handshake_hash
-        self.local_addr = raw.local_addr
-        self.remote_addr = raw.remote_addr
-        self.is_initiator = raw.is_initiator
-
-    @property
-    def raw(self) -> RawConn:
-        return self._raw  # the ciphertext connection
-
-    @property
-    def closed(self) -> bool:
-        return self._closed or self._raw.closed
 
     # A frame that fails authentication (SecurityError) closes the connection.
 
@@ -274,7 +251,7 @@ class NoiseConn(_RawConnBase):
 
     def _close_raw(self) -> None:
         self._dec.release()  # (a reader blocked in readinto keeps its view until it returns)
-        _close_quietly(self._raw)
+        super()._close_raw()
 
     def close_write(self) -> None:
         """Half-close the underlying transport (TCP FIN); a pending negotiation prefix goes first."""

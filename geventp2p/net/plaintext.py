@@ -25,7 +25,7 @@ from geventp2p.exceptions import (
 )
 from geventp2p.net._deadline import timeout_scope
 from geventp2p.net.rawconn import DEFAULT_READ_SIZE, Buffer
-from geventp2p.net.rawconn import RawConn as _RawConnBase
+from geventp2p.net.rawconn import SecuredConn
 
 if TYPE_CHECKING:
     from geventp2p.core.peer import PeerId
@@ -146,7 +146,7 @@ class PlaintextTransport:
             buf += data
 
 
-class PlaintextConn(_RawConnBase):
+class PlaintextConn(SecuredConn):
     """The RawConn after a plaintext exchange: bytes pass through unchanged (a SecureConn).
 
     Extra attributes: ``local_peer``, ``remote_peer``, ``remote_public_key``,
@@ -154,27 +154,10 @@ class PlaintextConn(_RawConnBase):
     """
 
     security_protocol = PROTOCOL_ID
-    early_muxer: Optional[str] = None
 
     def __init__(self, raw: RawConn, local_peer: "PeerId", remote_peer: "PeerId",
                  remote_public_key: "PublicKey") -> None:
-        super().__init__()
-        self._raw = raw
-        self.local_peer = local_peer
-        self.remote_peer = remote_peer
-        self.remote_public_key = remote_public_key
-        self.local_addr = raw.local_addr
-        self.remote_addr = raw.remote_addr
-        self.is_initiator = raw.is_initiator
-
-    @property
-    def raw(self) -> RawConn:
-        """The underlying transport connection."""
-        return self._raw
-
-    @property
-    def closed(self) -> bool:
-        return self._closed or self._raw.closed
+        super().__init__(raw, local_peer, remote_peer, remote_public_key)
 
     def read(self, n: int = DEFAULT_READ_SIZE, timeout: Optional[float] = None) -> bytes:
         """Blocks the calling greenlet until 1..n bytes arrive; b"" at EOF."""
@@ -217,6 +200,3 @@ class PlaintextConn(_RawConnBase):
         if self._prefix and not self._closed:
             self._flush_prefix()
         self._raw.close_write()
-
-    def _close_raw(self) -> None:
-        self._raw.close()

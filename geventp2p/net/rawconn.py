@@ -33,6 +33,10 @@ that overrides ``read``/``readinto``/``write``/``writev``/``close_write`` honour
 ``_pending`` the same way (``NoiseConn`` and ``PlaintextConn`` do, so a protocol
 can be proposed lazily inside a secured connection too).
 
+``SecuredConn`` is the base of what a security handshake returns (Noise, TLS,
+plaintext): a RawConn over the transport's RawConn, carrying the identity the
+handshake proved.
+
 ``SocketConn`` wraps a ``gevent.socket.socket`` (a stdlib socket is converted),
 so it works with and without ``gevent.monkey.patch_all()``.
 """
@@ -57,7 +61,12 @@ from geventp2p.net._deadline import Deadline, timeout_scope
 if TYPE_CHECKING:
     from multiaddr import Multiaddr  # type: ignore[import-untyped, unused-ignore]
 
-__all__ = ["RawConn", "SocketConn", "PendingEcho", "DEFAULT_READ_SIZE", "stop_handlers_of"]
+    from geventp2p.core.peer import PeerId
+    from geventp2p.core.transport import RawConn as AnyRawConn
+    from geventp2p.crypto.keys import PublicKey
+
+__all__ = ["RawConn", "SecuredConn", "SocketConn", "PendingEcho", "DEFAULT_READ_SIZE", "close_quietly",
+           "stop_handlers_of"]
 
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -328,6 +337,53 @@ class RawConn:
         state = "closed" if self._closed else "open"
         role = "initiator" if self.is_initiator else "responder"
         return f"<{type(self).__name__} {self.local_addr} <-> {self.remote_addr} {role} {state}>"
+
+
+def close_quietly(raw: "AnyRawConn") -> None:
+    """Close ``raw``, logging (not raising) an error: for cleanup paths where the
+    connection is being abandoned and a close error is not actionable."""
+    try:
+        raw.close()
+    except Exception:  # pragma: no cover - close errors are not actionable
+        log.debug("error closing %r", raw, exc_info=True)
+
+
+class SecuredConn(RawConn):
+    """A RawConn carried over another one, the result of a security handshake.
+
+    ``raw`` is the transport-side connection (ciphertext for Noise and TLS); the
+    addresses and role are its own.  ``local_peer``, ``remote_peer``,
+    ``remote_public_key`` and ``early_muxer`` (a muxer agreed inside the handshake, or
+    None) are what the handshake established; a subclass sets ``security_protocol``.
+    The connection counts as closed once either it or ``raw`` is; closing it closes
+    ``raw``.
+    """
+
+    security_protocol: str = ""
+
+    def __init__(self, raw: "AnyRawConn", local_peer: "PeerId", remote_peer: "PeerId",
+                 remote_public_key: "PublicKey", early_muxer: Optional[str] = None) -> None:
+        super().__init__()
+        self._raw = raw
+        self.local_peer = local_peer
+        self.remote_peer = remote_peer
+        self.remote_public_key = remote_public_key
+        self.early_muxer = early_muxer
+        self.local_addr = raw.local_addr
+        self.remote_addr = raw.remote_addr
+        self.is_initiator = raw.is_initiator
+
+    @property
+    def raw(self) -> "AnyRawConn":
+        """The transport-side connection."""
+        return self._raw
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._raw.closed
+
+    def _close_raw(self) -> None:
+        close_quietly(self._raw)
 
 
 def _as_gevent_socket(sock: Any) -> Any:

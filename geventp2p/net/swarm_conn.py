@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Callable
 
 from geventp2p.core.mux import Direction, MuxedConn
 from geventp2p.core.rcmgr import NULL_SCOPE
-from geventp2p.exceptions import ConnectionClosedError, P2PError, ResourceLimitExceeded, StreamError
+from geventp2p.exceptions import ConnectionClosedError, ResourceLimitExceeded, StreamError
 from geventp2p.net.stream import Stream
 from geventp2p.net.upgrader import Connection
 

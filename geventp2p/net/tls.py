@@ -21,7 +21,7 @@ from geventp2p.crypto.keys import PrivateKey
 from geventp2p.exceptions import SecurityError, TransportError
 from geventp2p.net._deadline import timeout_scope
 from geventp2p.net.rawconn import Buffer
-from geventp2p.net.rawconn import RawConn as _RawConnBase
+from geventp2p.net.rawconn import SecuredConn, close_quietly
 from geventp2p.sansio.tls import PROTOCOL_ID, TlsConfig, TlsSession
 
 __all__ = ["TlsTransport", "TlsConn", "TlsConfig", "PROTOCOL_ID"]
@@ -66,7 +66,7 @@ class TlsTransport:
                                      expected_remote_peer=remote_peer, config=self.config)
                 conn = self._drive(raw, session)
         except BaseException:
-            _close_quietly(raw)
+            close_quietly(raw)
             raise
         log.debug("tls handshake done with %s (initiator %s, early muxer %s)", conn.remote_peer, initiator,
                   conn.early_muxer)
@@ -92,14 +92,7 @@ class TlsTransport:
         return TlsConn(raw, session, self.local_peer)
 
 
-def _close_quietly(raw: RawConn) -> None:
-    try:
-        raw.close()
-    except Exception:  # pragma: no cover - close errors are not actionable
-        log.debug("error closing raw connection", exc_info=True)
-
-
-class TlsConn(_RawConnBase):
+class TlsConn(SecuredConn):
     """A RawConn carried in TLS 1.3 records (the result of a handshake): a SecureConn.
 
     Beyond RawConn: ``local_peer``, ``remote_peer``, ``remote_public_key``,
@@ -111,26 +104,10 @@ class TlsConn(_RawConnBase):
     security_protocol = PROTOCOL_ID
 
     def __init__(self, raw: RawConn, session: TlsSession, local_peer: PeerId) -> None:
-        super().__init__()
         assert session.remote_peer is not None and session.remote_public_key is not None
-        self._raw = raw
+        super().__init__(raw, local_peer, session.remote_peer, session.remote_public_key, session.early_muxer)
         self._session = session
         self._wlock = Semaphore()  # one writer at a time: records go out in order
-        self.local_peer = local_peer
-        self.remote_peer = session.remote_peer
-        self.remote_public_key = session.remote_public_key
-        self.early_muxer = session.early_muxer
-        self.local_addr = raw.local_addr
-        self.remote_addr = raw.remote_addr
-        self.is_initiator = raw.is_initiator
-
-    @property
-    def raw(self) -> RawConn:
-        return self._raw  # the ciphertext connection
-
-    @property
-    def closed(self) -> bool:
-        return self._closed or self._raw.closed
 
     # ------------------------------------------------------------------ reading
 
@@ -227,9 +204,6 @@ class TlsConn(_RawConnBase):
         close_write = getattr(self._raw, "close_write", None)
         if close_write is not None:
             close_write()
-
-    def _close_raw(self) -> None:
-        _close_quietly(self._raw)
 
     def __repr__(self) -> str:
         return f"<TlsConn {self.remote_peer} {self.remote_addr} {'closed' if self.closed else 'open'}>"

@@ -39,7 +39,6 @@ from geventp2p.exceptions import (
 
 __all__ = [
     "PROTOCOL_ID",
-    "HEADER",
     "NA",
     "LS",
     "SIMULTANEOUS_CONNECT",
