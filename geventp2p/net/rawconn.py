@@ -1,7 +1,7 @@
 """The byte pipe every layer above the transport reads and writes.
 
 ``RawConn`` is the small blocking interface shared by TCP sockets, the in-process
-memory pipes and secured connections (Noise, plaintext)::
+memory pipes and secured connections (Noise, TLS, plaintext)::
 
     read(n=65536, timeout=None) -> bytes   # 1..n bytes, b"" at EOF
     readinto(buf, timeout=None) -> int     # the same into a caller buffer, 0 at EOF
