@@ -25,7 +25,7 @@ from geventp2p.exceptions import (
 )
 from geventp2p.net._deadline import timeout_scope
 from geventp2p.net.rawconn import DEFAULT_READ_SIZE, Buffer
-from geventp2p.net.rawconn import SecuredConn
+from geventp2p.net.rawconn import SecuredConn, close_quietly
 
 if TYPE_CHECKING:
     from geventp2p.core.peer import PeerId
@@ -119,10 +119,7 @@ class PlaintextTransport:
             if expected is not None and peer_id != expected:
                 raise PeerIdMismatchError(expected, peer_id)
         except BaseException:
-            try:
-                raw.close()
-            except Exception:  # pragma: no cover
-                log.debug("error closing raw connection", exc_info=True)
+            close_quietly(raw)
             raise
         log.debug("plaintext exchange done with %s", peer_id)
         return PlaintextConn(raw, self.local_peer, peer_id, public_key)
